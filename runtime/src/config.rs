@@ -1,0 +1,321 @@
+//! `config.json` as HF transformers writes it for `model_type: "lfm2"`, turned into the
+//! sizes the runtime needs. Defaults and derived sizes follow `Lfm2Config` exactly, so a
+//! checkpoint that loads in transformers loads here unchanged.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The operator of one decoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Gated short convolution (LIV conv).
+    Conv,
+    /// Grouped-query attention with RoPE and per-head q/k RMSNorm.
+    Attention,
+}
+
+/// The fields of HF's `config.json` we read. Older LFM2 configs spell some keys
+/// differently (`block_ff_dim`, `tie_embedding`, `theta`, `full_attn_idxs`).
+#[derive(Deserialize)]
+struct HfConfig {
+    model_type: Option<String>,
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    block_ff_dim: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    num_key_value_heads: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    norm_eps: Option<f64>,
+    conv_bias: Option<bool>,
+    #[serde(rename = "conv_L_cache")]
+    conv_l_cache: Option<usize>,
+    block_multiple_of: Option<usize>,
+    // `Some(None)` is an explicit `null`: the multiplier is skipped, as in transformers.
+    #[serde(default, deserialize_with = "explicit_null")]
+    block_ffn_dim_multiplier: Option<Option<f64>>,
+    block_auto_adjust_ff_dim: Option<bool>,
+    full_attn_idxs: Option<Vec<usize>>,
+    layer_types: Option<Vec<String>>,
+    rope_parameters: Option<Value>,
+    rope_theta: Option<f64>,
+    theta: Option<f64>,
+    tie_word_embeddings: Option<bool>,
+    tie_embedding: Option<bool>,
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<Value>,
+}
+
+fn explicit_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
+/// Everything the runtime needs to know about a model's shapes.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    /// Feed-forward width after transformers' auto-adjust rule.
+    pub ff_size: usize,
+    pub layers: Vec<LayerKind>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub norm_eps: f32,
+    pub rope_theta: f32,
+    /// Kernel length of the causal depthwise convolution (`conv_L_cache`).
+    pub conv_l_cache: usize,
+    /// Whether in_proj, the convolution and out_proj carry biases.
+    pub conv_bias: bool,
+    pub tie_word_embeddings: bool,
+    pub max_position_embeddings: usize,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Reads and validates `<dir>/config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text).map_err(|message| Error::config(path, message))
+    }
+
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let hf: HfConfig = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        match hf.model_type.as_deref() {
+            Some("lfm2") => {}
+            Some(other) => {
+                return Err(format!(
+                    "model_type {other:?} is not supported (this runtime reads \"lfm2\")"
+                ))
+            }
+            None => return Err("model_type is missing".into()),
+        }
+        let required = |value: Option<usize>, key: &str| {
+            value
+                .filter(|&v| v > 0)
+                .ok_or_else(|| format!("{key} is missing or zero"))
+        };
+        let hidden_size = required(hf.hidden_size, "hidden_size")?;
+        let n_layers = required(hf.num_hidden_layers, "num_hidden_layers")?;
+        let n_heads = required(hf.num_attention_heads, "num_attention_heads")?;
+        let n_kv_heads = required(hf.num_key_value_heads, "num_key_value_heads")?;
+        let vocab_size = required(hf.vocab_size, "vocab_size")?;
+        if hidden_size % n_heads != 0 {
+            return Err(format!(
+                "hidden_size {hidden_size} is not a multiple of num_attention_heads {n_heads}"
+            ));
+        }
+        if n_heads % n_kv_heads != 0 {
+            return Err(format!(
+                "num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv_heads}"
+            ));
+        }
+        let head_dim = hidden_size / n_heads;
+        if head_dim % 2 != 0 || head_dim > 256 {
+            return Err(format!("head_dim {head_dim} must be even and at most 256"));
+        }
+        let conv_l_cache = hf.conv_l_cache.unwrap_or(3);
+        if conv_l_cache == 0 || conv_l_cache > 16 {
+            return Err(format!("conv_L_cache {conv_l_cache} must be in 1..=16"));
+        }
+        let ff_size = ff_size(&hf)?;
+        Ok(ModelConfig {
+            vocab_size,
+            hidden_size,
+            ff_size,
+            layers: layer_kinds(&hf, n_layers)?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            norm_eps: hf.norm_eps.unwrap_or(1e-5) as f32,
+            rope_theta: rope_theta(&hf)? as f32,
+            conv_l_cache,
+            conv_bias: hf.conv_bias.unwrap_or(false),
+            tie_word_embeddings: hf.tie_embedding.or(hf.tie_word_embeddings).unwrap_or(true),
+            max_position_embeddings: hf.max_position_embeddings.unwrap_or(128_000),
+            bos_token_id: hf.bos_token_id,
+            eos_token_ids: eos_ids(hf.eos_token_id.as_ref())?,
+        })
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Width of one token's keys (or values) in the KV cache.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// The layer pattern in one line, `c` for conv and `A` for attention.
+    pub fn layer_pattern(&self) -> String {
+        self.layers
+            .iter()
+            .map(|k| match k {
+                LayerKind::Conv => 'c',
+                LayerKind::Attention => 'A',
+            })
+            .collect()
+    }
+}
+
+/// transformers' `Lfm2MLP`: with `block_auto_adjust_ff_dim`, take 2/3 of the configured
+/// width, scale by `block_ffn_dim_multiplier`, round up to `block_multiple_of`.
+fn ff_size(hf: &HfConfig) -> std::result::Result<usize, String> {
+    let configured = hf.block_ff_dim.or(hf.intermediate_size).unwrap_or(12288);
+    if !hf.block_auto_adjust_ff_dim.unwrap_or(true) {
+        return Ok(configured);
+    }
+    let mut ff = (2.0 * configured as f64 / 3.0) as usize;
+    if let Some(multiplier) = hf.block_ffn_dim_multiplier.unwrap_or(Some(1.0)) {
+        ff = (multiplier * ff as f64) as usize;
+    }
+    let multiple = hf.block_multiple_of.unwrap_or(256);
+    if multiple == 0 {
+        return Err("block_multiple_of is zero".into());
+    }
+    let ff = multiple * ff.div_ceil(multiple);
+    if ff == 0 {
+        return Err("the feed-forward width works out to zero".into());
+    }
+    Ok(ff)
+}
+
+/// `layer_types` when present; otherwise `full_attn_idxs` (all attention when absent).
+fn layer_kinds(hf: &HfConfig, n_layers: usize) -> std::result::Result<Vec<LayerKind>, String> {
+    if let Some(types) = &hf.layer_types {
+        if types.len() != n_layers {
+            return Err(format!(
+                "layer_types has {} entries but num_hidden_layers is {n_layers}",
+                types.len()
+            ));
+        }
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                "conv" | "short_conv" => Ok(LayerKind::Conv),
+                "full_attention" | "attention" => Ok(LayerKind::Attention),
+                other => Err(format!("unknown layer type {other:?} in layer_types")),
+            })
+            .collect();
+    }
+    let attention: Vec<usize> = match &hf.full_attn_idxs {
+        Some(idxs) => idxs.clone(),
+        None => (0..n_layers).collect(),
+    };
+    if let Some(bad) = attention.iter().find(|&&i| i >= n_layers) {
+        return Err(format!("full_attn_idxs names layer {bad} of {n_layers}"));
+    }
+    Ok((0..n_layers)
+        .map(|i| {
+            if attention.contains(&i) {
+                LayerKind::Attention
+            } else {
+                LayerKind::Conv
+            }
+        })
+        .collect())
+}
+
+/// `rope_parameters.rope_theta` (flat, or nested per layer type as transformers 5 may
+/// write it), else the top-level `theta` / `rope_theta`, else transformers' 1e6.
+fn rope_theta(hf: &HfConfig) -> std::result::Result<f64, String> {
+    if let Some(params) = &hf.rope_parameters {
+        let nested = params.get("full_attention").unwrap_or(params);
+        if let Some(rope_type) = nested.get("rope_type").and_then(Value::as_str) {
+            if rope_type != "default" {
+                return Err(format!(
+                    "rope_type {rope_type:?} is not supported (only \"default\")"
+                ));
+            }
+        }
+        if let Some(theta) = nested.get("rope_theta").and_then(Value::as_f64) {
+            return Ok(theta);
+        }
+    }
+    Ok(hf.theta.or(hf.rope_theta).unwrap_or(1e6))
+}
+
+fn eos_ids(value: Option<&Value>) -> std::result::Result<Vec<u32>, String> {
+    let as_id = |v: &Value| {
+        v.as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| format!("eos_token_id {v} is not a token id"))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids.iter().map(as_id).collect(),
+        Some(v) => Ok(vec![as_id(v)?]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LFM2_350M: &str = r#"{
+        "model_type": "lfm2", "vocab_size": 65536, "hidden_size": 1024,
+        "block_ff_dim": 6656, "intermediate_size": 6656, "block_auto_adjust_ff_dim": true,
+        "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256,
+        "num_hidden_layers": 16, "num_attention_heads": 16, "num_key_value_heads": 8,
+        "full_attn_idxs": [2, 5, 8, 10, 12, 14], "conv_L_cache": 3, "conv_bias": false,
+        "norm_eps": 1e-05, "rope_theta": 1000000.0, "tie_embedding": true,
+        "eos_token_id": 7, "bos_token_id": 1
+    }"#;
+
+    #[test]
+    fn published_350m_config() {
+        let c = ModelConfig::from_json(LFM2_350M).unwrap();
+        assert_eq!(c.ff_size, 4608);
+        assert_eq!(c.layer_pattern(), "ccAccAccAcAcAcAc");
+        assert_eq!(c.head_dim, 64);
+        assert_eq!(c.kv_dim(), 512);
+        assert_eq!(c.eos_token_ids, vec![7]);
+        assert_eq!(c.rope_theta, 1e6);
+    }
+
+    #[test]
+    fn published_1_2b_ff_rule() {
+        let json = LFM2_350M
+            .replace("\"hidden_size\": 1024", "\"hidden_size\": 2048")
+            .replace("6656", "12288");
+        assert_eq!(ModelConfig::from_json(&json).unwrap().ff_size, 8192);
+    }
+
+    #[test]
+    fn nested_rope_parameters_and_layer_types() {
+        let json = r#"{"model_type": "lfm2", "vocab_size": 8, "hidden_size": 8,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "intermediate_size": 24, "block_auto_adjust_ff_dim": false,
+            "layer_types": ["full_attention", "conv"],
+            "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#;
+        let c = ModelConfig::from_json(json).unwrap();
+        assert_eq!(c.rope_theta, 10000.0);
+        assert_eq!(c.ff_size, 24);
+        assert_eq!(c.layers, vec![LayerKind::Attention, LayerKind::Conv]);
+    }
+
+    #[test]
+    fn unknown_model_type_is_named() {
+        let err = ModelConfig::from_json(r#"{"model_type": "llama"}"#).unwrap_err();
+        assert!(err.contains("\"llama\""), "{err}");
+    }
+
+    #[test]
+    fn bad_layer_types_length() {
+        let json = LFM2_350M.replace(
+            "\"full_attn_idxs\": [2, 5, 8, 10, 12, 14]",
+            "\"layer_types\": [\"conv\"]",
+        );
+        let err = ModelConfig::from_json(&json).unwrap_err();
+        assert!(err.contains("layer_types has 1 entries"), "{err}");
+    }
+}

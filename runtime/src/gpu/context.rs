@@ -1,0 +1,230 @@
+//! Adapter choice and device creation. The device is opened with the adapter's own
+//! limits (not wgpu's conservative defaults) so large embeddings fit where the hardware
+//! allows, and every allocation is checked against those limits with a named error.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::kernels::PipelineCache;
+use crate::error::{Error, Result};
+
+/// A backend the user may ask for; `Auto` lets wgpu pick (and honours `WGPU_BACKEND`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "vulkan" => Ok(Backend::Vulkan),
+            "metal" => Ok(Backend::Metal),
+            "dx12" => Ok(Backend::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Backend::Gl),
+            other => Err(format!(
+                "unknown backend {other:?} (auto, vulkan, metal, dx12, gl)"
+            )),
+        }
+    }
+}
+
+impl Backend {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Auto => wgpu::Backends::all().with_env(),
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub backend: Backend,
+}
+
+/// The device every model and session of a process shares.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub(super) pipelines: PipelineCache,
+    /// The first validation or device error wgpu reported outside an error scope.
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+/// Discrete GPUs first, CPU rasterisers (lavapipe) last.
+fn preference(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    pub fn new(options: &GpuOptions) -> Result<Arc<Gpu>> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = options.backend.backends();
+        let instance = wgpu::Instance::new(descriptor);
+        let mut adapters =
+            pollster::block_on(instance.enumerate_adapters(options.backend.backends()));
+        adapters.sort_by_key(|a| preference(a.get_info().device_type));
+        let adapter = adapters.into_iter().next().ok_or_else(|| {
+            Error::NoAdapter(format!(
+                "wgpu found no adapter for backend {:?}; on a machine without a GPU install Mesa's lavapipe (mesa-vulkan-drivers)",
+                options.backend
+            ))
+        })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        log::info!(
+            "adapter: {} ({:?}, {:?}, driver {} {})",
+            info.name,
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info
+        );
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lfm-edge"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", info.name)))?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            log::error!("wgpu: {error}");
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| error.to_string());
+            }
+        }));
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: PipelineCache::default(),
+            uncaptured,
+        }))
+    }
+
+    /// Fails if wgpu reported an error since the last check (a failed dispatch or
+    /// allocation would otherwise show up only as wrong numbers).
+    pub fn check(&self) -> Result<()> {
+        match self.uncaptured.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(message) => Err(Error::Gpu(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a buffer of `size` bytes against the device's limits, naming `what`.
+    pub fn check_buffer_size(&self, what: &str, size: u64) -> Result<()> {
+        let binding = u64::from(self.limits.max_storage_buffer_binding_size);
+        if size > binding {
+            return Err(Error::Limit {
+                what: what.to_string(),
+                limit: "max_storage_buffer_binding_size",
+                needed: size,
+                available: binding,
+            });
+        }
+        if size > self.limits.max_buffer_size {
+            return Err(Error::Limit {
+                what: what.to_string(),
+                limit: "max_buffer_size",
+                needed: size,
+                available: self.limits.max_buffer_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer holding `bytes` (padded to wgpu's 4-byte copy alignment).
+    pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        self.check_buffer_size(label, bytes.len() as u64)?;
+        let contents: std::borrow::Cow<[u8]> = if bytes.len() % 4 == 0 && !bytes.is_empty() {
+            bytes.into()
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4).max(4), 0);
+            padded.into()
+        };
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &contents,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            }))
+    }
+
+    /// A zeroed f32 storage buffer of `len` elements.
+    pub fn zeros(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        let size = (len.max(1) * 4) as u64;
+        self.check_buffer_size(label, size)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Reads `len` f32 values from the start of `buffer`, waiting for the GPU.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let size = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        self.map_and_read(&staging, size)
+    }
+
+    /// Maps a MAP_READ buffer whose copy has been submitted and returns its f32s.
+    pub fn map_and_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = sender.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("readback was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+        let values = {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| Error::Gpu(format!("reading the readback buffer: {e}")))?;
+            bytemuck::pod_collect_to_vec(&view[..])
+        };
+        staging.unmap();
+        self.check()?;
+        Ok(values)
+    }
+}

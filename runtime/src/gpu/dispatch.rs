@@ -1,0 +1,146 @@
+//! One recorded kernel launch: pipeline + bind group (built once, at session creation)
+//! + how many workgroups a batch of `n_tokens` needs.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use super::{Gpu, KernelKey};
+use crate::error::{Error, Result};
+
+/// The per-forward values every kernel reads at `@group(1) @binding(0)`
+/// (`Step` in shaders/common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct StepUniform {
+    /// Tokens in this batch.
+    pub n_tokens: u32,
+    /// Cache position of the batch's first token (tokens already in the cache).
+    pub pos: u32,
+    pub _pad: [u32; 2],
+}
+
+/// How many workgroups a dispatch needs for a batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Grid {
+    /// `per_token` workgroups for each token of the batch.
+    PerToken(u32),
+    /// Enough workgroups of `size` threads for `per_token` threads per token.
+    Threads { per_token: u32, size: u32 },
+    /// A fixed number of workgroups, whatever the batch.
+    Fixed(u32),
+    /// `across` workgroups side by side for every `tokens_per_tile` tokens (matmul tiles).
+    Tiles { across: u32, tokens_per_tile: u32 },
+}
+
+impl Grid {
+    pub fn workgroups(self, n_tokens: u32) -> u32 {
+        match self {
+            Grid::PerToken(n) => n * n_tokens,
+            Grid::Threads { per_token, size } => (per_token * n_tokens).div_ceil(size),
+            Grid::Fixed(n) => n,
+            Grid::Tiles {
+                across,
+                tokens_per_tile,
+            } => across * n_tokens.div_ceil(tokens_per_tile),
+        }
+    }
+}
+
+pub struct Dispatch {
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    grid: Grid,
+}
+
+impl Dispatch {
+    /// Binds `buffers` (in the kernel's binding order) and `params` as the final uniform.
+    pub fn new<P: Pod>(
+        gpu: &Gpu,
+        label: impl Into<String>,
+        key: KernelKey,
+        buffers: &[&wgpu::Buffer],
+        params: &P,
+        grid: Grid,
+    ) -> Result<Dispatch> {
+        let label = label.into();
+        let bindings = key.kernel.bindings();
+        if buffers.len() + 1 != bindings.len() {
+            return Err(Error::Gpu(format!(
+                "{label}: {} buffers for {} bindings of {key}",
+                buffers.len(),
+                bindings.len() - 1
+            )));
+        }
+        let params = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&label),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .copied()
+            .chain(std::iter::once(&params))
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&label),
+            layout: &*gpu.kernel_layout(key.kernel)?,
+            entries: &entries,
+        });
+        Ok(Dispatch {
+            pipeline: gpu.pipeline(key)?,
+            bind_group,
+            grid,
+            label,
+        })
+    }
+
+    /// Records the launch for a batch of `n_tokens`. Workgroup counts above the
+    /// per-dimension limit spill into y; kernels flatten (x, y) and bounds-check.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, max_per_dim: u32) {
+        let total = self.grid.workgroups(n_tokens);
+        if total == 0 {
+            return;
+        }
+        let x = total.min(max_per_dim);
+        let y = total.div_ceil(x);
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// One node of a forward graph: a launch, or a pair chosen by batch size
+/// (matrix-vector for a single token, tiled matmul for several).
+pub enum Step {
+    Always(Dispatch),
+    BySize { one: Dispatch, many: Dispatch },
+}
+
+impl Step {
+    pub fn dispatch(&self, n_tokens: u32) -> &Dispatch {
+        match self {
+            Step::Always(d) => d,
+            Step::BySize { one, many } => {
+                if n_tokens == 1 {
+                    one
+                } else {
+                    many
+                }
+            }
+        }
+    }
+}

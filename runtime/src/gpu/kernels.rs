@@ -1,0 +1,242 @@
+//! The WGSL kernels, their binding layouts, and a cache of compiled pipelines keyed by
+//! kernel and weight dtype (the key doubles as the wgpu label).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use super::Gpu;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+/// Shared by every kernel: the weight unpacking, the per-forward `Step` uniform, reductions.
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// How a kernel binds one of its `@group(0)` buffers, in binding order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+    Uniform,
+}
+
+use Access::{Read, ReadWrite, Uniform};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Embedding,
+    RmsNorm,
+    Matvec,
+    Matmul,
+    Rope,
+    Attention,
+    ShortConv,
+    ShortConvState,
+    SwiGlu,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 9] = [
+        Kernel::Embedding,
+        Kernel::RmsNorm,
+        Kernel::Matvec,
+        Kernel::Matmul,
+        Kernel::Rope,
+        Kernel::Attention,
+        Kernel::ShortConv,
+        Kernel::ShortConvState,
+        Kernel::SwiGlu,
+    ];
+
+    /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Embedding => include_str!("../../../shaders/embedding.wgsl"),
+            Kernel::RmsNorm => include_str!("../../../shaders/rmsnorm.wgsl"),
+            Kernel::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
+            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::ShortConv | Kernel::ShortConvState => {
+                include_str!("../../../shaders/shortconv.wgsl")
+            }
+            Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
+        }
+    }
+
+    /// The complete module: common helpers followed by the kernel.
+    pub fn module_source(self) -> String {
+        format!("{COMMON}\n{}", self.source())
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::ShortConvState => "update_state",
+            _ => "main",
+        }
+    }
+
+    /// `@group(0)` bindings: inputs, outputs, then the params uniform.
+    pub fn bindings(self) -> &'static [Access] {
+        match self {
+            // tokens, table, out, params
+            Kernel::Embedding => &[Read, Read, ReadWrite, Uniform],
+            // x, weight, out, params
+            Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            // x, weight, bias, out, params
+            Kernel::Matvec | Kernel::Matmul => &[Read, Read, Read, ReadWrite, Uniform],
+            // norm weight, rope table, x (in place), params
+            Kernel::Rope => &[Read, Read, ReadWrite, Uniform],
+            // q, k cache, v cache, out, params
+            Kernel::Attention => &[Read, Read, Read, ReadWrite, Uniform],
+            // bcx, conv weight, conv bias, state, out, params
+            Kernel::ShortConv | Kernel::ShortConvState => {
+                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]
+            }
+            // gate, up (becomes the output), params
+            Kernel::SwiGlu => &[Read, ReadWrite, Uniform],
+        }
+    }
+}
+
+/// A compiled pipeline: the kernel specialised for one weight dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    pub kernel: Kernel,
+    pub dtype: DType,
+}
+
+impl fmt::Display for KernelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}.{}", self.kernel, self.dtype)
+    }
+}
+
+#[derive(Default)]
+pub(super) struct PipelineCache {
+    layouts: Mutex<HashMap<Kernel, Arc<wgpu::BindGroupLayout>>>,
+    step_layout: Mutex<Option<Arc<wgpu::BindGroupLayout>>>,
+    modules: Mutex<HashMap<Kernel, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+fn layout_entries(bindings: &[Access]) -> Vec<wgpu::BindGroupLayoutEntry> {
+    bindings
+        .iter()
+        .enumerate()
+        .map(|(i, access)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match access {
+                    Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    Uniform => wgpu::BufferBindingType::Uniform,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect()
+}
+
+fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))
+}
+
+impl Gpu {
+    /// The `@group(0)` layout of `kernel`.
+    pub fn kernel_layout(&self, kernel: Kernel) -> Result<Arc<wgpu::BindGroupLayout>> {
+        let mut layouts = locked(&self.pipelines.layouts)?;
+        Ok(layouts
+            .entry(kernel)
+            .or_insert_with(|| {
+                let label = format!("{kernel:?}");
+                Arc::new(
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(&label),
+                            entries: &layout_entries(kernel.bindings()),
+                        }),
+                )
+            })
+            .clone())
+    }
+
+    /// The `@group(1)` layout: the `Step` uniform every kernel sees.
+    pub fn step_layout(&self) -> Result<Arc<wgpu::BindGroupLayout>> {
+        let mut slot = locked(&self.pipelines.step_layout)?;
+        Ok(slot
+            .get_or_insert_with(|| {
+                Arc::new(
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some("step"),
+                            entries: &layout_entries(&[Uniform]),
+                        }),
+                )
+            })
+            .clone())
+    }
+
+    fn module(&self, kernel: Kernel) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(module) = locked(&self.pipelines.modules)?.get(&kernel) {
+            return Ok(module.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&format!("{kernel:?}")),
+                source: wgpu::ShaderSource::Wgsl(kernel.module_source().into()),
+            });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "shader {kernel:?} does not compile: {error}"
+            )));
+        }
+        let module = Arc::new(module);
+        locked(&self.pipelines.modules)?.insert(kernel, module.clone());
+        Ok(module)
+    }
+
+    /// The pipeline for `key`, compiled on first use.
+    pub fn pipeline(&self, key: KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(pipeline) = locked(&self.pipelines.pipelines)?.get(&key) {
+            return Ok(pipeline.clone());
+        }
+        let module = self.module(key.kernel)?;
+        let layout = self.kernel_layout(key.kernel)?;
+        let step = self.step_layout()?;
+        let label = key.to_string();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout), Some(&step)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(key.kernel.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WEIGHT_DTYPE", key.dtype.shader_code())],
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("pipeline {label}: {error}")));
+        }
+        let pipeline = Arc::new(pipeline);
+        locked(&self.pipelines.pipelines)?.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}

@@ -1,0 +1,9 @@
+//! The wgpu side of the runtime: adapter and device, the pipeline cache, dispatches.
+
+mod context;
+mod dispatch;
+mod kernels;
+
+pub use context::{Backend, Gpu, GpuOptions};
+pub use dispatch::{Dispatch, Grid, Step, StepUniform};
+pub use kernels::{Kernel, KernelKey};

@@ -1,0 +1,43 @@
+use bytemuck::{Pod, Zeroable};
+
+use crate::config::ModelConfig;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    head_dim: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    scale: f32,
+}
+
+/// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache.
+pub fn attention(
+    gpu: &Gpu,
+    label: &str,
+    config: &ModelConfig,
+    q: &wgpu::Buffer,
+    k_cache: &wgpu::Buffer,
+    v_cache: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    Dispatch::new(
+        gpu,
+        label,
+        KernelKey {
+            kernel: Kernel::Attention,
+            dtype: DType::F32,
+        },
+        &[q, k_cache, v_cache, out],
+        &Params {
+            head_dim: config.head_dim as u32,
+            n_heads: config.n_heads as u32,
+            n_kv_heads: config.n_kv_heads as u32,
+            scale: 1.0 / (config.head_dim as f32).sqrt(),
+        },
+        Grid::PerToken(config.n_heads as u32),
+    )
+}

@@ -1,0 +1,35 @@
+//! One constructor per kernel family: shape guards, the kernel's `#[repr(C)]` params
+//! (mirroring its WGSL `Params`), and the recorded dispatch.
+
+mod attention;
+mod embedding;
+mod linear;
+mod rmsnorm;
+mod rope;
+mod shortconv;
+mod swiglu;
+
+pub use attention::attention;
+pub use embedding::embedding;
+pub use linear::{linear, Linear, LinearOutput};
+pub use rmsnorm::rmsnorm;
+pub use rope::{rope, rope_table};
+pub use shortconv::{shortconv, shortconv_state, ShortConv};
+pub use swiglu::swiglu;
+
+use crate::dtype::DType;
+
+/// A weight tensor resident in VRAM at its file precision.
+pub struct GpuTensor {
+    pub name: String,
+    // Packed elements, PyTorch order (outermost first).
+    pub buffer: wgpu::Buffer,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn bytes(&self) -> u64 {
+        (self.shape.iter().product::<usize>() * self.dtype.size_in_bytes()) as u64
+    }
+}

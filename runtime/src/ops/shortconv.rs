@@ -1,0 +1,76 @@
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuTensor;
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    hidden: u32,
+    l_cache: u32,
+    has_bias: u32,
+    _pad: u32,
+}
+
+/// The buffers of one conv layer's short convolution.
+pub struct ShortConv<'a> {
+    /// (hidden, 1, L): `conv.conv.weight`.
+    pub weight: &'a GpuTensor,
+    pub bias: Option<&'a GpuTensor>,
+    /// (n_tokens, 3 · hidden): in_proj's B, C, x.
+    pub bcx: &'a wgpu::Buffer,
+    /// (L - 1, hidden): this session's conv state.
+    pub state: &'a wgpu::Buffer,
+    /// (n_tokens, hidden): input of out_proj.
+    pub out: &'a wgpu::Buffer,
+}
+
+fn launch(
+    gpu: &Gpu,
+    kernel: Kernel,
+    op: &ShortConv<'_>,
+    no_bias: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    // (hidden, 1, L), checked at load.
+    let (hidden, l_cache) = (op.weight.shape[0], op.weight.shape[2]);
+    let grid = match kernel {
+        Kernel::ShortConvState => Grid::Fixed(hidden.div_ceil(256) as u32),
+        _ => Grid::Threads {
+            per_token: hidden as u32,
+            size: 256,
+        },
+    };
+    Dispatch::new(
+        gpu,
+        format!("{}:{kernel:?}", op.weight.name),
+        KernelKey {
+            kernel,
+            dtype: op.weight.dtype,
+        },
+        &[
+            op.bcx,
+            &op.weight.buffer,
+            op.bias.map_or(no_bias, |b| &b.buffer),
+            op.state,
+            op.out,
+        ],
+        &Params {
+            hidden: hidden as u32,
+            l_cache: l_cache as u32,
+            has_bias: op.bias.is_some() as u32,
+            _pad: 0,
+        },
+        grid,
+    )
+}
+
+/// out = C · conv(B · x), reading earlier positions from the state.
+pub fn shortconv(gpu: &Gpu, op: &ShortConv<'_>, no_bias: &wgpu::Buffer) -> Result<Dispatch> {
+    launch(gpu, Kernel::ShortConv, op, no_bias)
+}
+
+/// Moves the conv state forward past this batch. Runs after `shortconv`.
+pub fn shortconv_state(gpu: &Gpu, op: &ShortConv<'_>, no_bias: &wgpu::Buffer) -> Result<Dispatch> {
+    launch(gpu, Kernel::ShortConvState, op, no_bias)
+}

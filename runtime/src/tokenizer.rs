@@ -1,0 +1,124 @@
+//! The model's `tokenizer.json` through HF's `tokenizers` crate (so encodings are
+//! byte-for-byte those of `Tokenizer.encode`), plus `tokenizer_config.json` for the
+//! special tokens and the chat template.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    /// Ids of the end-of-sequence tokens named in tokenizer_config.json.
+    pub eos_token_ids: Vec<u32>,
+    /// The Jinja chat template, when the model ships one.
+    pub chat_template: Option<String>,
+}
+
+/// `"<|im_end|>"` or `{"content": "<|im_end|>", ...}` as tokenizer_config.json spells tokens.
+fn token_text(value: Option<&Value>) -> Option<&str> {
+    match value? {
+        Value::String(s) => Some(s),
+        Value::Object(o) => o.get("content")?.as_str(),
+        _ => None,
+    }
+}
+
+impl Tokenizer {
+    pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
+        let path = dir.join("tokenizer.json");
+        if !path.exists() {
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found"),
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut tokenizer = Tokenizer {
+            inner,
+            path,
+            eos_token_ids: Vec::new(),
+            chat_template: None,
+        };
+        let config_path = dir.join("tokenizer_config.json");
+        if config_path.exists() {
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            let config: Value = serde_json::from_str(&text)
+                .map_err(|e| Error::config(&config_path, format!("invalid JSON: {e}")))?;
+            if let Some(eos) =
+                token_text(config.get("eos_token")).and_then(|t| tokenizer.token_id(t))
+            {
+                tokenizer.eos_token_ids.push(eos);
+            }
+            tokenizer.chat_template = config
+                .get("chat_template")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        Ok(tokenizer)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Tokenizer {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Ids as `Tokenizer.encode(text)` gives them, special tokens (bos) included.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| self.error(e))
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
+
+/// Turns generated ids into text chunks without ever splitting a UTF-8 character:
+/// byte-level BPE tokens can end in the middle of one, so text is held back until the
+/// character is complete.
+pub struct TextStream<'a> {
+    tokenizer: &'a Tokenizer,
+    ids: Vec<u32>,
+    emitted: usize,
+}
+
+impl<'a> TextStream<'a> {
+    pub fn new(tokenizer: &'a Tokenizer) -> Self {
+        TextStream {
+            tokenizer,
+            ids: Vec::new(),
+            emitted: 0,
+        }
+    }
+
+    /// The new text that `id` completes (possibly empty).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let text = self.tokenizer.decode(&self.ids, true)?;
+        if text.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        let new = text.get(self.emitted..).unwrap_or_default().to_string();
+        self.emitted = text.len();
+        Ok(new)
+    }
+}

@@ -1,0 +1,69 @@
+// Shared by every kernel; prepended to each kernel's own file.
+
+// Weights stay at their file precision in VRAM, packed in u32 words.
+// WEIGHT_DTYPE says how to unpack them (DType::shader_code on the Rust side).
+const DTYPE_F32: u32 = 0u;
+const DTYPE_F16: u32 = 1u;
+const DTYPE_BF16: u32 = 2u;
+override WEIGHT_DTYPE: u32 = DTYPE_F32;
+
+// The u32 word that holds weight element `i`.
+fn weight_word(i: u32) -> u32 {
+    if WEIGHT_DTYPE == DTYPE_F32 {
+        return i;
+    }
+    return i >> 1u;
+}
+
+// Weight element `i`, given the word that holds it. 16-bit elements are little-endian:
+// the even element is the low half.
+fn weight_value(word: u32, i: u32) -> f32 {
+    if WEIGHT_DTYPE == DTYPE_F32 {
+        return bitcast<f32>(word);
+    }
+    let high = (i & 1u) == 1u;
+    if WEIGHT_DTYPE == DTYPE_F16 {
+        let pair = unpack2x16float(word);
+        return select(pair.x, pair.y, high);
+    }
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, high));
+}
+
+// Both elements of a 16-bit word, even element first.
+fn weight_pair(word: u32) -> vec2<f32> {
+    if WEIGHT_DTYPE == DTYPE_F16 {
+        return unpack2x16float(word);
+    }
+    return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
+}
+
+// Per-forward values, written once before each batch (StepUniform on the Rust side).
+struct Step {
+    n_tokens: u32, // tokens in this batch
+    pos: u32,      // cache position of the batch's first token
+    _pad0: u32,
+    _pad1: u32,
+}
+@group(1) @binding(0) var<uniform> step: Step;
+
+// Workgroup counts above the per-dimension limit spill into y (Dispatch::encode).
+fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// Sum of `value` over a workgroup of REDUCE_WG threads; every thread gets the total.
+const REDUCE_WG: u32 = 256u;
+var<workgroup> reduce_scratch: array<f32, REDUCE_WG>;
+
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    workgroupBarrier(); // earlier readers of reduce_scratch are done
+    reduce_scratch[lid] = value;
+    workgroupBarrier();
+    for (var stride = REDUCE_WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            reduce_scratch[lid] += reduce_scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return reduce_scratch[0];
+}

@@ -1,0 +1,29 @@
+// Embedding gather: out[t, :] = table[tokens[t], :], unpacked to f32.
+// Token ids are checked against the vocabulary on the CPU before upload.
+
+struct Params {
+    hidden: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> tokens: array<u32>;
+@group(0) @binding(1) var<storage, read> table: array<u32>;    // (vocab, hidden)
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // (n_tokens, hidden)
+@group(0) @binding(3) var<uniform> params: Params;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wid, nwg) * WG + lid;
+    if i >= step.n_tokens * params.hidden {
+        return;
+    }
+    let t = i / params.hidden;
+    let c = i % params.hidden;
+    let e = tokens[t] * params.hidden + c;
+    out[i] = weight_value(table[weight_word(e)], e);
+}

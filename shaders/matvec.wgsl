@@ -1,0 +1,59 @@
+// Matrix-vector product for decode: out[row] (+)= dot(weight[row, :], x) + bias[row].
+// One workgroup per output row; the threads stride over the row so that neighbouring
+// threads read neighbouring weight words.
+
+struct Params {
+    k: u32,           // input width
+    n: u32,           // output rows
+    x_last: u32,      // 1: read the batch's last row of x (logits of a prefill)
+    out_at_pos: u32,  // 1: write at row step.pos (the KV cache)
+    accumulate: u32,  // 1: add to out (the residual stream)
+    has_bias: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
+@group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)
+@group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n) or unused
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // (rows, n)
+@group(0) @binding(4) var<uniform> params: Params;
+
+@compute @workgroup_size(REDUCE_WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wid, nwg);
+    if row >= params.n {
+        return;
+    }
+    let k = params.k;
+    let x_base = select(0u, (step.n_tokens - 1u) * k, params.x_last == 1u);
+    var sum = 0.0;
+    if WEIGHT_DTYPE == DTYPE_F32 {
+        let w_base = row * k;
+        for (var i = lid; i < k; i += REDUCE_WG) {
+            sum += x[x_base + i] * bitcast<f32>(weight[w_base + i]);
+        }
+    } else {
+        // Two 16-bit weights per word; k is even (checked at load).
+        let words = k / 2u;
+        let w_base = row * words;
+        for (var j = lid; j < words; j += REDUCE_WG) {
+            let w = weight_pair(weight[w_base + j]);
+            sum += x[x_base + 2u * j] * w.x + x[x_base + 2u * j + 1u] * w.y;
+        }
+    }
+    let total = workgroup_sum(lid, sum);
+    if lid == 0u {
+        var y = total;
+        if params.has_bias == 1u {
+            y += weight_value(bias[weight_word(row)], row);
+        }
+        let o = select(0u, step.pos, params.out_at_pos == 1u) * params.n + row;
+        if params.accumulate == 1u {
+            out[o] += y;
+        } else {
+            out[o] = y;
+        }
+    }
+}

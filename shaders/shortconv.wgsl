@@ -1,0 +1,70 @@
+// LFM2's gated short convolution (the part between in_proj and out_proj).
+// in_proj gives, per token, B, C and x (each `hidden` wide, in that order).
+// main:         out[t] = C[t] * (bias + sum_k w[k] * Bx[t - (L-1) + k]),  Bx = B * x,
+//               where positions before the batch come from the conv state.
+// update_state: the state becomes the last L-1 values of Bx, ready for the next batch.
+// The state is all a conv layer carries between batches: (L-1, hidden) floats.
+
+struct Params {
+    hidden: u32,
+    l_cache: u32,  // kernel length L
+    has_bias: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read> bcx: array<f32>;         // (n_tokens, 3, hidden)
+@group(0) @binding(1) var<storage, read> weight: array<u32>;      // (hidden, 1, L)
+@group(0) @binding(2) var<storage, read> bias: array<u32>;        // (hidden) or unused
+@group(0) @binding(3) var<storage, read_write> state: array<f32>; // (L-1, hidden), oldest first
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;   // (n_tokens, hidden)
+@group(0) @binding(5) var<uniform> params: Params;
+
+const WG: u32 = 256u;
+
+// B * x of channel c at batch position s; s < 0 reaches back into the state.
+fn bx(s: i32, c: u32) -> f32 {
+    let h = params.hidden;
+    if s < 0 {
+        return state[u32(i32(params.l_cache) - 1 + s) * h + c];
+    }
+    let row = u32(s) * 3u * h;
+    return bcx[row + c] * bcx[row + 2u * h + c];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wid, nwg) * WG + lid;
+    let h = params.hidden;
+    if i >= step.n_tokens * h {
+        return;
+    }
+    let t = i / h;
+    let c = i % h;
+    let l = params.l_cache;
+    var y = 0.0;
+    if params.has_bias == 1u {
+        y = weight_value(bias[weight_word(c)], c);
+    }
+    for (var k = 0u; k < l; k++) {
+        let e = c * l + k;
+        y += weight_value(weight[weight_word(e)], e) * bx(i32(t + k) - i32(l - 1u), c);
+    }
+    out[i] = bcx[t * 3u * h + h + c] * y;
+}
+
+@compute @workgroup_size(WG)
+fn update_state(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let c = flat_workgroup(wid, nwg) * WG + lid;
+    if c >= params.hidden {
+        return;
+    }
+    // Slot j takes position n_tokens - (L-1) + j. When that is still in the old state,
+    // it is slot j + n_tokens: always a later slot, not yet overwritten.
+    let keep = i32(params.l_cache) - 1;
+    for (var j = 0; j < keep; j++) {
+        let value = bx(i32(step.n_tokens) - keep + j, c);
+        state[u32(j) * params.hidden + c] = value;
+    }
+}

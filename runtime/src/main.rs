@@ -181,6 +181,9 @@ fn run(cli: Cli) -> Result<()> {
             ignore_eos,
             print_ids,
         } => {
+            if prompt.as_deref() == Some("") {
+                return Err(Error::Input("--prompt is empty".into()));
+            }
             let m = load(&model)?;
             let prompt_ids = match (prompt, tokens) {
                 (Some(text), _) => m.tokenizer.encode(&text)?,

@@ -40,7 +40,7 @@ impl FromStr for Backend {
 impl Backend {
     fn backends(self) -> wgpu::Backends {
         match self {
-            Backend::Auto => wgpu::Backends::all().with_env(),
+            Backend::Auto => wgpu::Backends::PRIMARY.with_env(),
             Backend::Vulkan => wgpu::Backends::VULKAN,
             Backend::Metal => wgpu::Backends::METAL,
             Backend::Dx12 => wgpu::Backends::DX12,
@@ -76,15 +76,28 @@ fn preference(kind: wgpu::DeviceType) -> u8 {
     }
 }
 
+fn best_adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
+    if backends.is_empty() {
+        return None;
+    }
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    adapters.sort_by_key(|a| preference(a.get_info().device_type));
+    adapters.into_iter().next()
+}
+
 impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Arc<Gpu>> {
-        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
-        descriptor.backends = options.backend.backends();
-        let instance = wgpu::Instance::new(descriptor);
-        let mut adapters =
-            pollster::block_on(instance.enumerate_adapters(options.backend.backends()));
-        adapters.sort_by_key(|a| preference(a.get_info().device_type));
-        let adapter = adapters.into_iter().next().ok_or_else(|| {
+        // Auto tries the native APIs first and falls back to OpenGL ES only when none
+        // has an adapter (probing GL on a headless machine is slow and noisy).
+        let adapter = match options.backend {
+            Backend::Auto => best_adapter(Backend::Auto.backends())
+                .or_else(|| best_adapter(wgpu::Backends::GL.with_env())),
+            other => best_adapter(other.backends()),
+        };
+        let adapter = adapter.ok_or_else(|| {
             Error::NoAdapter(format!(
                 "wgpu found no adapter for backend {:?}; on a machine without a GPU install Mesa's lavapipe (mesa-vulkan-drivers)",
                 options.backend
@@ -136,7 +149,7 @@ impl Gpu {
 
     /// Checks a buffer of `size` bytes against the device's limits, naming `what`.
     pub fn check_buffer_size(&self, what: &str, size: u64) -> Result<()> {
-        let binding = u64::from(self.limits.max_storage_buffer_binding_size);
+        let binding = self.limits.max_storage_buffer_binding_size;
         if size > binding {
             return Err(Error::Limit {
                 what: what.to_string(),

@@ -1,0 +1,296 @@
+//! The `lfm-edge` command line: its exact contract, and clear errors (never a panic)
+//! for every kind of bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{fixture, max_abs_diff, reference, FIXTURES, LOGITS_TOLERANCE};
+
+fn lfm_edge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args(args)
+        .output()
+        .expect("run lfm-edge")
+}
+
+fn ids(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Runs a command that must fail with a message containing each of `needles`.
+fn expect_error(args: &[&str], needles: &[&str]) {
+    let out = lfm_edge(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail cleanly: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} not in {stderr}"
+        );
+    }
+}
+
+/// A copy of a fixture to break.
+fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    (tmp, dir)
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn logits_npy_in_both_modes() {
+    let name = FIXTURES[1];
+    let r = reference(name);
+    let tmp = tempfile::tempdir().unwrap();
+    for mode in ["prefill", "decode"] {
+        let out = tmp.path().join(format!("{mode}.npy"));
+        let tokens = ids(&r.prompt_ids);
+        stdout(&lfm_edge(&[
+            "logits",
+            "--model",
+            s(&fixture(name)),
+            "--tokens",
+            &tokens,
+            "--out",
+            s(&out),
+            "--mode",
+            mode,
+        ]));
+        let (shape, logits) = lfm_edge::npy::read_f32(&out).unwrap();
+        assert_eq!(shape, vec![r.prompt_ids.len(), 1024]);
+        assert!(
+            max_abs_diff(&logits, &r.logits) <= LOGITS_TOLERANCE,
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn generate_prints_greedy_ids_last() {
+    let name = FIXTURES[0];
+    let r = reference(name);
+    let tokens = ids(&r.prompt_ids);
+    let out = stdout(&lfm_edge(&[
+        "generate",
+        "--model",
+        s(&fixture(name)),
+        "--tokens",
+        &tokens,
+        "--max-tokens",
+        "24",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--print-ids",
+    ]));
+    assert_eq!(out.trim_end().lines().last().unwrap(), ids(&r.greedy_ids));
+}
+
+#[test]
+fn generate_is_reproducible_with_a_seed() {
+    let model = fixture(FIXTURES[0]);
+    let run = |seed: &str| {
+        stdout(&lfm_edge(&[
+            "generate",
+            "--model",
+            s(&model),
+            "--prompt",
+            "Hello",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0.8",
+            "--seed",
+            seed,
+            "--ignore-eos",
+            "--print-ids",
+        ]))
+    };
+    assert_eq!(run("3"), run("3"));
+}
+
+#[test]
+fn tokenize_matches_tokenizer_json() {
+    let name = FIXTURES[0];
+    for t in &reference(name).tokenizations {
+        let out = stdout(&lfm_edge(&[
+            "tokenize",
+            "--model",
+            s(&fixture(name)),
+            "--text",
+            &t.text,
+        ]));
+        assert_eq!(out.trim_end(), ids(&t.ids), "{:?}", t.text);
+    }
+}
+
+#[test]
+fn info_describes_model_and_adapter() {
+    let out = stdout(&lfm_edge(&["info", "--model", s(&fixture(FIXTURES[0]))]));
+    for needle in [
+        "lfm2",
+        "ccAcAc",
+        "parameters: ",
+        "weight bytes: ",
+        "adapter: ",
+        "max_storage_buffer_binding_size",
+    ] {
+        assert!(out.contains(needle), "{needle:?} not in {out}");
+    }
+}
+
+#[test]
+fn missing_model_directory() {
+    expect_error(
+        &["info", "--model", "/nonexistent/model"],
+        &["/nonexistent/model/config.json"],
+    );
+}
+
+#[test]
+fn unknown_model_type() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"lfm2\"", "\"mamba\""),
+    )
+    .unwrap();
+    expect_error(&["info", "--model", s(&dir)], &["config.json", "\"mamba\""]);
+}
+
+/// Rewrites the fixture's safetensors file through `edit(name, shape) -> new shape or drop`.
+fn rewrite_tensors(dir: &Path, edit: impl Fn(&str, &[usize]) -> Option<Vec<usize>>) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter_map(|(name, view)| {
+            let shape = edit(&name, view.shape())?;
+            let view =
+                safetensors::tensor::TensorView::new(view.dtype(), shape, view.data()).unwrap();
+            Some((name, view))
+        })
+        .collect();
+    safetensors::serialize_to_file(kept, None, &path).unwrap();
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    let gone = "model.layers.3.feed_forward.w2.weight";
+    rewrite_tensors(&dir, |name, shape| (name != gone).then(|| shape.to_vec()));
+    expect_error(&["info", "--model", s(&dir)], &[gone, "missing"]);
+}
+
+#[test]
+fn misshapen_tensor_is_named() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    let bad = "model.layers.0.ffn_norm.weight";
+    rewrite_tensors(&dir, |name, shape| {
+        Some(if name == bad {
+            vec![32, 2]
+        } else {
+            shape.to_vec()
+        })
+    });
+    expect_error(
+        &["info", "--model", s(&dir)],
+        &[bad, "[32, 2]", "expected [64]"],
+    );
+}
+
+#[test]
+fn truncated_safetensors() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    let path = dir.join("model.safetensors");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    expect_error(&["info", "--model", s(&dir)], &["model.safetensors"]);
+}
+
+#[test]
+fn missing_shard() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[1]);
+    std::fs::remove_file(dir.join("model-00003-of-00004.safetensors")).unwrap();
+    expect_error(
+        &["info", "--model", s(&dir)],
+        &["model-00003-of-00004.safetensors"],
+    );
+}
+
+#[test]
+fn token_id_out_of_vocab() {
+    let model = fixture(FIXTURES[0]);
+    let args = [
+        "logits",
+        "--model",
+        s(&model),
+        "--tokens",
+        "1,2,1024",
+        "--out",
+        "/dev/null",
+    ];
+    expect_error(&args, &["1024", "vocab_size is 1024"]);
+}
+
+#[test]
+fn empty_prompt() {
+    let model = fixture(FIXTURES[0]);
+    expect_error(
+        &[
+            "generate",
+            "--model",
+            s(&model),
+            "--prompt",
+            "",
+            "--max-tokens",
+            "4",
+        ],
+        &["empty"],
+    );
+    expect_error(
+        &[
+            "logits",
+            "--model",
+            s(&model),
+            "--tokens",
+            "",
+            "--out",
+            "/dev/null",
+        ],
+        &["empty"],
+    );
+}

@@ -1,0 +1,65 @@
+//! Shared by the integration tests: the GPU, the fixtures and their HF references.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use lfm_edge::{Gpu, GpuOptions, Model};
+use serde::Deserialize;
+
+/// The tiny checkpoints made by scripts/make_fixtures.py.
+pub const FIXTURES: [&str; 2] = ["lfm2-tiny-conv-first", "lfm2-tiny-attn-first"];
+
+/// The bar for logits against HF transformers in f32.
+pub const LOGITS_TOLERANCE: f32 = 2e-3;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
+
+#[derive(Deserialize)]
+pub struct Tokenization {
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct Reference {
+    pub prompt_ids: Vec<u32>,
+    pub greedy_ids: Vec<u32>,
+    pub tokenizations: Vec<Tokenization>,
+    /// (n_prompt, vocab), HF logits of every prompt position.
+    #[serde(skip)]
+    pub logits: Vec<f32>,
+}
+
+pub fn reference(name: &str) -> Reference {
+    let dir = fixture(name);
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    let mut reference: Reference = serde_json::from_str(&text).unwrap();
+    let (shape, logits) = lfm_edge::npy::read_f32(&dir.join("logits.npy")).unwrap();
+    assert_eq!(shape[0], reference.prompt_ids.len());
+    reference.logits = logits;
+    reference
+}
+
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new(&GpuOptions::default()).expect("a wgpu adapter (lavapipe on CI)"))
+        .clone()
+}
+
+pub fn load(name: &str) -> Arc<Model> {
+    Arc::new(Model::load(&fixture(name), gpu()).unwrap())
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,115 @@
+//! The runtime against HF transformers on the tiny fixtures: logits in every feeding
+//! mode, the greedy continuation, and tokenization.
+
+mod common;
+
+use common::{load, max_abs_diff, reference, FIXTURES, LOGITS_TOLERANCE};
+use lfm_edge::{sampler::argmax, Session, SessionOptions};
+
+fn all_logits(batch: usize) -> SessionOptions {
+    SessionOptions {
+        batch,
+        all_logits: true,
+        ..SessionOptions::default()
+    }
+}
+
+fn check_logits(name: &str, mode: &str, logits: &[f32], expected: &[f32]) {
+    let err = max_abs_diff(logits, expected);
+    eprintln!("{name} {mode}: max abs error {err:.2e}");
+    assert!(
+        err <= LOGITS_TOLERANCE,
+        "{name} {mode}: max abs error {err} > {LOGITS_TOLERANCE}"
+    );
+}
+
+#[test]
+fn prefill_logits_match_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let mut session = Session::new(load(name), &all_logits(128)).unwrap();
+        check_logits(
+            name,
+            "prefill",
+            &session.feed(&r.prompt_ids).unwrap(),
+            &r.logits,
+        );
+    }
+}
+
+#[test]
+fn decode_logits_match_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let mut session = Session::new(load(name), &SessionOptions::default()).unwrap();
+        let logits: Vec<f32> = r
+            .prompt_ids
+            .iter()
+            .flat_map(|&t| session.feed(&[t]).unwrap())
+            .collect();
+        check_logits(name, "decode", &logits, &r.logits);
+    }
+}
+
+/// Prompts longer than a batch run in several passes that share the cache.
+#[test]
+fn chunked_prefill_logits_match_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let mut session = Session::new(load(name), &all_logits(5)).unwrap();
+        check_logits(
+            name,
+            "batches of 5",
+            &session.feed(&r.prompt_ids).unwrap(),
+            &r.logits,
+        );
+    }
+}
+
+#[test]
+fn greedy_continuation_matches_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let mut session = Session::new(load(name), &SessionOptions::default()).unwrap();
+        let mut logits = session.feed(&r.prompt_ids).unwrap();
+        let mut generated = Vec::new();
+        while generated.len() < r.greedy_ids.len() {
+            let id = argmax(&logits);
+            generated.push(id);
+            logits = session.feed(&[id]).unwrap();
+        }
+        assert_eq!(generated, r.greedy_ids, "{name}");
+    }
+}
+
+#[test]
+fn tokenization_matches_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let tokenizer = lfm_edge::Tokenizer::from_dir(&common::fixture(name)).unwrap();
+        for t in &r.tokenizations {
+            assert_eq!(
+                tokenizer.encode(&t.text).unwrap(),
+                t.ids,
+                "{name}: {:?}",
+                t.text
+            );
+        }
+    }
+}
+
+#[test]
+fn reset_starts_over() {
+    let name = FIXTURES[0];
+    let r = reference(name);
+    let mut session = Session::new(load(name), &all_logits(128)).unwrap();
+    session.feed(&r.prompt_ids[..7]).unwrap();
+    session.reset();
+    assert_eq!(session.position(), 0);
+    check_logits(
+        name,
+        "after reset",
+        &session.feed(&r.prompt_ids).unwrap(),
+        &r.logits,
+    );
+}

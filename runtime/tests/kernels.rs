@@ -1,0 +1,660 @@
+//! Each kernel family on the GPU (lavapipe where there is no GPU) against a small CPU
+//! reference, through the public `ops` constructors and the same encoding a session
+//! uses: one `Step` uniform at `@group(1)`, dispatches recorded into one compute pass.
+//!
+//! Weights are rounded to their dtype once; the reference decodes those same rounded
+//! values, so only the kernels' arithmetic is under test. References run in f64.
+//! Every case also runs with a tiny per-dimension workgroup limit, which forces
+//! `Dispatch::encode` to spill the grid into y and the kernels to flatten it back.
+//! `cargo test --test kernels -- --nocapture` prints the largest error of each family.
+
+use std::sync::{Arc, OnceLock};
+
+use half::{bf16, f16};
+use lfm_edge::dtype::DType;
+use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions, StepUniform};
+use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
+use lfm_edge::ModelConfig;
+use wgpu::util::DeviceExt;
+
+// ---------------------------------------------------------------------------------
+// Device, buffers, launches
+// ---------------------------------------------------------------------------------
+
+fn gpu() -> &'static Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new(&GpuOptions::default()).expect("no wgpu adapter"))
+}
+
+/// Per-dimension workgroup limits every case runs under: the device's own, and one
+/// small enough that every grid here spills into y (with a ragged last row).
+fn grid_limits() -> [u32; 2] {
+    [gpu().limits.max_compute_workgroups_per_dimension, 3]
+}
+
+/// A read-write f32 buffer holding `values` (readable with `Gpu::read_f32`).
+fn buffer(label: &str, values: &[f32]) -> wgpu::Buffer {
+    let b = gpu().zeros(label, values.len()).unwrap();
+    gpu()
+        .queue
+        .write_buffer(&b, 0, bytemuck::cast_slice(values));
+    b
+}
+
+fn read(b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    gpu().read_f32(b, len).unwrap()
+}
+
+/// Bound where an op has no bias.
+fn no_bias() -> wgpu::Buffer {
+    gpu().zeros("no bias", 1).unwrap()
+}
+
+/// A batch as the session describes it to the kernels.
+#[derive(Clone, Copy, Debug)]
+struct Batch {
+    n_tokens: u32,
+    pos: u32,
+}
+
+impl Batch {
+    fn new(n_tokens: usize, pos: usize) -> Batch {
+        Batch {
+            n_tokens: n_tokens as u32,
+            pos: pos as u32,
+        }
+    }
+}
+
+/// Records `dispatches` for `batch` in one compute pass, as `Session::run_batch` does,
+/// submits, and fails on any wgpu error.
+fn run(batch: Batch, max_per_dim: u32, dispatches: &[&Dispatch]) {
+    let gpu = gpu();
+    let step = StepUniform {
+        n_tokens: batch.n_tokens,
+        pos: batch.pos,
+        _pad: [0; 2],
+    };
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("step"),
+            contents: bytemuck::bytes_of(&step),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("step"),
+        layout: &gpu.step_layout().unwrap(),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }],
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(1, &group, &[]);
+        for d in dispatches {
+            d.encode(&mut pass, batch.n_tokens, max_per_dim);
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.check().unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------
+
+/// SplitMix64: deterministic inputs without another crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-scale, scale).
+    fn uniform(&mut self, scale: f32) -> f32 {
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (unit * 2.0 - 1.0) * scale
+    }
+
+    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(scale)).collect()
+    }
+}
+
+/// A weight tensor at `dtype` precision, and the values it holds decoded back to f32.
+fn weight(name: &str, dtype: DType, shape: &[usize], values: &[f32]) -> (GpuTensor, Vec<f32>) {
+    assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}");
+    let (bytes, rounded): (Vec<u8>, Vec<f32>) = match dtype {
+        DType::F32 => (bytemuck::cast_slice(values).to_vec(), values.to_vec()),
+        DType::F16 => {
+            let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            let bits: Vec<u16> = h.iter().map(|v| v.to_bits()).collect();
+            (
+                bytemuck::cast_slice(&bits).to_vec(),
+                h.iter().map(|v| v.to_f32()).collect(),
+            )
+        }
+        DType::BF16 => {
+            let b: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+            let bits: Vec<u16> = b.iter().map(|v| v.to_bits()).collect();
+            (
+                bytemuck::cast_slice(&bits).to_vec(),
+                b.iter().map(|v| v.to_f32()).collect(),
+            )
+        }
+    };
+    let tensor = GpuTensor {
+        name: format!("{name}.{dtype}"),
+        buffer: gpu().upload(name, &bytes).unwrap(),
+        dtype,
+        shape: shape.to_vec(),
+    };
+    (tensor, rounded)
+}
+
+const ALL_DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+// ---------------------------------------------------------------------------------
+// Comparison
+// ---------------------------------------------------------------------------------
+
+/// Largest `|got - want| / (1 + |want|)`, checked against `tol`; the panic names the
+/// case and the first element out of tolerance.
+fn assert_close(case: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{case}: length");
+    let mut worst = 0.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / (1.0 + w.abs());
+        assert!(
+            err <= tol,
+            "{case}: element {i} is {g}, expected {w} (error {err:e} > {tol:e})"
+        );
+        worst = worst.max(err);
+    }
+    worst
+}
+
+/// Prints a family's largest error (shown with `-- --nocapture`).
+fn report(family: &str, worst: f32) {
+    println!("{family}: max error {worst:e}");
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// `x / sqrt(mean(x²) + eps) * w`.
+fn rmsnorm_ref(x: &[f32], w: &[f32], eps: f32) -> Vec<f64> {
+    let scale = 1.0 / (dot(x, x) / x.len() as f64 + eps as f64).sqrt();
+    x.iter()
+        .zip(w)
+        .map(|(&v, &w)| v as f64 * scale * w as f64)
+        .collect()
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+fn to_f32(v: impl IntoIterator<Item = f64>) -> Vec<f32> {
+    v.into_iter().map(|x| x as f32).collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn embedding_gathers_rows() {
+    let (vocab, hidden) = (11, 301); // odd width: 16-bit rows straddle u32 words
+    let tokens: [u32; 6] = [0, 10, 3, 10, 7, 1];
+    let mut rng = Rng(1);
+    let ids = gpu()
+        .upload("tokens", bytemuck::cast_slice(&tokens))
+        .unwrap();
+    let batch = Batch::new(tokens.len(), 0);
+    let mut worst = 0.0f32;
+    for dtype in ALL_DTYPES {
+        let (table, values) = weight(
+            "embed",
+            dtype,
+            &[vocab, hidden],
+            &rng.vec(vocab * hidden, 2.0),
+        );
+        let out = gpu().zeros("out", tokens.len() * hidden).unwrap();
+        let d = ops::embedding(gpu(), &ids, &table, &out).unwrap();
+        let want: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| &values[t as usize * hidden..][..hidden])
+            .copied()
+            .collect();
+        for limit in grid_limits() {
+            run(batch, limit, &[&d]);
+            let case = format!("embedding {dtype} limit {limit}");
+            worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 0.0));
+        }
+    }
+    report("embedding", worst);
+}
+
+#[test]
+fn rmsnorm_rows() {
+    let (n, rows, eps) = (300, 5, 1e-5);
+    let mut rng = Rng(2);
+    let mut worst = 0.0f32;
+    for dtype in ALL_DTYPES {
+        let (w, w_values) = weight("norm", dtype, &[n], &rng.vec(n, 1.5));
+        let x_values = rng.vec(rows * n, 3.0);
+        let x = buffer("x", &x_values);
+        let out = gpu().zeros("out", rows * n).unwrap();
+        let d = ops::rmsnorm(gpu(), &x, &w, eps, &out).unwrap();
+        let want: Vec<f32> = x_values
+            .chunks(n)
+            .flat_map(|row| to_f32(rmsnorm_ref(row, &w_values, eps)))
+            .collect();
+        for limit in grid_limits() {
+            run(Batch::new(rows, 0), limit, &[&d]);
+            let case = format!("rmsnorm {dtype} limit {limit}");
+            worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 1e-5));
+        }
+    }
+    report("rmsnorm", worst);
+}
+
+/// What `ops::linear` should leave in `out` (which held `before`).
+fn linear_ref(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (k, n): (usize, usize),
+    batch: Batch,
+    output: LinearOutput,
+    before: &[f32],
+) -> Vec<f32> {
+    let (n_tokens, pos) = (batch.n_tokens as usize, batch.pos as usize);
+    // (row of x, row of out)
+    let rows: Vec<(usize, usize)> = match output {
+        LinearOutput::Rows | LinearOutput::Accumulate => (0..n_tokens).map(|t| (t, t)).collect(),
+        LinearOutput::CacheRows => (0..n_tokens).map(|t| (t, pos + t)).collect(),
+        LinearOutput::LastRow => vec![(n_tokens - 1, 0)],
+    };
+    let mut out = before.to_vec();
+    for (t, row) in rows {
+        for j in 0..n {
+            let mut y = dot(&x[t * k..][..k], &w[j * k..][..k]);
+            y += bias.map_or(0.0, |b| b[j] as f64);
+            let o = &mut out[row * n + j];
+            if output == LinearOutput::Accumulate {
+                y += *o as f64;
+            }
+            *o = y as f32;
+        }
+    }
+    out
+}
+
+/// One projection at one dtype: the tensors, and the values they hold for the reference.
+struct Projection {
+    weight: (GpuTensor, Vec<f32>),
+    bias: Option<(GpuTensor, Vec<f32>)>,
+}
+
+/// Runs `ops::linear` for `batch` into an `out` holding random rows (so that writes to
+/// the wrong rows, or a missing accumulate, show) and returns the largest error.
+fn check_linear(p: &Projection, output: LinearOutput, batch: Batch, rng: &mut Rng) -> f32 {
+    let (n, k) = (p.weight.0.shape[0], p.weight.0.shape[1]);
+    let x_values = rng.vec(batch.n_tokens as usize * k, 1.0);
+    let before = rng.vec((batch.pos + batch.n_tokens) as usize * n, 1.0);
+    let bias_values = p.bias.as_ref().map(|b| &b.1[..]);
+    let want = linear_ref(
+        &x_values,
+        &p.weight.1,
+        bias_values,
+        (k, n),
+        batch,
+        output,
+        &before,
+    );
+    let (x, no_bias) = (buffer("x", &x_values), no_bias());
+    let mut worst = 0.0f32;
+    for limit in grid_limits() {
+        let out = buffer("out", &before);
+        let op = Linear {
+            weight: &p.weight.0,
+            bias: p.bias.as_ref().map(|b| &b.0),
+            x: &x,
+            out: &out,
+            output,
+        };
+        let step = ops::linear(gpu(), op, &no_bias).unwrap();
+        run(batch, limit, &[step.dispatch(batch.n_tokens)]);
+        let case = format!(
+            "linear {} {output:?} {batch:?} bias {} limit {limit}",
+            p.weight.0.dtype,
+            p.bias.is_some()
+        );
+        worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 1e-4));
+    }
+    worst
+}
+
+#[test]
+fn linear_every_output_mode_dtype_and_path() {
+    // One token takes the matvec path, several the tiled matmul. None of the sizes are
+    // multiples of matmul's 32 x 64 x 16 tiles; 130 outputs span three 64-wide tiles.
+    let mut rng = Rng(3);
+    let mut worst = 0.0f32;
+    let outputs = [
+        LinearOutput::Rows,
+        LinearOutput::CacheRows,
+        LinearOutput::Accumulate,
+        LinearOutput::LastRow,
+    ];
+    for dtype in ALL_DTYPES {
+        for (k, n) in [(72, 100), (18, 130)] {
+            let weight_values = rng.vec(n * k, 1.0);
+            let bias_values = rng.vec(n, 1.0);
+            for with_bias in [false, true] {
+                let p = Projection {
+                    weight: weight("w", dtype, &[n, k], &weight_values),
+                    bias: with_bias.then(|| weight("b", dtype, &[n], &bias_values)),
+                };
+                for (output, n_tokens) in outputs.iter().flat_map(|&o| [(o, 1), (o, 5), (o, 37)]) {
+                    let err = check_linear(&p, output, Batch::new(n_tokens, 6), &mut rng);
+                    worst = worst.max(err);
+                }
+            }
+        }
+    }
+    report("linear", worst);
+}
+
+/// Per-head RMSNorm then rotate-half RoPE over `x` (rows, n_heads, d): batch token t
+/// is row `first_row + t` at position `pos + t`. The angles are recomputed here in
+/// f64, independently of `ops::rope_table`.
+fn rope_ref(x: &[f32], norm: &[f32], n_heads: usize, batch: Batch, first_row: usize) -> Vec<f32> {
+    let d = norm.len();
+    let half = d / 2;
+    let mut out = x.to_vec();
+    for t in 0..batch.n_tokens as usize {
+        let position = (batch.pos as usize + t) as f64;
+        for head in 0..n_heads {
+            let base = ((first_row + t) * n_heads + head) * d;
+            let normed = rmsnorm_ref(&x[base..][..d], norm, ROPE_EPS);
+            for i in 0..half {
+                let angle = position / ROPE_THETA.powf(2.0 * i as f64 / d as f64);
+                let (sin, cos) = angle.sin_cos();
+                let (a, b) = (normed[i], normed[i + half]);
+                out[base + i] = (a * cos - b * sin) as f32;
+                out[base + i + half] = (b * cos + a * sin) as f32;
+            }
+        }
+    }
+    out
+}
+
+const ROPE_THETA: f64 = 10_000.0;
+const ROPE_EPS: f32 = 1e-5;
+
+#[test]
+fn rope_normalises_and_rotates_heads() {
+    let (n_heads, batch) = (3, Batch::new(4, 9));
+    let mut rng = Rng(4);
+    let mut worst = 0.0f32;
+    for d in [16, 64] {
+        let max_pos = (batch.pos + batch.n_tokens) as usize;
+        let table = ops::rope_table(ROPE_THETA as f32, d, max_pos);
+        let table = gpu()
+            .upload("rope table", bytemuck::cast_slice(&table))
+            .unwrap();
+        for dtype in [DType::F32, DType::BF16] {
+            let (norm, norm_values) = weight("q_layernorm", dtype, &[d], &rng.vec(d, 1.5));
+            for in_cache in [false, true] {
+                // In the cache, the batch sits after `pos` rows the kernel must not touch.
+                let first_row = if in_cache { batch.pos as usize } else { 0 };
+                let rows = first_row + batch.n_tokens as usize;
+                let x_values = rng.vec(rows * n_heads * d, 2.0);
+                let want = rope_ref(&x_values, &norm_values, n_heads, batch, first_row);
+                for limit in grid_limits() {
+                    let x = buffer("x", &x_values);
+                    let op = ops::rope(gpu(), &norm, &table, &x, n_heads, ROPE_EPS, in_cache);
+                    run(batch, limit, &[&op.unwrap()]);
+                    let case = format!("rope d {d} {dtype} in_cache {in_cache} limit {limit}");
+                    worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
+                }
+            }
+        }
+    }
+    report("rope", worst);
+}
+
+/// Causal softmax(q kᵀ / sqrt(d)) v: batch token t sees cache rows 0..=pos + t.
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], c: &ModelConfig, batch: Batch) -> Vec<f32> {
+    let (d, heads, kv_heads) = (c.head_dim, c.n_heads, c.n_kv_heads);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut out = Vec::new();
+    for t in 0..batch.n_tokens as usize {
+        for head in 0..heads {
+            let query = &q[(t * heads + head) * d..][..d];
+            let kv_head = head / (heads / kv_heads);
+            let key = |i: usize| &k[(i * kv_heads + kv_head) * d..][..d];
+            let value = |i: usize| &v[(i * kv_heads + kv_head) * d..][..d];
+            let n_keys = batch.pos as usize + t + 1;
+            let scores: Vec<f64> = (0..n_keys).map(|i| dot(query, key(i)) * scale).collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            out.extend((0..d).map(|i| {
+                let mixed: f64 = (0..n_keys).map(|j| weights[j] * value(j)[i] as f64).sum();
+                (mixed / total) as f32
+            }));
+        }
+    }
+    out
+}
+
+/// A one-layer attention config: `heads` query heads of `head_dim` over `kv_heads`.
+fn attention_config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConfig {
+    let json = format!(
+        r#"{{"model_type": "lfm2", "vocab_size": 8, "hidden_size": {},
+            "num_hidden_layers": 1, "num_attention_heads": {heads},
+            "num_key_value_heads": {kv_heads}, "intermediate_size": 8,
+            "block_auto_adjust_ff_dim": false, "layer_types": ["full_attention"]}}"#,
+        heads * head_dim
+    );
+    let config = ModelConfig::from_json(&json).unwrap();
+    assert_eq!(config.head_dim, head_dim);
+    config
+}
+
+/// Runs `ops::attention` for `batch` over a cache of random keys and values (rows past
+/// the batch hold huge values: reading one would wreck the result).
+fn check_attention(config: &ModelConfig, batch: Batch, rng: &mut Rng) -> f32 {
+    let (q_width, kv_width) = (config.n_heads * config.head_dim, config.kv_dim());
+    let seen = (batch.pos + batch.n_tokens) as usize;
+    let mut cache = || {
+        let mut values = rng.vec(seen * kv_width, 2.0);
+        values.resize((seen + 4) * kv_width, 1.0e4);
+        values
+    };
+    let (k_values, v_values) = (cache(), cache());
+    let q_values = rng.vec(batch.n_tokens as usize * q_width, 2.0);
+    let want = attention_ref(&q_values, &k_values, &v_values, config, batch);
+    let (q, k, v) = (
+        buffer("q", &q_values),
+        buffer("k", &k_values),
+        buffer("v", &v_values),
+    );
+    let out = gpu().zeros("out", want.len()).unwrap();
+    let d = ops::attention(gpu(), "attention", config, &q, &k, &v, &out).unwrap();
+    let mut worst = 0.0f32;
+    for limit in grid_limits() {
+        run(batch, limit, &[&d]);
+        let case = format!(
+            "attention {}/{} heads of {} {batch:?} limit {limit}",
+            config.n_heads, config.n_kv_heads, config.head_dim
+        );
+        worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 1e-4));
+    }
+    worst
+}
+
+#[test]
+fn attention_causal_gqa_over_cache() {
+    let mut rng = Rng(5);
+    let mut worst = 0.0f32;
+    // GQA ratio 3, head_dim 32: 70 cached + 3 new keys spans two 64-key blocks; also a
+    // prefill from 0 and a decode step that ends a third block.
+    let config = attention_config(6, 2, 32);
+    for batch in [Batch::new(3, 70), Batch::new(5, 0), Batch::new(1, 191)] {
+        worst = worst.max(check_attention(&config, batch, &mut rng));
+    }
+    // The largest head_dim the kernel takes: each thread owns 4 dimensions.
+    let config = attention_config(4, 2, 256);
+    worst = worst.max(check_attention(&config, Batch::new(3, 70), &mut rng));
+    report("attention", worst);
+}
+
+/// out[t] = C[t] * (bias + Σ_k w[c, k] · (B·x)[t - (L-1) + k]) over the whole sequence
+/// `bcx` (tokens, B | C | x), zero before its start.
+fn shortconv_ref(
+    bcx: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    hidden: usize,
+    l: usize,
+) -> Vec<f32> {
+    let token = |t: usize| &bcx[t * 3 * hidden..][..3 * hidden];
+    let bx = |t: usize, c: usize| token(t)[c] as f64 * token(t)[2 * hidden + c] as f64;
+    let tokens = bcx.len() / (3 * hidden);
+    let mut out = Vec::with_capacity(tokens * hidden);
+    for t in 0..tokens {
+        for c in 0..hidden {
+            let mut y = bias.map_or(0.0, |b| b[c] as f64);
+            for k in 0..l {
+                if let Some(s) = (t + k).checked_sub(l - 1) {
+                    y += w[c * l + k] as f64 * bx(s, c);
+                }
+            }
+            out.push((token(t)[hidden + c] as f64 * y) as f32);
+        }
+    }
+    out
+}
+
+/// Feeds `sequence` (tokens, B | C | x) through `ops::shortconv` + `ops::shortconv_state`
+/// in batches of `batches` tokens, as a session would, checking every batch's output
+/// and the final state against the reference over the whole sequence.
+fn check_shortconv(
+    weight: &(GpuTensor, Vec<f32>),
+    bias: Option<&(GpuTensor, Vec<f32>)>,
+    sequence: &[f32],
+    batches: &[usize],
+    max_per_dim: u32,
+) -> f32 {
+    let (hidden, l) = (weight.0.shape[0], weight.0.shape[2]);
+    let width = 3 * hidden;
+    let bias_values = bias.map(|b| &b.1[..]);
+    let want = shortconv_ref(sequence, &weight.1, bias_values, hidden, l);
+    let max_batch = *batches.iter().max().unwrap();
+    let bcx = gpu().zeros("bcx", max_batch * width).unwrap();
+    let state = gpu().zeros("state", (l - 1) * hidden).unwrap();
+    let out = gpu().zeros("out", max_batch * hidden).unwrap();
+    let no_bias = no_bias();
+    let op = ShortConv {
+        weight: &weight.0,
+        bias: bias.map(|b| &b.0),
+        bcx: &bcx,
+        state: &state,
+        out: &out,
+    };
+    let conv = ops::shortconv(gpu(), &op, &no_bias).unwrap();
+    let update = ops::shortconv_state(gpu(), &op, &no_bias).unwrap();
+    let name = format!(
+        "shortconv {} bias {} limit {max_per_dim}",
+        weight.0.dtype,
+        bias.is_some()
+    );
+    let mut worst = 0.0f32;
+    let mut start = 0;
+    for &n in batches {
+        let rows = &sequence[start * width..(start + n) * width];
+        gpu()
+            .queue
+            .write_buffer(&bcx, 0, bytemuck::cast_slice(rows));
+        let batch = Batch::new(n, start);
+        run(batch, max_per_dim, &[&conv, &update]);
+        let expected = &want[start * hidden..(start + n) * hidden];
+        let got = read(&out, n * hidden);
+        worst = worst.max(assert_close(
+            &format!("{name} {batch:?}"),
+            &got,
+            expected,
+            1e-5,
+        ));
+        start += n;
+    }
+    // The state ends as the last L-1 values of B·x, oldest first.
+    let tail: Vec<f32> = sequence[(start + 1 - l) * width..]
+        .chunks(width)
+        .flat_map(|token| (0..hidden).map(move |c| token[c] * token[2 * hidden + c]))
+        .collect();
+    let got = read(&state, tail.len());
+    worst.max(assert_close(
+        &format!("{name} final state"),
+        &got,
+        &tail,
+        1e-6,
+    ))
+}
+
+#[test]
+fn shortconv_carries_state_across_batches() {
+    let (hidden, l) = (300, 3); // more than one workgroup of channels, not a multiple
+    let batches = [4, 1, 1];
+    let tokens: usize = batches.iter().sum();
+    let mut rng = Rng(6);
+    let mut worst = 0.0f32;
+    for dtype in [DType::F32, DType::BF16] {
+        let w = weight("conv", dtype, &[hidden, 1, l], &rng.vec(hidden * l, 1.0));
+        let b = weight("conv bias", dtype, &[hidden], &rng.vec(hidden, 1.0));
+        for bias in [None, Some(&b)] {
+            let sequence = rng.vec(tokens * 3 * hidden, 2.0);
+            for limit in grid_limits() {
+                worst = worst.max(check_shortconv(&w, bias, &sequence, &batches, limit));
+            }
+        }
+    }
+    report("shortconv", worst);
+}
+
+#[test]
+fn swiglu_gates_in_place() {
+    let (ff, n_tokens) = (300, 3);
+    let mut rng = Rng(7);
+    let mut worst = 0.0f32;
+    let gate_values = rng.vec(n_tokens * ff, 6.0);
+    let up_values = rng.vec(n_tokens * ff, 2.0);
+    let want: Vec<f32> = gate_values
+        .iter()
+        .zip(&up_values)
+        .map(|(&g, &u)| (silu(g as f64) * u as f64) as f32)
+        .collect();
+    let gate = buffer("gate", &gate_values);
+    for limit in grid_limits() {
+        let up = buffer("up", &up_values);
+        let d = ops::swiglu(gpu(), "swiglu", &gate, &up, ff).unwrap();
+        run(Batch::new(n_tokens, 0), limit, &[&d]);
+        let case = format!("swiglu limit {limit}");
+        worst = worst.max(assert_close(&case, &read(&up, want.len()), &want, 1e-5));
+    }
+    report("swiglu", worst);
+}

@@ -1,0 +1,82 @@
+//! Every kernel's complete module (shaders/common.wgsl + its own file) parses and
+//! validates with naga, without a GPU: a WGSL mistake fails here with naga's message
+//! instead of at pipeline creation. The module's resource bindings must also match the
+//! layout the Rust side builds from `Kernel::bindings` (plus the `Step` uniform).
+
+use lfm_edge::gpu::Kernel;
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::{AddressSpace, StorageAccess};
+
+/// naga's default capabilities: what every WebGPU adapter offers. No kernel may need
+/// more (f16 weights are decoded with integer operations for that reason).
+fn capabilities() -> Capabilities {
+    Capabilities::default()
+}
+
+/// How the module declares a resource, in the words of `Access`'s Debug output.
+fn access_name(space: AddressSpace) -> String {
+    match space {
+        AddressSpace::Uniform => "Uniform".into(),
+        AddressSpace::Storage { access } if access == StorageAccess::LOAD => "Read".into(),
+        AddressSpace::Storage { access }
+            if access == StorageAccess::LOAD | StorageAccess::STORE =>
+        {
+            "ReadWrite".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// `(group, binding, access)` of every resource, sorted, as the module declares them.
+fn module_bindings(module: &naga::Module) -> Vec<(u32, u32, String)> {
+    let mut bindings: Vec<_> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, var)| {
+            let b = var.binding.as_ref()?;
+            Some((b.group, b.binding, access_name(var.space)))
+        })
+        .collect();
+    bindings.sort();
+    bindings
+}
+
+/// What the pipeline layout of `kernel` provides: its `@group(0)` buffers and the step.
+fn expected_bindings(kernel: Kernel) -> Vec<(u32, u32, String)> {
+    let group0 = kernel
+        .bindings()
+        .iter()
+        .enumerate()
+        .map(|(i, access)| (0, i as u32, format!("{access:?}")));
+    group0.chain([(1, 0, "Uniform".to_string())]).collect()
+}
+
+/// Why `kernel`'s module is wrong, if it is.
+fn check(kernel: Kernel) -> Result<(), String> {
+    let source = kernel.module_source();
+    let module = naga::front::wgsl::parse_str(&source)
+        .map_err(|e| format!("does not parse:\n{}", e.emit_to_string(&source)))?;
+    Validator::new(ValidationFlags::all(), capabilities())
+        .validate(&module)
+        .map_err(|e| format!("does not validate:\n{}", e.emit_to_string(&source)))?;
+    let entry = kernel.entry_point();
+    if !module.entry_points.iter().any(|ep| ep.name == entry) {
+        return Err(format!("has no entry point {entry:?}"));
+    }
+    let (found, expected) = (module_bindings(&module), expected_bindings(kernel));
+    if found != expected {
+        return Err(format!(
+            "declares bindings {found:?} but the Rust layout is {expected:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_kernel_parses_and_validates() {
+    let failures: Vec<String> = Kernel::ALL
+        .into_iter()
+        .filter_map(|kernel| check(kernel).err().map(|e| format!("{kernel:?} {e}")))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import Lfm2Config, Lfm2ForCausalLM
+from safetensors.torch import load_file, save_file
+from transformers import Lfm2Config, Lfm2ForCausalLM, Lfm2MoeConfig, Lfm2MoeForCausalLM
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -110,6 +111,7 @@ class FixtureSpec:
     seed: int
     config: dict
     max_shard_size: str | None = None  # None: one model.safetensors
+    moe: bool = False  # lfm2_moe (LFM2-8B-A1B's architecture) instead of lfm2
 
 
 FIXTURES = [
@@ -146,7 +148,36 @@ FIXTURES = [
         },
         max_shard_size="300KB",
     ),
+    # Dense layers, then sparse MoE layers. The expert bias is large enough to change
+    # which experts win, and the scaling factor is not 1, so both must be honoured.
+    FixtureSpec(
+        name="lfm2moe-tiny",
+        seed=4322,
+        config={
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "num_hidden_layers": 5,
+            "layer_types": ["conv", "full_attention", "conv", "conv", "full_attention"],
+            "intermediate_size": 96,
+            "moe_intermediate_size": 32,
+            "num_dense_layers": 2,
+            "num_experts": 8,
+            "num_experts_per_tok": 3,
+            "use_expert_bias": True,
+            "norm_topk_prob": True,
+            "routed_scaling_factor": 1.5,
+            "conv_bias": False,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+        },
+        moe=True,
+    ),
 ]
+
+# transformers saves experts one by one (`experts.K.w1/w3/w2`, as the published
+# LFM2-8B-A1B does) but holds them fused (`experts.gate_up_proj`, `experts.down_proj`);
+# the same MoE fixture is also written fused so the loader is tested on both layouts.
+FUSED_FIXTURE = "lfm2moe-tiny-fused"
 
 # Standard deviations of the re-drawn weights (see `randomize_weights_`). The
 # lm_head is tied to the embedding, so EMBEDDING_STD sets the logit scale
@@ -157,6 +188,7 @@ BIAS_STD = 0.1
 EMBEDDING_STD = 0.3
 CONV_STD = 0.3
 PROJECTION_STD = 0.15
+EXPERT_BIAS_STD = 0.3  # sigmoid scores lie in (0, 1): this reorders the top-k
 
 
 def tokenizer_corpus() -> list[str]:
@@ -216,7 +248,7 @@ def write_tokenizer(tokenizer: Tokenizer, out_dir: Path) -> None:
     )
 
 
-def randomize_weights_(model: Lfm2ForCausalLM, seed: int) -> None:
+def randomize_weights_(model: torch.nn.Module, seed: int) -> None:
     """Re-draw every parameter so that no code path sees an identity/zero init.
 
     RMSNorm weights are 1 + noise (never exactly 1), biases are non-zero, and
@@ -235,32 +267,45 @@ def randomize_weights_(model: Lfm2ForCausalLM, seed: int) -> None:
         elif name.endswith("conv.conv.weight"):
             value = CONV_STD * noise
         else:
-            assert param.ndim == 2, name
+            assert param.ndim in (2, 3), name  # 3: fused experts
             value = PROJECTION_STD * noise
         param.data.copy_(value)
+    for name, buffer in model.named_buffers():
+        if name.endswith("expert_bias"):
+            buffer.copy_(EXPERT_BIAS_STD * torch.randn(buffer.shape, generator=generator))
+
+
+def model_classes(moe: bool):
+    return (Lfm2MoeConfig, Lfm2MoeForCausalLM) if moe else (Lfm2Config, Lfm2ForCausalLM)
 
 
 def save_model(spec: FixtureSpec, out_dir: Path) -> None:
-    config = Lfm2Config(**COMMON_CONFIG, **spec.config)
-    model = Lfm2ForCausalLM(config)
+    config_class, model_class = model_classes(spec.moe)
+    model = model_class(config_class(**COMMON_CONFIG, **spec.config))
     randomize_weights_(model, spec.seed)
     save_kwargs = {"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}
-    model.to(torch.bfloat16).save_pretrained(out_dir, **save_kwargs)
+    # The router's expert bias is an f32 buffer in HF and stays f32 in the checkpoint.
+    model = model.to(torch.bfloat16)
+    for name, buffer in model.named_buffers():
+        if name.endswith("expert_bias"):
+            buffer.data = buffer.data.float()
+    model.save_pretrained(out_dir, **save_kwargs)
 
 
-def load_reference_model(model_dir: Path) -> Lfm2ForCausalLM:
+def load_reference_model(model_dir: Path, moe: bool) -> torch.nn.Module:
     """The saved bf16 checkpoint, upcast to float32, with eager attention."""
-    model = Lfm2ForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    _, model_class = model_classes(moe)
+    model = model_class.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     return model.eval()
 
 
-def forward_logits(model: Lfm2ForCausalLM, ids: list[int]) -> torch.Tensor:
+def forward_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
     """Logits [len(ids), vocab] from one full (uncached) forward pass."""
     return model(torch.tensor([ids]), use_cache=False).logits[0]
 
 
-def greedy_continuation(model: Lfm2ForCausalLM, prompt_ids: list[int]) -> tuple[list[int], float]:
+def greedy_continuation(model: torch.nn.Module, prompt_ids: list[int]) -> tuple[list[int], float]:
     """Greedy tokens (eos ignored) and the smallest top-1/top-2 logit margin."""
     ids = list(prompt_ids)
     margins = []
@@ -272,7 +317,7 @@ def greedy_continuation(model: Lfm2ForCausalLM, prompt_ids: list[int]) -> tuple[
 
 
 def write_references(spec: FixtureSpec, tokenizer: Tokenizer, out_dir: Path) -> None:
-    model = load_reference_model(out_dir)
+    model = load_reference_model(out_dir, spec.moe)
     prompt_ids = tokenizer.encode(PROMPT_TEXT).ids
     assert 12 <= len(prompt_ids) <= 20, len(prompt_ids)
     with torch.no_grad():
@@ -308,12 +353,42 @@ def make_fixture(spec: FixtureSpec, tokenizer: Tokenizer) -> None:
     print(f"wrote {out_dir}")
 
 
+def write_fused_copy(per_expert_dir: Path) -> None:
+    """The MoE fixture rewritten in transformers' in-memory fused expert layout."""
+    out_dir = FIXTURES_DIR / FUSED_FIXTURE
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.copytree(per_expert_dir, out_dir)
+    tensors = load_file(out_dir / "model.safetensors")
+    experts: dict[str, dict[str, list]] = {}
+    fused = {}
+    for name in sorted(tensors, key=expert_order):
+        prefix, found, rest = name.partition(".experts.")
+        if not found:
+            fused[name] = tensors[name]
+            continue
+        kind = rest.split(".")[1]  # "K.w1.weight" -> w1
+        experts.setdefault(prefix, {"w1": [], "w3": [], "w2": []})[kind].append(tensors[name])
+    for prefix, weights in experts.items():
+        gate_up = [torch.cat([w1, w3]) for w1, w3 in zip(weights["w1"], weights["w3"])]
+        fused[f"{prefix}.experts.gate_up_proj"] = torch.stack(gate_up)  # [E, 2I, H], gate first
+        fused[f"{prefix}.experts.down_proj"] = torch.stack(weights["w2"])  # [E, H, I]
+    save_file(fused, out_dir / "model.safetensors", metadata={"format": "pt"})
+    print(f"wrote {out_dir}")
+
+
+def expert_order(name: str) -> tuple:
+    """Sort key putting experts.K tensors in numeric K order."""
+    prefix, found, rest = name.partition(".experts.")
+    return (prefix, int(rest.split(".")[0]) if found else -1, rest)
+
+
 def main() -> None:
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # fixed reduction order, independent of core count
     tokenizer = train_tokenizer()
     for spec in FIXTURES:
         make_fixture(spec, tokenizer)
+    write_fused_copy(FIXTURES_DIR / "lfm2moe-tiny")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 // Tiled matrix multiply for prefill: out[t, n] (+)= dot(x[t, :], weight[n, :]) + bias[n].
 // A workgroup computes a TILE_T x TILE_N block of out through workgroup memory; each
 // thread owns 2 x 4 outputs. Same Params as matvec.wgsl.
+// Expert mode (MoE): the batch's routed slots are gathered per expert (moe.wgsl's
+// `group`), and each workgroup multiplies one expert's slots by that expert's matrix,
+// so every expert's weights are read once per batch.
 
 struct Params {
     k: u32,
@@ -9,15 +12,20 @@ struct Params {
     out_at_pos: u32,  // 1: row t goes to row step.pos + t (the KV cache)
     accumulate: u32,
     has_bias: u32,
+    experts: u32,        // 0: dense; else the number of experts
+    top_k: u32,
+    expert_stride: u32,  // weight elements from one expert's matrices to the next
+    row_offset: u32,     // first row of this matrix inside an expert
+    x_per_slot: u32,     // 1: x has a row per slot (t * top_k + s); 0: per token
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
 @group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)
 @group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n) or unused
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // (rows, n)
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> routing: array<u32>;   // experts: slot counts (E), then slot lists (E, n_tokens)
+@group(0) @binding(4) var<storage, read_write> out: array<f32>; // (rows, n)
+@group(0) @binding(5) var<uniform> params: Params;
 
 const TILE_T: u32 = 32u;
 const TILE_N: u32 = 64u;
@@ -31,12 +39,16 @@ var<workgroup> w_tile: array<f32, 1024>; // TILE_N * TILE_K
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let tiles_n = (params.n + TILE_N - 1u) / TILE_N;
+    let tiles_t = (step.n_tokens + TILE_T - 1u) / TILE_T;
     let tile = flat_workgroup(wid, nwg);
-    let t0 = (tile / tiles_n) * TILE_T;
+    let expert = tile / (tiles_t * tiles_n);
+    let t0 = ((tile / tiles_n) % tiles_t) * TILE_T;
     let n0 = (tile % tiles_n) * TILE_N;
-    if t0 >= step.n_tokens {
+    let rows = batch_rows(expert);
+    if expert >= max(params.experts, 1u) || t0 >= rows {
         return;
     }
+    let w_base = expert * params.expert_stride + params.row_offset * params.k;
     let tx = lid % 16u; // n = n0 + tx + 16 j
     let ty = lid / 16u; // t = t0 + ty + 16 i
     var acc: array<array<f32, 4>, 2>;
@@ -45,7 +57,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let idx = lid + r * WG;
             let t = t0 + idx / TILE_K;
             let kk = k0 + idx % TILE_K;
-            x_tile[idx] = select(0.0, x[t * params.k + kk], t < step.n_tokens && kk < params.k);
+            var v = 0.0;
+            if t < rows && kk < params.k {
+                v = x[x_row(expert, t) * params.k + kk];
+            }
+            x_tile[idx] = v;
         }
         for (var r = 0u; r < 4u; r++) {
             let idx = lid + r * WG;
@@ -53,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let kk = k0 + idx % TILE_K;
             var w = 0.0;
             if n < params.n && kk < params.k {
-                let e = n * params.k + kk;
+                let e = w_base + n * params.k + kk;
                 w = weight_value(weight[weight_word(e)], e);
             }
             w_tile[idx] = w;
@@ -70,17 +86,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
     }
-    let row_base = select(0u, step.pos, params.out_at_pos == 1u);
     for (var i = 0u; i < 2u; i++) {
         let t = t0 + ty + 16u * i;
+        if t >= rows {
+            continue;
+        }
+        let o_row = out_row(expert, t);
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + tx + 16u * j;
-            if t < step.n_tokens && n < params.n {
+            if n < params.n {
                 var y = acc[i][j];
                 if params.has_bias == 1u {
                     y += weight_value(bias[weight_word(n)], n);
                 }
-                let o = (row_base + t) * params.n + n;
+                let o = o_row * params.n + n;
                 if params.accumulate == 1u {
                     out[o] += y;
                 } else {
@@ -89,4 +108,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
+}
+
+// Rows of the batch this workgroup's expert handles (all tokens when dense).
+fn batch_rows(expert: u32) -> u32 {
+    if params.experts == 0u {
+        return step.n_tokens;
+    }
+    return routing[expert];
+}
+
+// The routed slot (t * top_k + s) at position i of an expert's list.
+fn slot_at(expert: u32, i: u32) -> u32 {
+    return routing[params.experts + expert * step.n_tokens + i];
+}
+
+fn x_row(expert: u32, i: u32) -> u32 {
+    if params.experts == 0u {
+        return i;
+    }
+    let slot = slot_at(expert, i);
+    return select(slot / params.top_k, slot, params.x_per_slot == 1u);
+}
+
+fn out_row(expert: u32, i: u32) -> u32 {
+    if params.experts == 0u {
+        return select(0u, step.pos, params.out_at_pos == 1u) + i;
+    }
+    return slot_at(expert, i);
 }

@@ -1,4 +1,4 @@
-//! `config.json` as HF transformers writes it for `model_type: "lfm2"`, turned into the
+//! `config.json` as HF transformers writes it for `model_type` `lfm2` and `lfm2_moe`, turned into the
 //! sizes the runtime needs. Defaults and derived sizes follow `Lfm2Config` exactly, so a
 //! checkpoint that loads in transformers loads here unchanged.
 
@@ -49,6 +49,14 @@ struct HfConfig {
     tie_embedding: Option<bool>,
     bos_token_id: Option<u32>,
     eos_token_id: Option<Value>,
+    // lfm2_moe
+    num_experts: Option<usize>,
+    num_experts_per_tok: Option<usize>,
+    moe_intermediate_size: Option<usize>,
+    num_dense_layers: Option<usize>,
+    use_expert_bias: Option<bool>,
+    norm_topk_prob: Option<bool>,
+    routed_scaling_factor: Option<f64>,
 }
 
 fn explicit_null<'de, D: serde::Deserializer<'de>>(
@@ -56,6 +64,25 @@ fn explicit_null<'de, D: serde::Deserializer<'de>>(
 ) -> std::result::Result<Option<Option<f64>>, D::Error> {
     Option::<f64>::deserialize(d).map(Some)
 }
+
+/// The sparse feed-forward of LFM2-MoE (LFM2-8B-A1B): after `n_dense_layers` dense
+/// layers, each layer routes every token to `top_k` of `n_experts` SwiGLU experts.
+#[derive(Clone, Debug)]
+pub struct MoeConfig {
+    pub n_experts: usize,
+    pub top_k: usize,
+    /// Width of one expert's SwiGLU (`moe_intermediate_size`).
+    pub expert_ff: usize,
+    pub n_dense_layers: usize,
+    /// Whether the router adds `expert_bias` to the scores when choosing experts.
+    pub use_expert_bias: bool,
+    /// Whether the chosen experts' weights are normalised to sum to 1.
+    pub norm_topk_prob: bool,
+    pub routed_scaling_factor: f32,
+}
+
+/// The most experts the routing kernel handles (shaders/moe.wgsl `MAX_EXPERTS`).
+pub const MAX_EXPERTS: usize = 256;
 
 /// Everything the runtime needs to know about a model's shapes.
 #[derive(Clone, Debug)]
@@ -78,6 +105,8 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// `Some` for lfm2_moe.
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
@@ -89,15 +118,16 @@ impl ModelConfig {
 
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
         let hf: HfConfig = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        match hf.model_type.as_deref() {
-            Some("lfm2") => {}
+        let is_moe = match hf.model_type.as_deref() {
+            Some("lfm2") => false,
+            Some("lfm2_moe") => true,
             Some(other) => {
                 return Err(format!(
-                    "model_type {other:?} is not supported (this runtime reads \"lfm2\")"
+                    "model_type {other:?} is not supported (this runtime reads \"lfm2\" and \"lfm2_moe\")"
                 ))
             }
             None => return Err("model_type is missing".into()),
-        }
+        };
         let required = |value: Option<usize>, key: &str| {
             value
                 .filter(|&v| v > 0)
@@ -126,7 +156,17 @@ impl ModelConfig {
         if conv_l_cache == 0 || conv_l_cache > 16 {
             return Err(format!("conv_L_cache {conv_l_cache} must be in 1..=16"));
         }
-        let ff_size = ff_size(&hf)?;
+        // lfm2_moe's dense layers use intermediate_size as is (Lfm2MoeMLP).
+        let ff_size = if is_moe {
+            hf.intermediate_size.unwrap_or(7168)
+        } else {
+            ff_size(&hf)?
+        };
+        let moe = if is_moe {
+            Some(moe_config(&hf, n_layers)?)
+        } else {
+            None
+        };
         Ok(ModelConfig {
             vocab_size,
             hidden_size,
@@ -143,7 +183,21 @@ impl ModelConfig {
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(128_000),
             bos_token_id: hf.bos_token_id,
             eos_token_ids: eos_ids(hf.eos_token_id.as_ref())?,
+            moe,
         })
+    }
+
+    /// Whether layer `i` has a sparse MoE feed-forward.
+    pub fn is_moe_layer(&self, i: usize) -> bool {
+        self.moe.as_ref().is_some_and(|m| i >= m.n_dense_layers)
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        if self.moe.is_some() {
+            "lfm2_moe"
+        } else {
+            "lfm2"
+        }
     }
 
     pub fn n_layers(&self) -> usize {
@@ -187,6 +241,41 @@ fn ff_size(hf: &HfConfig) -> std::result::Result<usize, String> {
         return Err("the feed-forward width works out to zero".into());
     }
     Ok(ff)
+}
+
+/// transformers' `Lfm2MoeConfig` defaults are those of LFM2-8B-A1B.
+fn moe_config(hf: &HfConfig, n_layers: usize) -> std::result::Result<MoeConfig, String> {
+    let moe = MoeConfig {
+        n_experts: hf.num_experts.unwrap_or(32),
+        top_k: hf.num_experts_per_tok.unwrap_or(4),
+        expert_ff: hf.moe_intermediate_size.unwrap_or(1792),
+        n_dense_layers: hf.num_dense_layers.unwrap_or(2),
+        use_expert_bias: hf.use_expert_bias.unwrap_or(true),
+        norm_topk_prob: hf.norm_topk_prob.unwrap_or(true),
+        routed_scaling_factor: hf.routed_scaling_factor.unwrap_or(1.0) as f32,
+    };
+    if moe.n_experts == 0 || moe.n_experts > MAX_EXPERTS {
+        return Err(format!(
+            "num_experts {} must be in 1..={MAX_EXPERTS}",
+            moe.n_experts
+        ));
+    }
+    if moe.top_k == 0 || moe.top_k > moe.n_experts {
+        return Err(format!(
+            "num_experts_per_tok {} must be in 1..=num_experts ({})",
+            moe.top_k, moe.n_experts
+        ));
+    }
+    if moe.expert_ff == 0 {
+        return Err("moe_intermediate_size is zero".into());
+    }
+    if moe.n_dense_layers > n_layers {
+        return Err(format!(
+            "num_dense_layers {} exceeds num_hidden_layers {n_layers}",
+            moe.n_dense_layers
+        ));
+    }
+    Ok(moe)
 }
 
 /// `layer_types` when present; otherwise `full_attn_idxs` (all attention when absent).
@@ -301,6 +390,30 @@ mod tests {
         assert_eq!(c.rope_theta, 10000.0);
         assert_eq!(c.ff_size, 24);
         assert_eq!(c.layers, vec![LayerKind::Attention, LayerKind::Conv]);
+    }
+
+    #[test]
+    fn published_8b_a1b_config() {
+        let json = r#"{"model_type": "lfm2_moe", "vocab_size": 65536, "hidden_size": 2048,
+            "intermediate_size": 7168, "moe_intermediate_size": 1792, "num_hidden_layers": 24,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "num_experts": 32,
+            "num_experts_per_tok": 4, "num_dense_layers": 2, "use_expert_bias": true,
+            "norm_topk_prob": true, "routed_scaling_factor": 1.0,
+            "full_attn_idxs": [2, 6, 10, 14, 18, 21]}"#;
+        let c = ModelConfig::from_json(json).unwrap();
+        let moe = c.moe.as_ref().unwrap();
+        assert_eq!((c.ff_size, moe.expert_ff, moe.top_k), (7168, 1792, 4));
+        assert!(!c.is_moe_layer(1) && c.is_moe_layer(2) && c.is_moe_layer(23));
+        assert_eq!(c.layer_pattern(), "ccAcccAcccAcccAcccAccAcc");
+    }
+
+    #[test]
+    fn moe_top_k_above_expert_count() {
+        let json = r#"{"model_type": "lfm2_moe", "vocab_size": 8, "hidden_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "num_experts": 4, "num_experts_per_tok": 5}"#;
+        let err = ModelConfig::from_json(json).unwrap_err();
+        assert!(err.contains("num_experts_per_tok 5"), "{err}");
     }
 
     #[test]

@@ -259,7 +259,7 @@ fn info(dir: &Path, model: &Model) -> Result<()> {
         * c.kv_dim()
         * 4;
     println!("model: {}", dir.display());
-    println!("architecture: lfm2");
+    println!("architecture: {}", c.architecture());
     println!(
         "layers: {} ({}; c = conv, A = attention)",
         c.n_layers(),
@@ -270,6 +270,16 @@ fn info(dir: &Path, model: &Model) -> Result<()> {
         c.hidden_size, c.ff_size, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size
     );
     println!("parameters: {}", model.parameter_count());
+    if let Some(moe) = &c.moe {
+        println!(
+            "experts: {} per MoE layer, top {} per token, {} dense layers first",
+            moe.n_experts, moe.top_k, moe.n_dense_layers
+        );
+        println!(
+            "active parameters per token: {}",
+            model.active_parameter_count()
+        );
+    }
     println!("weight bytes: {}", model.weight_bytes());
     println!("kv cache bytes per token: {kv_bytes_per_token}");
     println!(

@@ -4,10 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::MoeConfig;
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
-use crate::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
+use crate::ops::{
+    self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, ShortConv,
+};
 use crate::safetensors::Checkpoint;
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
@@ -32,13 +35,33 @@ enum Operator {
     },
 }
 
+/// The feed-forward of one decoder layer.
+// One per layer, built once at load: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum FeedForward {
+    /// SwiGLU: w2(silu(w1 x) · w3 x).
+    Dense {
+        w1: GpuTensor, // (ff, hidden): feed_forward.w1.weight, the gate
+        w3: GpuTensor, // (ff, hidden): feed_forward.w3.weight, the up projection
+        w2: GpuTensor, // (hidden, ff): feed_forward.w2.weight, the down projection
+    },
+    /// Sparse MoE: a sigmoid router picks top_k SwiGLU experts per token.
+    Moe(MoeWeights),
+}
+
+struct MoeWeights {
+    router: GpuTensor,              // (experts, hidden): feed_forward.gate.weight
+    expert_bias: Option<GpuTensor>, // (experts) f32: feed_forward.expert_bias
+    gate: ExpertMatrix,             // (experts, expert_ff, hidden): experts' w1
+    up: ExpertMatrix,               // (experts, expert_ff, hidden): experts' w3
+    down: ExpertMatrix,             // (experts, hidden, expert_ff): experts' w2
+}
+
 struct Layer {
     operator_norm: GpuTensor, // (hidden)
     operator: Operator,
     ffn_norm: GpuTensor, // (hidden)
-    w1: GpuTensor,       // (ff, hidden): feed_forward.w1.weight, the gate
-    w3: GpuTensor,       // (ff, hidden): feed_forward.w3.weight, the up projection
-    w2: GpuTensor,       // (hidden, ff): feed_forward.w2.weight, the down projection
+    ffn: FeedForward,
 }
 
 pub struct Model {
@@ -97,6 +120,105 @@ impl Loader<'_> {
     }
 }
 
+impl Loader<'_> {
+    fn feed_forward(&self, p: &str, c: &ModelConfig, layer: usize) -> Result<FeedForward> {
+        let (h, ff) = (c.hidden_size, c.ff_size);
+        let moe = match &c.moe {
+            Some(moe) if c.is_moe_layer(layer) => moe,
+            _ => {
+                return Ok(FeedForward::Dense {
+                    w1: self.tensor(&format!("{p}.feed_forward.w1.weight"), &[ff, h])?,
+                    w3: self.tensor(&format!("{p}.feed_forward.w3.weight"), &[ff, h])?,
+                    w2: self.tensor(&format!("{p}.feed_forward.w2.weight"), &[h, ff])?,
+                })
+            }
+        };
+        let (e, i) = (moe.n_experts, moe.expert_ff);
+        let matrix = |tensor: GpuTensor, rows, row_offset| ExpertMatrix {
+            tensor,
+            rows,
+            row_offset,
+        };
+        let fused = format!("{p}.feed_forward.experts.gate_up_proj");
+        let (gate, up, down) = if self.checkpoint.contains(&fused) {
+            // transformers' in-memory layout: gate_up_proj (E, 2I, H), gate rows first.
+            let gate_up = self.tensor(&fused, &[e, 2 * i, h])?;
+            let down = self.tensor(&format!("{p}.feed_forward.experts.down_proj"), &[e, h, i])?;
+            (
+                matrix(gate_up.clone(), i, 0),
+                matrix(gate_up, i, i),
+                matrix(down, h, 0),
+            )
+        } else {
+            // As published: experts.K.w1 / w3 / w2, stacked here into one buffer each.
+            (
+                matrix(self.experts(p, "w1", moe, [i, h])?, i, 0),
+                matrix(self.experts(p, "w3", moe, [i, h])?, i, 0),
+                matrix(self.experts(p, "w2", moe, [h, i])?, h, 0),
+            )
+        };
+        // After the experts, so that a wrong expert count is reported on them.
+        let expert_bias = if moe.use_expert_bias {
+            Some(self.tensor(&format!("{p}.feed_forward.expert_bias"), &[e])?)
+        } else {
+            None
+        };
+        Ok(FeedForward::Moe(MoeWeights {
+            router: self.tensor(&format!("{p}.feed_forward.gate.weight"), &[e, h])?,
+            expert_bias,
+            gate,
+            up,
+            down,
+        }))
+    }
+
+    /// `experts.K.<which>.weight` for every expert, stacked into (experts, rows, cols).
+    fn experts(
+        &self,
+        p: &str,
+        which: &str,
+        moe: &MoeConfig,
+        shape: [usize; 2],
+    ) -> Result<GpuTensor> {
+        let extra = format!("{p}.feed_forward.experts.{}.{which}.weight", moe.n_experts);
+        if self.checkpoint.contains(&extra) {
+            return Err(Error::tensor(
+                self.checkpoint.path(),
+                extra,
+                format!(
+                    "exists, but config.json says num_experts is {}",
+                    moe.n_experts
+                ),
+            ));
+        }
+        let views = (0..moe.n_experts)
+            .map(|k| {
+                let view = self
+                    .checkpoint
+                    .get(&format!("{p}.feed_forward.experts.{k}.{which}.weight"))?;
+                view.expect_shape(&shape)?;
+                Ok(view)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = views[0].dtype;
+        if let Some(odd) = views.iter().find(|v| v.dtype != dtype) {
+            return Err(Error::tensor(
+                odd.path,
+                odd.name,
+                format!("is {} but expert 0 is {dtype}", odd.dtype),
+            ));
+        }
+        let name = format!("{p}.feed_forward.experts.{which}");
+        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes).collect();
+        Ok(GpuTensor {
+            buffer: self.gpu.upload_parts(&name, &parts)?,
+            name,
+            dtype,
+            shape: vec![moe.n_experts, shape[0], shape[1]],
+        })
+    }
+}
+
 impl Model {
     /// Loads `dir` (config.json, safetensors, tokenizer.json) onto `gpu`.
     pub fn load(dir: &Path, gpu: Arc<Gpu>) -> Result<Model> {
@@ -114,7 +236,7 @@ impl Model {
             checkpoint: &checkpoint,
         };
         let c = &config;
-        let (h, ff, d) = (c.hidden_size, c.ff_size, c.head_dim);
+        let (h, d) = (c.hidden_size, c.head_dim);
         log::info!(
             "loading {} ({} layers, {})",
             dir.display(),
@@ -175,9 +297,7 @@ impl Model {
                 operator_norm: loader.tensor(&format!("{p}.operator_norm.weight"), &[h])?,
                 operator,
                 ffn_norm: loader.tensor(&format!("{p}.ffn_norm.weight"), &[h])?,
-                w1: loader.tensor(&format!("{p}.feed_forward.w1.weight"), &[ff, h])?,
-                w3: loader.tensor(&format!("{p}.feed_forward.w3.weight"), &[ff, h])?,
-                w2: loader.tensor(&format!("{p}.feed_forward.w2.weight"), &[h, ff])?,
+                ffn: loader.feed_forward(&p, c, i)?,
             });
         }
         let vocab_shape = [c.vocab_size, h];
@@ -206,9 +326,12 @@ impl Model {
         Ok(model)
     }
 
-    fn tensors(&self) -> impl Iterator<Item = &GpuTensor> {
-        let per_layer = self.layers.iter().flat_map(|l| {
-            let mut t = vec![&l.operator_norm, &l.ffn_norm, &l.w1, &l.w3, &l.w2];
+    /// Every weight tensor once (the fused gate_up_proj backs two expert matrices).
+    fn tensors(&self) -> Vec<&GpuTensor> {
+        let mut all = vec![&self.embed_tokens, &self.final_norm];
+        all.extend(&self.lm_head);
+        for l in &self.layers {
+            all.extend([&l.operator_norm, &l.ffn_norm]);
             match &l.operator {
                 Operator::Conv {
                     in_proj,
@@ -218,8 +341,8 @@ impl Model {
                     out_proj,
                     out_proj_bias,
                 } => {
-                    t.extend([in_proj, conv, out_proj]);
-                    t.extend(
+                    all.extend([in_proj, conv, out_proj]);
+                    all.extend(
                         [in_proj_bias, conv_bias, out_proj_bias]
                             .into_iter()
                             .flatten(),
@@ -233,48 +356,66 @@ impl Model {
                     q_norm,
                     k_norm,
                 } => {
-                    t.extend([q_proj, k_proj, v_proj, out_proj, q_norm, k_norm]);
+                    all.extend([q_proj, k_proj, v_proj, out_proj, q_norm, k_norm]);
                 }
             }
-            t
-        });
-        [&self.embed_tokens, &self.final_norm]
-            .into_iter()
-            .chain(self.lm_head.as_ref())
-            .chain(per_layer)
+            match &l.ffn {
+                FeedForward::Dense { w1, w3, w2 } => all.extend([w1, w3, w2]),
+                FeedForward::Moe(moe) => {
+                    let MoeWeights {
+                        router,
+                        expert_bias,
+                        gate,
+                        up,
+                        down,
+                    } = moe;
+                    all.extend([router, &gate.tensor, &down.tensor]);
+                    all.extend(expert_bias);
+                    if up.tensor.name != gate.tensor.name {
+                        all.push(&up.tensor);
+                    }
+                }
+            }
+        }
+        all
     }
 
     pub fn parameter_count(&self) -> u64 {
-        self.tensors()
-            .map(|t| t.shape.iter().product::<usize>() as u64)
-            .sum()
+        self.tensors().iter().map(|t| t.elements()).sum()
+    }
+
+    /// Parameters one token goes through: MoE layers count only top_k of their experts.
+    pub fn active_parameter_count(&self) -> u64 {
+        let Some(moe) = &self.config.moe else {
+            return self.parameter_count();
+        };
+        let idle_experts = (moe.n_experts - moe.top_k) as u64;
+        let idle: u64 = self
+            .layers
+            .iter()
+            .filter_map(|l| match &l.ffn {
+                FeedForward::Moe(moe) => Some(
+                    [&moe.gate, &moe.up, &moe.down]
+                        .iter()
+                        .map(|m| (m.rows * m.tensor.shape[2]) as u64)
+                        .sum::<u64>()
+                        * idle_experts,
+                ),
+                FeedForward::Dense { .. } => None,
+            })
+            .sum();
+        self.parameter_count() - idle
     }
 
     /// Bytes of weights resident in VRAM.
     pub fn weight_bytes(&self) -> u64 {
-        self.tensors().map(GpuTensor::bytes).sum()
+        self.tensors().iter().map(|t| t.bytes()).sum()
     }
 
     /// The forward pass over a batch, recorded once against a session's buffers.
     pub(crate) fn forward_graph(&self, s: &State) -> Result<Vec<Step>> {
         let gpu = &*self.gpu;
-        let c = &self.config;
-        let eps = c.norm_eps;
-        let nb = &self.no_bias;
-        let linear = |weight, bias, x, out, output| {
-            ops::linear(
-                gpu,
-                Linear {
-                    weight,
-                    bias,
-                    x,
-                    out,
-                    output,
-                },
-                nb,
-            )
-        };
-
+        let eps = self.config.norm_eps;
         let mut steps = vec![Step::Always(ops::embedding(
             gpu,
             &s.tokens,
@@ -290,105 +431,8 @@ impl Model {
                 eps,
                 &s.xn,
             )?));
-            match (&layer.operator, state) {
-                (
-                    Operator::Conv {
-                        in_proj,
-                        in_proj_bias,
-                        conv,
-                        conv_bias,
-                        out_proj,
-                        out_proj_bias,
-                    },
-                    LayerState::Conv { conv_state },
-                ) => {
-                    steps.push(linear(
-                        in_proj,
-                        in_proj_bias.as_ref(),
-                        &s.xn,
-                        &s.bcx,
-                        LinearOutput::Rows,
-                    )?);
-                    let op = ShortConv {
-                        weight: conv,
-                        bias: conv_bias.as_ref(),
-                        bcx: &s.bcx,
-                        state: conv_state,
-                        out: &s.mixed,
-                    };
-                    steps.push(Step::Always(ops::shortconv(gpu, &op, nb)?));
-                    steps.push(Step::Always(ops::shortconv_state(gpu, &op, nb)?));
-                    steps.push(linear(
-                        out_proj,
-                        out_proj_bias.as_ref(),
-                        &s.mixed,
-                        &s.x,
-                        LinearOutput::Accumulate,
-                    )?);
-                }
-                (
-                    Operator::Attention {
-                        q_proj,
-                        k_proj,
-                        v_proj,
-                        out_proj,
-                        q_norm,
-                        k_norm,
-                    },
-                    LayerState::Attention { k_cache, v_cache },
-                ) => {
-                    steps.push(linear(q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
-                    steps.push(linear(
-                        k_proj,
-                        None,
-                        &s.xn,
-                        k_cache,
-                        LinearOutput::CacheRows,
-                    )?);
-                    steps.push(linear(
-                        v_proj,
-                        None,
-                        &s.xn,
-                        v_cache,
-                        LinearOutput::CacheRows,
-                    )?);
-                    steps.push(Step::Always(ops::rope(
-                        gpu,
-                        q_norm,
-                        &s.rope_table,
-                        &s.q,
-                        c.n_heads,
-                        eps,
-                        false,
-                    )?));
-                    steps.push(Step::Always(ops::rope(
-                        gpu,
-                        k_norm,
-                        &s.rope_table,
-                        k_cache,
-                        c.n_kv_heads,
-                        eps,
-                        true,
-                    )?));
-                    let label = format!("model.layers.{i}.self_attn");
-                    steps.push(Step::Always(ops::attention(
-                        gpu, &label, c, &s.q, k_cache, v_cache, &s.mixed,
-                    )?));
-                    steps.push(linear(
-                        out_proj,
-                        None,
-                        &s.mixed,
-                        &s.x,
-                        LinearOutput::Accumulate,
-                    )?);
-                }
-                _ => {
-                    return Err(Error::Gpu(format!(
-                        "layer {i}: session state does not match the layer kind"
-                    )))
-                }
-            }
-            // out = h + w2(silu(w1 n) * w3 n), n = ffn_norm(h)
+            self.operator_steps(i, &layer.operator, state, s, &mut steps)?;
+            // out = h + ffn(ffn_norm(h))
             steps.push(Step::Always(ops::rmsnorm(
                 gpu,
                 &s.x,
@@ -396,21 +440,8 @@ impl Model {
                 eps,
                 &s.xn,
             )?));
-            steps.push(linear(&layer.w1, None, &s.xn, &s.gate, LinearOutput::Rows)?);
-            steps.push(linear(&layer.w3, None, &s.xn, &s.up, LinearOutput::Rows)?);
-            let label = format!("model.layers.{i}.feed_forward");
-            steps.push(Step::Always(ops::swiglu(
-                gpu, &label, &s.gate, &s.up, c.ff_size,
-            )?));
-            steps.push(linear(
-                &layer.w2,
-                None,
-                &s.up,
-                &s.x,
-                LinearOutput::Accumulate,
-            )?);
+            self.ffn_steps(i, &layer.ffn, s, &mut steps)?;
         }
-
         // logits = final_norm(x) · embed_tokensᵀ (or lm_head)
         steps.push(Step::Always(ops::rmsnorm(
             gpu,
@@ -425,7 +456,206 @@ impl Model {
         } else {
             LinearOutput::LastRow
         };
-        steps.push(linear(head, None, &s.xn, &s.logits, output)?);
+        steps.push(self.linear(head, None, &s.xn, &s.logits, output)?);
         Ok(steps)
+    }
+
+    fn linear(
+        &self,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        output: LinearOutput,
+    ) -> Result<Step> {
+        ops::linear(
+            &self.gpu,
+            Linear {
+                weight,
+                bias,
+                x,
+                out,
+                output,
+            },
+            &self.no_bias,
+        )
+    }
+
+    /// Short conv or attention, its result added into the residual stream `s.x`.
+    fn operator_steps(
+        &self,
+        i: usize,
+        operator: &Operator,
+        state: &LayerState,
+        s: &State,
+        steps: &mut Vec<Step>,
+    ) -> Result<()> {
+        let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
+        match (operator, state) {
+            (
+                Operator::Conv {
+                    in_proj,
+                    in_proj_bias,
+                    conv,
+                    conv_bias,
+                    out_proj,
+                    out_proj_bias,
+                },
+                LayerState::Conv { conv_state },
+            ) => {
+                // in_proj → B, C, x; C · conv(B · x); out_proj
+                steps.push(self.linear(
+                    in_proj,
+                    in_proj_bias.as_ref(),
+                    &s.xn,
+                    &s.bcx,
+                    LinearOutput::Rows,
+                )?);
+                let op = ShortConv {
+                    weight: conv,
+                    bias: conv_bias.as_ref(),
+                    bcx: &s.bcx,
+                    state: conv_state,
+                    out: &s.mixed,
+                };
+                steps.push(Step::Always(ops::shortconv(gpu, &op, none)?));
+                steps.push(Step::Always(ops::shortconv_state(gpu, &op, none)?));
+                steps.push(self.linear(
+                    out_proj,
+                    out_proj_bias.as_ref(),
+                    &s.mixed,
+                    &s.x,
+                    LinearOutput::Accumulate,
+                )?);
+            }
+            (
+                Operator::Attention {
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    out_proj,
+                    q_norm,
+                    k_norm,
+                },
+                LayerState::Attention { k_cache, v_cache },
+            ) => {
+                // k and v go straight into this layer's cache rows.
+                steps.push(self.linear(q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
+                steps.push(self.linear(k_proj, None, &s.xn, k_cache, LinearOutput::CacheRows)?);
+                steps.push(self.linear(v_proj, None, &s.xn, v_cache, LinearOutput::CacheRows)?);
+                steps.push(Step::Always(ops::rope(
+                    gpu,
+                    q_norm,
+                    &s.rope_table,
+                    &s.q,
+                    c.n_heads,
+                    c.norm_eps,
+                    false,
+                )?));
+                steps.push(Step::Always(ops::rope(
+                    gpu,
+                    k_norm,
+                    &s.rope_table,
+                    k_cache,
+                    c.n_kv_heads,
+                    c.norm_eps,
+                    true,
+                )?));
+                let label = format!("model.layers.{i}.self_attn");
+                steps.push(Step::Always(ops::attention(
+                    gpu, &label, c, &s.q, k_cache, v_cache, &s.mixed,
+                )?));
+                steps.push(self.linear(
+                    out_proj,
+                    None,
+                    &s.mixed,
+                    &s.x,
+                    LinearOutput::Accumulate,
+                )?);
+            }
+            _ => {
+                return Err(Error::Gpu(format!(
+                    "layer {i}: session state does not match the layer kind"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Dense SwiGLU or sparse MoE, its result added into the residual stream `s.x`.
+    fn ffn_steps(
+        &self,
+        i: usize,
+        ffn: &FeedForward,
+        s: &State,
+        steps: &mut Vec<Step>,
+    ) -> Result<()> {
+        let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
+        let label = format!("model.layers.{i}.feed_forward");
+        match (ffn, &c.moe, &s.moe) {
+            (FeedForward::Dense { w1, w3, w2 }, _, _) => {
+                steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows)?);
+                steps.push(self.linear(w3, None, &s.xn, &s.up, LinearOutput::Rows)?);
+                steps.push(Step::Always(ops::swiglu(
+                    gpu, &label, &s.gate, &s.up, c.ff_size,
+                )?));
+                steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);
+            }
+            (FeedForward::Moe(weights), Some(moe), Some(m)) => {
+                let MoeWeights {
+                    router,
+                    expert_bias,
+                    gate,
+                    up,
+                    down,
+                } = weights;
+                steps.push(self.linear(
+                    router,
+                    None,
+                    &s.xn,
+                    &m.router_logits,
+                    LinearOutput::Rows,
+                )?);
+                let buffers = MoeBuffers {
+                    label: &label,
+                    config: moe,
+                    hidden: c.hidden_size,
+                    router_logits: &m.router_logits,
+                    expert_bias: expert_bias.as_ref(),
+                    expert_out: &m.expert_out,
+                    routes: &m.routes,
+                    slots: &m.slots,
+                    x: &s.x,
+                };
+                steps.push(Step::Always(ops::moe_route(gpu, &buffers, none)?));
+                steps.push(Step::Always(ops::moe_group(gpu, &buffers, none)?));
+                let expert = |weight, x, x_per_slot, out| {
+                    let op = ExpertLinear {
+                        weight,
+                        x,
+                        x_per_slot,
+                        out,
+                        top_k: moe.top_k,
+                        routes: &m.routes,
+                        slots: &m.slots,
+                    };
+                    ops::expert_linear(gpu, op, none)
+                };
+                steps.push(expert(gate, &s.xn, false, &m.expert_gate)?);
+                steps.push(expert(up, &s.xn, false, &m.expert_up)?);
+                let slot_width = moe.top_k * moe.expert_ff;
+                steps.push(Step::Always(ops::swiglu(
+                    gpu,
+                    &label,
+                    &m.expert_gate,
+                    &m.expert_up,
+                    slot_width,
+                )?));
+                steps.push(expert(down, &m.expert_up, true, &m.expert_out)?);
+                steps.push(Step::Always(ops::moe_combine(gpu, &buffers, none)?));
+            }
+            _ => return Err(Error::Gpu(format!("layer {i}: session has no MoE buffers"))),
+        }
+        Ok(())
     }
 }

@@ -41,34 +41,40 @@ struct ShardIndex {
     weight_map: HashMap<String, String>,
 }
 
+/// The weight files of the checkpoint in `dir`: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists (which need not exist yet: the hub module
+/// downloads them from this list).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    if single.exists() {
+        Ok(vec![single])
+    } else if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| Error::Weights {
+            path: index.clone(),
+            message: format!("invalid shard index: {e}"),
+        })?;
+        let mut names: Vec<String> = parsed.weight_map.into_values().collect();
+        names.sort();
+        names.dedup();
+        Ok(names.into_iter().map(|n| dir.join(n)).collect())
+    } else {
+        Err(Error::Weights {
+            path: dir.to_path_buf(),
+            message: "neither model.safetensors nor model.safetensors.index.json found".into(),
+        })
+    }
+}
+
 impl Checkpoint {
     /// Opens `model.safetensors`, or the shards that `model.safetensors.index.json` lists.
     pub fn open(dir: &Path) -> Result<Self> {
-        let single = dir.join("model.safetensors");
-        let index = dir.join("model.safetensors.index.json");
-        let shards: Vec<PathBuf> = if single.exists() {
-            vec![single]
-        } else if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| Error::Weights {
-                path: index.clone(),
-                message: format!("invalid shard index: {e}"),
-            })?;
-            let mut names: Vec<String> = parsed.weight_map.into_values().collect();
-            names.sort();
-            names.dedup();
-            names.into_iter().map(|n| dir.join(n)).collect()
-        } else {
-            return Err(Error::Weights {
-                path: dir.to_path_buf(),
-                message: "neither model.safetensors nor model.safetensors.index.json found".into(),
-            });
-        };
         let mut checkpoint = Checkpoint {
             files: Vec::new(),
             tensors: HashMap::new(),
         };
-        for path in shards {
+        for path in weight_files(dir)? {
             checkpoint.add_file(path)?;
         }
         Ok(checkpoint)
@@ -130,7 +136,7 @@ impl Checkpoint {
         let (stored_name, entry) = self
             .tensors
             .get_key_value(name)
-            .ok_or_else(|| Error::tensor(self.describe(), name, "missing from the checkpoint"))?;
+            .ok_or_else(|| Error::tensor(self.path(), name, "missing from the checkpoint"))?;
         let (path, map) = &self.files[entry.file];
         Ok(TensorView {
             name: stored_name,
@@ -146,7 +152,7 @@ impl Checkpoint {
     }
 
     /// Where the checkpoint lives, for messages: the file, or the first shard's folder.
-    fn describe(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         match self.files.as_slice() {
             [(path, _)] => path.clone(),
             [(path, _), ..] => path.parent().unwrap_or(path).to_path_buf(),

@@ -17,6 +17,16 @@ pub enum LayerState {
     },
 }
 
+/// Scratch of the sparse MoE feed-forward, shared by all MoE layers.
+pub struct MoeState {
+    pub router_logits: wgpu::Buffer, // (batch, experts)
+    pub routes: wgpu::Buffer,        // (batch, top_k, 2) u32: expert, weight bits
+    pub slots: wgpu::Buffer,         // (experts + experts · batch) u32: per-expert slot lists
+    pub expert_gate: wgpu::Buffer,   // (batch · top_k, expert_ff)
+    pub expert_up: wgpu::Buffer,     // (batch · top_k, expert_ff), then the SwiGLU output
+    pub expert_out: wgpu::Buffer,    // (batch · top_k, hidden)
+}
+
 pub struct State {
     pub tokens: wgpu::Buffer,     // (batch) u32
     pub x: wgpu::Buffer,          // (batch, hidden): the residual stream
@@ -29,6 +39,7 @@ pub struct State {
     pub logits: wgpu::Buffer,     // (batch or 1, vocab)
     pub rope_table: wgpu::Buffer, // (max_context, head_dim / 2, 2)
     pub layers: Vec<LayerState>,
+    pub moe: Option<MoeState>,
     /// Whether `logits` holds every row of the batch or only the last.
     pub all_logits: bool,
 }
@@ -61,6 +72,17 @@ impl State {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let moe = match &c.moe {
+            Some(m) => Some(MoeState {
+                router_logits: gpu.zeros("router logits", batch * m.n_experts)?,
+                routes: gpu.zeros("routes", batch * m.top_k * 2)?,
+                slots: gpu.zeros("expert slots", m.n_experts * (1 + batch))?,
+                expert_gate: gpu.zeros("expert gate", batch * m.top_k * m.expert_ff)?,
+                expert_up: gpu.zeros("expert up", batch * m.top_k * m.expert_ff)?,
+                expert_out: gpu.zeros("expert out", batch * m.top_k * h)?,
+            }),
+            None => None,
+        };
         let table = rope_table(c.rope_theta, c.head_dim, max_context);
         Ok(State {
             tokens: gpu.zeros("tokens", batch)?,
@@ -74,6 +96,7 @@ impl State {
             logits: gpu.zeros("logits", if all_logits { batch } else { 1 } * c.vocab_size)?,
             rope_table: gpu.upload("rope table", bytemuck::cast_slice(&table))?,
             layers,
+            moe,
             all_logits,
         })
     }

@@ -294,3 +294,42 @@ fn empty_prompt() {
         &["empty"],
     );
 }
+
+#[test]
+fn moe_info_reports_active_parameters() {
+    let out = stdout(&lfm_edge(&["info", "--model", s(&fixture("lfm2moe-tiny"))]));
+    for needle in [
+        "lfm2_moe",
+        "experts: 8 per MoE layer, top 3",
+        "active parameters per token: ",
+    ] {
+        assert!(out.contains(needle), "{needle:?} not in {out}");
+    }
+}
+
+fn with_num_experts(name: &str, n: usize) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = copy_fixture(name);
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let config = config.replace("\"num_experts\": 8", &format!("\"num_experts\": {n}"));
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn moe_expert_count_must_match_the_tensors() {
+    let (_tmp, fewer) = with_num_experts("lfm2moe-tiny", 6);
+    expect_error(
+        &["info", "--model", s(&fewer)],
+        &["experts.6.w1.weight", "num_experts is 6"],
+    );
+    let (_tmp, more) = with_num_experts("lfm2moe-tiny", 10);
+    expect_error(
+        &["info", "--model", s(&more)],
+        &["experts.8.w1.weight", "missing"],
+    );
+    let (_tmp, fused) = with_num_experts("lfm2moe-tiny-fused", 6);
+    expect_error(
+        &["info", "--model", s(&fused)],
+        &["gate_up_proj", "expected [6, 64, 64]"],
+    );
+}

@@ -9,7 +9,12 @@ use lfm_edge::{Gpu, GpuOptions, Model};
 use serde::Deserialize;
 
 /// The tiny checkpoints made by scripts/make_fixtures.py.
-pub const FIXTURES: [&str; 2] = ["lfm2-tiny-conv-first", "lfm2-tiny-attn-first"];
+pub const FIXTURES: [&str; 4] = [
+    "lfm2-tiny-conv-first",
+    "lfm2-tiny-attn-first",
+    "lfm2moe-tiny",
+    "lfm2moe-tiny-fused",
+];
 
 /// The bar for logits against HF transformers in f32.
 pub const LOGITS_TOLERANCE: f32 = 2e-3;

@@ -171,13 +171,21 @@ impl Gpu {
 
     /// A storage buffer holding `bytes` (padded to wgpu's 4-byte copy alignment).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
-        self.check_buffer_size(label, bytes.len() as u64)?;
-        let contents: std::borrow::Cow<[u8]> = if bytes.len() % 4 == 0 && !bytes.is_empty() {
-            bytes.into()
-        } else {
-            let mut padded = bytes.to_vec();
-            padded.resize(bytes.len().next_multiple_of(4).max(4), 0);
-            padded.into()
+        self.upload_parts(label, &[bytes])
+    }
+
+    /// A storage buffer holding `parts` back to back: per-expert tensors stacked into one.
+    pub fn upload_parts(&self, label: &str, parts: &[&[u8]]) -> Result<wgpu::Buffer> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.check_buffer_size(label, len as u64)?;
+        let contents: std::borrow::Cow<[u8]> = match parts {
+            [bytes] if len % 4 == 0 && len > 0 => (*bytes).into(),
+            _ => {
+                let mut joined = Vec::with_capacity(len.next_multiple_of(4).max(4));
+                parts.iter().for_each(|p| joined.extend_from_slice(p));
+                joined.resize(len.next_multiple_of(4).max(4), 0);
+                joined.into()
+            }
         };
         Ok(self
             .device

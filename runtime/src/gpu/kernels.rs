@@ -33,10 +33,13 @@ pub enum Kernel {
     ShortConv,
     ShortConvState,
     SwiGlu,
+    MoeRoute,
+    MoeGroup,
+    MoeCombine,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -46,6 +49,9 @@ impl Kernel {
         Kernel::ShortConv,
         Kernel::ShortConvState,
         Kernel::SwiGlu,
+        Kernel::MoeRoute,
+        Kernel::MoeGroup,
+        Kernel::MoeCombine,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -61,6 +67,9 @@ impl Kernel {
                 include_str!("../../../shaders/shortconv.wgsl")
             }
             Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
+            Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
+                include_str!("../../../shaders/moe.wgsl")
+            }
         }
     }
 
@@ -72,6 +81,9 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::ShortConvState => "update_state",
+            Kernel::MoeRoute => "route",
+            Kernel::MoeGroup => "group",
+            Kernel::MoeCombine => "combine",
             _ => "main",
         }
     }
@@ -83,8 +95,8 @@ impl Kernel {
             Kernel::Embedding => &[Read, Read, ReadWrite, Uniform],
             // x, weight, out, params
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
-            // x, weight, bias, out, params
-            Kernel::Matvec | Kernel::Matmul => &[Read, Read, Read, ReadWrite, Uniform],
+            // x, weight, bias, routing (MoE), out, params
+            Kernel::Matvec | Kernel::Matmul => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // norm weight, rope table, x (in place), params
             Kernel::Rope => &[Read, Read, ReadWrite, Uniform],
             // q, k cache, v cache, out, params
@@ -95,6 +107,10 @@ impl Kernel {
             }
             // gate, up (becomes the output), params
             Kernel::SwiGlu => &[Read, ReadWrite, Uniform],
+            // router logits, expert bias, expert out, routes, slots, x, params
+            Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
+                &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 mod attention;
 mod embedding;
 mod linear;
+mod moe;
 mod rmsnorm;
 mod rope;
 mod shortconv;
@@ -11,7 +12,8 @@ mod swiglu;
 
 pub use attention::attention;
 pub use embedding::embedding;
-pub use linear::{linear, Linear, LinearOutput};
+pub use linear::{expert_linear, linear, ExpertLinear, ExpertMatrix, Linear, LinearOutput};
+pub use moe::{moe_combine, moe_group, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table};
 pub use shortconv::{shortconv, shortconv_state, ShortConv};
@@ -19,7 +21,8 @@ pub use swiglu::swiglu;
 
 use crate::dtype::DType;
 
-/// A weight tensor resident in VRAM at its file precision.
+/// A weight tensor resident in VRAM at its file precision. Clones share the buffer.
+#[derive(Clone)]
 pub struct GpuTensor {
     pub name: String,
     // Packed elements, PyTorch order (outermost first).
@@ -29,7 +32,11 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    pub fn elements(&self) -> u64 {
+        self.shape.iter().product::<usize>() as u64
+    }
+
     pub fn bytes(&self) -> u64 {
-        (self.shape.iter().product::<usize>() * self.dtype.size_in_bytes()) as u64
+        self.elements() * self.dtype.size_in_bytes() as u64
     }
 }

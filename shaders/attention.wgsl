@@ -1,7 +1,8 @@
 // Causal grouped-query attention over the KV cache, one workgroup per (token, head).
 // Keys are visited in blocks of WG with an online softmax (running max and sum), so
 // any context length works in fixed workgroup memory. Token t of the batch sits at
-// position step.pos + t and sees keys 0..=step.pos + t.
+// position step.pos + t and sees keys 0..=step.pos + t. The cache holds f32 values or
+// f16 pairs packed in u32 words; WEIGHT_DTYPE says which.
 
 struct Params {
     head_dim: u32,
@@ -11,8 +12,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;         // (n_tokens, n_heads, head_dim)
-@group(0) @binding(1) var<storage, read> k_cache: array<f32>;   // (max_pos, n_kv_heads, head_dim)
-@group(0) @binding(2) var<storage, read> v_cache: array<f32>;   // (max_pos, n_kv_heads, head_dim)
+@group(0) @binding(1) var<storage, read> k_cache: array<u32>;   // (max_pos, n_kv_heads, head_dim)
+@group(0) @binding(2) var<storage, read> v_cache: array<u32>;   // (max_pos, n_kv_heads, head_dim)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // (n_tokens, n_heads, head_dim)
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -53,7 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let k_base = key * kv_stride + kv_head * d;
             score = 0.0;
             for (var i = 0u; i < d; i++) {
-                score += q_row[i] * k_cache[k_base + i];
+                let e = k_base + i;
+                score += q_row[i] * weight_value(k_cache[weight_word(e)], e);
             }
         }
         probs[lid] = score;
@@ -80,7 +82,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if dim < d {
                 var a = acc[r] * rescale;
                 for (var j = 0u; j < block_keys; j++) {
-                    a += probs[j] * v_cache[(block + j) * kv_stride + kv_head * d + dim];
+                    let e = (block + j) * kv_stride + kv_head * d + dim;
+                    a += probs[j] * weight_value(v_cache[weight_word(e)], e);
                 }
                 acc[r] = a;
             }

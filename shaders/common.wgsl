@@ -1,18 +1,24 @@
 // Shared by every kernel; prepended to each kernel's own file.
 
 // Weights stay at their file precision in VRAM, packed in u32 words.
-// WEIGHT_DTYPE says how to unpack them (DType::shader_code on the Rust side).
+// WEIGHT_DTYPE says how to unpack them (DType::shader_code on the Rust side), BIAS_DTYPE
+// the same for a bias, which may differ (GGUF keeps biases f32 beside quantized weights).
 const DTYPE_F32: u32 = 0u;
 const DTYPE_F16: u32 = 1u;
 const DTYPE_BF16: u32 = 2u;
 override WEIGHT_DTYPE: u32 = DTYPE_F32;
+override BIAS_DTYPE: u32 = DTYPE_F32;
 
-// The u32 word that holds weight element `i`.
-fn weight_word(i: u32) -> u32 {
-    if WEIGHT_DTYPE == DTYPE_F32 {
+// The u32 word that holds element `i` of a float tensor of `dtype`.
+fn float_word(dtype: u32, i: u32) -> u32 {
+    if dtype == DTYPE_F32 {
         return i;
     }
     return i >> 1u;
+}
+
+fn weight_word(i: u32) -> u32 {
+    return float_word(WEIGHT_DTYPE, i);
 }
 
 // IEEE half to f32 with integer operations: `unpack2x16float` needs the
@@ -32,18 +38,22 @@ fn f16_bits_to_f32(h: u32) -> f32 {
     return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
 }
 
-// Weight element `i`, given the word that holds it. 16-bit elements are little-endian:
-// the even element is the low half.
-fn weight_value(word: u32, i: u32) -> f32 {
-    if WEIGHT_DTYPE == DTYPE_F32 {
+// Element `i` of a float tensor of `dtype`, given the word that holds it. 16-bit
+// elements are little-endian: the even element is the low half.
+fn float_value(dtype: u32, word: u32, i: u32) -> f32 {
+    if dtype == DTYPE_F32 {
         return bitcast<f32>(word);
     }
     let high = (i & 1u) == 1u;
     let half = select(word & 0xffffu, word >> 16u, high);
-    if WEIGHT_DTYPE == DTYPE_F16 {
+    if dtype == DTYPE_F16 {
         return f16_bits_to_f32(half);
     }
     return bitcast<f32>(half << 16u);
+}
+
+fn weight_value(word: u32, i: u32) -> f32 {
+    return float_value(WEIGHT_DTYPE, word, i);
 }
 
 // Both elements of a 16-bit word, even element first.

@@ -9,7 +9,7 @@ struct Params {
     k: u32,
     n: u32,
     x_last: u32,      // unused here: a batch always uses all its rows
-    out_at_pos: u32,  // 1: row t goes to row step.pos + t (the KV cache)
+    out_col: u32,     // first output column (a weight split across bindings: its rows)
     accumulate: u32,
     has_bias: u32,
     experts: u32,        // 0: dense; else the number of experts
@@ -17,7 +17,7 @@ struct Params {
     expert_stride: u32,  // weight elements from one expert's matrices to the next
     row_offset: u32,     // first row of this matrix inside an expert
     x_per_slot: u32,     // 1: x has a row per slot (t * top_k + s); 0: per token
-    _pad0: u32,
+    out_stride: u32,  // output row width (n unless split)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var w = 0.0;
             if n < params.n && kk < params.k {
                 let e = w_base + n * params.k + kk;
-                w = weight_value(weight[weight_word(e)], e);
+                w = weight_at(e);
             }
             w_tile[idx] = w;
         }
@@ -97,9 +97,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if n < params.n {
                 var y = acc[i][j];
                 if params.has_bias == 1u {
-                    y += weight_value(bias[weight_word(n)], n);
+                    let b = params.out_col + n;
+                    y += float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, b)], b);
                 }
-                let o = o_row * params.n + n;
+                let o = o_row * params.out_stride + params.out_col + n;
                 if params.accumulate == 1u {
                     out[o] += y;
                 } else {
@@ -133,7 +134,7 @@ fn x_row(expert: u32, i: u32) -> u32 {
 
 fn out_row(expert: u32, i: u32) -> u32 {
     if params.experts == 0u {
-        return select(0u, step.pos, params.out_at_pos == 1u) + i;
+        return i;
     }
     return slot_at(expert, i);
 }

@@ -9,7 +9,7 @@ struct Params {
     k: u32,           // input width
     n: u32,           // output rows
     x_last: u32,      // 1: read the batch's last row of x (logits of a prefill)
-    out_at_pos: u32,  // 1: write at row step.pos (the KV cache)
+    out_col: u32,     // first output column (a weight split across bindings: its rows)
     accumulate: u32,  // 1: add to out (the residual stream)
     has_bias: u32,
     experts: u32,        // 0: dense; else the number of experts
@@ -17,7 +17,7 @@ struct Params {
     expert_stride: u32,  // weight elements from one expert's matrices to the next
     row_offset: u32,     // first row of this matrix inside an expert (the up half)
     x_per_slot: u32,     // 1: slot s reads x row s (down projection); 0: the token's row
-    _pad0: u32,
+    out_stride: u32,  // output row width (n unless split)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let k = params.k;
     var x_row = select(0u, step.n_tokens - 1u, params.x_last == 1u);
     var w_row = row;
-    var out_row = select(0u, step.pos, params.out_at_pos == 1u);
+    var out_row = 0u;
     if params.experts > 0u {
         let expert = routing[slot * 2u];
         w_row = expert * (params.expert_stride / k) + params.row_offset + row;
@@ -53,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var i = lid; i < k; i += REDUCE_WG) {
             sum += x[x_base + i] * bitcast<f32>(weight[w_base + i]);
         }
-    } else {
+    } else if WEIGHT_DTYPE == DTYPE_F16 || WEIGHT_DTYPE == DTYPE_BF16 {
         // Two 16-bit weights per word; k is even (checked at load).
         let words = k / 2u;
         let w_base = w_row * words;
@@ -61,14 +61,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let w = weight_pair(weight[w_base + j]);
             sum += x[x_base + 2u * j] * w.x + x[x_base + 2u * j + 1u] * w.y;
         }
+    } else {
+        let w_base = w_row * k;
+        for (var i = lid; i < k; i += REDUCE_WG) {
+            sum += x[x_base + i] * weight_at(w_base + i);
+        }
     }
     let total = workgroup_sum(lid, sum);
     if lid == 0u {
         var y = total;
         if params.has_bias == 1u {
-            y += weight_value(bias[weight_word(row)], row);
+            let b = params.out_col + row;
+            y += float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, b)], b);
         }
-        let o = out_row * params.n + row;
+        let o = out_row * params.out_stride + params.out_col + row;
         if params.accumulate == 1u {
             out[o] += y;
         } else {

@@ -48,7 +48,7 @@ fn route(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         for (var e = 0u; e < params.n_experts; e++) {
             var key = score(t, e);
             if params.use_bias == 1u {
-                key += weight_value(expert_bias[weight_word(e)], e);
+                key += float_value(BIAS_DTYPE, expert_bias[float_word(BIAS_DTYPE, e)], e);
             }
             if !taken[e] && key > best_key {
                 best = e;

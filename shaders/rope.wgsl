@@ -8,12 +8,12 @@ struct Params {
     head_dim: u32,
     n_heads: u32,
     eps: f32,
-    in_cache: u32, // 1: token t lives at row step.pos + t (k in the KV cache)
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> norm: array<u32>;    // (head_dim): q/k_layernorm
 @group(0) @binding(1) var<storage, read> table: array<f32>;   // (max_pos, head_dim / 2, 2): cos, sin
-@group(0) @binding(2) var<storage, read_write> x: array<f32>; // (rows, n_heads, head_dim)
+@group(0) @binding(2) var<storage, read_write> x: array<f32>; // (n_tokens, n_heads, head_dim)
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(REDUCE_WG)
@@ -26,8 +26,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let d = params.head_dim;
-    let row = select(0u, step.pos, params.in_cache == 1u) + t;
-    let base = (row * params.n_heads + head) * d;
+    let base = (t * params.n_heads + head) * d;
     var sum = 0.0;
     for (var i = lid; i < d; i += REDUCE_WG) {
         let v = x[base + i];

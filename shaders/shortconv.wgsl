@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let l = params.l_cache;
     var y = 0.0;
     if params.has_bias == 1u {
-        y = weight_value(bias[weight_word(c)], c);
+        y = float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, c)], c);
     }
     for (var k = 0u; k < l; k++) {
         let e = c * l + k;

@@ -1,28 +1,75 @@
-//! Element types of weight tensors as they sit in VRAM. Kernels unpack them to f32.
+//! Element types of weight tensors as they sit in VRAM: plain floats, or GGUF's
+//! quantized blocks kept as they are in the file. Kernels unpack them to f32.
 
 use std::fmt;
 
+// Quantized types keep ggml's names (Q4_K, not Q4K): they are what users read in files.
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F16,
     BF16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl DType {
-    pub fn size_in_bytes(self) -> usize {
+    /// Elements per block (1 for plain floats).
+    pub fn block_elements(self) -> usize {
         match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
-    /// The value of the `WEIGHT_DTYPE` override constant in shaders/common.wgsl.
+    /// Bytes per block, as ggml lays them out.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
+        }
+    }
+
+    /// Bytes of `elements` values (a whole number of blocks).
+    pub fn bytes_for(self, elements: usize) -> usize {
+        elements / self.block_elements() * self.block_bytes()
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_elements() > 1
+    }
+
+    /// The value of the `WEIGHT_DTYPE` override constant (shaders/common.wgsl and
+    /// shaders/quant.wgsl).
     pub fn shader_code(self) -> f64 {
         match self {
             DType::F32 => 0.0,
             DType::F16 => 1.0,
             DType::BF16 => 2.0,
+            DType::Q8_0 => 3.0,
+            DType::Q4_0 => 4.0,
+            DType::Q4_1 => 5.0,
+            DType::Q5_0 => 6.0,
+            DType::Q5_1 => 7.0,
+            DType::Q4_K => 8.0,
+            DType::Q5_K => 9.0,
+            DType::Q6_K => 10.0,
         }
     }
 }
@@ -33,6 +80,14 @@ impl fmt::Display for DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
+            DType::Q8_0 => "Q8_0",
+            DType::Q4_0 => "Q4_0",
+            DType::Q4_1 => "Q4_1",
+            DType::Q5_0 => "Q5_0",
+            DType::Q5_1 => "Q5_1",
+            DType::Q4_K => "Q4_K",
+            DType::Q5_K => "Q5_K",
+            DType::Q6_K => "Q6_K",
         })
     }
 }

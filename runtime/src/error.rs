@@ -24,6 +24,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A GGUF file that cannot be read or lacks what is asked of it; the message names
+    /// the metadata key or tensor.
+    #[error("{path}: {message}")]
+    Gguf { path: PathBuf, message: String },
+
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
@@ -43,6 +48,26 @@ pub enum Error {
 
     #[error("{0}")]
     Input(String),
+
+    /// A session with no room for more tokens, under `ContextOverflow::Error`.
+    #[error("context full: {held} cached + {new} new tokens exceed the context of {capacity}")]
+    ContextFull {
+        held: usize,
+        new: usize,
+        capacity: usize,
+    },
+
+    /// What a `--vram-budget` cannot hold, with the numbers.
+    #[error("VRAM budget of {budget} bytes: {message}")]
+    Budget { budget: u64, message: String },
+
+    /// A saved session that cannot be restored here; `origin` names the file or "bytes".
+    #[error("session state {origin}: {message}")]
+    SessionFile { origin: String, message: String },
+
+    /// A `--model hf:…` that could not be fetched; `spec` as the user wrote it.
+    #[error("{spec}: {message}")]
+    Hub { spec: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -57,6 +82,13 @@ impl Error {
 
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn gguf(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Gguf {
             path: path.into(),
             message: message.into(),
         }

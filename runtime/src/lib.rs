@@ -3,25 +3,38 @@
 //! A token's path: [`Model::load`] reads config, tokenizer and weights (kept at file
 //! precision in VRAM); a [`Session`] owns the KV cache and conv state and records the
 //! model's forward graph once; [`Session::feed`] runs the graph over a batch of tokens
-//! and reads back logits; a [`Sampler`] picks the next token.
+//! and reads back logits; a [`Sampler`] picks the next token, and [`generate`] loops
+//! over sampling, streaming and feeding. A session can rewind, fork, shift its context
+//! and be saved to bytes; a [`MemoryPlan`] fits weights and cache in a VRAM budget.
 
+pub mod budget;
+pub mod chat;
 pub mod config;
 pub mod dtype;
 pub mod error;
+pub mod generate;
+pub mod gguf;
 pub mod gpu;
+pub mod hub;
 pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod safetensors;
 pub mod sampler;
 pub mod session;
+mod session_file;
 mod state;
+pub mod stop;
 pub mod tokenizer;
+pub mod weights;
 
+pub use chat::{ChatTemplate, Message};
 pub use config::{LayerKind, ModelConfig};
 pub use error::{Error, Result};
 pub use gpu::{Backend, Gpu, GpuOptions};
 pub use model::Model;
-pub use sampler::Sampler;
-pub use session::{Session, SessionOptions};
+pub use budget::MemoryPlan;
+pub use generate::{generate, Chunk, Flow, GenerateOptions, Generation, StopReason};
+pub use sampler::{Sampler, SamplerConfig};
+pub use session::{ContextOverflow, KvDtype, Session, SessionOptions};
 pub use tokenizer::{TextStream, Tokenizer};

@@ -1,15 +1,19 @@
 //! The `lfm-edge` command line. Results go to stdout; progress, the adapter choice and
 //! errors go to stderr; any failure exits with status 1.
 
+mod cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cli::memory::MemoryArgs;
+use cli::sampling::SamplingArgs;
 use lfm_edge::{
-    npy, Backend, Error, Gpu, GpuOptions, Model, Result, Sampler, Session, SessionOptions,
-    TextStream,
+    generate, npy, Backend, ChatTemplate, Chunk, Error, Flow, Gpu, GpuOptions, Message, Model,
+    Result, Session,
 };
 
 #[derive(Parser)]
@@ -25,15 +29,23 @@ struct Cli {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Model directory: config.json, model.safetensors (or sharded), tokenizer.json.
+    /// Model directory (config.json, model.safetensors or shards, tokenizer.json), or
+    /// hf:OWNER/REPO[:FILE] to fetch from the Hugging Face hub into its cache.
+    /// [default: the bundled demo model, models/lfm2-demo]
     #[arg(long)]
-    model: PathBuf,
+    model: Option<String>,
     /// GPU backend: auto, vulkan, metal, dx12, gl (auto also honours WGPU_BACKEND).
     #[arg(long, default_value = "auto")]
     backend: Backend,
-    /// Tokens the KV cache holds.
-    #[arg(long, default_value_t = 4096)]
-    context: usize,
+    #[command(flatten)]
+    memory: MemoryArgs,
+}
+
+impl ModelArgs {
+    /// The model on disk: fetched first for hf: specs, the bundled one by default.
+    fn path(&self) -> Result<PathBuf> {
+        lfm_edge::hub::resolve(self.model.as_deref())
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,17 +81,33 @@ enum Command {
         tokens: Option<String>,
         #[arg(long)]
         max_tokens: usize,
-        /// 0 is greedy.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Wrap the prompt in the model's chat template as a user turn.
+        #[arg(long, requires = "prompt")]
+        chat: bool,
+        /// A system prompt for --chat.
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
         /// Keep generating past end-of-sequence tokens.
         #[arg(long)]
         ignore_eos: bool,
         /// Also print the generated ids, comma-separated, as the last line.
         #[arg(long)]
         print_ids: bool,
+    },
+    /// Chat in the terminal through the model's chat template.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per answer.
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
     },
     /// Print the ids tokenizer.json gives for a text, comma-separated.
     Tokenize {
@@ -130,20 +158,21 @@ fn join_ids(ids: &[u32]) -> String {
 }
 
 fn load(args: &ModelArgs) -> Result<Arc<Model>> {
-    // A missing or bad model fails before paying for GPU start-up.
-    lfm_edge::ModelConfig::from_file(&args.model.join("config.json"))?;
+    let dir = args.path()?;
+    // A missing or bad model directory fails before paying for GPU start-up.
+    if !dir.is_file() {
+        lfm_edge::ModelConfig::from_file(&dir.join("config.json"))?;
+    }
+    args.memory.check_before_load(&dir)?;
     let gpu = Gpu::new(&GpuOptions {
         backend: args.backend,
+        ..GpuOptions::default()
     })?;
-    Ok(Arc::new(Model::load(&args.model, gpu)?))
+    Ok(Arc::new(Model::load(&dir, gpu)?))
 }
 
 fn session(model: &Arc<Model>, args: &ModelArgs, all_logits: bool) -> Result<Session> {
-    let options = SessionOptions {
-        max_context: args.context,
-        all_logits,
-        ..SessionOptions::default()
-    };
+    let options = args.memory.session_options(model, all_logits)?;
     Session::new(model.clone(), &options)
 }
 
@@ -176,88 +205,70 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             tokens,
             max_tokens,
-            temperature,
-            seed,
+            sampling,
+            chat,
+            system,
             ignore_eos,
             print_ids,
         } => {
+            let options = sampling.options(max_tokens, ignore_eos)?;
             if prompt.as_deref() == Some("") {
                 return Err(Error::Input("--prompt is empty".into()));
             }
             let m = load(&model)?;
             let prompt_ids = match (prompt, tokens) {
+                (Some(text), _) if chat => {
+                    let system = system.map(|s| Message::new("system", s));
+                    let turns: Vec<_> = system.into_iter().chain([Message::new("user", text)]).collect();
+                    let rendered = ChatTemplate::for_model(&m)?.render(&turns, true)?;
+                    m.tokenizer.encode_with(&rendered, false)?
+                }
                 (Some(text), _) => m.tokenizer.encode(&text)?,
                 (None, Some(ids)) => parse_ids(&ids)?,
                 (None, None) => return Err(Error::Input("give --prompt or --tokens".into())),
             };
             let mut s = session(&m, &model, false)?;
-            let generated = generate(
-                &mut s,
-                &prompt_ids,
-                max_tokens,
-                Sampler::new(temperature, seed),
-                ignore_eos,
-            )?;
+            let logits = s.feed(&prompt_ids)?;
+            let mut stdout = std::io::stdout().lock();
+            let generated = generate(&mut s, logits, &options, |chunk: Chunk| {
+                let _ = stdout
+                    .write_all(chunk.text.as_bytes())
+                    .and_then(|_| stdout.flush());
+                Flow::Continue
+            })?;
             if print_ids {
-                println!("\n{}", join_ids(&generated));
+                println!("\n{}", join_ids(&generated.tokens));
             } else {
                 println!();
             }
             Ok(())
         }
+        Command::Chat {
+            model,
+            system,
+            max_tokens,
+            sampling,
+        } => {
+            let options = sampling.options(max_tokens, false)?;
+            let m = load(&model)?;
+            let session_options = model.memory.session_options(&m, false)?;
+            cli::chat::run(m, &session_options, system, &options)
+        }
         Command::Tokenize { model, text } => {
-            let tokenizer = lfm_edge::Tokenizer::from_dir(&model.model)?;
+            let tokenizer = lfm_edge::Tokenizer::load(&model.path()?)?;
             println!("{}", join_ids(&tokenizer.encode(&text)?));
             Ok(())
         }
-        Command::Info { model } => info(&model.model, &*load(&model)?),
+        Command::Info { model } => {
+            let m = load(&model)?;
+            info(&m.path, &m, &model.memory)
+        }
     }
 }
 
-/// Feeds the prompt, then samples up to `max_tokens`, streaming text to stdout.
-fn generate(
-    session: &mut Session,
-    prompt: &[u32],
-    max_tokens: usize,
-    mut sampler: Sampler,
-    ignore_eos: bool,
-) -> Result<Vec<u32>> {
-    let model = session.model().clone();
-    let mut eos = model.config.eos_token_ids.clone();
-    eos.extend(&model.tokenizer.eos_token_ids);
-    let mut stream = TextStream::new(&model.tokenizer);
-    let mut stdout = std::io::stdout().lock();
-    let mut generated = Vec::new();
-    let mut logits = session.feed(prompt)?;
-    for _ in 0..max_tokens {
-        let id = sampler.sample(&logits);
-        generated.push(id);
-        if !ignore_eos && eos.contains(&id) {
-            break;
-        }
-        let text = stream.push(id)?;
-        let _ = stdout
-            .write_all(text.as_bytes())
-            .and_then(|_| stdout.flush());
-        if generated.len() == max_tokens {
-            break;
-        }
-        logits = session.feed(&[id])?;
-    }
-    Ok(generated)
-}
-
-fn info(dir: &Path, model: &Model) -> Result<()> {
+fn info(dir: &Path, model: &Model, memory: &MemoryArgs) -> Result<()> {
     let c = &model.config;
     let gpu = &model.gpu;
-    let kv_bytes_per_token = c
-        .layers
-        .iter()
-        .filter(|k| **k == lfm_edge::LayerKind::Attention)
-        .count()
-        * 2
-        * c.kv_dim()
-        * 4;
     println!("model: {}", dir.display());
     println!("architecture: {}", c.architecture());
     println!(
@@ -281,7 +292,9 @@ fn info(dir: &Path, model: &Model) -> Result<()> {
         );
     }
     println!("weight bytes: {}", model.weight_bytes());
-    println!("kv cache bytes per token: {kv_bytes_per_token}");
+    for line in memory.describe(model)? {
+        println!("{line}");
+    }
     println!(
         "adapter: {} ({:?}, {:?})",
         gpu.info.name, gpu.info.backend, gpu.info.device_type

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::MoeConfig;
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, GgufWeights};
 use crate::gpu::{Gpu, Step};
 use crate::ops::{
     self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, ShortConv,
@@ -14,6 +15,7 @@ use crate::ops::{
 use crate::safetensors::Checkpoint;
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
+use crate::weights::WeightSource;
 
 /// The operator of one decoder layer, with its weights.
 enum Operator {
@@ -68,7 +70,8 @@ pub struct Model {
     pub config: ModelConfig,
     pub tokenizer: Tokenizer,
     pub gpu: Arc<Gpu>,
-    pub dir: PathBuf,
+    /// The GGUF file or HF directory it was loaded from.
+    pub path: PathBuf,
     embed_tokens: GpuTensor,    // (vocab, hidden): model.embed_tokens.weight
     final_norm: GpuTensor,      // (hidden): model.embedding_norm.weight, after the last layer
     lm_head: Option<GpuTensor>, // (vocab, hidden) when the embedding is not tied
@@ -80,12 +83,12 @@ pub struct Model {
 /// Uploads checkpoint tensors after checking their shapes against the config.
 struct Loader<'a> {
     gpu: &'a Gpu,
-    checkpoint: &'a Checkpoint,
+    source: &'a dyn WeightSource,
 }
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
-        let view = self.checkpoint.get(name)?;
+        let view = self.source.get(name)?;
         view.expect_shape(shape)?;
         Ok(GpuTensor {
             buffer: self.gpu.upload(name, view.bytes)?,
@@ -95,28 +98,8 @@ impl Loader<'_> {
         })
     }
 
-    fn bias(
-        &self,
-        present: bool,
-        name: &str,
-        weight: &GpuTensor,
-        len: usize,
-    ) -> Result<Option<GpuTensor>> {
-        if !present {
-            return Ok(None);
-        }
-        let bias = self.tensor(name, &[len])?;
-        if bias.dtype != weight.dtype {
-            return Err(Error::tensor(
-                &weight.name,
-                name,
-                format!(
-                    "is {} but {} is {}; mixed precision in one layer is not supported",
-                    bias.dtype, weight.name, weight.dtype
-                ),
-            ));
-        }
-        Ok(Some(bias))
+    fn bias(&self, present: bool, name: &str, len: usize) -> Result<Option<GpuTensor>> {
+        present.then(|| self.tensor(name, &[len])).transpose()
     }
 }
 
@@ -140,7 +123,7 @@ impl Loader<'_> {
             row_offset,
         };
         let fused = format!("{p}.feed_forward.experts.gate_up_proj");
-        let (gate, up, down) = if self.checkpoint.contains(&fused) {
+        let (gate, up, down) = if self.source.contains(&fused) {
             // transformers' in-memory layout: gate_up_proj (E, 2I, H), gate rows first.
             let gate_up = self.tensor(&fused, &[e, 2 * i, h])?;
             let down = self.tensor(&format!("{p}.feed_forward.experts.down_proj"), &[e, h, i])?;
@@ -148,6 +131,22 @@ impl Loader<'_> {
                 matrix(gate_up.clone(), i, 0),
                 matrix(gate_up, i, i),
                 matrix(down, h, 0),
+            )
+        } else if self
+            .source
+            .contains(&format!("{p}.feed_forward.experts.w1"))
+        {
+            // GGUF: each expert matrix already stacked, (E, rows, cols).
+            let stacked = |which: &str, shape: [usize; 2]| {
+                self.tensor(
+                    &format!("{p}.feed_forward.experts.{which}"),
+                    &[e, shape[0], shape[1]],
+                )
+            };
+            (
+                matrix(stacked("w1", [i, h])?, i, 0),
+                matrix(stacked("w3", [i, h])?, i, 0),
+                matrix(stacked("w2", [h, i])?, h, 0),
             )
         } else {
             // As published: experts.K.w1 / w3 / w2, stacked here into one buffer each.
@@ -181,9 +180,9 @@ impl Loader<'_> {
         shape: [usize; 2],
     ) -> Result<GpuTensor> {
         let extra = format!("{p}.feed_forward.experts.{}.{which}.weight", moe.n_experts);
-        if self.checkpoint.contains(&extra) {
+        if self.source.contains(&extra) {
             return Err(Error::tensor(
-                self.checkpoint.path(),
+                self.source.path(),
                 extra,
                 format!(
                     "exists, but config.json says num_experts is {}",
@@ -194,7 +193,7 @@ impl Loader<'_> {
         let views = (0..moe.n_experts)
             .map(|k| {
                 let view = self
-                    .checkpoint
+                    .source
                     .get(&format!("{p}.feed_forward.experts.{k}.{which}.weight"))?;
                 view.expect_shape(&shape)?;
                 Ok(view)
@@ -220,26 +219,43 @@ impl Loader<'_> {
 }
 
 impl Model {
-    /// Loads `dir` (config.json, safetensors, tokenizer.json) onto `gpu`.
-    pub fn load(dir: &Path, gpu: Arc<Gpu>) -> Result<Model> {
-        if !dir.is_dir() {
+    /// Loads a model onto `gpu`: a GGUF file, or an HF directory (config.json,
+    /// safetensors, tokenizer.json).
+    pub fn load(path: &Path, gpu: Arc<Gpu>) -> Result<Model> {
+        if path.is_file() {
+            let file = GgufFile::open(path)?;
+            let config = crate::gguf::model_config(&file)?;
+            let tokenizer = Tokenizer::from_gguf(&file)?;
+            return Self::from_source(path, config, tokenizer, &GgufWeights::new(file), gpu);
+        }
+        if !path.is_dir() {
             return Err(Error::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such model directory"),
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such model file or directory",
+                ),
             ));
         }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = Tokenizer::from_dir(dir)?;
-        let checkpoint = Checkpoint::open(dir)?;
-        let loader = Loader {
-            gpu: &gpu,
-            checkpoint: &checkpoint,
-        };
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
+        let tokenizer = Tokenizer::from_dir(path)?;
+        let checkpoint = Checkpoint::open(path)?;
+        Self::from_source(path, config, tokenizer, &checkpoint, gpu)
+    }
+
+    fn from_source(
+        path: &Path,
+        config: ModelConfig,
+        tokenizer: Tokenizer,
+        source: &dyn WeightSource,
+        gpu: Arc<Gpu>,
+    ) -> Result<Model> {
+        let loader = Loader { gpu: &gpu, source };
         let c = &config;
         let (h, d) = (c.hidden_size, c.head_dim);
         log::info!(
             "loading {} ({} layers, {})",
-            dir.display(),
+            path.display(),
             c.n_layers(),
             c.layer_pattern()
         );
@@ -258,19 +274,12 @@ impl Model {
                         in_proj_bias: loader.bias(
                             c.conv_bias,
                             &format!("{p}.conv.in_proj.bias"),
-                            &in_proj,
                             3 * h,
                         )?,
-                        conv_bias: loader.bias(
-                            c.conv_bias,
-                            &format!("{p}.conv.conv.bias"),
-                            &conv,
-                            h,
-                        )?,
+                        conv_bias: loader.bias(c.conv_bias, &format!("{p}.conv.conv.bias"), h)?,
                         out_proj_bias: loader.bias(
                             c.conv_bias,
                             &format!("{p}.conv.out_proj.bias"),
-                            &out_proj,
                             h,
                         )?,
                         in_proj,
@@ -314,7 +323,7 @@ impl Model {
             no_bias: gpu.zeros("no_bias", 1)?,
             tokenizer,
             config,
-            dir: dir.to_path_buf(),
+            path: path.to_path_buf(),
             gpu,
         };
         model.gpu.check()?;
@@ -412,16 +421,17 @@ impl Model {
         self.tensors().iter().map(|t| t.bytes()).sum()
     }
 
+    /// The final norm's weights, a cheap witness of which weights these are (a
+    /// fine-tune changes them): session files check it.
+    pub(crate) fn final_norm(&self) -> &GpuTensor {
+        &self.final_norm
+    }
+
     /// The forward pass over a batch, recorded once against a session's buffers.
     pub(crate) fn forward_graph(&self, s: &State) -> Result<Vec<Step>> {
         let gpu = &*self.gpu;
         let eps = self.config.norm_eps;
-        let mut steps = vec![Step::Always(ops::embedding(
-            gpu,
-            &s.tokens,
-            &self.embed_tokens,
-            &s.x,
-        )?)];
+        let mut steps = vec![ops::embedding(gpu, &s.tokens, &self.embed_tokens, &s.x)?];
         for (i, (layer, state)) in self.layers.iter().zip(&s.layers).enumerate() {
             // h = x + operator(operator_norm(x))
             steps.push(Step::Always(ops::rmsnorm(
@@ -451,7 +461,7 @@ impl Model {
             &s.xn,
         )?));
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let output = if s.all_logits {
+        let output = if s.shape.all_logits {
             LinearOutput::Rows
         } else {
             LinearOutput::LastRow
@@ -501,7 +511,7 @@ impl Model {
                     out_proj,
                     out_proj_bias,
                 },
-                LayerState::Conv { conv_state },
+                LayerState::Conv { conv_state, .. },
             ) => {
                 // in_proj → B, C, x; C · conv(B · x); out_proj
                 steps.push(self.linear(
@@ -539,31 +549,21 @@ impl Model {
                 },
                 LayerState::Attention { k_cache, v_cache },
             ) => {
-                // k and v go straight into this layer's cache rows.
+                // q, k, v; per-head norm + RoPE; k and v join the cache (f32 or f16).
                 steps.push(self.linear(q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
-                steps.push(self.linear(k_proj, None, &s.xn, k_cache, LinearOutput::CacheRows)?);
-                steps.push(self.linear(v_proj, None, &s.xn, v_cache, LinearOutput::CacheRows)?);
-                steps.push(Step::Always(ops::rope(
-                    gpu,
-                    q_norm,
-                    &s.rope_table,
-                    &s.q,
-                    c.n_heads,
-                    c.norm_eps,
-                    false,
-                )?));
-                steps.push(Step::Always(ops::rope(
-                    gpu,
-                    k_norm,
-                    &s.rope_table,
-                    k_cache,
-                    c.n_kv_heads,
-                    c.norm_eps,
-                    true,
-                )?));
+                steps.push(self.linear(k_proj, None, &s.xn, &s.k, LinearOutput::Rows)?);
+                steps.push(self.linear(v_proj, None, &s.xn, &s.v, LinearOutput::Rows)?);
+                let rope = |norm, x, heads| {
+                    ops::rope(gpu, norm, &s.rope_table, x, heads, c.norm_eps).map(Step::Always)
+                };
+                steps.push(rope(q_norm, &s.q, c.n_heads)?);
+                steps.push(rope(k_norm, &s.k, c.n_kv_heads)?);
                 let label = format!("model.layers.{i}.self_attn");
+                let cache = s.shape.kv_dtype.dtype();
+                let kv = [&s.k, &s.v, k_cache, v_cache];
+                steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
                 steps.push(Step::Always(ops::attention(
-                    gpu, &label, c, &s.q, k_cache, v_cache, &s.mixed,
+                    gpu, &label, c, cache, &s.q, k_cache, v_cache, &s.mixed,
                 )?));
                 steps.push(self.linear(
                     out_proj,

@@ -11,16 +11,7 @@ use serde::Deserialize;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-
-/// One tensor of a checkpoint, borrowed from its memory map.
-pub struct TensorView<'a> {
-    pub name: &'a str,
-    pub dtype: DType,
-    /// PyTorch order, outermost first.
-    pub shape: Vec<usize>,
-    pub bytes: &'a [u8],
-    pub path: &'a Path,
-}
+use crate::weights::{TensorView, WeightSource};
 
 struct Entry {
     file: usize,
@@ -130,9 +121,11 @@ impl Checkpoint {
         self.files.push((path, map));
         Ok(())
     }
+}
 
+impl WeightSource for Checkpoint {
     /// The tensor called `name`, or an error naming it.
-    pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
+    fn get(&self, name: &str) -> Result<TensorView<'_>> {
         let (stored_name, entry) = self
             .tensors
             .get_key_value(name)
@@ -147,33 +140,16 @@ impl Checkpoint {
         })
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
 
     /// Where the checkpoint lives, for messages: the file, or the first shard's folder.
-    pub fn path(&self) -> PathBuf {
+    fn path(&self) -> PathBuf {
         match self.files.as_slice() {
             [(path, _)] => path.clone(),
             [(path, _), ..] => path.parent().unwrap_or(path).to_path_buf(),
             [] => PathBuf::new(),
         }
-    }
-}
-
-impl TensorView<'_> {
-    /// Checks the shape against what the config implies.
-    pub fn expect_shape(&self, expected: &[usize]) -> Result<()> {
-        if self.shape != expected {
-            return Err(Error::tensor(
-                self.path,
-                self.name,
-                format!(
-                    "shape {:?}, expected {:?} from config.json",
-                    self.shape, expected
-                ),
-            ));
-        }
-        Ok(())
     }
 }

@@ -1,15 +1,94 @@
 //! A conversation with a model: its own KV cache and conv state, fed tokens in batches.
 //! Each batch is one command buffer: write the tokens and the `Step` uniform, record the
 //! forward graph, copy the logits out, submit, read back. Nothing is allocated per token.
+//!
+//! The conv layers' state has no positions: it is the last L−1 values of the sequence,
+//! so a session cannot simply forget its latest tokens. It keeps instead a snapshot of
+//! every conv state each `snapshot_interval` tokens (batches end on those boundaries)
+//! and the tokens themselves; rewinding to position p restores the snapshot at or before
+//! p and feeds the tokens from there to p again. Attention needs nothing: its rows past
+//! p are simply overwritten later.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::{Step, StepUniform};
 use crate::model::Model;
-use crate::state::State;
+use crate::ops::{self, KvShift};
+use crate::state::{State, StateShape};
+
+/// What a KV cache element is stored as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvDtype {
+    /// Half the memory; attention still accumulates in f32.
+    #[default]
+    F16,
+    F32,
+}
+
+impl KvDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F16 => 2,
+            KvDtype::F32 => 4,
+        }
+    }
+
+    pub fn dtype(self) -> DType {
+        match self {
+            KvDtype::F16 => DType::F16,
+            KvDtype::F32 => DType::F32,
+        }
+    }
+}
+
+impl FromStr for KvDtype {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvDtype::F16),
+            "f32" => Ok(KvDtype::F32),
+            other => Err(format!("unknown KV cache type {other:?} (f16, f32)")),
+        }
+    }
+}
+
+impl fmt::Display for KvDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KvDtype::F16 => "f16",
+            KvDtype::F32 => "f32",
+        })
+    }
+}
+
+/// What feeding does when the context is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContextOverflow {
+    /// Refuse the tokens with [`Error::ContextFull`].
+    #[default]
+    Error,
+    /// Drop the oldest tokens after the first `shift_keep` (half of the rest, or as
+    /// many as the batch needs), as llama.cpp's context shift does: cached keys are
+    /// moved and rotated to their new positions, conv state needs nothing.
+    Shift,
+}
+
+impl FromStr for ContextOverflow {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(ContextOverflow::Error),
+            "shift" => Ok(ContextOverflow::Shift),
+            other => Err(format!("unknown context overflow {other:?} (error, shift)")),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
@@ -19,6 +98,12 @@ pub struct SessionOptions {
     pub batch: usize,
     /// Return logits for every fed token, not only the last.
     pub all_logits: bool,
+    pub kv_dtype: KvDtype,
+    pub overflow: ContextOverflow,
+    /// Tokens a context shift keeps at the start (the bos token, a system prompt).
+    pub shift_keep: usize,
+    /// Tokens between two conv-state snapshots: the most a rewind feeds again.
+    pub snapshot_interval: usize,
 }
 
 impl Default for SessionOptions {
@@ -27,6 +112,24 @@ impl Default for SessionOptions {
             max_context: 4096,
             batch: 128,
             all_logits: false,
+            kv_dtype: KvDtype::default(),
+            overflow: ContextOverflow::default(),
+            shift_keep: 1,
+            snapshot_interval: 128,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// The sizes a session of `model` allocates for these options.
+    pub(crate) fn shape(&self, max_position_embeddings: usize) -> StateShape {
+        let max_context = self.max_context.min(max_position_embeddings).max(1);
+        StateShape {
+            batch: self.batch.clamp(1, max_context),
+            max_context,
+            all_logits: self.all_logits,
+            kv_dtype: self.kv_dtype,
+            snapshot_interval: self.snapshot_interval.max(1),
         }
     }
 }
@@ -39,19 +142,20 @@ pub struct Session {
     step_group: wgpu::BindGroup,
     /// MAP_READ copy of the logits.
     staging: wgpu::Buffer,
-    batch: usize,
-    max_context: usize,
-    /// Tokens in the cache.
-    pos: usize,
+    options: SessionOptions,
+    /// Tokens in the cache, oldest first (its length is the position).
+    tokens: Vec<u32>,
+    /// The earliest position a rewind can reach: 0, or where the last context shift
+    /// left the session (earlier snapshots describe tokens that are gone).
+    floor: usize,
 }
 
 impl Session {
     pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {
-        let c = &model.config;
-        let max_context = options.max_context.min(c.max_position_embeddings).max(1);
-        let batch = options.batch.clamp(1, max_context);
+        let shape = options.shape(model.config.max_position_embeddings);
+        ops::check_cache_dtype(&model.config, shape.kv_dtype.dtype())?;
         let gpu = &model.gpu;
-        let state = State::new(gpu, c, batch, max_context, options.all_logits)?;
+        let state = State::new(gpu, &model.config, shape)?;
         let graph = model.forward_graph(&state)?;
         let step_uniform = gpu
             .device
@@ -75,6 +179,12 @@ impl Session {
             mapped_at_creation: false,
         });
         gpu.check()?;
+        let options = SessionOptions {
+            max_context: shape.max_context,
+            batch: shape.batch,
+            snapshot_interval: shape.snapshot_interval,
+            ..options.clone()
+        };
         Ok(Session {
             model,
             state,
@@ -82,9 +192,9 @@ impl Session {
             step_uniform,
             step_group,
             staging,
-            batch,
-            max_context,
-            pos: 0,
+            options,
+            tokens: Vec::new(),
+            floor: 0,
         })
     }
 
@@ -92,22 +202,61 @@ impl Session {
         &self.model
     }
 
+    /// The options as applied (context and batch clamped).
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
     /// Tokens in the cache.
     pub fn position(&self) -> usize {
-        self.pos
+        self.tokens.len()
+    }
+
+    /// The tokens in the cache, oldest first.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
     }
 
     pub fn max_context(&self) -> usize {
-        self.max_context
+        self.options.max_context
+    }
+
+    /// The earliest position [`Session::rewind`] can reach.
+    pub fn rewind_floor(&self) -> usize {
+        self.floor
+    }
+
+    /// Whether `n` more tokens can be fed (always, when the context shifts).
+    pub fn has_room(&self, n: usize) -> bool {
+        self.options.overflow == ContextOverflow::Shift
+            || self.position() + n <= self.max_context()
+    }
+
+    /// Tokens a context shift keeps at the start, e.g. a system prompt's.
+    pub fn set_shift_keep(&mut self, tokens: usize) {
+        self.options.shift_keep = tokens;
+    }
+
+    /// Bytes of GPU memory the session holds (cache, activations, readback).
+    pub fn gpu_bytes(&self) -> u64 {
+        self.state.allocated_bytes() + self.staging.size()
+    }
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
     }
 
     /// Forgets everything fed so far.
     pub fn reset(&mut self) {
         let gpu = &self.model.gpu;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        self.state.clear(&mut encoder);
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.clear_buffer(conv_state, 0, None);
+            encoder.clear_buffer(snapshots, 0, None);
+        }
         gpu.queue.submit([encoder.finish()]);
-        self.pos = 0;
+        self.tokens.clear();
+        self.floor = 0;
     }
 
     /// Feeds `tokens` after what the cache holds. Returns the logits of the last token
@@ -127,31 +276,212 @@ impl Session {
                 "token id {t} at position {i} is out of range: vocab_size is {vocab}"
             )));
         }
-        if self.pos + tokens.len() > self.max_context {
-            return Err(Error::Input(format!(
-                "context full: {} cached + {} new tokens exceed the context of {}",
-                self.pos,
-                tokens.len(),
-                self.max_context
-            )));
+        if !self.has_room(tokens.len()) {
+            return Err(Error::ContextFull {
+                held: self.position(),
+                new: tokens.len(),
+                capacity: self.max_context(),
+            });
         }
         let mut logits = Vec::new();
-        for chunk in tokens.chunks(self.batch) {
-            let rows = self.run_batch(chunk)?;
-            if !self.state.all_logits {
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let mut n = rest.len().min(self.options.batch);
+            if self.position() + n > self.max_context() {
+                self.shift(n)?;
+            }
+            // Batches end on snapshot boundaries.
+            let interval = self.options.snapshot_interval;
+            n = n.min(interval - self.position() % interval);
+            let rows = self.run_batch(&rest[..n])?;
+            if !self.options.all_logits {
                 logits.clear();
             }
             logits.extend(rows);
+            rest = &rest[n..];
         }
         Ok(logits)
+    }
+
+    /// Makes the cache hold exactly `tokens` and returns the logits of the last one:
+    /// the longest prefix the cache already holds is kept (a new chat turn feeds only
+    /// what it adds), the rest is rewound and fed.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Input("no tokens to feed (empty prompt)".into()));
+        }
+        let common = self
+            .tokens
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // At least the last token is fed again: its logits are the answer.
+        let keep = common.min(tokens.len() - 1);
+        if keep < self.floor {
+            self.reset();
+            return self.feed(tokens);
+        }
+        let start = self.restore_snapshot(keep)?;
+        log::debug!(
+            "prefill: {keep} of {} tokens cached, feeding from {start}",
+            tokens.len()
+        );
+        self.feed(&tokens[start..])
+    }
+
+    /// Forgets the tokens after position `to`, as if only the first `to` had been fed.
+    pub fn rewind(&mut self, to: usize) -> Result<()> {
+        if to > self.position() {
+            return Err(Error::Input(format!(
+                "cannot rewind to position {to}: the session holds {} tokens",
+                self.position()
+            )));
+        }
+        if to < self.floor {
+            return Err(Error::Input(format!(
+                "cannot rewind to position {to}: a context shift dropped the tokens before {}",
+                self.floor
+            )));
+        }
+        if to == self.position() {
+            return Ok(());
+        }
+        let start = self.restore_snapshot(to)?;
+        let again = self.tokens[start..to].to_vec();
+        self.tokens.truncate(start);
+        if !again.is_empty() {
+            self.feed(&again)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the conv state of the latest snapshot at or before `to` (>= the floor)
+    /// and truncates the session there; returns that position. Tokens from it to `to`
+    /// must be fed again.
+    fn restore_snapshot(&mut self, to: usize) -> Result<usize> {
+        let interval = self.options.snapshot_interval;
+        let aligned = to / interval * interval;
+        let (slot, start) = if aligned > self.floor {
+            (aligned / interval, aligned)
+        } else {
+            (0, self.floor)
+        };
+        let gpu = &self.model.gpu;
+        let size = self.state.conv_state_bytes(&self.model.config);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(snapshots, slot as u64 * size, conv_state, 0, size);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        self.tokens.truncate(start);
+        Ok(start)
+    }
+
+    /// A new session holding the same tokens (cache rows, conv state, snapshots copied
+    /// on the GPU), which then goes its own way.
+    pub fn fork(&self) -> Result<Session> {
+        let mut other = Session::new(self.model.clone(), &self.options)?;
+        let gpu = &self.model.gpu;
+        let rows = self.state.kv_row_bytes(&self.model.config, self.position());
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let pairs = self.state.attention_layers().zip(other.state.attention_layers());
+        for ((k, v), (k2, v2)) in pairs {
+            if rows > 0 {
+                encoder.copy_buffer_to_buffer(k, 0, k2, 0, rows);
+                encoder.copy_buffer_to_buffer(v, 0, v2, 0, rows);
+            }
+        }
+        for ((state, snaps), (state2, snaps2)) in
+            self.state.conv_layers().zip(other.state.conv_layers())
+        {
+            encoder.copy_buffer_to_buffer(state, 0, state2, 0, state.size());
+            encoder.copy_buffer_to_buffer(snaps, 0, snaps2, 0, snaps.size());
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.check()?;
+        other.tokens = self.tokens.clone();
+        other.floor = self.floor;
+        Ok(other)
+    }
+
+    /// Restores what a saved session held (see `session_file.rs`).
+    pub(crate) fn set_restored(&mut self, tokens: Vec<u32>, floor: usize) {
+        self.tokens = tokens;
+        self.floor = floor;
+    }
+
+    /// Makes room for `needed` more tokens by dropping cached tokens after the first
+    /// `shift_keep`: cache rows move down and keys turn back to their new positions.
+    fn shift(&mut self, needed: usize) -> Result<()> {
+        let (pos, capacity) = (self.position(), self.max_context());
+        let keep = self.options.shift_keep.min(pos);
+        let deficit = (pos + needed).saturating_sub(capacity);
+        let discard = ((pos - keep) / 2).max(deficit);
+        if discard > pos - keep {
+            return Err(Error::Input(format!(
+                "context shift: a context of {capacity} tokens cannot hold the {keep} kept tokens and a batch of {needed}"
+            )));
+        }
+        let (model, gpu) = (&*self.model, &*self.model.gpu);
+        let cache_dtype = self.options.kv_dtype.dtype();
+        let moved = pos - keep - discard;
+        let mut moves = Vec::new();
+        for (k_cache, v_cache) in self.state.attention_layers() {
+            for (cache, rotate) in [(k_cache, true), (v_cache, false)] {
+                // At most `discard` rows per launch: source and destination stay apart.
+                for done in (0..moved).step_by(discard.max(1)) {
+                    let shift = KvShift {
+                        src: keep + discard + done,
+                        dst: keep + done,
+                        rows: discard.min(moved - done),
+                        rotate,
+                    };
+                    let table = &self.state.rope_table;
+                    moves.push(ops::kv_shift(
+                        gpu,
+                        &model.config,
+                        cache_dtype,
+                        table,
+                        cache,
+                        shift,
+                    )?);
+                }
+            }
+        }
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("context shift"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(1, &self.step_group, &[]);
+            let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+            for m in &moves {
+                m.encode(&mut pass, 1, max_per_dim);
+            }
+        }
+        // The conv state is that of the last token, wherever it now sits: it becomes
+        // the state a rewind to the new floor restores.
+        let size = self.state.conv_state_bytes(&model.config);
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, 0, size);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.check()?;
+        self.tokens.drain(keep..keep + discard);
+        self.floor = self.position();
+        log::info!("context shift: dropped {discard} tokens after the first {keep}");
+        Ok(())
     }
 
     fn run_batch(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let gpu = &self.model.gpu;
         let n = tokens.len() as u32;
+        let pos = self.position();
         let step = StepUniform {
             n_tokens: n,
-            pos: self.pos as u32,
+            pos: pos as u32,
             _pad: [0; 2],
         };
         gpu.queue
@@ -171,15 +501,30 @@ impl Session {
             pass.set_bind_group(1, &self.step_group, &[]);
             let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
             for node in &self.graph {
-                node.dispatch(n).encode(&mut pass, n, max_per_dim);
+                for dispatch in node.dispatches(n) {
+                    dispatch.encode(&mut pass, n, max_per_dim);
+                }
             }
         }
-        let rows = if self.state.all_logits { n as usize } else { 1 };
+        let end = pos + tokens.len();
+        let interval = self.options.snapshot_interval;
+        if end % interval == 0 {
+            let size = self.state.conv_state_bytes(&self.model.config);
+            let slot = (end / interval) as u64;
+            for (conv_state, snapshots) in self.state.conv_layers() {
+                encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, slot * size, size);
+            }
+        }
+        let rows = if self.options.all_logits {
+            n as usize
+        } else {
+            1
+        };
         let bytes = (rows * self.model.config.vocab_size * 4) as u64;
         encoder.copy_buffer_to_buffer(&self.state.logits, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
-        let logits = gpu.map_and_read(&self.staging, bytes)?;
-        self.pos += tokens.len();
+        let logits: Vec<f32> = gpu.map_and_read(&self.staging, bytes)?;
+        self.tokens.extend_from_slice(tokens);
         Ok(logits)
     }
 }

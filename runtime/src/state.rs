@@ -1,16 +1,25 @@
 //! A session's GPU memory, allocated once when the session is created: activations for
-//! a batch of up to `batch` tokens, the attention KV cache, the conv state.
+//! a batch of up to `batch` tokens, the attention KV cache, the conv state and its
+//! snapshots. `State::planned_bytes` says what `State::new` will allocate, so a VRAM
+//! budget can be planned before anything is allocated.
 
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::rope_table;
+use crate::session::KvDtype;
 
 /// What one layer carries from batch to batch.
 pub enum LayerState {
-    /// (L - 1, hidden): the last L - 1 values of B·x, oldest first.
-    Conv { conv_state: wgpu::Buffer },
-    /// (max_context, kv_heads, head_dim) each, keys already normalised and rotated.
+    Conv {
+        /// (L - 1, hidden) f32: the last L - 1 values of B·x, oldest first.
+        conv_state: wgpu::Buffer,
+        /// (slots, L - 1, hidden) f32: slot 0 holds the conv state at the session's
+        /// rewind floor, slot k > 0 the state after `k · snapshot_interval` tokens.
+        snapshots: wgpu::Buffer,
+    },
+    /// (max_context, kv_heads, head_dim) each, f32 or f16 pairs packed in u32 words;
+    /// keys already normalised and rotated.
     Attention {
         k_cache: wgpu::Buffer,
         v_cache: wgpu::Buffer,
@@ -27,12 +36,39 @@ pub struct MoeState {
     pub expert_out: wgpu::Buffer,    // (batch · top_k, hidden)
 }
 
+/// The sizes a state is allocated for (already clamped by the session).
+#[derive(Clone, Copy, Debug)]
+pub struct StateShape {
+    pub batch: usize,
+    pub max_context: usize,
+    pub all_logits: bool,
+    pub kv_dtype: KvDtype,
+    pub snapshot_interval: usize,
+}
+
+impl StateShape {
+    /// Conv snapshot slots: the floor, then one per full interval of the context.
+    pub fn snapshot_slots(&self) -> usize {
+        self.max_context / self.snapshot_interval + 1
+    }
+
+    fn logits_rows(&self) -> usize {
+        if self.all_logits {
+            self.batch
+        } else {
+            1
+        }
+    }
+}
+
 pub struct State {
     pub tokens: wgpu::Buffer,     // (batch) u32
     pub x: wgpu::Buffer,          // (batch, hidden): the residual stream
     pub xn: wgpu::Buffer,         // (batch, hidden): normalised input of the current op
     pub bcx: wgpu::Buffer,        // (batch, 3 · hidden): conv in_proj output (B, C, x)
     pub q: wgpu::Buffer,          // (batch, heads · head_dim)
+    pub k: wgpu::Buffer,          // (batch, kv_heads · head_dim), before it joins the cache
+    pub v: wgpu::Buffer,          // (batch, kv_heads · head_dim), before it joins the cache
     pub mixed: wgpu::Buffer,      // (batch, hidden): conv or attention output, before out_proj
     pub gate: wgpu::Buffer,       // (batch, ff): w1 x
     pub up: wgpu::Buffer,         // (batch, ff): w3 x, then silu(w1 x) · w3 x
@@ -40,19 +76,59 @@ pub struct State {
     pub rope_table: wgpu::Buffer, // (max_context, head_dim / 2, 2)
     pub layers: Vec<LayerState>,
     pub moe: Option<MoeState>,
-    /// Whether `logits` holds every row of the batch or only the last.
-    pub all_logits: bool,
+    pub shape: StateShape,
+}
+
+/// f32 elements of every activation buffer, in allocation order (label, elements).
+fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 11] {
+    let (b, h) = (s.batch, c.hidden_size);
+    [
+        ("tokens", b),
+        ("x", b * h),
+        ("xn", b * h),
+        ("bcx", b * 3 * h),
+        ("q", b * c.n_heads * c.head_dim),
+        ("k", b * c.kv_dim()),
+        ("v", b * c.kv_dim()),
+        ("mixed", b * h),
+        ("gate", b * c.ff_size),
+        ("up", b * c.ff_size),
+        ("logits", s.logits_rows() * c.vocab_size),
+    ]
+}
+
+/// f32 elements of the MoE scratch buffers.
+fn moe_elements(c: &ModelConfig, batch: usize) -> [usize; 6] {
+    let Some(m) = &c.moe else {
+        return [0; 6];
+    };
+    let slots = batch * m.top_k;
+    [
+        batch * m.n_experts,
+        slots * 2,
+        m.n_experts * (1 + batch),
+        slots * m.expert_ff,
+        slots * m.expert_ff,
+        slots * c.hidden_size,
+    ]
+}
+
+/// u32 words of one layer's K (or V) cache.
+fn kv_words(c: &ModelConfig, s: &StateShape) -> usize {
+    s.max_context * c.kv_dim() * s.kv_dtype.bytes() / 4
+}
+
+fn conv_state_len(c: &ModelConfig) -> usize {
+    (c.conv_l_cache - 1) * c.hidden_size
+}
+
+/// `Gpu::zeros` rounds an empty buffer up to one element.
+fn bytes(elements: usize) -> u64 {
+    elements.max(1) as u64 * 4
 }
 
 impl State {
-    pub fn new(
-        gpu: &Gpu,
-        c: &ModelConfig,
-        batch: usize,
-        max_context: usize,
-        all_logits: bool,
-    ) -> Result<State> {
-        let h = c.hidden_size;
+    pub fn new(gpu: &Gpu, c: &ModelConfig, shape: StateShape) -> Result<State> {
         let layers = c
             .layers
             .iter()
@@ -61,52 +137,139 @@ impl State {
                 Ok(match kind {
                     LayerKind::Conv => LayerState::Conv {
                         conv_state: gpu
-                            .zeros(&format!("layer {i} conv state"), (c.conv_l_cache - 1) * h)?,
+                            .zeros(&format!("layer {i} conv state"), conv_state_len(c))?,
+                        snapshots: gpu.zeros(
+                            &format!("layer {i} conv snapshots"),
+                            shape.snapshot_slots() * conv_state_len(c),
+                        )?,
                     },
                     LayerKind::Attention => LayerState::Attention {
-                        k_cache: gpu
-                            .zeros(&format!("layer {i} k cache"), max_context * c.kv_dim())?,
-                        v_cache: gpu
-                            .zeros(&format!("layer {i} v cache"), max_context * c.kv_dim())?,
+                        k_cache: gpu.zeros(&format!("layer {i} k cache"), kv_words(c, &shape))?,
+                        v_cache: gpu.zeros(&format!("layer {i} v cache"), kv_words(c, &shape))?,
                     },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let moe = match &c.moe {
-            Some(m) => Some(MoeState {
-                router_logits: gpu.zeros("router logits", batch * m.n_experts)?,
-                routes: gpu.zeros("routes", batch * m.top_k * 2)?,
-                slots: gpu.zeros("expert slots", m.n_experts * (1 + batch))?,
-                expert_gate: gpu.zeros("expert gate", batch * m.top_k * m.expert_ff)?,
-                expert_up: gpu.zeros("expert up", batch * m.top_k * m.expert_ff)?,
-                expert_out: gpu.zeros("expert out", batch * m.top_k * h)?,
-            }),
+            Some(_) => {
+                let [router, routes, slots, gate, up, out] = moe_elements(c, shape.batch);
+                Some(MoeState {
+                    router_logits: gpu.zeros("router logits", router)?,
+                    routes: gpu.zeros("routes", routes)?,
+                    slots: gpu.zeros("expert slots", slots)?,
+                    expert_gate: gpu.zeros("expert gate", gate)?,
+                    expert_up: gpu.zeros("expert up", up)?,
+                    expert_out: gpu.zeros("expert out", out)?,
+                })
+            }
             None => None,
         };
-        let table = rope_table(c.rope_theta, c.head_dim, max_context);
+        let [tokens, x, xn, bcx, q, k, v, mixed, gate, up, logits] =
+            activations(c, &shape).map(|(label, len)| gpu.zeros(label, len));
+        let table = rope_table(c.rope_theta, c.head_dim, shape.max_context);
         Ok(State {
-            tokens: gpu.zeros("tokens", batch)?,
-            x: gpu.zeros("x", batch * h)?,
-            xn: gpu.zeros("xn", batch * h)?,
-            bcx: gpu.zeros("bcx", batch * 3 * h)?,
-            q: gpu.zeros("q", batch * c.n_heads * c.head_dim)?,
-            mixed: gpu.zeros("mixed", batch * h)?,
-            gate: gpu.zeros("gate", batch * c.ff_size)?,
-            up: gpu.zeros("up", batch * c.ff_size)?,
-            logits: gpu.zeros("logits", if all_logits { batch } else { 1 } * c.vocab_size)?,
+            tokens: tokens?,
+            x: x?,
+            xn: xn?,
+            bcx: bcx?,
+            q: q?,
+            k: k?,
+            v: v?,
+            mixed: mixed?,
+            gate: gate?,
+            up: up?,
+            logits: logits?,
             rope_table: gpu.upload("rope table", bytemuck::cast_slice(&table))?,
             layers,
             moe,
-            all_logits,
+            shape,
         })
     }
 
-    /// Empties the conv state (the KV cache needs no clearing: positions are overwritten).
-    pub fn clear(&self, encoder: &mut wgpu::CommandEncoder) {
+    /// Bytes `State::new` allocates for `shape`.
+    pub fn planned_bytes(c: &ModelConfig, shape: &StateShape) -> u64 {
+        let activations: u64 = activations(c, shape).iter().map(|&(_, n)| bytes(n)).sum();
+        let moe: u64 = match c.moe {
+            Some(_) => moe_elements(c, shape.batch).iter().map(|&n| bytes(n)).sum(),
+            None => 0,
+        };
+        let rope = (shape.max_context * c.head_dim * 4) as u64;
+        let layers: u64 = c
+            .layers
+            .iter()
+            .map(|kind| match kind {
+                LayerKind::Conv => {
+                    bytes(conv_state_len(c))
+                        + bytes(shape.snapshot_slots() * conv_state_len(c))
+                }
+                LayerKind::Attention => 2 * bytes(kv_words(c, shape)),
+            })
+            .sum();
+        activations + moe + rope + layers
+    }
+
+    /// Bytes of every buffer this state holds, as allocated.
+    pub fn allocated_bytes(&self) -> u64 {
+        let mut buffers = vec![
+            &self.tokens,
+            &self.x,
+            &self.xn,
+            &self.bcx,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.mixed,
+            &self.gate,
+            &self.up,
+            &self.logits,
+            &self.rope_table,
+        ];
         for layer in &self.layers {
-            if let LayerState::Conv { conv_state } = layer {
-                encoder.clear_buffer(conv_state, 0, None);
+            match layer {
+                LayerState::Conv {
+                    conv_state,
+                    snapshots,
+                } => buffers.extend([conv_state, snapshots]),
+                LayerState::Attention { k_cache, v_cache } => buffers.extend([k_cache, v_cache]),
             }
         }
+        if let Some(m) = &self.moe {
+            buffers.extend([
+                &m.router_logits,
+                &m.routes,
+                &m.slots,
+                &m.expert_gate,
+                &m.expert_up,
+                &m.expert_out,
+            ]);
+        }
+        buffers.iter().map(|b| b.size()).sum()
+    }
+
+    /// Bytes of one conv layer's state (and of one snapshot slot).
+    pub fn conv_state_bytes(&self, c: &ModelConfig) -> u64 {
+        bytes(conv_state_len(c))
+    }
+
+    /// Bytes of `rows` cache rows of one attention layer's K (or V).
+    pub fn kv_row_bytes(&self, c: &ModelConfig, rows: usize) -> u64 {
+        (rows * c.kv_dim() * self.shape.kv_dtype.bytes()) as u64
+    }
+
+    pub fn conv_layers(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
+        self.layers.iter().filter_map(|l| match l {
+            LayerState::Conv {
+                conv_state,
+                snapshots,
+            } => Some((conv_state, snapshots)),
+            LayerState::Attention { .. } => None,
+        })
+    }
+
+    pub fn attention_layers(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
+        self.layers.iter().filter_map(|l| match l {
+            LayerState::Attention { k_cache, v_cache } => Some((k_cache, v_cache)),
+            LayerState::Conv { .. } => None,
+        })
     }
 }

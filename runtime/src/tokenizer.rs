@@ -1,6 +1,6 @@
 //! The model's `tokenizer.json` through HF's `tokenizers` crate (so encodings are
 //! byte-for-byte those of `Tokenizer.encode`), plus `tokenizer_config.json` for the
-//! special tokens and the chat template.
+//! special tokens and the chat template; or the same rebuilt from a GGUF file's metadata.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +64,25 @@ impl Tokenizer {
         Ok(tokenizer)
     }
 
+    /// The tokenizer of a model: a GGUF file's metadata, or a directory's tokenizer.json.
+    pub fn load(path: &Path) -> Result<Tokenizer> {
+        if path.is_file() {
+            return Self::from_gguf(&crate::gguf::GgufFile::open(path)?);
+        }
+        Self::from_dir(path)
+    }
+
+    /// The tokenizer a GGUF file describes in its `tokenizer.*` metadata.
+    pub fn from_gguf(file: &crate::gguf::GgufFile) -> Result<Tokenizer> {
+        let parts = crate::gguf::tokenizer_from_gguf(file)?;
+        Ok(Tokenizer {
+            inner: parts.tokenizer,
+            path: file.path().to_path_buf(),
+            eos_token_ids: parts.eos_token_ids,
+            chat_template: parts.chat_template,
+        })
+    }
+
     fn error(&self, e: impl std::fmt::Display) -> Error {
         Error::Tokenizer {
             path: self.path.clone(),
@@ -73,7 +92,16 @@ impl Tokenizer {
 
     /// Ids as `Tokenizer.encode(text)` gives them, special tokens (bos) included.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        self.encode_with(text, true)
+    }
+
+    /// Ids with or without the special tokens the post-processor adds (bos): a rendered
+    /// chat template, or text that continues a conversation, already has its own.
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| self.error(e))?;
         Ok(encoding.get_ids().to_vec())
     }
 

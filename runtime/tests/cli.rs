@@ -80,6 +80,9 @@ fn logits_npy_in_both_modes() {
             s(&out),
             "--mode",
             mode,
+            // The f16 default is further from HF's f32 cache than the tolerance.
+            "--kv-cache",
+            "f32",
         ]));
         let (shape, logits) = lfm_edge::npy::read_f32(&out).unwrap();
         assert_eq!(shape, vec![r.prompt_ids.len(), 1024]);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use lfm_edge::{Gpu, GpuOptions, Model};
+use lfm_edge::{sampler::argmax, Gpu, GpuOptions, Model, Session, SessionOptions};
 use serde::Deserialize;
 
 /// The tiny checkpoints made by scripts/make_fixtures.py.
@@ -67,4 +67,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// `n` greedy tokens after `prompt`, decoding one token at a time through the cache.
+pub fn greedy(model: Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut session = Session::new(model, &SessionOptions::default()).unwrap();
+    let mut logits = session.feed(prompt).unwrap();
+    let mut generated = Vec::new();
+    while generated.len() < n {
+        generated.push(argmax(&logits));
+        if generated.len() < n {
+            logits = session.feed(&generated[generated.len() - 1..]).unwrap();
+        }
+    }
+    generated
 }

@@ -150,6 +150,7 @@ fn weight(name: &str, dtype: DType, shape: &[usize], values: &[f32]) -> (GpuTens
                 b.iter().map(|v| v.to_f32()).collect(),
             )
         }
+        quantized => panic!("{quantized} weights are built from raw blocks, not values"),
     };
     let tensor = GpuTensor {
         name: format!("{name}.{dtype}"),
@@ -237,7 +238,7 @@ fn embedding_gathers_rows() {
             .copied()
             .collect();
         for limit in grid_limits() {
-            run(batch, limit, &[&d]);
+            run(batch, limit, &d.dispatches(batch.n_tokens));
             let case = format!("embedding {dtype} limit {limit}");
             worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 0.0));
         }
@@ -279,11 +280,10 @@ fn linear_ref(
     output: LinearOutput,
     before: &[f32],
 ) -> Vec<f32> {
-    let (n_tokens, pos) = (batch.n_tokens as usize, batch.pos as usize);
+    let n_tokens = batch.n_tokens as usize;
     // (row of x, row of out)
     let rows: Vec<(usize, usize)> = match output {
         LinearOutput::Rows | LinearOutput::Accumulate => (0..n_tokens).map(|t| (t, t)).collect(),
-        LinearOutput::CacheRows => (0..n_tokens).map(|t| (t, pos + t)).collect(),
         LinearOutput::LastRow => vec![(n_tokens - 1, 0)],
     };
     let mut out = before.to_vec();
@@ -335,7 +335,7 @@ fn check_linear(p: &Projection, output: LinearOutput, batch: Batch, rng: &mut Rn
             output,
         };
         let step = ops::linear(gpu(), op, &no_bias).unwrap();
-        run(batch, limit, &[step.dispatch(batch.n_tokens)]);
+        run(batch, limit, &step.dispatches(batch.n_tokens));
         let case = format!(
             "linear {} {output:?} {batch:?} bias {} limit {limit}",
             p.weight.0.dtype,
@@ -354,7 +354,6 @@ fn linear_every_output_mode_dtype_and_path() {
     let mut worst = 0.0f32;
     let outputs = [
         LinearOutput::Rows,
-        LinearOutput::CacheRows,
         LinearOutput::Accumulate,
         LinearOutput::LastRow,
     ];
@@ -377,17 +376,17 @@ fn linear_every_output_mode_dtype_and_path() {
     report("linear", worst);
 }
 
-/// Per-head RMSNorm then rotate-half RoPE over `x` (rows, n_heads, d): batch token t
-/// is row `first_row + t` at position `pos + t`. The angles are recomputed here in
-/// f64, independently of `ops::rope_table`.
-fn rope_ref(x: &[f32], norm: &[f32], n_heads: usize, batch: Batch, first_row: usize) -> Vec<f32> {
+/// Per-head RMSNorm then rotate-half RoPE over `x` (n_tokens, n_heads, d): batch token
+/// t is at position `pos + t`. The angles are recomputed here in f64, independently of
+/// `ops::rope_table`.
+fn rope_ref(x: &[f32], norm: &[f32], n_heads: usize, batch: Batch) -> Vec<f32> {
     let d = norm.len();
     let half = d / 2;
     let mut out = x.to_vec();
     for t in 0..batch.n_tokens as usize {
         let position = (batch.pos as usize + t) as f64;
         for head in 0..n_heads {
-            let base = ((first_row + t) * n_heads + head) * d;
+            let base = (t * n_heads + head) * d;
             let normed = rmsnorm_ref(&x[base..][..d], norm, ROPE_EPS);
             for i in 0..half {
                 let angle = position / ROPE_THETA.powf(2.0 * i as f64 / d as f64);
@@ -417,19 +416,14 @@ fn rope_normalises_and_rotates_heads() {
             .unwrap();
         for dtype in [DType::F32, DType::BF16] {
             let (norm, norm_values) = weight("q_layernorm", dtype, &[d], &rng.vec(d, 1.5));
-            for in_cache in [false, true] {
-                // In the cache, the batch sits after `pos` rows the kernel must not touch.
-                let first_row = if in_cache { batch.pos as usize } else { 0 };
-                let rows = first_row + batch.n_tokens as usize;
-                let x_values = rng.vec(rows * n_heads * d, 2.0);
-                let want = rope_ref(&x_values, &norm_values, n_heads, batch, first_row);
-                for limit in grid_limits() {
-                    let x = buffer("x", &x_values);
-                    let op = ops::rope(gpu(), &norm, &table, &x, n_heads, ROPE_EPS, in_cache);
-                    run(batch, limit, &[&op.unwrap()]);
-                    let case = format!("rope d {d} {dtype} in_cache {in_cache} limit {limit}");
-                    worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
-                }
+            let x_values = rng.vec(batch.n_tokens as usize * n_heads * d, 2.0);
+            let want = rope_ref(&x_values, &norm_values, n_heads, batch);
+            for limit in grid_limits() {
+                let x = buffer("x", &x_values);
+                let op = ops::rope(gpu(), &norm, &table, &x, n_heads, ROPE_EPS);
+                run(batch, limit, &[&op.unwrap()]);
+                let case = format!("rope d {d} {dtype} limit {limit}");
+                worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
             }
         }
     }
@@ -475,31 +469,28 @@ fn attention_config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConf
     config
 }
 
-/// Runs `ops::attention` for `batch` over a cache of random keys and values (rows past
-/// the batch hold huge values: reading one would wreck the result).
-fn check_attention(config: &ModelConfig, batch: Batch, rng: &mut Rng) -> f32 {
+/// Runs `ops::attention` for `batch` over a `cache`-typed cache of random keys and
+/// values (rows past the batch hold huge values: reading one would wreck the result).
+fn check_attention(config: &ModelConfig, batch: Batch, cache: DType, rng: &mut Rng) -> f32 {
     let (q_width, kv_width) = (config.n_heads * config.head_dim, config.kv_dim());
     let seen = (batch.pos + batch.n_tokens) as usize;
-    let mut cache = || {
+    let mut cache_rows = |name| {
         let mut values = rng.vec(seen * kv_width, 2.0);
         values.resize((seen + 4) * kv_width, 1.0e4);
-        values
+        weight(name, cache, &[values.len()], &values)
     };
-    let (k_values, v_values) = (cache(), cache());
+    let ((k, k_values), (v, v_values)) = (cache_rows("k"), cache_rows("v"));
     let q_values = rng.vec(batch.n_tokens as usize * q_width, 2.0);
     let want = attention_ref(&q_values, &k_values, &v_values, config, batch);
-    let (q, k, v) = (
-        buffer("q", &q_values),
-        buffer("k", &k_values),
-        buffer("v", &v_values),
-    );
+    let q = buffer("q", &q_values);
     let out = gpu().zeros("out", want.len()).unwrap();
-    let d = ops::attention(gpu(), "attention", config, &q, &k, &v, &out).unwrap();
+    let (k, v) = (&k.buffer, &v.buffer);
+    let d = ops::attention(gpu(), "attention", config, cache, &q, k, v, &out).unwrap();
     let mut worst = 0.0f32;
     for limit in grid_limits() {
         run(batch, limit, &[&d]);
         let case = format!(
-            "attention {}/{} heads of {} {batch:?} limit {limit}",
+            "attention {}/{} heads of {} {cache} cache {batch:?} limit {limit}",
             config.n_heads, config.n_kv_heads, config.head_dim
         );
         worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 1e-4));
@@ -515,11 +506,13 @@ fn attention_causal_gqa_over_cache() {
     // prefill from 0 and a decode step that ends a third block.
     let config = attention_config(6, 2, 32);
     for batch in [Batch::new(3, 70), Batch::new(5, 0), Batch::new(1, 191)] {
-        worst = worst.max(check_attention(&config, batch, &mut rng));
+        for cache in [DType::F32, DType::F16] {
+            worst = worst.max(check_attention(&config, batch, cache, &mut rng));
+        }
     }
     // The largest head_dim the kernel takes: each thread owns 4 dimensions.
     let config = attention_config(4, 2, 256);
-    worst = worst.max(check_attention(&config, Batch::new(3, 70), &mut rng));
+    worst = worst.max(check_attention(&config, Batch::new(3, 70), DType::F32, &mut rng));
     report("attention", worst);
 }
 
@@ -657,4 +650,109 @@ fn swiglu_gates_in_place() {
         worst = worst.max(assert_close(&case, &read(&up, want.len()), &want, 1e-5));
     }
     report("swiglu", worst);
+}
+
+/// The cache as `dtype` stores `values`: f32 as is, f16 rounded to nearest even (the
+/// half crate's conversion is the reference for the kernel's integer rounding).
+fn stored(dtype: DType, values: &[f32]) -> Vec<f32> {
+    match dtype {
+        DType::F16 => values.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+        _ => values.to_vec(),
+    }
+}
+
+/// Decodes `len` cache elements read back as u32 words.
+fn read_cache(b: &wgpu::Buffer, dtype: DType, len: usize) -> Vec<f32> {
+    let words = if dtype == DType::F16 { len / 2 } else { len };
+    let words: Vec<u32> = gpu().read(b, 0, words as u64 * 4).unwrap();
+    match dtype {
+        DType::F16 => words
+            .iter()
+            .flat_map(|w| [*w as u16, (*w >> 16) as u16])
+            .map(|h| f16::from_bits(h).to_f32())
+            .collect(),
+        _ => words.iter().map(|w| f32::from_bits(*w)).collect(),
+    }
+}
+
+#[test]
+fn kv_store_appends_rows_in_the_cache_type() {
+    let config = attention_config(4, 2, 16);
+    let kv = config.kv_dim();
+    let (batch, rows) = (Batch::new(5, 3), 10);
+    let mut rng = Rng(8);
+    // Values across f16's range: subnormals, ties, large ones.
+    let mut k_values = rng.vec(batch.n_tokens as usize * kv, 4.0);
+    k_values[..6].copy_from_slice(&[1.0e-6, -3.0e-5, 65000.0, 2049.0, 0.1, -0.0]);
+    let v_values = rng.vec(k_values.len(), 4.0);
+    let (k, v) = (buffer("k", &k_values), buffer("v", &v_values));
+    for dtype in [DType::F32, DType::F16] {
+        let words = rows * kv * if dtype == DType::F16 { 1 } else { 2 } / 2;
+        for limit in grid_limits() {
+            let (k_cache, v_cache) = (gpu().zeros("kc", words).unwrap(), gpu().zeros("vc", words).unwrap());
+            let d = ops::kv_store(gpu(), "kv", &config, dtype, [&k, &v, &k_cache, &v_cache]);
+            run(batch, limit, &[&d.unwrap()]);
+            for (cache, values) in [(&k_cache, &k_values), (&v_cache, &v_values)] {
+                let mut want = vec![0.0; rows * kv];
+                want[batch.pos as usize * kv..][..values.len()].copy_from_slice(&stored(dtype, values));
+                let got = read_cache(cache, dtype, rows * kv);
+                let case = format!("kv_store {dtype} limit {limit}");
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{case}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kv_shift_moves_rows_and_rotates_keys_back() {
+    let (heads, d) = (2, 16);
+    let config = attention_config(heads * 2, heads, d);
+    let kv = config.kv_dim();
+    let (rows, max_pos) = (12, 16);
+    let table = ops::rope_table(ROPE_THETA as f32, d, max_pos);
+    let table = gpu()
+        .upload("rope table", bytemuck::cast_slice(&table))
+        .unwrap();
+    let mut rng = Rng(9);
+    let mut worst = 0.0f32;
+    // Rows 7..10 move to 3..6: keys turn back by 4 positions.
+    let shift = ops::KvShift {
+        src: 7,
+        dst: 3,
+        rows: 3,
+        rotate: true,
+    };
+    for dtype in [DType::F32, DType::F16] {
+        for rotate in [false, true] {
+            let (cache, values) = weight("cache", dtype, &[rows * kv], &rng.vec(rows * kv, 2.0));
+            let mut want = values.clone();
+            for r in 0..shift.rows {
+                for head in 0..heads {
+                    let from = &values[((shift.src + r) * heads + head) * d..][..d];
+                    let to = ((shift.dst + r) * heads + head) * d;
+                    for i in 0..d / 2 {
+                        let angle = -((shift.src - shift.dst) as f64)
+                            / ROPE_THETA.powf(2.0 * i as f64 / d as f64);
+                        let (sin, cos) = if rotate { angle.sin_cos() } else { (0.0, 1.0) };
+                        let (a, b) = (from[i] as f64, from[i + d / 2] as f64);
+                        want[to + i] = (a * cos - b * sin) as f32;
+                        want[to + i + d / 2] = (b * cos + a * sin) as f32;
+                    }
+                }
+            }
+            let want = stored(dtype, &want);
+            let op = ops::KvShift { rotate, ..shift };
+            let d = ops::kv_shift(gpu(), &config, dtype, &table, &cache.buffer, op).unwrap();
+            run(Batch::new(1, 0), 3, &[&d]);
+            let case = format!("kv_shift {dtype} rotate {rotate}");
+            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+            let got = read_cache(&cache.buffer, dtype, rows * kv);
+            worst = worst.max(assert_close(&case, &got, &want, tol));
+        }
+    }
+    report("kv_shift", worst);
 }

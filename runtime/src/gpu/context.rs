@@ -3,6 +3,7 @@
 //! allows, and every allocation is checked against those limits with a named error.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -52,6 +53,9 @@ impl Backend {
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub backend: Backend,
+    /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes: larger
+    /// weights are then split across bindings, as on a phone with small bindings.
+    pub max_binding_size: Option<u64>,
 }
 
 /// The device every model and session of a process shares.
@@ -63,6 +67,8 @@ pub struct Gpu {
     pub(super) pipelines: PipelineCache,
     /// The first validation or device error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Bytes uploaded with `upload`/`upload_parts` (the weights), padding included.
+    uploaded: AtomicU64,
 }
 
 /// Discrete GPUs first, CPU rasterisers (lavapipe) last.
@@ -104,7 +110,11 @@ impl Gpu {
             ))
         })?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(max) = options.max_binding_size {
+            let limit = &mut limits.max_storage_buffer_binding_size;
+            *limit = (*limit).min(max);
+        }
         log::info!(
             "adapter: {} ({:?}, {:?}, driver {} {})",
             info.name,
@@ -135,6 +145,7 @@ impl Gpu {
             limits,
             pipelines: PipelineCache::default(),
             uncaptured,
+            uploaded: Default::default(),
         }))
     }
 
@@ -147,8 +158,15 @@ impl Gpu {
         }
     }
 
-    /// Checks a buffer of `size` bytes against the device's limits, naming `what`.
+    /// Checks a buffer of `size` bytes, bound whole, against the device's limits,
+    /// naming `what`.
     pub fn check_buffer_size(&self, what: &str, size: u64) -> Result<()> {
+        self.check_allocation(what, size)?;
+        self.check_binding_size(what, size)
+    }
+
+    /// Checks one binding of `size` bytes against `max_storage_buffer_binding_size`.
+    pub fn check_binding_size(&self, what: &str, size: u64) -> Result<()> {
         let binding = self.limits.max_storage_buffer_binding_size;
         if size > binding {
             return Err(Error::Limit {
@@ -158,6 +176,11 @@ impl Gpu {
                 available: binding,
             });
         }
+        Ok(())
+    }
+
+    /// Checks a buffer of `size` bytes against `max_buffer_size`.
+    pub fn check_allocation(&self, what: &str, size: u64) -> Result<()> {
         if size > self.limits.max_buffer_size {
             return Err(Error::Limit {
                 what: what.to_string(),
@@ -177,7 +200,8 @@ impl Gpu {
     /// A storage buffer holding `parts` back to back: per-expert tensors stacked into one.
     pub fn upload_parts(&self, label: &str, parts: &[&[u8]]) -> Result<wgpu::Buffer> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        self.check_buffer_size(label, len as u64)?;
+        // Weights larger than a binding are split across bindings by the ops.
+        self.check_allocation(label, len as u64)?;
         let contents: std::borrow::Cow<[u8]> = match parts {
             [bytes] if len % 4 == 0 && len > 0 => (*bytes).into(),
             _ => {
@@ -187,13 +211,23 @@ impl Gpu {
                 joined.into()
             }
         };
-        Ok(self
+        let buffer = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: &contents,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            }))
+                // COPY_SRC: a session file's model fingerprint reads a norm back.
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            });
+        self.uploaded.fetch_add(buffer.size(), Ordering::Relaxed);
+        Ok(buffer)
+    }
+
+    /// Bytes uploaded so far with `upload`/`upload_parts`, padding included.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
     }
 
     /// A zeroed f32 storage buffer of `len` elements.
@@ -212,7 +246,17 @@ impl Gpu {
 
     /// Reads `len` f32 values from the start of `buffer`, waiting for the GPU.
     pub fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let size = (len * 4) as u64;
+        self.read(buffer, 0, (len * 4) as u64)
+    }
+
+    /// Reads `size` bytes of `buffer` from `offset` (both multiples of 4) as `T`s,
+    /// waiting for the GPU.
+    pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<T>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -220,13 +264,17 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         self.map_and_read(&staging, size)
     }
 
-    /// Maps a MAP_READ buffer whose copy has been submitted and returns its f32s.
-    pub fn map_and_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<f32>> {
+    /// Maps a MAP_READ buffer whose copy has been submitted and returns its contents.
+    pub fn map_and_read<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> Result<Vec<T>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = sender.send(r);

@@ -65,6 +65,23 @@ impl Dispatch {
         params: &P,
         grid: Grid,
     ) -> Result<Dispatch> {
+        let whole: Vec<_> = buffers
+            .iter()
+            .map(|b| b.as_entire_buffer_binding())
+            .collect();
+        Self::with_ranges(gpu, label, key, &whole, params, grid)
+    }
+
+    /// As [`Dispatch::new`], binding byte ranges of buffers (one part of a weight split
+    /// across bindings).
+    pub fn with_ranges<P: Pod>(
+        gpu: &Gpu,
+        label: impl Into<String>,
+        key: KernelKey,
+        buffers: &[wgpu::BufferBinding<'_>],
+        params: &P,
+        grid: Grid,
+    ) -> Result<Dispatch> {
         let label = label.into();
         let bindings = key.kernel.bindings();
         if buffers.len() + 1 != bindings.len() {
@@ -73,6 +90,12 @@ impl Dispatch {
                 buffers.len(),
                 bindings.len() - 1
             )));
+        }
+        for (i, binding) in buffers.iter().enumerate() {
+            let size = binding
+                .size
+                .map_or(binding.buffer.size() - binding.offset, |s| s.get());
+            gpu.check_binding_size(&format!("{label} (binding {i})"), size)?;
         }
         let params = gpu
             .device
@@ -83,12 +106,12 @@ impl Dispatch {
             });
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
-            .copied()
-            .chain(std::iter::once(&params))
+            .cloned()
+            .chain(std::iter::once(params.as_entire_buffer_binding()))
             .enumerate()
-            .map(|(i, buffer)| wgpu::BindGroupEntry {
+            .map(|(i, binding)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: buffer.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(binding),
             })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -123,24 +146,22 @@ impl Dispatch {
     }
 }
 
-/// One node of a forward graph: a launch, or a pair chosen by batch size
-/// (matrix-vector for a single token, tiled matmul for several).
+/// One node of a forward graph: a launch, a pair chosen by batch size (matrix-vector
+/// for a single token, tiled matmul for several), or one node per part of a weight
+/// split across bindings.
 pub enum Step {
     Always(Dispatch),
     BySize { one: Dispatch, many: Dispatch },
+    Parts(Vec<Step>),
 }
 
 impl Step {
-    pub fn dispatch(&self, n_tokens: u32) -> &Dispatch {
+    /// The launches for a batch of `n_tokens`, in order.
+    pub fn dispatches(&self, n_tokens: u32) -> Vec<&Dispatch> {
         match self {
-            Step::Always(d) => d,
-            Step::BySize { one, many } => {
-                if n_tokens == 1 {
-                    one
-                } else {
-                    many
-                }
-            }
+            Step::Always(d) => vec![d],
+            Step::BySize { one, many } => vec![if n_tokens == 1 { one } else { many }],
+            Step::Parts(parts) => parts.iter().flat_map(|p| p.dispatches(n_tokens)).collect(),
         }
     }
 }

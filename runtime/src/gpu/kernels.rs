@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 
 /// Shared by every kernel: the weight unpacking, the per-forward `Step` uniform, reductions.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+/// GGUF block unpacking, for the kernels that read weight matrices (named `weight`).
+const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
+/// KV cache packing, for the kernels that write the cache.
+const KV: &str = include_str!("../../../shaders/kv.wgsl");
 
 /// How a kernel binds one of its `@group(0)` buffers, in binding order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,10 +40,12 @@ pub enum Kernel {
     MoeRoute,
     MoeGroup,
     MoeCombine,
+    KvStore,
+    KvShift,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -52,6 +58,8 @@ impl Kernel {
         Kernel::MoeRoute,
         Kernel::MoeGroup,
         Kernel::MoeCombine,
+        Kernel::KvStore,
+        Kernel::KvShift,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -70,12 +78,25 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
                 include_str!("../../../shaders/moe.wgsl")
             }
+            Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
+            Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
         }
     }
 
-    /// The complete module: common helpers followed by the kernel.
+    /// Whether the kernel reads weight matrices that may be GGUF-quantized.
+    fn reads_quantized(self) -> bool {
+        matches!(self, Kernel::Embedding | Kernel::Matvec | Kernel::Matmul)
+    }
+
+    /// The complete module: common helpers (and block unpacking) followed by the kernel.
     pub fn module_source(self) -> String {
-        format!("{COMMON}\n{}", self.source())
+        let quant = if self.reads_quantized() { QUANT } else { "" };
+        let kv = if matches!(self, Kernel::KvStore | Kernel::KvShift) {
+            KV
+        } else {
+            ""
+        };
+        format!("{COMMON}\n{quant}\n{kv}\n{}", self.source())
     }
 
     pub fn entry_point(self) -> &'static str {
@@ -111,20 +132,36 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
                 &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
             }
+            // k, v, k cache, v cache, params
+            Kernel::KvStore => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            // rope table, cache (in place), params
+            Kernel::KvShift => &[Read, ReadWrite, Uniform],
         }
     }
 }
 
-/// A compiled pipeline: the kernel specialised for one weight dtype.
+/// A compiled pipeline: the kernel specialised for one weight dtype (and, for
+/// projections, the bias dtype: GGUF keeps biases f32 beside quantized weights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
     pub dtype: DType,
+    pub bias: DType,
+}
+
+impl KernelKey {
+    pub fn new(kernel: Kernel, dtype: DType) -> KernelKey {
+        KernelKey {
+            kernel,
+            dtype,
+            bias: DType::F32,
+        }
+    }
 }
 
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}.{}", self.kernel, self.dtype)
+        write!(f, "{:?}.{}.{}", self.kernel, self.dtype, self.bias)
     }
 }
 
@@ -243,7 +280,10 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(key.kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WEIGHT_DTYPE", key.dtype.shader_code())],
+                    constants: &[
+                        ("WEIGHT_DTYPE", key.dtype.shader_code()),
+                        ("BIAS_DTYPE", key.bias.shader_code()),
+                    ],
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,

@@ -14,11 +14,14 @@ struct Params {
     scale: f32,
 }
 
-/// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache.
+/// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
+/// elements are `cache_dtype` (F32, or F16 pairs in u32 words).
+#[allow(clippy::too_many_arguments)] // one buffer per binding, as the kernel's
 pub fn attention(
     gpu: &Gpu,
     label: &str,
     config: &ModelConfig,
+    cache_dtype: DType,
     q: &wgpu::Buffer,
     k_cache: &wgpu::Buffer,
     v_cache: &wgpu::Buffer,
@@ -27,10 +30,7 @@ pub fn attention(
     Dispatch::new(
         gpu,
         label,
-        KernelKey {
-            kernel: Kernel::Attention,
-            dtype: DType::F32,
-        },
+        KernelKey::new(Kernel::Attention, cache_dtype),
         &[q, k_cache, v_cache, out],
         &Params {
             head_dim: config.head_dim as u32,

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::split::row_parts;
 use super::GpuTensor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ struct Params {
     k: u32,
     n: u32,
     x_last: u32,
-    out_at_pos: u32,
+    out_col: u32,
     accumulate: u32,
     has_bias: u32,
     experts: u32,
@@ -20,7 +21,7 @@ struct Params {
     expert_stride: u32,
     row_offset: u32,
     x_per_slot: u32,
-    _pad: u32,
+    out_stride: u32,
 }
 
 /// Where a projection's result goes.
@@ -28,8 +29,6 @@ struct Params {
 pub enum LinearOutput {
     /// Row t of the batch.
     Rows,
-    /// Row step.pos + t: keys and values land straight in the KV cache.
-    CacheRows,
     /// Added to row t: the residual stream (the fused residual add).
     Accumulate,
     /// Only the batch's last token, into row 0: next-token logits.
@@ -85,15 +84,16 @@ fn launch(
     gpu: &Gpu,
     kernel: Kernel,
     weight: &GpuTensor,
-    buffers: [&wgpu::Buffer; 5],
+    bias: Option<&GpuTensor>,
+    buffers: [wgpu::BufferBinding<'_>; 5],
     params: &Params,
     grid: Grid,
 ) -> Result<Dispatch> {
     let key = KernelKey {
-        kernel,
-        dtype: weight.dtype,
+        bias: bias.map_or(DType::F32, |b| b.dtype),
+        ..KernelKey::new(kernel, weight.dtype)
     };
-    Dispatch::new(gpu, weight.name.clone(), key, &buffers, params, grid)
+    Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, params, grid)
 }
 
 fn matmul_grid(tiles_across: usize) -> Grid {
@@ -103,52 +103,65 @@ fn matmul_grid(tiles_across: usize) -> Grid {
     }
 }
 
-/// Matrix-vector for single-token batches, tiled matmul for longer ones.
+/// Matrix-vector for single-token batches, tiled matmul for longer ones; a weight
+/// larger than one binding is multiplied one row range (output columns) at a time.
 /// `none` is bound in place of an absent bias and of the routing buffer.
 pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
     let [n, k] = op.weight.shape[..] else {
         return Err(Error::Gpu(format!("{} is not a matrix", op.weight.name)));
     };
     check_width(op.weight, k)?;
-    if let Some(bias) = op.bias {
-        if bias.dtype != op.weight.dtype {
-            return Err(Error::Gpu(format!(
-                "{} is {} but {} is {}",
-                bias.name, bias.dtype, op.weight.name, op.weight.dtype
-            )));
-        }
-    }
-    let params = Params {
-        k: k as u32,
-        n: n as u32,
-        x_last: (op.output == LinearOutput::LastRow) as u32,
-        out_at_pos: (op.output == LinearOutput::CacheRows) as u32,
-        accumulate: (op.output == LinearOutput::Accumulate) as u32,
-        has_bias: op.bias.is_some() as u32,
-        ..Params::default()
-    };
     let bias = op.bias.map_or(none, |b| &b.buffer);
-    let buffers = [op.x, &op.weight.buffer, bias, none, op.out];
-    let one = launch(
-        gpu,
-        Kernel::Matvec,
-        op.weight,
-        buffers,
-        &params,
-        Grid::Fixed(n as u32),
-    )?;
-    if op.output == LinearOutput::LastRow {
-        return Ok(Step::Always(one));
-    }
-    let many = launch(
-        gpu,
-        Kernel::Matmul,
-        op.weight,
-        buffers,
-        &params,
-        matmul_grid(n.div_ceil(TILE_N)),
-    )?;
-    Ok(Step::BySize { one, many })
+    let mut steps = row_parts(gpu, op.weight)?
+        .into_iter()
+        .map(|part| {
+            let params = Params {
+                k: k as u32,
+                n: part.rows as u32,
+                x_last: (op.output == LinearOutput::LastRow) as u32,
+                out_col: part.first_row as u32,
+                accumulate: (op.output == LinearOutput::Accumulate) as u32,
+                has_bias: op.bias.is_some() as u32,
+                out_stride: n as u32,
+                ..Params::default()
+            };
+            let buffers = || {
+                [
+                    op.x.as_entire_buffer_binding(),
+                    part.binding(op.weight),
+                    bias.as_entire_buffer_binding(),
+                    none.as_entire_buffer_binding(),
+                    op.out.as_entire_buffer_binding(),
+                ]
+            };
+            let one = launch(
+                gpu,
+                Kernel::Matvec,
+                op.weight,
+                op.bias,
+                buffers(),
+                &params,
+                Grid::Fixed(part.rows as u32),
+            )?;
+            if op.output == LinearOutput::LastRow {
+                return Ok(Step::Always(one));
+            }
+            let many = launch(
+                gpu,
+                Kernel::Matmul,
+                op.weight,
+                op.bias,
+                buffers(),
+                &params,
+                matmul_grid(part.rows.div_ceil(TILE_N)),
+            )?;
+            Ok(Step::BySize { one, many })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(match steps.len() {
+        1 => steps.remove(0),
+        _ => Step::Parts(steps),
+    })
 }
 
 /// The expert matmuls of a MoE layer: for one token, `top_k` matvecs reading only the
@@ -170,6 +183,7 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         expert_stride: (stacked_rows * k) as u32,
         row_offset: w.row_offset as u32,
         x_per_slot: op.x_per_slot as u32,
+        out_stride: w.rows as u32,
         ..Params::default()
     };
     let (x, weight, out) = (op.x, &w.tensor.buffer, op.out);
@@ -178,7 +192,8 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         gpu,
         Kernel::Matvec,
         &w.tensor,
-        [x, weight, none, op.routes, out],
+        None,
+        whole([x, weight, none, op.routes, out]),
         &params,
         slot_rows,
     )?;
@@ -187,9 +202,14 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         gpu,
         Kernel::Matmul,
         &w.tensor,
-        [x, weight, none, op.slots, out],
+        None,
+        whole([x, weight, none, op.slots, out]),
         &params,
         tiles,
     )?;
     Ok(Step::BySize { one, many })
+}
+
+fn whole<'a>(buffers: [&'a wgpu::Buffer; 5]) -> [wgpu::BufferBinding<'a>; 5] {
+    buffers.map(|b| b.as_entire_buffer_binding())
 }

@@ -3,20 +3,24 @@
 
 mod attention;
 mod embedding;
+mod kv;
 mod linear;
 mod moe;
 mod rmsnorm;
 mod rope;
 mod shortconv;
+mod split;
 mod swiglu;
 
 pub use attention::attention;
 pub use embedding::embedding;
+pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
 pub use linear::{expert_linear, linear, ExpertLinear, ExpertMatrix, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_group, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table};
 pub use shortconv::{shortconv, shortconv_state, ShortConv};
+pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;
 
 use crate::dtype::DType;
@@ -37,6 +41,6 @@ impl GpuTensor {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.elements() * self.dtype.size_in_bytes() as u64
+        self.dtype.bytes_for(self.elements() as usize) as u64
     }
 }

@@ -57,8 +57,8 @@ fn launch(
         _pad: [0; 2],
     };
     let key = KernelKey {
-        kernel,
-        dtype: b.expert_bias.map_or(DType::F32, |t| t.dtype),
+        bias: b.expert_bias.map_or(DType::F32, |t| t.dtype),
+        ..KernelKey::new(kernel, DType::F32)
     };
     let bias = b.expert_bias.map_or(none, |t| &t.buffer);
     let buffers = [b.router_logits, bias, b.expert_out, b.routes, b.slots, b.x];

@@ -23,10 +23,7 @@ pub fn rmsnorm(
     Dispatch::new(
         gpu,
         weight.name.clone(),
-        KernelKey {
-            kernel: Kernel::RmsNorm,
-            dtype: weight.dtype,
-        },
+        KernelKey::new(Kernel::RmsNorm, weight.dtype),
         &[x, &weight.buffer, out],
         &Params {
             n: weight.shape[0] as u32,

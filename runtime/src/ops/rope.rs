@@ -10,11 +10,11 @@ struct Params {
     head_dim: u32,
     n_heads: u32,
     eps: f32,
-    in_cache: u32,
+    _pad: u32,
 }
 
 /// Per-head RMSNorm (`norm`, shared by all heads) then RoPE, in place on `x`
-/// (n_tokens or cache rows, n_heads, head_dim).
+/// (n_tokens, n_heads, head_dim): token t is at position step.pos + t.
 pub fn rope(
     gpu: &Gpu,
     norm: &GpuTensor,
@@ -22,21 +22,17 @@ pub fn rope(
     x: &wgpu::Buffer,
     n_heads: usize,
     eps: f32,
-    in_cache: bool,
 ) -> Result<Dispatch> {
     Dispatch::new(
         gpu,
         norm.name.clone(),
-        KernelKey {
-            kernel: Kernel::Rope,
-            dtype: norm.dtype,
-        },
+        KernelKey::new(Kernel::Rope, norm.dtype),
         &[&norm.buffer, table, x],
         &Params {
             head_dim: norm.shape[0] as u32,
             n_heads: n_heads as u32,
             eps,
-            in_cache: in_cache as u32,
+            _pad: 0,
         },
         Grid::PerToken(n_heads as u32),
     )

@@ -1,6 +1,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuTensor;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
 
@@ -45,8 +46,8 @@ fn launch(
         gpu,
         format!("{}:{kernel:?}", op.weight.name),
         KernelKey {
-            kernel,
-            dtype: op.weight.dtype,
+            bias: op.bias.map_or(DType::F32, |b| b.dtype),
+            ..KernelKey::new(kernel, op.weight.dtype)
         },
         &[
             op.bcx,

@@ -22,10 +22,7 @@ pub fn swiglu(
     Dispatch::new(
         gpu,
         label,
-        KernelKey {
-            kernel: Kernel::SwiGlu,
-            dtype: DType::F32,
-        },
+        KernelKey::new(Kernel::SwiGlu, DType::F32),
         &[gate, up],
         &Params {
             n: ff as u32,

@@ -1,0 +1,45 @@
+package dev.lfmedge;
+
+/**
+ * The JNI entry points of liblfm_edge_ffi (ffi/src/jni_bindings.rs). Package-private:
+ * {@link LfmModel} and {@link LfmSession} own the handles these pass around. Every
+ * method throws {@link LfmException} on failure; the generating ones return a
+ * {@link StopReason} code and rethrow whatever the callback throws.
+ */
+final class LfmNative {
+    static {
+        System.loadLibrary("lfm_edge_ffi");
+    }
+
+    private LfmNative() {}
+
+    static native long modelLoad(String path, int backend, long vramBudgetBytes);
+
+    static native void modelFree(long model);
+
+    static native int[] tokenize(long model, String text, boolean addSpecialTokens);
+
+    /** 0 for contextLength or batch means the default. */
+    static native long sessionNew(long model, int contextLength, int batch);
+
+    static native void sessionFree(long session);
+
+    static native void sessionReset(long session);
+
+    /** The one method that may run while another call uses the session. */
+    static native void sessionCancel(long session);
+
+    /** {tokens held, capacity}. */
+    static native int[] sessionContext(long session);
+
+    static native int generate(long session, String prompt, int maxTokens, float temperature,
+            long seed, boolean ignoreEos, TokenCallback callback);
+
+    static native int generateTokens(long session, int[] tokens, int maxTokens,
+            float temperature, long seed, boolean ignoreEos, TokenCallback callback);
+
+    static native void chatAdd(long session, String role, String content);
+
+    static native int chat(long session, String role, String content, int maxTokens,
+            float temperature, long seed, boolean ignoreEos, TokenCallback callback);
+}

@@ -1,0 +1,34 @@
+package dev.lfmedge
+
+/** The GPU API to run on; on Android AUTO means Vulkan, falling back to OpenGL ES. */
+enum class Backend(internal val code: Int) { AUTO(0), VULKAN(1), METAL(2), DX12(3), GL(4) }
+
+data class ModelOptions(
+    val backend: Backend = Backend.AUTO,
+    /**
+     * Reserved: the runtime does not allocate within a budget yet; memory is only
+     * checked against the adapter's own limits. 0 = no budget.
+     */
+    val vramBudgetBytes: Long = 0,
+)
+
+data class SessionOptions(
+    /** Tokens the KV cache holds (capped at the model's max_position_embeddings). */
+    val contextLength: Int = 4096,
+    /** Most tokens per forward pass while feeding a prompt. */
+    val batch: Int = 128,
+)
+
+data class GenerateOptions(
+    /** 0 feeds the prompt and generates nothing. */
+    val maxTokens: Int = 256,
+    /** 0 is greedy. */
+    val temperature: Float = 0f,
+    /** The same seed gives the same tokens. */
+    val seed: Long = 0,
+    /** Keep generating past end-of-sequence tokens. */
+    val ignoreEos: Boolean = false,
+)
+
+/** Tokens a session holds, and how many its context can hold. */
+data class ContextUsage(val used: Int, val capacity: Int)

@@ -1,0 +1,235 @@
+/*
+ * lfm_edge.h: the C API of lfm-edge, which runs Liquid AI's LFM2 models on any GPU
+ * through wgpu (Vulkan, Metal, DX12, OpenGL ES).
+ *
+ * Link liblfm_edge_ffi (.so / .dylib / .dll, or the static .a with the system
+ * libraries it needs: on Linux -lm -ldl -lpthread). Kept by hand; ffi/tests/header.rs
+ * checks that it declares exactly the library's exported functions and that every
+ * struct has the library's layout.
+ *
+ * Conventions
+ * - Every function but the *_default, *_free, lfm_version and lfm_last_error_message
+ *   returns an lfm_status; on anything but LFM_OK, lfm_last_error_message() tells
+ *   what failed and why (the file, tensor or value at fault).
+ * - Every pointer argument is checked: NULL where one is required gives
+ *   LFM_ERROR_NULL_ARGUMENT. Options pointers may be NULL for the defaults.
+ * - Strings are UTF-8 and NUL-terminated; strings the library returns are owned by it.
+ * - No Rust panic crosses this boundary: one is reported as LFM_ERROR_INTERNAL.
+ *
+ * Threads
+ * - lfm_model: immutable once loaded; use it and open sessions on it from any number
+ *   of threads at once. Each session holds a reference to the model, so the model
+ *   handle may be freed before its sessions (the weights go with the last of them).
+ * - lfm_session: one call at a time. A call made while another call on the same
+ *   session runs (from another thread, or from inside a token callback) is refused
+ *   with LFM_ERROR_BUSY instead of waiting. Sessions may move between threads;
+ *   different sessions run concurrently (their GPU work shares one queue per model).
+ *   lfm_session_cancel is the exception: call it from any thread while a call runs.
+ *   Never free a session while a call on it runs.
+ * - Token callbacks run on the calling thread, inside the generating call.
+ * - lfm_last_error_message is per thread.
+ */
+#ifndef LFM_EDGE_H
+#define LFM_EDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lfm_status {
+    LFM_OK = 0,
+    LFM_ERROR_NULL_ARGUMENT = 1,
+    /* A value out of range: not UTF-8, an unknown backend, a token id past the
+     * vocabulary, an empty prompt, a conversation the chat template refuses. */
+    LFM_ERROR_INVALID_ARGUMENT = 2,
+    /* A file or directory that cannot be read. */
+    LFM_ERROR_IO = 3,
+    /* config.json, the weights, the tokenizer or the chat template is invalid or
+     * missing (e.g. chatting with a model that ships no chat template). */
+    LFM_ERROR_MODEL = 4,
+    /* No GPU adapter for the requested backend. */
+    LFM_ERROR_NO_ADAPTER = 5,
+    /* A device error, or a buffer above the adapter's limits. */
+    LFM_ERROR_GPU = 6,
+    /* The prompt does not fit in what is left of the session's context. */
+    LFM_ERROR_CONTEXT_FULL = 7,
+    /* The output buffer is too small; the needed size was written. */
+    LFM_ERROR_BUFFER_TOO_SMALL = 8,
+    /* Another call is using the session. */
+    LFM_ERROR_BUSY = 9,
+    /* A bug in the library (a caught panic); a session it hit may be unusable. */
+    LFM_ERROR_INTERNAL = 10
+} lfm_status;
+
+typedef enum lfm_backend {
+    LFM_BACKEND_AUTO = 0, /* the best native API (Vulkan, Metal, DX12), then OpenGL ES;
+                           * honours the WGPU_BACKEND environment variable */
+    LFM_BACKEND_VULKAN = 1,
+    LFM_BACKEND_METAL = 2,
+    LFM_BACKEND_DX12 = 3,
+    LFM_BACKEND_GL = 4
+} lfm_backend;
+
+typedef enum lfm_stop_reason {
+    LFM_STOP_MAX_TOKENS = 0,
+    /* The model produced an end-of-sequence token (neither streamed nor kept). */
+    LFM_STOP_END_OF_SEQUENCE = 1,
+    /* The token callback returned false. */
+    LFM_STOP_CALLBACK = 2,
+    /* A cancel flag was set, or lfm_session_cancel was called. */
+    LFM_STOP_CANCELLED = 3,
+    /* The session's context has no room for another token. */
+    LFM_STOP_CONTEXT_FULL = 4
+} lfm_stop_reason;
+
+/* Opaque handles. */
+typedef struct lfm_model lfm_model;
+typedef struct lfm_session lfm_session;
+
+typedef struct lfm_model_options {
+    int32_t backend; /* an lfm_backend */
+    /* Reserved: the runtime does not allocate within a budget yet; memory is only
+     * checked against the adapter's own limits. 0 = no budget. */
+    uint64_t vram_budget_bytes;
+} lfm_model_options;
+
+typedef struct lfm_session_options {
+    uint32_t context_length; /* tokens the KV cache holds; 0 = 4096 (capped at the
+                              * model's max_position_embeddings) */
+    uint32_t batch;          /* most tokens per forward pass while feeding a prompt;
+                              * 0 = 128 */
+} lfm_session_options;
+
+typedef struct lfm_generate_options {
+    uint32_t max_tokens; /* 0 feeds the prompt and generates nothing; default 256 */
+    float temperature;   /* 0 is greedy (the default) */
+    uint64_t seed;       /* the same seed gives the same tokens */
+    bool ignore_eos;     /* keep generating past end-of-sequence tokens */
+} lfm_generate_options;
+
+typedef struct lfm_generation {
+    size_t prompt_tokens;    /* tokens fed before the first sample */
+    size_t generated_tokens;
+    int32_t stop_reason;     /* an lfm_stop_reason */
+} lfm_generation;
+
+/*
+ * Called for each generated token with the text it completes: `text_len` bytes at
+ * `text`, also NUL-terminated, valid only during the call. The text may be empty (a
+ * token that ends inside a UTF-8 character: its bytes come with a later token).
+ * Return true to go on, false to stop (LFM_STOP_CALLBACK).
+ */
+typedef bool (*lfm_token_callback)(const char *text, size_t text_len, uint32_t token,
+                                   void *user_data);
+
+/* "0.1.0": the library's version, static storage. */
+const char *lfm_version(void);
+
+/* The message of the last call that failed on this thread, "" if none; valid until
+ * the next failing call on this thread. */
+const char *lfm_last_error_message(void);
+
+lfm_model_options lfm_model_options_default(void);
+lfm_session_options lfm_session_options_default(void);
+lfm_generate_options lfm_generate_options_default(void);
+
+/*
+ * Loads the model in directory `path` (config.json, model.safetensors or shards,
+ * tokenizer.json, tokenizer_config.json) onto a GPU. `options` may be NULL. On
+ * failure *out_model is NULL.
+ */
+lfm_status lfm_model_load(const char *path, const lfm_model_options *options,
+                          lfm_model **out_model);
+
+/* Frees a model; NULL is a no-op. Sessions opened on it stay usable. */
+void lfm_model_free(lfm_model *model);
+
+/*
+ * Token ids of `text` as the model's tokenizer.json gives them (HF Tokenizer.encode),
+ * with the special tokens (bos) when `add_special_tokens`. Writes the count to
+ * *out_count; if it exceeds `capacity`, returns LFM_ERROR_BUFFER_TOO_SMALL and writes
+ * no ids (call with capacity 0 and out_tokens NULL to learn the size).
+ */
+lfm_status lfm_tokenize(const lfm_model *model, const char *text, bool add_special_tokens,
+                        uint32_t *out_tokens, size_t capacity, size_t *out_count);
+
+/*
+ * Opens a session on `model`: its own KV cache and conv state, allocated here once.
+ * `options` may be NULL. On failure *out_session is NULL.
+ */
+lfm_status lfm_session_new(const lfm_model *model, const lfm_session_options *options,
+                           lfm_session **out_session);
+
+/* Frees a session; NULL is a no-op. No call may be using it. */
+void lfm_session_free(lfm_session *session);
+
+/* Forgets everything the session holds: the cache and the chat conversation. */
+lfm_status lfm_session_reset(lfm_session *session);
+
+/*
+ * Stops the call running on `session` before its next forward pass (it returns LFM_OK
+ * with LFM_STOP_CANCELLED). Callable from any thread; with no call running it has no
+ * effect (each call starts uncancelled).
+ */
+lfm_status lfm_session_cancel(const lfm_session *session);
+
+/* Tokens the session holds, and how many its context can hold. */
+lfm_status lfm_session_context(const lfm_session *session, size_t *out_used,
+                               size_t *out_capacity);
+
+/*
+ * Feeds `prompt` after what the session holds, then generates up to
+ * options->max_tokens tokens, streaming each to `on_token` (may be NULL).
+ *
+ * The prompt is tokenized as HF Tokenizer.encode (bos included) when the session is
+ * empty, and without special tokens when it continues: calls on one session continue
+ * one text; lfm_session_reset starts a new one. The last generated token is fed by
+ * the next call (ending costs no forward pass); an end-of-sequence token is dropped.
+ * A prompt of "" continues from the last generated token.
+ *
+ * `cancel` may be NULL, or point to an int32_t that another thread sets to non-zero
+ * (an atomic store, e.g. C11 atomic_store_explicit on an _Atomic int32_t cast, or
+ * std::atomic<int32_t>) to stop before the next forward pass, the prompt's included.
+ * A generation that stops early (callback, cancel, context full) still returns LFM_OK;
+ * `out_result` (may be NULL) says how it ended.
+ */
+lfm_status lfm_generate(lfm_session *session, const char *prompt,
+                        const lfm_generate_options *options, lfm_token_callback on_token,
+                        void *user_data, const volatile int32_t *cancel,
+                        lfm_generation *out_result);
+
+/* As lfm_generate, with the prompt given as `n_tokens` ids (fed as they are: include
+ * the bos id yourself). `tokens` may be NULL when `n_tokens` is 0. */
+lfm_status lfm_generate_tokens(lfm_session *session, const uint32_t *tokens, size_t n_tokens,
+                               const lfm_generate_options *options,
+                               lfm_token_callback on_token, void *user_data,
+                               const volatile int32_t *cancel, lfm_generation *out_result);
+
+/*
+ * Adds a message ("system", "user", "assistant", "tool"...) to the session's chat
+ * conversation without running the model: a system prompt, or earlier turns.
+ */
+lfm_status lfm_chat_add(lfm_session *session, const char *role, const char *content);
+
+/*
+ * Adds a message and streams the assistant's reply, which joins the conversation
+ * however it ended. The conversation is rendered with the model's chat template
+ * (tokenizer_config.json), and only what this turn adds to what the cache holds is
+ * fed, so each turn costs its own tokens. After lfm_generate on the same session, or
+ * with a template that rewrites earlier turns, the cache starts over from the whole
+ * conversation. Streaming, cancel and out_result as lfm_generate.
+ */
+lfm_status lfm_chat(lfm_session *session, const char *role, const char *content,
+                    const lfm_generate_options *options, lfm_token_callback on_token,
+                    void *user_data, const volatile int32_t *cancel,
+                    lfm_generation *out_result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LFM_EDGE_H */

@@ -1,0 +1,159 @@
+//! Generation and chat: options, the token callback and the cancel flags, bridged to
+//! the shared [`ChatSession`].
+
+use std::ffi::{c_char, c_void};
+use std::slice;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::boundary::{call, options_arg, ref_arg, str_arg};
+use super::types::{
+    lfm_generate_options_default, LfmGenerateOptions, LfmGeneration, LfmSession, LfmTokenCallback,
+};
+use crate::chat_session::ChatSession;
+use crate::error::{FfiError, FfiResult, LfmStatus};
+use crate::generator::{GenerateParams, Generation, Stream};
+
+/// What every generating call does around its body: lock the session, bridge the
+/// callback and both cancel flags (the caller's and `lfm_session_cancel`'s), report.
+///
+/// # Safety
+/// The pointer arguments are as the calling entry point documents them.
+unsafe fn run(
+    session: *mut LfmSession,
+    options: *const LfmGenerateOptions,
+    on_token: LfmTokenCallback,
+    user_data: *mut c_void,
+    cancel: *const i32,
+    out_result: *mut LfmGeneration,
+    body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> FfiResult<Generation>,
+) -> FfiResult<()> {
+    let session = &ref_arg(session, "session")?.0;
+    let params = options_arg(options, lfm_generate_options_default()).to_params();
+    let mut chat = session.lock()?;
+    // The caller writes the flag from any thread while we read it: read it atomically.
+    let flag = (!cancel.is_null()).then(|| AtomicI32::from_ptr(cancel.cast_mut()));
+    let cancelled = || session.cancelled() || flag.is_some_and(|f| f.load(Ordering::Acquire) != 0);
+    let mut deliver = |text: &str, token: u32| match on_token {
+        Some(callback) => {
+            let mut bytes = Vec::with_capacity(text.len() + 1);
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(0);
+            callback(bytes.as_ptr().cast(), text.len(), token, user_data)
+        }
+        None => true,
+    };
+    let stream = Stream {
+        cancelled: &cancelled,
+        on_token: &mut deliver,
+    };
+    let generation = body(&mut chat, &params, stream)?;
+    if let Some(out) = out_result.as_mut() {
+        *out = LfmGeneration::from(&generation);
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `session` is a live handle; `prompt` a NUL-terminated string; `options` NULL or a
+/// live struct; `cancel` NULL or an int32_t that stays valid for the call;
+/// `out_result` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_generate(
+    session: *mut LfmSession,
+    prompt: *const c_char,
+    options: *const LfmGenerateOptions,
+    on_token: LfmTokenCallback,
+    user_data: *mut c_void,
+    cancel: *const i32,
+    out_result: *mut LfmGeneration,
+) -> LfmStatus {
+    call(|| {
+        let prompt = str_arg(prompt, "prompt")?;
+        run(
+            session,
+            options,
+            on_token,
+            user_data,
+            cancel,
+            out_result,
+            |chat, params, stream| chat.generate_text(prompt, params, stream),
+        )
+    })
+}
+
+/// # Safety
+/// As `lfm_generate`, with `tokens` pointing to `n_tokens` ids (NULL allowed when
+/// `n_tokens` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn lfm_generate_tokens(
+    session: *mut LfmSession,
+    tokens: *const u32,
+    n_tokens: usize,
+    options: *const LfmGenerateOptions,
+    on_token: LfmTokenCallback,
+    user_data: *mut c_void,
+    cancel: *const i32,
+    out_result: *mut LfmGeneration,
+) -> LfmStatus {
+    call(|| {
+        let tokens = match (tokens.is_null(), n_tokens) {
+            (true, 0) => &[][..],
+            (true, _) => return Err(FfiError::Null("tokens")),
+            (false, n) => slice::from_raw_parts(tokens, n),
+        };
+        run(
+            session,
+            options,
+            on_token,
+            user_data,
+            cancel,
+            out_result,
+            |chat, params, stream| chat.generate_tokens(tokens, params, stream),
+        )
+    })
+}
+
+/// # Safety
+/// `session` is a live handle; `role` and `content` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_chat_add(
+    session: *mut LfmSession,
+    role: *const c_char,
+    content: *const c_char,
+) -> LfmStatus {
+    call(|| {
+        let session = &ref_arg(session, "session")?.0;
+        let role = str_arg(role, "role")?;
+        let content = str_arg(content, "content")?;
+        session.lock()?.add_message(role, content);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// As `lfm_generate`, with `role` and `content` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_chat(
+    session: *mut LfmSession,
+    role: *const c_char,
+    content: *const c_char,
+    options: *const LfmGenerateOptions,
+    on_token: LfmTokenCallback,
+    user_data: *mut c_void,
+    cancel: *const i32,
+    out_result: *mut LfmGeneration,
+) -> LfmStatus {
+    call(|| {
+        let role = str_arg(role, "role")?;
+        let content = str_arg(content, "content")?;
+        run(
+            session,
+            options,
+            on_token,
+            user_data,
+            cancel,
+            out_result,
+            |chat, params, stream| chat.chat(role, content, params, stream),
+        )
+    })
+}

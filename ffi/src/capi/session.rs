@@ -1,0 +1,83 @@
+//! Opening, resetting, cancelling and freeing sessions.
+
+use std::ptr;
+
+use super::boundary::{call, options_arg, out_arg, ref_arg};
+use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
+use crate::chat_session::ChatSession;
+use crate::error::LfmStatus;
+use crate::shared_session::SharedSession;
+
+/// # Safety
+/// `model` is a live handle; `options` is NULL (defaults) or a live struct;
+/// `out_session` points to writable storage for the handle (NULL is written on failure).
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_new(
+    model: *const LfmModel,
+    options: *const LfmSessionOptions,
+    out_session: *mut *mut LfmSession,
+) -> LfmStatus {
+    call(|| {
+        let out = out_arg(out_session, "out_session")?;
+        out.write(ptr::null_mut());
+        let model = ref_arg(model, "model")?;
+        let options = options_arg(options, lfm_session_options_default()).to_runtime();
+        let chat = ChatSession::new(model.0.clone(), &options)?;
+        out.write(Box::into_raw(Box::new(LfmSession(SharedSession::new(
+            chat,
+        )))));
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `session` is NULL (nothing happens) or a handle from `lfm_session_new` that no call
+/// is using, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_free(session: *mut LfmSession) {
+    if !session.is_null() {
+        call(|| {
+            drop(Box::from_raw(session));
+            Ok(())
+        });
+    }
+}
+
+/// # Safety
+/// `session` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_reset(session: *mut LfmSession) -> LfmStatus {
+    call(|| {
+        ref_arg(session, "session")?.0.lock()?.reset();
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `session` is a live handle; this is the one call that may run while another call
+/// uses the session.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_cancel(session: *const LfmSession) -> LfmStatus {
+    call(|| {
+        ref_arg(session, "session")?.0.cancel();
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `session` is a live handle; `out_used` and `out_capacity` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_context(
+    session: *const LfmSession,
+    out_used: *mut usize,
+    out_capacity: *mut usize,
+) -> LfmStatus {
+    call(|| {
+        let used = out_arg(out_used, "out_used")?;
+        let capacity = out_arg(out_capacity, "out_capacity")?;
+        let chat = ref_arg(session, "session")?.0.lock()?;
+        used.write(chat.generator().tokens_held());
+        capacity.write(chat.generator().capacity());
+        Ok(())
+    })
+}

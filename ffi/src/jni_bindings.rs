@@ -1,0 +1,421 @@
+//! The JNI entry points behind `dev.lfmedge.LfmNative` (android/lfm/src/main/java),
+//! which the Kotlin API (`LfmModel`, `LfmSession`) wraps. Handles cross as `long`s
+//! holding a boxed `Arc<Model>` or `SharedSession`; only those classes create, pass and
+//! free them. Failures become a `dev.lfmedge.LfmException` carrying the `lfm_status`
+//! code; an exception the token callback throws propagates as it is.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+
+use jni::objects::{JClass, JIntArray, JObject, JString, JThrowable, JValue};
+use jni::sys::{jboolean, jfloat, jint, jintArray, jlong};
+use jni::JNIEnv;
+use lfm_edge::{Model, SessionOptions};
+
+use crate::chat_session::ChatSession;
+use crate::error::{FfiError, LfmStatus};
+use crate::generator::{GenerateParams, Generation, Stream};
+use crate::model::{backend, load_model, tokenize};
+use crate::shared_session::SharedSession;
+
+const EXCEPTION_CLASS: &str = "dev/lfmedge/LfmException";
+
+enum Failure {
+    Lfm(FfiError),
+    /// A JNI call failed; with `JavaException`, a Java exception is already pending.
+    Jni(jni::errors::Error),
+}
+
+impl<E: Into<FfiError>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Lfm(error.into())
+    }
+}
+
+fn jni_failure(error: jni::errors::Error) -> Failure {
+    Failure::Jni(error)
+}
+
+type JniResult<T> = Result<T, Failure>;
+
+/// Runs a native method's body: a failure or a panic becomes a pending Java exception
+/// and the method returns `default` (which Java never sees).
+fn entry<'local, T>(
+    env: &mut JNIEnv<'local>,
+    default: T,
+    body: impl FnOnce(&mut JNIEnv<'local>) -> JniResult<T>,
+) -> T {
+    let failure = match panic::catch_unwind(AssertUnwindSafe(|| body(env))) {
+        Ok(Ok(value)) => return value,
+        Ok(Err(failure)) => failure,
+        Err(payload) => Failure::Lfm(FfiError::from_panic(&*payload)),
+    };
+    match failure {
+        Failure::Jni(jni::errors::Error::JavaException) => {}
+        Failure::Jni(error) => throw(env, LfmStatus::Internal, &format!("JNI: {error}")),
+        Failure::Lfm(error) => throw(env, error.status(), &error.to_string()),
+    }
+    default
+}
+
+fn throw(env: &mut JNIEnv, status: LfmStatus, message: &str) {
+    let thrown = (|| {
+        let text = env.new_string(message)?;
+        let exception = env.new_object(
+            EXCEPTION_CLASS,
+            "(ILjava/lang/String;)V",
+            &[JValue::Int(status as jint), JValue::Object(&text)],
+        )?;
+        env.throw(JThrowable::from(exception))
+    })();
+    if thrown.is_err() {
+        // The exception class itself is missing (stripped by R8?): still fail loudly.
+        let _ = env.exception_clear();
+        let _ = env.throw_new("java/lang/IllegalStateException", message);
+    }
+}
+
+/// # Safety
+/// `handle` is 0 or a live handle made by `handle_of` for a `T`.
+unsafe fn from_handle<'a, T>(handle: jlong, what: &'static str) -> JniResult<&'a T> {
+    (handle as *const T)
+        .as_ref()
+        .ok_or(Failure::Lfm(FfiError::Null(what)))
+}
+
+fn handle_of<T>(value: T) -> jlong {
+    Box::into_raw(Box::new(value)) as jlong
+}
+
+/// # Safety
+/// `handle` is 0 or a live handle made by `handle_of` for a `T`, freed once.
+unsafe fn free_handle<T>(handle: jlong) {
+    if handle != 0 {
+        drop(Box::from_raw(handle as *mut T));
+    }
+}
+
+fn java_string(env: &mut JNIEnv, text: &JString, what: &'static str) -> JniResult<String> {
+    if text.is_null() {
+        return Err(FfiError::Null(what).into());
+    }
+    Ok(env.get_string(text).map_err(jni_failure)?.into())
+}
+
+fn params(
+    max_tokens: jint,
+    temperature: jfloat,
+    seed: jlong,
+    ignore_eos: jboolean,
+) -> JniResult<GenerateParams> {
+    let max_tokens = usize::try_from(max_tokens)
+        .map_err(|_| FfiError::InvalidArgument(format!("maxTokens {max_tokens} is negative")))?;
+    Ok(GenerateParams {
+        max_tokens,
+        temperature,
+        seed: seed as u64,
+        ignore_eos: ignore_eos != 0,
+    })
+}
+
+/// Runs a generating call on a session, streaming to the Java `TokenCallback` (may be
+/// null); returns the `StopReason` code.
+fn generate_into(
+    env: &mut JNIEnv,
+    session: jlong,
+    params: GenerateParams,
+    callback: &JObject,
+    body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> Result<Generation, FfiError>,
+) -> JniResult<jint> {
+    let shared = unsafe { from_handle::<SharedSession>(session, "session handle")? };
+    let mut chat = shared.lock()?;
+    let mut callback_failure = None;
+    let generation = {
+        let cancelled = || shared.cancelled();
+        let mut on_token = |text: &str, token: u32| {
+            if callback.is_null() {
+                return true;
+            }
+            match deliver(env, callback, text, token) {
+                Ok(go_on) => go_on,
+                Err(error) => {
+                    callback_failure = Some(error);
+                    false
+                }
+            }
+        };
+        body(
+            &mut chat,
+            &params,
+            Stream {
+                cancelled: &cancelled,
+                on_token: &mut on_token,
+            },
+        )
+    };
+    if let Some(error) = callback_failure {
+        return Err(Failure::Jni(error));
+    }
+    Ok(generation?.stop as jint)
+}
+
+fn deliver(
+    env: &mut JNIEnv,
+    callback: &JObject,
+    text: &str,
+    token: u32,
+) -> jni::errors::Result<bool> {
+    let text = env.new_string(text)?;
+    let go_on = env
+        .call_method(
+            callback,
+            "onToken",
+            "(Ljava/lang/String;I)Z",
+            &[JValue::Object(&text), JValue::Int(token as jint)],
+        )?
+        .z()?;
+    // One local reference per token would overflow the frame in a long generation.
+    env.delete_local_ref(text)?;
+    Ok(go_on)
+}
+
+fn int_array(env: &mut JNIEnv, values: &[u32]) -> JniResult<jintArray> {
+    let values: Vec<jint> = values.iter().map(|&v| v as jint).collect();
+    let array = env
+        .new_int_array(values.len() as jint)
+        .map_err(jni_failure)?;
+    env.set_int_array_region(&array, 0, &values)
+        .map_err(jni_failure)?;
+    Ok(array.into_raw())
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_modelLoad<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    path: JString<'l>,
+    backend_code: jint,
+    vram_budget_bytes: jlong,
+) -> jlong {
+    entry(&mut env, 0, |env| {
+        let path = java_string(env, &path, "path")?;
+        let model = load_model(
+            Path::new(&path),
+            backend(backend_code)?,
+            vram_budget_bytes.max(0) as u64,
+        )?;
+        Ok(handle_of(model))
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_modelFree<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    model: jlong,
+) {
+    entry(&mut env, (), |_| {
+        unsafe { free_handle::<Arc<Model>>(model) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_tokenize<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    model: jlong,
+    text: JString<'l>,
+    add_special_tokens: jboolean,
+) -> jintArray {
+    entry(&mut env, std::ptr::null_mut(), |env| {
+        let model = unsafe { from_handle::<Arc<Model>>(model, "model handle")? };
+        let text = java_string(env, &text, "text")?;
+        let ids = tokenize(model, &text, add_special_tokens != 0)?;
+        int_array(env, &ids)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionNew<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    model: jlong,
+    context_length: jint,
+    batch: jint,
+) -> jlong {
+    entry(&mut env, 0, |_| {
+        let model = unsafe { from_handle::<Arc<Model>>(model, "model handle")? };
+        let defaults = SessionOptions::default();
+        let positive_or = |value: jint, default| {
+            usize::try_from(value)
+                .ok()
+                .filter(|&v| v > 0)
+                .unwrap_or(default)
+        };
+        let options = SessionOptions {
+            max_context: positive_or(context_length, defaults.max_context),
+            batch: positive_or(batch, defaults.batch),
+            all_logits: false,
+            ..defaults
+        };
+        let chat = ChatSession::new(model.clone(), &options)?;
+        Ok(handle_of(SharedSession::new(chat)))
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionFree<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+) {
+    entry(&mut env, (), |_| {
+        unsafe { free_handle::<SharedSession>(session) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionReset<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+) {
+    entry(&mut env, (), |_| {
+        unsafe { from_handle::<SharedSession>(session, "session handle")? }
+            .lock()?
+            .reset();
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionCancel<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+) {
+    entry(&mut env, (), |_| {
+        unsafe { from_handle::<SharedSession>(session, "session handle")? }.cancel();
+        Ok(())
+    })
+}
+
+/// `{tokens held, capacity}`.
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionContext<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+) -> jintArray {
+    entry(&mut env, std::ptr::null_mut(), |env| {
+        let shared = unsafe { from_handle::<SharedSession>(session, "session handle")? };
+        let chat = shared.lock()?;
+        let generator = chat.generator();
+        int_array(
+            env,
+            &[generator.tokens_held() as u32, generator.capacity() as u32],
+        )
+    })
+}
+
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
+pub extern "system" fn Java_dev_lfmedge_LfmNative_generate<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    prompt: JString<'l>,
+    max_tokens: jint,
+    temperature: jfloat,
+    seed: jlong,
+    ignore_eos: jboolean,
+    callback: JObject<'l>,
+) -> jint {
+    entry(&mut env, -1, |env| {
+        let prompt = java_string(env, &prompt, "prompt")?;
+        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        generate_into(env, session, params, &callback, |chat, params, stream| {
+            chat.generate_text(&prompt, params, stream)
+        })
+    })
+}
+
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
+pub extern "system" fn Java_dev_lfmedge_LfmNative_generateTokens<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    tokens: JIntArray<'l>,
+    max_tokens: jint,
+    temperature: jfloat,
+    seed: jlong,
+    ignore_eos: jboolean,
+    callback: JObject<'l>,
+) -> jint {
+    entry(&mut env, -1, |env| {
+        if tokens.is_null() {
+            return Err(FfiError::Null("tokens").into());
+        }
+        let len = env.get_array_length(&tokens).map_err(jni_failure)?;
+        let mut ids = vec![0; len as usize];
+        env.get_int_array_region(&tokens, 0, &mut ids)
+            .map_err(jni_failure)?;
+        let ids = ids
+            .into_iter()
+            .map(|id| {
+                u32::try_from(id)
+                    .map_err(|_| FfiError::InvalidArgument(format!("token id {id} is negative")))
+            })
+            .collect::<Result<Vec<u32>, FfiError>>()?;
+        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        generate_into(env, session, params, &callback, |chat, params, stream| {
+            chat.generate_tokens(&ids, params, stream)
+        })
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_chatAdd<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    role: JString<'l>,
+    content: JString<'l>,
+) {
+    entry(&mut env, (), |env| {
+        let role = java_string(env, &role, "role")?;
+        let content = java_string(env, &content, "content")?;
+        unsafe { from_handle::<SharedSession>(session, "session handle")? }
+            .lock()?
+            .add_message(&role, &content);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
+pub extern "system" fn Java_dev_lfmedge_LfmNative_chat<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    role: JString<'l>,
+    content: JString<'l>,
+    max_tokens: jint,
+    temperature: jfloat,
+    seed: jlong,
+    ignore_eos: jboolean,
+    callback: JObject<'l>,
+) -> jint {
+    entry(&mut env, -1, |env| {
+        let role = java_string(env, &role, "role")?;
+        let content = java_string(env, &content, "content")?;
+        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        generate_into(env, session, params, &callback, |chat, params, stream| {
+            chat.chat(&role, &content, params, stream)
+        })
+    })
+}

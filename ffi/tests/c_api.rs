@@ -1,0 +1,494 @@
+//! The C ABI's contract, called from Rust exactly as a C caller would: NULL checks,
+//! error codes and messages, streaming, stopping, cancelling, continuing, chat turns
+//! that feed only what they add, and one model shared by threads.
+
+mod common;
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr;
+use std::sync::OnceLock;
+
+use common::{fixture, reference};
+use lfm_edge_ffi::capi::*;
+use lfm_edge_ffi::generator::StopReason;
+use lfm_edge_ffi::LfmStatus;
+
+/// One model for the whole binary (never freed): it is shareable across threads.
+fn model() -> *const LfmModel {
+    struct Shared(*mut LfmModel);
+    // SAFETY: the header promises (and capi asserts) that lfm_model is Send + Sync.
+    unsafe impl Send for Shared {}
+    unsafe impl Sync for Shared {}
+    static MODEL: OnceLock<Shared> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let path = CString::new(fixture().to_str().unwrap()).unwrap();
+            let mut model = ptr::null_mut();
+            let status = unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) };
+            assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+            Shared(model)
+        })
+        .0
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(lfm_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A session freed when dropped.
+struct Session(*mut LfmSession);
+
+impl Session {
+    fn new(context_length: u32) -> Session {
+        let options = LfmSessionOptions {
+            context_length,
+            ..lfm_session_options_default()
+        };
+        let mut session = ptr::null_mut();
+        let status = unsafe { lfm_session_new(model(), &options, &mut session) };
+        assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+        Session(session)
+    }
+
+    fn context(&self) -> (usize, usize) {
+        let (mut used, mut capacity) = (0, 0);
+        let status = unsafe { lfm_session_context(self.0, &mut used, &mut capacity) };
+        assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+        (used, capacity)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        unsafe { lfm_session_free(self.0) }
+    }
+}
+
+/// What a token callback saw, and what it should do.
+#[derive(Default)]
+struct Collected {
+    ids: Vec<u32>,
+    text: String,
+    /// Return false once this many tokens arrived.
+    stop_after: Option<usize>,
+    /// Call back into the session (must be refused) or cancel it (allowed).
+    session: Option<*mut LfmSession>,
+    reentrant_status: Option<LfmStatus>,
+}
+
+unsafe extern "C" fn collect(
+    text: *const c_char,
+    text_len: usize,
+    token: u32,
+    user_data: *mut c_void,
+) -> bool {
+    let collected = &mut *user_data.cast::<Collected>();
+    let bytes = std::slice::from_raw_parts(text.cast::<u8>(), text_len);
+    assert_eq!(*text.add(text_len), 0, "text is NUL-terminated");
+    collected.text.push_str(std::str::from_utf8(bytes).unwrap());
+    collected.ids.push(token);
+    if let Some(session) = collected.session {
+        collected.reentrant_status = Some(lfm_session_reset(session));
+        lfm_session_cancel(session);
+    }
+    collected.stop_after != Some(collected.ids.len())
+}
+
+fn options(max_tokens: u32) -> LfmGenerateOptions {
+    LfmGenerateOptions {
+        max_tokens,
+        ignore_eos: true,
+        ..lfm_generate_options_default()
+    }
+}
+
+fn generate_tokens(
+    session: &Session,
+    ids: &[u32],
+    options: LfmGenerateOptions,
+    collected: &mut Collected,
+    cancel: *const i32,
+) -> LfmGeneration {
+    let mut result = LfmGeneration::default();
+    let status = unsafe {
+        lfm_generate_tokens(
+            session.0,
+            ids.as_ptr(),
+            ids.len(),
+            &options,
+            Some(collect),
+            ptr::from_mut(collected).cast(),
+            cancel,
+            &mut result,
+        )
+    };
+    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    result
+}
+
+fn generate_text(session: &Session, prompt: &str, max_tokens: u32) -> (Vec<u32>, LfmGeneration) {
+    let prompt = CString::new(prompt).unwrap();
+    let mut collected = Collected::default();
+    let mut result = LfmGeneration::default();
+    let status = unsafe {
+        lfm_generate(
+            session.0,
+            prompt.as_ptr(),
+            &options(max_tokens),
+            Some(collect),
+            ptr::from_mut(&mut collected).cast(),
+            ptr::null(),
+            &mut result,
+        )
+    };
+    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    (collected.ids, result)
+}
+
+fn chat(session: &Session, content: &str, max_tokens: u32) -> (LfmGeneration, String) {
+    let (role, content) = (
+        CString::new("user").unwrap(),
+        CString::new(content).unwrap(),
+    );
+    let mut collected = Collected::default();
+    let mut result = LfmGeneration::default();
+    let status = unsafe {
+        lfm_chat(
+            session.0,
+            role.as_ptr(),
+            content.as_ptr(),
+            &options(max_tokens),
+            Some(collect),
+            ptr::from_mut(&mut collected).cast(),
+            ptr::null(),
+            &mut result,
+        )
+    };
+    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    (result, collected.text)
+}
+
+fn token_count(text: &str) -> usize {
+    let text = CString::new(text).unwrap();
+    let mut count = 0;
+    let status = unsafe {
+        lfm_tokenize(
+            model(),
+            text.as_ptr(),
+            false,
+            ptr::null_mut(),
+            0,
+            &mut count,
+        )
+    };
+    assert!(matches!(status, LfmStatus::Ok | LfmStatus::BufferTooSmall));
+    count
+}
+
+#[test]
+fn greedy_generation_matches_the_reference() {
+    let r = reference();
+    let session = Session::new(0);
+    let mut collected = Collected::default();
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        options(24),
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(collected.ids, r.greedy_ids);
+    assert_eq!(result.prompt_tokens, r.prompt_ids.len());
+    assert_eq!(result.generated_tokens, 24);
+    assert_eq!(result.stop_reason, StopReason::MaxTokens as i32);
+    assert_eq!(session.context(), (r.prompt_ids.len() + 24, 4096));
+}
+
+#[test]
+fn a_generation_continues_where_the_last_one_stopped() {
+    let whole = Session::new(0);
+    let (all, _) = generate_text(&whole, "Return the array", 10);
+    let split = Session::new(0);
+    let (first, _) = generate_text(&split, "Return the array", 4);
+    let (rest, result) = generate_text(&split, "", 6);
+    assert_eq!([first, rest].concat(), all);
+    assert_eq!(
+        result.prompt_tokens, 1,
+        "only the last generated token is fed"
+    );
+}
+
+#[test]
+fn tokenize_reports_the_size_it_needs() {
+    let r = reference();
+    let t = &r.tokenizations[0];
+    let text = CString::new(t.text.as_str()).unwrap();
+    let mut count = 0;
+    let mut small = [0u32; 2];
+    let status = unsafe {
+        lfm_tokenize(
+            model(),
+            text.as_ptr(),
+            true,
+            small.as_mut_ptr(),
+            2,
+            &mut count,
+        )
+    };
+    assert_eq!(status, LfmStatus::BufferTooSmall);
+    assert_eq!(count, t.ids.len());
+    let mut ids = vec![0u32; count];
+    let status = unsafe {
+        lfm_tokenize(
+            model(),
+            text.as_ptr(),
+            true,
+            ids.as_mut_ptr(),
+            count,
+            &mut count,
+        )
+    };
+    assert_eq!(status, LfmStatus::Ok);
+    assert_eq!(ids, t.ids);
+    assert_eq!(token_count(&t.text), t.ids.len() - 1, "without bos");
+}
+
+#[test]
+fn null_and_invalid_arguments_are_errors_not_crashes() {
+    let mut model_out = ptr::dangling_mut();
+    let status = unsafe { lfm_model_load(ptr::null(), ptr::null(), &mut model_out) };
+    assert_eq!(status, LfmStatus::NullArgument);
+    assert!(model_out.is_null(), "a failed load writes NULL");
+    assert_eq!(last_error(), "path is NULL");
+
+    let path = CString::new("/nonexistent/model").unwrap();
+    let status = unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model_out) };
+    assert_eq!(status, LfmStatus::Io);
+    assert!(
+        last_error().contains("/nonexistent/model"),
+        "{}",
+        last_error()
+    );
+
+    let bad_backend = LfmModelOptions {
+        backend: 42,
+        vram_budget_bytes: 0,
+    };
+    let fixture = CString::new(fixture().to_str().unwrap()).unwrap();
+    let status = unsafe { lfm_model_load(fixture.as_ptr(), &bad_backend, &mut model_out) };
+    assert_eq!(status, LfmStatus::InvalidArgument);
+
+    let session = Session::new(0);
+    let status = unsafe {
+        lfm_generate(
+            session.0,
+            ptr::null(),
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, LfmStatus::NullArgument);
+    assert_eq!(last_error(), "prompt is NULL");
+    let status = unsafe { lfm_session_context(ptr::null(), &mut 0, &mut 0) };
+    assert_eq!(status, LfmStatus::NullArgument);
+    let status = unsafe { lfm_session_reset(ptr::null_mut()) };
+    assert_eq!(status, LfmStatus::NullArgument);
+    unsafe {
+        lfm_session_free(ptr::null_mut());
+        lfm_model_free(ptr::null_mut());
+    }
+
+    let mut collected = Collected::default();
+    let out_of_vocab = [1, 5000];
+    let status = unsafe {
+        lfm_generate_tokens(
+            session.0,
+            out_of_vocab.as_ptr(),
+            2,
+            ptr::null(),
+            Some(collect),
+            ptr::from_mut(&mut collected).cast(),
+            ptr::null(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, LfmStatus::InvalidArgument);
+    assert!(last_error().contains("5000"), "{}", last_error());
+    assert_eq!(session.context().0, 0, "a refused call feeds nothing");
+
+    let nan = LfmGenerateOptions {
+        temperature: f32::NAN,
+        ..options(4)
+    };
+    let status = unsafe {
+        lfm_generate_tokens(
+            session.0,
+            [1].as_ptr(),
+            1,
+            &nan,
+            None,
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, LfmStatus::InvalidArgument);
+    assert!(
+        unsafe { CStr::from_ptr(lfm_version()) }.to_str().unwrap() == env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[test]
+fn callbacks_stop_and_cancels_land_before_the_next_pass() {
+    let r = reference();
+    let session = Session::new(0);
+    let mut collected = Collected {
+        stop_after: Some(3),
+        ..Collected::default()
+    };
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        options(24),
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(result.stop_reason, StopReason::Callback as i32);
+    assert_eq!(collected.ids, r.greedy_ids[..3]);
+
+    // A cancel flag already set: nothing is fed.
+    unsafe { lfm_session_reset(session.0) };
+    let cancel = 1i32;
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        options(24),
+        &mut Collected::default(),
+        &cancel,
+    );
+    assert_eq!(result.stop_reason, StopReason::Cancelled as i32);
+    assert_eq!((result.prompt_tokens, session.context().0), (0, 0));
+
+    // From inside the callback: re-entering the session is refused, cancelling is not.
+    let mut collected = Collected {
+        session: Some(session.0),
+        ..Collected::default()
+    };
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        options(24),
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(collected.reentrant_status, Some(LfmStatus::Busy));
+    assert_eq!(result.stop_reason, StopReason::Cancelled as i32);
+    assert_eq!(collected.ids, r.greedy_ids[..1]);
+}
+
+#[test]
+fn a_full_context_stops_generation_then_refuses_prompts() {
+    let r = reference();
+    let capacity = r.prompt_ids.len() + 4;
+    let session = Session::new(capacity as u32);
+    let mut collected = Collected::default();
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        options(24),
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(result.stop_reason, StopReason::ContextFull as i32);
+    assert_eq!(collected.ids, r.greedy_ids[..4]);
+    assert_eq!(session.context(), (capacity, capacity));
+    let status = unsafe {
+        lfm_generate_tokens(
+            session.0,
+            [1].as_ptr(),
+            1,
+            ptr::null(),
+            None,
+            ptr::null_mut(),
+            ptr::null(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, LfmStatus::ContextFull);
+}
+
+#[test]
+fn chat_turns_feed_only_what_they_add() {
+    let session = Session::new(0);
+    let (first, reply) = chat(&session, "Hi", 6);
+    let opening = "<|startoftext|><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(first.prompt_tokens, token_count(opening));
+    let ended = first.stop_reason == StopReason::EndOfSequence as i32;
+    assert_eq!(
+        session.context().0,
+        first.prompt_tokens + first.generated_tokens
+    );
+
+    let (second, _) = chat(&session, "More", 6);
+    let added = "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n";
+    let pending = usize::from(!ended && first.generated_tokens > 0);
+    assert_eq!(
+        second.prompt_tokens,
+        pending + token_count(added),
+        "reply was {reply:?}"
+    );
+
+    // Raw generation in between: the next turn starts over from the whole conversation.
+    generate_text(&session, " and", 2);
+    let (third, _) = chat(&session, "Again", 2);
+    assert!(third.prompt_tokens > first.prompt_tokens + second.prompt_tokens);
+    assert_eq!(
+        session.context().0,
+        third.prompt_tokens + third.generated_tokens
+    );
+}
+
+#[test]
+fn chat_add_and_template_errors() {
+    let session = Session::new(0);
+    let (system, prompt) = (
+        CString::new("system").unwrap(),
+        CString::new("Be brief.").unwrap(),
+    );
+    let status = unsafe { lfm_chat_add(session.0, system.as_ptr(), prompt.as_ptr()) };
+    assert_eq!(status, LfmStatus::Ok);
+    let (first, _) = chat(&session, "Hi", 2);
+    let expected = "<|startoftext|><|im_start|>system\nBe brief.<|im_end|>\n\
+                    <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(first.prompt_tokens, token_count(expected));
+
+    let status = unsafe { lfm_chat_add(session.0, ptr::null(), prompt.as_ptr()) };
+    assert_eq!(status, LfmStatus::NullArgument);
+    assert_eq!(last_error(), "role is NULL");
+}
+
+#[test]
+fn one_model_serves_sessions_on_several_threads() {
+    let r = reference();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let session = Session::new(0);
+                let mut collected = Collected::default();
+                generate_tokens(
+                    &session,
+                    &r.prompt_ids,
+                    options(8),
+                    &mut collected,
+                    ptr::null(),
+                );
+                assert_eq!(collected.ids, r.greedy_ids[..8]);
+            });
+        }
+    });
+}

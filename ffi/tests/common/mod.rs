@@ -1,0 +1,94 @@
+//! Shared by the ffi integration tests: the fixture, its HF reference, the built
+//! library, and running the system tools (cc, nm, javac, java) with clear failures.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+
+pub const FIXTURE: &str = "lfm2-tiny-conv-first";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture() -> PathBuf {
+    repo_root().join("fixtures").join(FIXTURE)
+}
+
+#[derive(Deserialize)]
+pub struct Tokenization {
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct Reference {
+    pub prompt_text: String,
+    pub prompt_ids: Vec<u32>,
+    pub greedy_ids: Vec<u32>,
+    pub tokenizations: Vec<Tokenization>,
+}
+
+pub fn reference() -> Reference {
+    let text = std::fs::read_to_string(fixture().join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn join_ids(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The folder holding the cdylib and staticlib of this very build: cargo builds every
+/// crate type of the library next to the test executables (target/<profile>/deps), with
+/// the same profile and features, before it runs them.
+pub fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().to_path_buf();
+    let cdylib = dir.join(format!(
+        "{}lfm_edge_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(cdylib.exists(), "{} was not built", cdylib.display());
+    dir
+}
+
+/// Runs `command`, failing the test with its output (or with what is missing).
+pub fn run(command: &mut Command) -> Output {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); is it installed?"));
+    assert!(
+        output.status.success(),
+        "{program} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The system C compiler (`CC`, else `cc`).
+pub fn c_compiler() -> Command {
+    Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+}
+
+/// Compiles C `sources` against lfm_edge.h and the cdylib, warnings as errors.
+pub fn compile_c(sources: &[PathBuf], out: &Path) {
+    let lib = library_dir();
+    run(c_compiler()
+        .args(["-std=c11", "-Wall", "-Wextra", "-pedantic", "-Werror"])
+        .arg("-I")
+        .arg(repo_root().join("ffi/include"))
+        .args(sources)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-llfm_edge_ffi")
+        .arg("-o")
+        .arg(out));
+}

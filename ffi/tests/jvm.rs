@@ -1,0 +1,85 @@
+//! The JNI layer of the Android library on the host JVM: the Java bindings the Kotlin
+//! API calls (android/lfm/src/main/java) are compiled with javac and run against the
+//! Linux build of the library, for a real generation on the fixture.
+
+#![cfg(feature = "jni")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::{fixture, join_ids, library_dir, reference, repo_root, run};
+
+/// Compiles the bindings and tests/java's HostCheck, runs it, and returns its
+/// "name: value" lines.
+fn host_check() -> BTreeMap<String, String> {
+    let classes = tempfile::tempdir().unwrap();
+    let sources = [
+        "android/lfm/src/main/java/dev/lfmedge",
+        "ffi/tests/java/dev/lfmedge",
+    ]
+    .iter()
+    .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
+    .map(|entry| entry.unwrap().path())
+    .filter(|path| path.extension().is_some_and(|e| e == "java"));
+    run(Command::new("javac")
+        .args(["-Xlint:all", "-Werror", "-d"])
+        .arg(classes.path())
+        .args(sources));
+    let r = reference();
+    let output = run(Command::new("java")
+        .arg(format!("-Djava.library.path={}", library_dir().display()))
+        .arg("-Xcheck:jni")
+        .arg("-cp")
+        .arg(classes.path())
+        .arg("dev.lfmedge.HostCheck")
+        .arg(fixture())
+        .arg(join_ids(&r.prompt_ids))
+        .arg(&r.prompt_text));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once(": ").or(Some((line, ""))))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn java_bindings_generate_on_the_fixture() {
+    let r = reference();
+    let lines = host_check();
+    let line = |name: &str| {
+        lines
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    };
+    let greedy = join_ids(&r.greedy_ids);
+    assert_eq!(line("greedy"), &greedy);
+    assert_eq!(line("greedy-stop"), "MAX_TOKENS");
+    let tokenizer = lfm_edge::Tokenizer::from_dir(&fixture()).unwrap();
+    // Through Java's UTF-16 strings and back, emoji and CJK included.
+    let text = tokenizer.decode(&r.greedy_ids, true).unwrap();
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(line("greedy-text-utf8"), &hex);
+    assert_eq!(line("text-prompt"), &greedy);
+    assert_eq!(line("tokenize"), &join_ids(&r.prompt_ids));
+    assert_eq!(line("callback-stop"), "CALLBACK 3");
+    assert!(
+        line("chat").starts_with("8 tokens, context "),
+        "{}",
+        line("chat")
+    );
+    assert!(
+        line("out-of-vocab").starts_with("2 token id 99999"),
+        "{}",
+        line("out-of-vocab")
+    );
+    assert_eq!(line("callback-exception"), "thrown by the callback");
+    assert!(
+        line("missing-model").starts_with("3 /nonexistent/model"),
+        "{}",
+        line("missing-model")
+    );
+    assert!(lines.contains_key("done"));
+}

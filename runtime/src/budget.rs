@@ -1,0 +1,264 @@
+//! Planning GPU memory within a budget (`--vram-budget 1.5GiB`): the weights, then per
+//! session the activations of a batch and the cache, which grows with the context.
+//! The plan is made before anything is allocated, from the weight files and the config,
+//! and again from the loaded model's exact weight bytes; the cache gets what the weights
+//! and the scratch leave, and the context is however many tokens that holds.
+
+use std::path::Path;
+
+use crate::config::{LayerKind, ModelConfig};
+use crate::error::{Error, Result};
+use crate::session::SessionOptions;
+use crate::state::State;
+
+/// `1.5GiB`, `800MB`, `2G`, `4096`: KiB/MiB/GiB and bare K/M/G are powers of 1024,
+/// KB/MB/GB powers of 1000, a bare number is bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || {
+        Error::Input(format!(
+            "{text:?} is not a size (e.g. 1.5GiB, 800MB, 2G, 65536)"
+        ))
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    const KIB: f64 = 1024.0;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "ki" | "kib" => KIB,
+        "m" | "mi" | "mib" => KIB * KIB,
+        "g" | "gi" | "gib" => KIB * KIB * KIB,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return Err(bad()),
+    };
+    let bytes = number * scale;
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// A size for people: `1.50 GiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    format!("{value:.2} {unit}")
+}
+
+/// Bytes of the attention KV cache per token of context: only the attention layers
+/// have one (LFM2's conv layers carry a fixed-size state instead).
+pub fn kv_bytes_per_token(c: &ModelConfig, options: &SessionOptions) -> u64 {
+    let attention = c
+        .layers
+        .iter()
+        .filter(|k| **k == LayerKind::Attention)
+        .count();
+    (attention * 2 * c.kv_dim() * options.kv_dtype.bytes()) as u64
+}
+
+/// Bytes of the tensors in a model's weight files (safetensors data sections, or a
+/// GGUF file's data section): what the weights take in VRAM, read before loading.
+pub fn weight_file_bytes(path: &Path) -> Result<u64> {
+    if path.is_file() {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        return Ok(len.saturating_sub(file.data_offset()));
+    }
+    let mut total = 0;
+    for file in crate::safetensors::weight_files(path)? {
+        // Each file: an 8-byte header length, the JSON header, then the tensor data.
+        let mut header_len = [0u8; 8];
+        let mut f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        std::io::Read::read_exact(&mut f, &mut header_len).map_err(|e| Error::io(&file, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
+        total += len.saturating_sub(8 + u64::from_le_bytes(header_len));
+    }
+    Ok(total)
+}
+
+/// How a budget divides between weights, per-session scratch and cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    pub budget: u64,
+    pub weights: u64,
+    pub sessions: usize,
+    /// Per session: activations of a batch, logits, their readback, conv state.
+    pub session_fixed: u64,
+    /// Per session and token of context: KV cache, RoPE table, conv snapshots.
+    pub per_token: u64,
+    /// KV cache alone, per token.
+    pub kv_per_token: u64,
+    /// The context each session gets (at most the model's and the requested one).
+    pub context: usize,
+    /// Bytes the plan uses: weights + sessions · session bytes at `context`.
+    pub total: u64,
+}
+
+/// Bytes one session allocates with `options` at a context of `context` tokens.
+fn session_bytes(c: &ModelConfig, options: &SessionOptions, context: usize) -> u64 {
+    let shape = SessionOptions {
+        max_context: context,
+        ..options.clone()
+    }
+    .shape(c.max_position_embeddings);
+    let readback = if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4;
+    State::planned_bytes(c, &shape) + readback as u64
+}
+
+impl MemoryPlan {
+    /// Plans `sessions` sessions of `options` next to `weights` bytes of weights in
+    /// `budget`: the context is the most tokens that fit, capped at `options.max_context`.
+    pub fn new(
+        c: &ModelConfig,
+        weights: u64,
+        budget: u64,
+        options: &SessionOptions,
+        sessions: usize,
+    ) -> Result<MemoryPlan> {
+        let sessions = sessions.max(1);
+        let fail = |message: String| Err(Error::Budget { budget, message });
+        if weights > budget {
+            return fail(format!(
+                "the weights alone need {weights} bytes ({}), {} more than the budget",
+                format_size(weights),
+                format_size(weights - budget)
+            ));
+        }
+        let total = |context| weights + sessions as u64 * session_bytes(c, options, context);
+        let cap = options.max_context.min(c.max_position_embeddings).max(1);
+        if total(1) > budget {
+            return fail(format!(
+                "{weights} bytes of weights and {sessions} session(s) of even one token need {} bytes",
+                total(1)
+            ));
+        }
+        // The largest context that fits: session bytes grow with the context.
+        let (mut fits, mut over) = (1, cap + 1);
+        while over - fits > 1 {
+            let mid = fits + (over - fits) / 2;
+            if total(mid) <= budget {
+                fits = mid;
+            } else {
+                over = mid;
+            }
+        }
+        let fixed = session_bytes(c, options, 0);
+        let per_token = (session_bytes(c, options, fits) - fixed) / fits as u64;
+        Ok(MemoryPlan {
+            budget,
+            weights,
+            sessions,
+            session_fixed: fixed,
+            per_token,
+            kv_per_token: kv_bytes_per_token(c, options),
+            context: fits,
+            total: total(fits),
+        })
+    }
+
+    /// `options` with the planned context.
+    pub fn apply(&self, options: &SessionOptions) -> SessionOptions {
+        SessionOptions {
+            max_context: self.context,
+            ..options.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        let gib = 1u64 << 30;
+        assert_eq!(parse_size("1.5GiB").unwrap(), gib + gib / 2);
+        assert_eq!(parse_size("800MB").unwrap(), 800_000_000);
+        assert_eq!(parse_size("2G").unwrap(), 2 * gib);
+        assert_eq!(parse_size("512 MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("3kb").unwrap(), 3000);
+        for bad in ["", "GiB", "1.5XB", "-1G", "0", "1..5G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_format_for_people() {
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(3 << 29), "1.50 GiB");
+    }
+
+    fn config() -> ModelConfig {
+        // LFM2-1.2B's shapes.
+        ModelConfig::from_json(
+            r#"{"model_type": "lfm2", "vocab_size": 65536, "hidden_size": 2048,
+                "num_hidden_layers": 16, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "block_ff_dim": 12288,
+                "block_multiple_of": 256, "block_ffn_dim_multiplier": 1.0,
+                "block_auto_adjust_ff_dim": true, "max_position_embeddings": 128000,
+                "full_attn_idxs": [2, 5, 8, 10, 12, 14]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lfm2_1b2_kv_cache_is_12_kib_per_token_in_f16() {
+        let c = config();
+        assert_eq!(kv_bytes_per_token(&c, &SessionOptions::default()), 12 * 1024);
+        let f32_cache = SessionOptions {
+            kv_dtype: crate::session::KvDtype::F32,
+            ..SessionOptions::default()
+        };
+        assert_eq!(kv_bytes_per_token(&c, &f32_cache), 24 * 1024);
+    }
+
+    #[test]
+    fn the_context_is_what_the_budget_leaves() {
+        let c = config();
+        let options = SessionOptions {
+            max_context: 1 << 20,
+            ..SessionOptions::default()
+        };
+        let weights = 2_340_000_000;
+        let budget = parse_size("3GiB").unwrap();
+        let plan = MemoryPlan::new(&c, weights, budget, &options, 1).unwrap();
+        assert!(plan.total <= budget);
+        assert!(weights + session_bytes(&c, &options, plan.context + 1) > budget);
+        assert!(plan.context > 10_000, "{plan:?}");
+        // Two sessions share what is left.
+        let two = MemoryPlan::new(&c, weights, budget, &options, 2).unwrap();
+        assert!(two.context < plan.context / 2 + 1, "{two:?}");
+        // The requested context caps it.
+        let small = SessionOptions {
+            max_context: 100,
+            ..options
+        };
+        assert_eq!(MemoryPlan::new(&c, weights, budget, &small, 1).unwrap().context, 100);
+    }
+
+    #[test]
+    fn weights_over_budget_name_the_numbers() {
+        let err = MemoryPlan::new(&config(), 2000, 1000, &SessionOptions::default(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1000") && err.contains("2000"), "{err}");
+    }
+}

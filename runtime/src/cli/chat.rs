@@ -1,0 +1,123 @@
+//! `lfm-edge chat`: an interactive conversation in the terminal through the model's
+//! chat template. Each turn renders the whole conversation and `Session::prefill`
+//! feeds only what the cache does not hold yet. Ctrl-C stops the answer being written;
+//! at the prompt it quits, as do Ctrl-D and /exit.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lfm_edge::{
+    generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Model, Result, Session,
+    SessionOptions, StopReason,
+};
+
+/// Set by Ctrl-C while an answer is being written; cleared before each answer.
+struct Interrupt {
+    answering: AtomicBool,
+    stop: AtomicBool,
+}
+
+fn install_interrupt() -> Result<Arc<Interrupt>> {
+    let interrupt = Arc::new(Interrupt {
+        answering: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let handler = interrupt.clone();
+    ctrlc::set_handler(move || {
+        if handler.answering.load(Ordering::Acquire) {
+            handler.stop.store(true, Ordering::Release);
+        } else {
+            println!();
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| Error::Input(format!("cannot catch Ctrl-C: {e}")))?;
+    Ok(interrupt)
+}
+
+pub fn run(
+    model: Arc<Model>,
+    options: &SessionOptions,
+    system: Option<String>,
+    generate_options: &GenerateOptions,
+) -> Result<()> {
+    let template = ChatTemplate::for_model(&model)?;
+    let mut session = Session::new(model.clone(), options)?;
+    let base: Vec<Message> = system.into_iter().map(|s| Message::new("system", s)).collect();
+    if !base.is_empty() {
+        // A context shift keeps the system prompt.
+        let text = template.render(&base, false)?;
+        session.set_shift_keep(model.tokenizer.encode_with(&text, false)?.len());
+    }
+    let mut messages = base.clone();
+    let interrupt = install_interrupt()?;
+    eprintln!(
+        "chatting with {} ({} tokens of context); Ctrl-C stops an answer, Ctrl-D or /exit quits, /reset starts over",
+        model.path.display(),
+        session.max_context()
+    );
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        print!("> ");
+        std::io::stdout().flush().ok();
+        let Some(line) = lines.next() else {
+            println!();
+            return Ok(());
+        };
+        let line = line.map_err(|e| Error::Input(format!("reading stdin: {e}")))?;
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/reset" => {
+                messages = base.clone();
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::new("user", line.trim()));
+        let text = template.render(&messages, true)?;
+        let ids = model.tokenizer.encode_with(&text, false)?;
+        let started = Instant::now();
+        let reused = (session.tokens().iter().zip(&ids)).take_while(|(a, b)| a == b).count();
+        let logits = match session.prefill(&ids) {
+            Ok(logits) => logits,
+            Err(e @ Error::ContextFull { .. }) => {
+                eprintln!("{e}; /reset starts over (or run with --context-overflow shift)");
+                messages.pop();
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        interrupt.stop.store(false, Ordering::Release);
+        interrupt.answering.store(true, Ordering::Release);
+        let mut stdout = std::io::stdout().lock();
+        let answer = generate(&mut session, logits, generate_options, |chunk| {
+            let _ = stdout
+                .write_all(chunk.text.as_bytes())
+                .and_then(|_| stdout.flush());
+            if interrupt.stop.load(Ordering::Acquire) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        });
+        interrupt.answering.store(false, Ordering::Release);
+        let answer = answer?;
+        println!();
+        if answer.stop == StopReason::ContextFull {
+            eprintln!("(context full: /reset starts over, or run with --context-overflow shift)");
+        }
+        log::info!(
+            "{} prompt tokens ({} reused from the cache), {} generated in {:.2}s",
+            ids.len(),
+            reused,
+            answer.tokens.len(),
+            started.elapsed().as_secs_f32()
+        );
+        // An interrupted answer joins the conversation as far as it got.
+        messages.push(Message::new("assistant", answer.text));
+    }
+}

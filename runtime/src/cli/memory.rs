@@ -1,0 +1,116 @@
+//! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
+//! session is sized, planned before anything is allocated.
+
+use std::path::Path;
+
+use clap::Args;
+use lfm_edge::budget::{format_size, parse_size, weight_file_bytes};
+use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, ModelConfig, Result, SessionOptions};
+
+/// Without a budget, a session holds this many tokens unless told otherwise.
+const DEFAULT_CONTEXT: usize = 4096;
+
+#[derive(Args, Clone)]
+pub struct MemoryArgs {
+    /// Tokens the KV cache holds [default: 4096, or all that --vram-budget leaves].
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// GPU memory for weights, scratch and cache, e.g. 1.5GiB, 800MB, 2G: the cache gets
+    /// what the weights and scratch leave.
+    #[arg(long, value_parser = |s: &str| parse_size(s).map_err(|e| e.to_string()))]
+    pub vram_budget: Option<u64>,
+    /// KV cache element type: f16 or f32.
+    #[arg(long, default_value = "f16")]
+    pub kv_cache: KvDtype,
+    /// When the context is full: error, or shift (drop the oldest tokens after the
+    /// first, as llama.cpp's context shift).
+    #[arg(long, default_value = "error")]
+    pub context_overflow: ContextOverflow,
+}
+
+impl MemoryArgs {
+    fn options(&self, all_logits: bool) -> SessionOptions {
+        let context = match (self.context, self.vram_budget) {
+            (Some(n), _) => n,
+            (None, Some(_)) => usize::MAX,
+            (None, None) => DEFAULT_CONTEXT,
+        };
+        SessionOptions {
+            max_context: context,
+            all_logits,
+            kv_dtype: self.kv_cache,
+            overflow: self.context_overflow,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// Fails before the GPU starts when the budget cannot hold the weights in `path`.
+    pub fn check_before_load(&self, path: &Path) -> Result<()> {
+        let Some(budget) = self.vram_budget else {
+            return Ok(());
+        };
+        let config = if path.is_file() {
+            lfm_edge::gguf::model_config(&lfm_edge::gguf::GgufFile::open(path)?)?
+        } else {
+            ModelConfig::from_file(&path.join("config.json"))?
+        };
+        let weights = weight_file_bytes(path)?;
+        MemoryPlan::new(&config, weights, budget, &self.options(false), 1).map(|_| ())
+    }
+
+    /// The plan for one session of `model` within the budget, if there is one.
+    pub fn plan(&self, model: &Model, all_logits: bool) -> Result<Option<MemoryPlan>> {
+        let Some(budget) = self.vram_budget else {
+            return Ok(None);
+        };
+        let options = self.options(all_logits);
+        MemoryPlan::new(&model.config, model.weight_bytes(), budget, &options, 1).map(Some)
+    }
+
+    /// Options for one session of `model`: the budget's context when there is one.
+    pub fn session_options(&self, model: &Model, all_logits: bool) -> Result<SessionOptions> {
+        let options = self.options(all_logits);
+        Ok(match self.plan(model, all_logits)? {
+            Some(plan) => {
+                log::info!(
+                    "VRAM budget {}: weights {}, session {} + {} per token: context {} tokens",
+                    format_size(plan.budget),
+                    format_size(plan.weights),
+                    format_size(plan.session_fixed),
+                    format_size(plan.per_token),
+                    plan.context
+                );
+                plan.apply(&options)
+            }
+            None => options,
+        })
+    }
+
+    /// What `info` reports about memory.
+    pub fn describe(&self, model: &Model) -> Result<Vec<String>> {
+        let c = &model.config;
+        let options = self.options(false);
+        let kv = lfm_edge::budget::kv_bytes_per_token(c, &options);
+        let mut lines = vec![format!(
+            "kv cache bytes per token: {kv} ({}, {} attention layers of {})",
+            options.kv_dtype,
+            c.layers
+                .iter()
+                .filter(|k| **k == lfm_edge::LayerKind::Attention)
+                .count(),
+            c.n_layers()
+        )];
+        if let Some(plan) = self.plan(model, false)? {
+            lines.push(format!(
+                "vram budget: {} ({}): weights {}, session scratch {}, {} per token of context",
+                plan.budget,
+                format_size(plan.budget),
+                format_size(plan.weights),
+                format_size(plan.session_fixed),
+                format_size(plan.per_token)
+            ));
+            lines.push(format!("context that fits: {} tokens", plan.context));
+        }
+        Ok(lines)
+    }
+}

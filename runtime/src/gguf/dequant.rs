@@ -1,0 +1,158 @@
+//! CPU dequantization of the supported types: the reference the GPU kernels are tested
+//! against, not a runtime path. Each block is decoded as gguf-py's `gguf.quants` does,
+//! in the same f32 operations in the same order, so results match it bit for bit
+//! (block layouts: ggml-common.h).
+
+use half::f16;
+
+use super::ggml_type::GgmlType;
+use crate::error::{Error, Result};
+
+/// `bytes` (whole blocks of `ggml_type`) as f32, in the tensor's element order.
+pub fn dequantize(ggml_type: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
+    let decode: fn(&[u8], &mut Vec<f32>) = match ggml_type {
+        GgmlType::F32 => |b, out| out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F16 => |b, out| out.push(half_at(b, 0)),
+        GgmlType::BF16 => |b, out| out.push(f32::from_bits(u32::from(u16_at(b, 0)) << 16)),
+        GgmlType::Q4_0 => q4_0,
+        GgmlType::Q4_1 => q4_1,
+        GgmlType::Q5_0 => q5_0,
+        GgmlType::Q5_1 => q5_1,
+        GgmlType::Q8_0 => q8_0,
+        GgmlType::Q4_K => q4_k,
+        GgmlType::Q5_K => q5_k,
+        GgmlType::Q6_K => q6_k,
+        other => {
+            return Err(Error::Input(format!(
+                "dequantizing {other} is not supported"
+            )))
+        }
+    };
+    let block_bytes = ggml_type.block_bytes() as usize;
+    let blocks = bytes.chunks_exact(block_bytes);
+    if !blocks.remainder().is_empty() {
+        return Err(Error::Input(format!(
+            "{} bytes are not whole {ggml_type} blocks of {block_bytes} bytes",
+            bytes.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(blocks.len() * ggml_type.block_size() as usize);
+    blocks.for_each(|block| decode(block, &mut out));
+    Ok(out)
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+
+fn half_at(b: &[u8], i: usize) -> f32 {
+    f16::from_bits(u16_at(b, i)).to_f32()
+}
+
+/// Element `i` of a 32-element block of nibbles: low nibbles are elements 0–15, high
+/// nibbles 16–31.
+fn nibble(qs: &[u8], i: usize) -> u8 {
+    (qs[i % 16] >> (4 * (i / 16))) & 0x0F
+}
+
+/// Fifth bit of element `i` in Q5_0/Q5_1: bit `i` of a little-endian u32.
+fn high_bit(qh: &[u8], i: usize) -> u8 {
+    (qh[i / 8] >> (i % 8)) & 1
+}
+
+/// d(f16), 16 bytes of nibbles; x = d · (q − 8).
+fn q4_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 0);
+    out.extend((0..32).map(|i| d * f32::from(nibble(&b[2..], i) as i8 - 8)));
+}
+
+/// d, m (f16), 16 bytes of nibbles; x = d · q + m.
+fn q4_1(b: &[u8], out: &mut Vec<f32>) {
+    let (d, m) = (half_at(b, 0), half_at(b, 2));
+    out.extend((0..32).map(|i| d * f32::from(nibble(&b[4..], i)) + m));
+}
+
+/// d (f16), 4 bytes of fifth bits, 16 bytes of nibbles; x = d · (q − 16).
+fn q5_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 0);
+    let (qh, qs) = (&b[2..6], &b[6..]);
+    out.extend((0..32).map(|i| {
+        let q = nibble(qs, i) | (high_bit(qh, i) << 4);
+        d * f32::from(q as i8 - 16)
+    }));
+}
+
+/// d, m (f16), 4 bytes of fifth bits, 16 bytes of nibbles; x = d · q + m.
+fn q5_1(b: &[u8], out: &mut Vec<f32>) {
+    let (d, m) = (half_at(b, 0), half_at(b, 2));
+    let (qh, qs) = (&b[4..8], &b[8..]);
+    out.extend((0..32).map(|i| d * f32::from(nibble(qs, i) | (high_bit(qh, i) << 4)) + m));
+}
+
+/// d (f16), 32 × i8; x = q · d.
+fn q8_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 0);
+    out.extend(b[2..].iter().map(|&q| f32::from(q as i8) * d));
+}
+
+/// Scale and min of sub-block `j` (0..8) from the 12 packed bytes of Q4_K/Q5_K: 6 bits
+/// each, the high 2 bits of sub-blocks 4–7 stored in the top of bytes 0–7.
+fn scale_min(scales: &[u8], j: usize) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        (
+            (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4),
+            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+        )
+    };
+    (f32::from(sc), f32::from(m))
+}
+
+/// 256 elements in 8 sub-blocks of 32: x = (d · scale) · q − (dmin · min).
+/// `q(e)` is the quant of element `e`.
+fn k_quant(b: &[u8], out: &mut Vec<f32>, q: impl Fn(usize) -> u8) {
+    let (d, dmin) = (half_at(b, 0), half_at(b, 2));
+    for j in 0..8 {
+        let (sc, m) = scale_min(&b[4..16], j);
+        let (scale, min) = (d * sc, dmin * m);
+        out.extend((32 * j..32 * (j + 1)).map(|e| scale * f32::from(q(e)) - min));
+    }
+}
+
+/// Nibble of element `e` of a K-quant block: sub-blocks 2c and 2c+1 share the 32 bytes of
+/// chunk c, low then high nibbles.
+fn k_nibble(qs: &[u8], e: usize) -> u8 {
+    (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0x0F
+}
+
+/// d, dmin (f16), 12 bytes of scales/mins, 128 bytes of nibbles.
+fn q4_k(b: &[u8], out: &mut Vec<f32>) {
+    let qs = &b[16..144];
+    k_quant(b, out, |e| k_nibble(qs, e));
+}
+
+/// As Q4_K, with 32 bytes of fifth bits (bit j of byte i: element 32·j + i) before the
+/// nibbles.
+fn q5_k(b: &[u8], out: &mut Vec<f32>) {
+    let (qh, qs) = (&b[16..48], &b[48..176]);
+    k_quant(b, out, |e| {
+        k_nibble(qs, e) | (((qh[e % 32] >> (e / 32)) & 1) << 4)
+    });
+}
+
+/// 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 × i8 scales (one per 16
+/// elements), d (f16); x = (d · scale) · (q − 32). Each half of 128 elements uses 64
+/// bytes of ql (elements 0–63 low nibbles, 64–127 high) and 32 bytes of qh (2 bits per
+/// group of 32 elements).
+fn q6_k(b: &[u8], out: &mut Vec<f32>) {
+    let (ql, qh, scales) = (&b[..128], &b[128..192], &b[192..208]);
+    let d = half_at(b, 208);
+    out.extend((0..256).map(|e| {
+        let (half, r) = (e / 128, e % 128);
+        let low = (ql[64 * half + r % 64] >> (4 * (r / 64))) & 0x0F;
+        let high = (qh[32 * half + r % 32] >> (2 * (r / 32))) & 0x03;
+        let q = (low | (high << 4)) as i8 - 32;
+        (d * f32::from(scales[e / 16] as i8)) * f32::from(q)
+    }));
+}

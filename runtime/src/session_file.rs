@@ -1,0 +1,250 @@
+//! A session's state as bytes, to restore in a later process: a small versioned binary
+//! format, little-endian throughout.
+//!
+//! ```text
+//! magic "LFMSESS\0", version u32, model fingerprint u64,
+//! kv dtype u32 (0 f32, 1 f16), snapshot interval u32, position u32, rewind floor u32,
+//! tokens            position × u32
+//! per attention layer: K rows then V rows [0, position), as the cache stores them
+//! per conv layer:      conv state, (L−1) × hidden f32
+//! per conv layer:      snapshot slots 0 ..= position / interval
+//! ```
+//!
+//! The fingerprint hashes the config's shapes, the parameter count, the weight bytes
+//! (their precision) and the final norm's weights, so a file made for another model,
+//! or another precision of the same one, is refused with a clear error.
+
+use std::path::Path;
+
+use crate::config::LayerKind;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::session::{KvDtype, Session};
+
+const MAGIC: &[u8; 8] = b"LFMSESS\0";
+const VERSION: u32 = 1;
+/// Magic, version, fingerprint, kv dtype, interval, position, floor.
+const HEADER_BYTES: usize = 8 + 4 + 8 + 4 * 4;
+
+/// FNV-1a, 64-bit: stable across platforms and releases, unlike `std`'s hasher.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+/// Identifies the model a session state belongs to.
+pub fn fingerprint(model: &Model) -> Result<u64> {
+    let c = &model.config;
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for v in [
+        c.vocab_size,
+        c.hidden_size,
+        c.ff_size,
+        c.n_heads,
+        c.n_kv_heads,
+        c.head_dim,
+        c.conv_l_cache,
+    ] {
+        h.u64(v as u64);
+    }
+    for kind in &c.layers {
+        h.u64(matches!(kind, LayerKind::Attention) as u64);
+    }
+    h.u64(c.rope_theta.to_bits() as u64);
+    h.u64(c.norm_eps.to_bits() as u64);
+    if let Some(m) = &c.moe {
+        for v in [m.n_experts, m.top_k, m.expert_ff, m.n_dense_layers] {
+            h.u64(v as u64);
+        }
+    }
+    h.u64(model.parameter_count());
+    h.u64(model.weight_bytes());
+    let norm = model.final_norm();
+    let norm_bytes: Vec<u8> = model.gpu.read(&norm.buffer, 0, norm.buffer.size())?;
+    h.bytes(&norm_bytes);
+    Ok(h.0)
+}
+
+fn kv_code(dtype: KvDtype) -> u32 {
+    match dtype {
+        KvDtype::F32 => 0,
+        KvDtype::F16 => 1,
+    }
+}
+
+/// Reads the file's fields in order, failing with `origin` named on a short file.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    origin: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            return Err(error(self.origin, "truncated"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(self.u32()? as u64 | (self.u32()? as u64) << 32)
+    }
+}
+
+fn error(origin: &str, message: impl Into<String>) -> Error {
+    Error::SessionFile {
+        origin: origin.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Session {
+    /// Everything needed to continue this session in another process.
+    pub fn save_state(&self) -> Result<Vec<u8>> {
+        let (model, state) = (&**self.model(), self.state());
+        let gpu = &model.gpu;
+        let pos = self.position();
+        let interval = self.options().snapshot_interval;
+        let mut out = Vec::with_capacity(HEADER_BYTES + pos * 4);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&fingerprint(model)?.to_le_bytes());
+        for v in [
+            kv_code(self.options().kv_dtype),
+            interval as u32,
+            pos as u32,
+            self.rewind_floor() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend(self.tokens().iter().flat_map(|t| t.to_le_bytes()));
+        let rows = state.kv_row_bytes(&model.config, pos);
+        if rows > 0 {
+            for (k, v) in state.attention_layers() {
+                out.extend(gpu.read::<u8>(k, 0, rows)?);
+                out.extend(gpu.read::<u8>(v, 0, rows)?);
+            }
+        }
+        let size = state.conv_state_bytes(&model.config);
+        let slots = (pos / interval + 1) as u64;
+        for (conv_state, _) in state.conv_layers() {
+            out.extend(gpu.read::<u8>(conv_state, 0, size)?);
+        }
+        for (_, snapshots) in state.conv_layers() {
+            out.extend(gpu.read::<u8>(snapshots, 0, slots * size)?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces this session's state with one [`Session::save_state`] made, for the
+    /// same model, KV type and snapshot interval.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        self.restore_from(bytes, "bytes")
+    }
+
+    pub fn save_file(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.save_state()?).map_err(|e| Error::io(path, e))
+    }
+
+    pub fn restore_file(&mut self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.restore_from(&bytes, &path.display().to_string())
+    }
+
+    fn restore_from(&mut self, bytes: &[u8], origin: &str) -> Result<()> {
+        let mut r = Reader { bytes, origin };
+        if r.take(8).ok() != Some(&MAGIC[..]) {
+            return Err(error(origin, "not an lfm-edge session state"));
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(error(
+                origin,
+                format!("format version {version}; this build reads version {VERSION}"),
+            ));
+        }
+        let model = self.model().clone();
+        if r.u64()? != fingerprint(&model)? {
+            return Err(error(
+                origin,
+                format!(
+                    "was saved for another model (or another precision of it), not {}",
+                    model.path.display()
+                ),
+            ));
+        }
+        let kv = r.u32()?;
+        let want = self.options().kv_dtype;
+        if kv != kv_code(want) {
+            return Err(error(
+                origin,
+                format!("holds a KV cache of another type; this session's is {want}"),
+            ));
+        }
+        let interval = r.u32()? as usize;
+        if interval != self.options().snapshot_interval {
+            return Err(error(
+                origin,
+                format!(
+                    "has conv snapshots every {interval} tokens; this session takes them every {}",
+                    self.options().snapshot_interval
+                ),
+            ));
+        }
+        let (pos, floor) = (r.u32()? as usize, r.u32()? as usize);
+        if pos > self.max_context() || floor > pos {
+            return Err(error(
+                origin,
+                format!(
+                    "holds {pos} tokens; this session's context is {}",
+                    self.max_context()
+                ),
+            ));
+        }
+        let tokens: Vec<u32> = r
+            .take(pos * 4)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let state = self.state();
+        let gpu = &model.gpu;
+        let rows = state.kv_row_bytes(&model.config, pos) as usize;
+        let mut writes = Vec::new();
+        for (k, v) in state.attention_layers() {
+            writes.push((k, r.take(rows)?));
+            writes.push((v, r.take(rows)?));
+        }
+        let size = state.conv_state_bytes(&model.config) as usize;
+        for (conv_state, _) in state.conv_layers() {
+            writes.push((conv_state, r.take(size)?));
+        }
+        for (_, snapshots) in state.conv_layers() {
+            writes.push((snapshots, r.take((pos / interval + 1) * size)?));
+        }
+        if !r.bytes.is_empty() {
+            return Err(error(origin, "has trailing bytes"));
+        }
+        for (buffer, data) in writes.into_iter().filter(|(_, d)| !d.is_empty()) {
+            gpu.queue.write_buffer(buffer, 0, data);
+        }
+        gpu.check()?;
+        self.set_restored(tokens, floor);
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+"""Generate the GGUF test fixtures under `fixtures/gguf/`.
+
+The GGUF files are made the way users get them: llama.cpp's own converter
+(`convert_hf_to_gguf.py`) turns the tiny HF fixtures of `make_fixtures.py` into
+F32/F16/BF16/Q8_0 files, and llama.cpp's `llama-quantize` makes the other types
+from the F32 file. K-quants need rows that are a multiple of 256 elements, more
+than the tiny fixtures' hidden sizes (64, 96), so a third, slightly larger model
+(hidden 256, made with make_fixtures.py's conventions) is converted for them.
+
+For every GGUF file this writes, beside it:
+- `<file>.json`: how it was made, its tensors (ggml type, dimensions as GGUF
+  lists them, an FNV-1a 64 hash of the gguf-py-dequantized f32 bytes), the
+  prompt ids of the source fixture, a 24-token greedy continuation (no cache,
+  eos ignored) with its minimum top-1/top-2 logit margin;
+- `<file>.logits.npy`: float32 logits [n_prompt, vocab] of HF transformers'
+  Lfm2ForCausalLM in f32 on exactly the weights gguf-py dequantizes from the file.
+
+And `dequant/<TYPE>.json` per supported type: raw blocks (random ones and ones
+taken from the fixture files) with gguf-py's dequantization as f32 bits, and
+`ggml_types.json`, llama.cpp's table of every ggml type's block layout.
+
+Needs llama.cpp's source, which ships inside the llama-cpp-python sdist:
+
+    pip download --no-binary llama-cpp-python --no-deps llama-cpp-python==0.3.36
+    tar xzf llama_cpp_python-0.3.36.tar.gz
+    cd llama_cpp_python-0.3.36/vendor/llama.cpp
+    cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \\
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
+    cmake --build build --target llama-quantize -j2
+
+then `python scripts/make_gguf_fixtures.py --llama-cpp .../vendor/llama.cpp`
+(with scripts/requirements.txt installed). The converter runs with its own
+bundled gguf-py; the references use the pinned `gguf` package.
+"""
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+import transformers
+from transformers import Lfm2Config, Lfm2ForCausalLM
+
+import make_fixtures as hf
+
+OUT_DIR = hf.FIXTURES_DIR / "gguf"
+
+# The model for K-quants: every weight row a multiple of 256 elements.
+KQUANT_SOURCE = hf.FixtureSpec(
+    name="lfm2-tiny-kquant",
+    seed=2222,  # greedy margins of its Q4_K_M and Q5_K_M files above 0.1
+    config={
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "layer_types": ["conv", "full_attention"],
+        "intermediate_size": 256,
+        "block_auto_adjust_ff_dim": False,
+        "conv_bias": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+    },
+)
+
+
+@dataclass(frozen=True)
+class GgufSpec:
+    source: str  # HF fixture directory name
+    outtype: str  # converter --outtype, or llama-quantize type applied to the F32 file
+    quantize_args: tuple[str, ...] = ()
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.source}-{self.outtype.upper()}.gguf"
+
+    @property
+    def converted(self) -> bool:
+        return self.outtype in ("f32", "f16", "bf16", "q8_0")
+
+
+CONV, ATTN, KQ = "lfm2-tiny-conv-first", "lfm2-tiny-attn-first", KQUANT_SOURCE.name
+SPECS = [
+    GgufSpec(CONV, "f32"),
+    GgufSpec(CONV, "bf16"),
+    GgufSpec(CONV, "q8_0"),
+    GgufSpec(CONV, "q4_0", ("--pure",)),
+    GgufSpec(CONV, "q5_1", ("--pure",)),
+    GgufSpec(ATTN, "f16"),
+    GgufSpec(ATTN, "q4_1", ("--pure",)),
+    GgufSpec(ATTN, "q5_0", ("--pure",)),
+    # llama-quantize's own mixtures, as the official releases ship them: Q4_K and Q6_K,
+    # Q5_K and Q6_K.
+    GgufSpec(KQ, "q4_k_m"),
+    GgufSpec(KQ, "q5_k_m"),
+]
+
+SUPPORTED_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+# Per type: this many random blocks, then as many from a fixture file (values for the
+# one-element-block types F32/F16/BF16).
+SAMPLE_BLOCKS = 2
+PLAIN_VALUES = 32
+
+CONVERT_WRAPPER = """
+import runpy, sys
+llama_cpp, *argv = sys.argv[1:]
+sys.path[:0] = [llama_cpp, llama_cpp + "/gguf-py"]
+from conversion import base, lfm2
+# The converter names the pre-tokenizer by hashing a tokenization; our tiny
+# tokenizer's hash is unknown to it, but it splits exactly as LFM2's does.
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "lfm2"
+# It squeezes every conv.conv tensor from [H, 1, L] to [H, L], which fails on the
+# 1-D conv.conv.bias of conv_bias models (published LFM2s have none): pass that as is.
+squeezing = lfm2.LFM2Model.modify_tensors
+def modify_tensors(self, data, name, bid):
+    if name.endswith("conv.conv.bias"):
+        return base.TextModel.modify_tensors(self, data, name, bid)
+    return squeezing(self, data, name, bid)
+lfm2.LFM2Model.modify_tensors = modify_tensors
+sys.argv = ["convert_hf_to_gguf.py", *argv]
+runpy.run_path(llama_cpp + "/convert_hf_to_gguf.py", run_name="__main__")
+"""
+
+
+def fnv1a64(data: bytes) -> str:
+    """FNV-1a 64 as hex: cheap to recompute in the Rust tests without a dependency."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def convert(llama_cpp: Path, hf_dir: Path, outtype: str, out: Path) -> None:
+    cmd = [sys.executable, "-c", CONVERT_WRAPPER, str(llama_cpp), str(hf_dir), "--outtype", outtype, "--outfile", str(out)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def quantize(llama_cpp: Path, f32: Path, spec: GgufSpec, out: Path) -> None:
+    tool = llama_cpp / "build" / "bin" / "llama-quantize"
+    cmd = [str(tool), *spec.quantize_args, str(f32), str(out), spec.outtype.upper(), "1"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_kquant_source(out_dir: Path) -> None:
+    """The hidden-256 model, seeded like make_fixtures.py's, with their tokenizer."""
+    hf.save_model(KQUANT_SOURCE, out_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(hf.FIXTURES_DIR / CONV / name, out_dir / name)
+
+
+def dequantized(path: Path) -> dict[str, tuple[gguf.ReaderTensor, np.ndarray]]:
+    reader = gguf.GGUFReader(path)
+    return {t.name: (t, gguf.quants.dequantize(t.data, t.tensor_type)) for t in reader.tensors}
+
+
+def load_dequantized_model(config: Lfm2Config, tensors: dict) -> Lfm2ForCausalLM:
+    """Lfm2ForCausalLM in f32 with every weight taken from the GGUF file, mapped back to
+    its HF name by gguf-py's own name table (the one the converter used)."""
+    model = Lfm2ForCausalLM(config).to(torch.float32).eval()
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LFM2, config.num_hidden_layers)
+    state, used = {}, set()
+    for hf_name, param in model.state_dict().items():
+        # The tied lm_head is not in the file: it is the embedding.
+        source = "model.embed_tokens.weight" if hf_name == "lm_head.weight" else hf_name
+        gguf_name = name_map.get_name(source, try_suffixes=(".weight", ".bias"))
+        used.add(gguf_name)
+        # reshape: the converter squeezed the conv kernel [H, 1, L] to [H, L].
+        state[hf_name] = torch.from_numpy(np.ascontiguousarray(tensors[gguf_name][1])).reshape(param.shape)
+    assert used == set(tensors), f"GGUF tensors with no HF parameter: {set(tensors) - used}"
+    model.load_state_dict(state)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    return model
+
+
+def write_references(spec: GgufSpec, path: Path, config_path: Path) -> None:
+    tensors = dequantized(path)
+    config = Lfm2Config.from_pretrained(config_path.parent)
+    config._attn_implementation = "eager"
+    model = load_dequantized_model(config, tensors)
+    # The K-quant model shares conv-first's tokenizer, so its prompt ids too.
+    prompt_fixture = CONV if spec.source == KQ else spec.source
+    prompt_ids = json.loads((hf.FIXTURES_DIR / prompt_fixture / "reference.json").read_text())["prompt_ids"]
+    with torch.no_grad():
+        logits = hf.forward_logits(model, prompt_ids)
+        greedy_ids, min_margin = hf.greedy_continuation(model, prompt_ids)
+    np.save(path.with_suffix(".logits.npy"), logits.numpy().astype("<f4"))
+    hf.write_json(
+        path.with_suffix(".json"),
+        {
+            "source": spec.source,
+            "made_by": "convert_hf_to_gguf.py --outtype " + spec.outtype
+            if spec.converted
+            else " ".join(["llama-quantize", *spec.quantize_args, "<F32 file>", spec.outtype.upper()]),
+            "tensors": {
+                name: {
+                    "type": t.tensor_type.name,
+                    "dims": [int(d) for d in t.shape],
+                    "dequantized_fnv1a64": fnv1a64(values.astype("<f4").tobytes()),
+                }
+                for name, (t, values) in tensors.items()
+            },
+            "prompt_ids": prompt_ids,
+            "greedy_ids": greedy_ids,
+            "greedy_min_margin": min_margin,
+            "logits_max_abs": float(logits.abs().max()),
+            "transformers_version": transformers.__version__,
+            "torch_version": torch.__version__,
+            "gguf_version": importlib.metadata.version("gguf"),
+        },
+    )
+    assert min_margin >= hf.MIN_GREEDY_MARGIN, f"{path.name}: greedy margin {min_margin} too small"
+
+
+def random_blocks(qtype: gguf.GGMLQuantizationType, rng: np.random.Generator) -> np.ndarray:
+    """Random block bytes with every f16 scale field finite (a random f16 can be inf or
+    NaN, whose payload numpy and Rust need not propagate alike)."""
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    if block_size == 1:
+        values = rng.standard_normal(PLAIN_VALUES).astype("<f4")
+        return gguf.quants.quantize(values, qtype).view(np.uint8)
+    blocks = rng.integers(0, 256, size=(SAMPLE_BLOCKS, type_size), dtype=np.uint8)
+    # Byte offsets of each type's f16 fields (ggml-common.h).
+    half_fields = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
+                   "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}[qtype.name]
+    scales = rng.uniform(-0.05, 0.05, size=(SAMPLE_BLOCKS, len(half_fields))).astype("<f2").view(np.uint8)
+    for i, offset in enumerate(half_fields):
+        blocks[:, offset : offset + 2] = scales[:, 2 * i : 2 * i + 2]
+    return blocks.reshape(-1)
+
+
+def fixture_blocks(qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    """The first blocks of the first 2-D tensor of this type in the fixture files."""
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    n_bytes = (SAMPLE_BLOCKS if block_size > 1 else PLAIN_VALUES) * type_size
+    for spec in SPECS:
+        for t in gguf.GGUFReader(OUT_DIR / spec.file_name).tensors:
+            if t.tensor_type == qtype and len(t.shape) == 2:
+                return np.array(t.data.view(np.uint8).reshape(-1)[:n_bytes])
+    raise AssertionError(f"no fixture tensor of type {qtype.name}")
+
+
+def write_dequant_references() -> None:
+    out_dir = OUT_DIR / "dequant"
+    out_dir.mkdir()
+    rng = np.random.default_rng(20240)
+    for name in SUPPORTED_TYPES:
+        qtype = gguf.GGMLQuantizationType[name]
+        raw = np.concatenate([random_blocks(qtype, rng), fixture_blocks(qtype)])
+        values = gguf.quants.dequantize(raw, qtype).astype("<f4")
+        hf.write_json(
+            out_dir / f"{name}.json",
+            {
+                "type": name,
+                "bytes_hex": raw.tobytes().hex(),
+                "f32_bits": values.view("<u4").tolist(),
+            },
+        )
+
+
+def write_type_table(llama_cpp: Path) -> None:
+    """The block layouts of llama.cpp's own gguf-py: the pinned gguf package predates
+    Q2_0 and still sizes Q8_1 blocks with f32 scales (40 bytes, ggml's are 36)."""
+    spec = importlib.util.spec_from_file_location("llama_cpp_gguf_constants", llama_cpp / "gguf-py/gguf/constants.py")
+    constants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(constants)
+    hf.write_json(
+        OUT_DIR / "ggml_types.json",
+        [
+            {"name": t.name, "id": int(t), "block_size": size[0], "block_bytes": size[1]}
+            for t, size in constants.GGML_QUANT_SIZES.items()
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source dir with build/bin/llama-quantize")
+    args = parser.parse_args()
+    llama_cpp = args.llama_cpp.resolve()
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
+    OUT_DIR.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sources = {CONV: hf.FIXTURES_DIR / CONV, ATTN: hf.FIXTURES_DIR / ATTN, KQ: tmp / KQ}
+        make_kquant_source(sources[KQ])
+        for source, hf_dir in sources.items():
+            convert(llama_cpp, hf_dir, "f32", tmp / f"{source}-F32.gguf")
+        for spec in SPECS:
+            out = OUT_DIR / spec.file_name
+            if spec.converted:
+                convert(llama_cpp, sources[spec.source], spec.outtype, out)
+            else:
+                quantize(llama_cpp, tmp / f"{spec.source}-F32.gguf", spec, out)
+            write_references(spec, out, sources[spec.source] / "config.json")
+            print(f"wrote {out} ({out.stat().st_size} bytes)")
+    write_dequant_references()
+    write_type_table(llama_cpp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-//! An app embedding lfm-edge: load a model once, open a session, stream a reply.
+//! An app embedding lfm-edge: load a model once, plan its memory, open a session,
+//! stream a reply, then a second turn that feeds only its new tokens.
 //!
 //! cargo run --release --example stream -- fixtures/lfm2-tiny-conv-first "Return the array"
 
@@ -6,11 +7,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lfm_edge::{Gpu, GpuOptions, Model, Sampler, Session, SessionOptions, TextStream};
+use lfm_edge::budget::parse_size;
+use lfm_edge::{
+    generate, ChatTemplate, Flow, GenerateOptions, Gpu, GpuOptions, MemoryPlan, Message, Model,
+    SamplerConfig, Session, SessionOptions,
+};
 
 fn main() -> lfm_edge::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(
+    let path = PathBuf::from(
         args.next()
             .unwrap_or_else(|| "fixtures/lfm2-tiny-conv-first".into()),
     );
@@ -18,22 +23,57 @@ fn main() -> lfm_edge::Result<()> {
 
     // One GPU device and one copy of the weights, shared by every session.
     let gpu = Gpu::new(&GpuOptions::default())?;
-    let model = Arc::new(Model::load(&dir, gpu)?);
-    let mut session = Session::new(model.clone(), &SessionOptions::default())?;
+    let model = Arc::new(Model::load(&path, gpu)?);
 
-    let mut sampler = Sampler::new(0.7, 42);
-    let mut text = TextStream::new(&model.tokenizer);
-    let mut logits = session.feed(&model.tokenizer.encode(&prompt)?)?;
-    print!("{prompt}");
-    for _ in 0..48 {
-        let token = sampler.sample(&logits);
-        if model.config.eos_token_ids.contains(&token) {
-            break;
-        }
-        print!("{}", text.push(token)?);
+    // Fit the weights and one session's cache in 1 GiB: the context is what is left.
+    let wanted = SessionOptions::default();
+    let plan = MemoryPlan::new(
+        &model.config,
+        model.weight_bytes(),
+        parse_size("1GiB")?,
+        &wanted,
+        1,
+    )?;
+    let mut session = Session::new(model.clone(), &plan.apply(&wanted))?;
+
+    let options = GenerateOptions {
+        max_tokens: 48,
+        sampler: SamplerConfig {
+            temperature: 0.7,
+            top_p: 0.95,
+            seed: 42,
+            ..SamplerConfig::default()
+        },
+        ..GenerateOptions::default()
+    };
+    let stream = |chunk: lfm_edge::Chunk| {
+        print!("{}", chunk.text);
         std::io::stdout().flush().ok();
-        logits = session.feed(&[token])?;
+        Flow::Continue
+    };
+
+    // A chat when the model has a template, plain text otherwise.
+    let Ok(template) = ChatTemplate::for_model(&model) else {
+        let logits = session.feed(&model.tokenizer.encode(&prompt)?)?;
+        print!("{prompt}");
+        generate(&mut session, logits, &options, stream)?;
+        println!();
+        return Ok(());
+    };
+    let mut messages = vec![Message::new("user", prompt)];
+    for turn in 0..2 {
+        let text = template.render(&messages, true)?;
+        // `prefill` keeps what the cache already holds: turn 2 feeds only its new part.
+        let logits = session.prefill(&model.tokenizer.encode_with(&text, false)?)?;
+        println!(
+            "[turn {}, {} tokens of context]",
+            turn + 1,
+            session.position()
+        );
+        let reply = generate(&mut session, logits, &options, stream)?;
+        println!();
+        messages.push(Message::new("assistant", reply.text));
+        messages.push(Message::new("user", "And then?"));
     }
-    println!();
     Ok(())
 }

@@ -1,11 +1,21 @@
 """Generate the GGUF test fixtures under `fixtures/gguf/`.
 
 The GGUF files are made the way users get them: llama.cpp's own converter
-(`convert_hf_to_gguf.py`) turns the tiny HF fixtures of `make_fixtures.py` into
-F32/F16/BF16/Q8_0 files, and llama.cpp's `llama-quantize` makes the other types
-from the F32 file. K-quants need rows that are a multiple of 256 elements, more
-than the tiny fixtures' hidden sizes (64, 96), so a third, slightly larger model
-(hidden 256, made with make_fixtures.py's conventions) is converted for them.
+(`convert_hf_to_gguf.py`) turns the tiny HF fixtures of `make_fixtures.py` (dense
+`lfm2` and MoE `lfm2moe`) into F32/F16/BF16/Q8_0 files, and llama.cpp's
+`llama-quantize` makes the other types from the F32 file. K-quants need rows that
+are a multiple of 256 elements, more than the tiny fixtures' hidden and expert
+sizes (32 to 96), so two slightly larger models (hidden 256, one dense, one MoE,
+made with make_fixtures.py's conventions) are converted for them.
+
+llama.cpp's converter writes no `lfm2moe.expert_weights_scale` (nor
+`expert_weights_norm`): LFM2-MoE's `routed_scaling_factor` does not reach the GGUF
+file, and llama.cpp's lfm2moe graph always normalizes the top-k router weights and
+never scales them. The references follow the file, as llama.cpp does: HF's config
+with `routed_scaling_factor` 1 (lfm2moe-tiny's source says 1.5; its `.json` lists
+the changed value under `config_overrides`). Checked once by hand: llama.cpp's CPU
+backend on lfm2moe-tiny's F32 conversion gives these logits within 4e-3 (its dense
+F32 files: 3.6e-3), and is 0.5 to 2.5 off HF with the factor 1.5 at every position.
 
 For every GGUF file this writes, beside it:
 - `<file>.json`: how it was made, its tensors (ggml type, dimensions as GGUF
@@ -13,7 +23,8 @@ For every GGUF file this writes, beside it:
   prompt ids of the source fixture, a 24-token greedy continuation (no cache,
   eos ignored) with its minimum top-1/top-2 logit margin;
 - `<file>.logits.npy`: float32 logits [n_prompt, vocab] of HF transformers'
-  Lfm2ForCausalLM in f32 on exactly the weights gguf-py dequantizes from the file.
+  Lfm2ForCausalLM / Lfm2MoeForCausalLM in f32 on exactly the weights gguf-py
+  dequantizes from the file.
 
 And `dequant/<TYPE>.json` per supported type: raw blocks (random ones and ones
 taken from the fixture files) with gguf-py's dequantization as f32 bits, and
@@ -48,7 +59,7 @@ import gguf
 import numpy as np
 import torch
 import transformers
-from transformers import Lfm2Config, Lfm2ForCausalLM
+from transformers import AutoConfig, Lfm2MoeConfig, PretrainedConfig
 
 import make_fixtures as hf
 
@@ -70,6 +81,33 @@ KQUANT_SOURCE = hf.FixtureSpec(
         "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
     },
 )
+# The MoE model for K-quants: the experts' rows too. A dense conv layer, then an
+# attention MoE layer (Q4_K_M gives it Q4_K gate/up and Q6_K down expert stacks); the
+# expert bias reorders the top-k as in lfm2moe-tiny.
+KQUANT_MOE_SOURCE = hf.FixtureSpec(
+    name="lfm2moe-tiny-kquant",
+    seed=3338,  # greedy margin of its Q4_K_M file above 0.1
+    config={
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "layer_types": ["conv", "full_attention"],
+        "intermediate_size": 256,
+        "moe_intermediate_size": 256,
+        "num_dense_layers": 1,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "use_expert_bias": True,
+        "norm_topk_prob": True,
+        "routed_scaling_factor": 1.0,  # a GGUF file carries none (see above)
+        "conv_bias": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+    },
+    moe=True,
+)
+# Made here (in a temporary directory), not committed as HF fixtures.
+GENERATED_SOURCES = (KQUANT_SOURCE, KQUANT_MOE_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -84,10 +122,11 @@ class GgufSpec:
 
     @property
     def converted(self) -> bool:
-        return self.outtype in ("f32", "f16", "bf16", "q8_0")
+        return not self.quantize_args and self.outtype in ("f32", "f16", "bf16", "q8_0")
 
 
 CONV, ATTN, KQ = "lfm2-tiny-conv-first", "lfm2-tiny-attn-first", KQUANT_SOURCE.name
+MOE, KQ_MOE = "lfm2moe-tiny", KQUANT_MOE_SOURCE.name
 SPECS = [
     GgufSpec(CONV, "f32"),
     GgufSpec(CONV, "bf16"),
@@ -101,6 +140,13 @@ SPECS = [
     # Q5_K and Q6_K.
     GgufSpec(KQ, "q4_k_m"),
     GgufSpec(KQ, "q5_k_m"),
+    GgufSpec(MOE, "f16"),
+    # Q8_0 with the tied embedding kept F16, as llama-quantize's --token-embedding-type
+    # offers: with a Q8_0 embedding too (as `--outtype q8_0` converts it, bytes alike),
+    # the greedy margin of this model is only 0.008.
+    GgufSpec(MOE, "q8_0", ("--pure", "--token-embedding-type", "f16")),
+    GgufSpec(MOE, "q4_0", ("--pure",)),
+    GgufSpec(KQ_MOE, "q4_k_m"),
 ]
 
 SUPPORTED_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
@@ -149,44 +195,82 @@ def quantize(llama_cpp: Path, f32: Path, spec: GgufSpec, out: Path) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def make_kquant_source(out_dir: Path) -> None:
-    """The hidden-256 model, seeded like make_fixtures.py's, with their tokenizer."""
-    hf.save_model(KQUANT_SOURCE, out_dir)
+def make_generated_source(spec: hf.FixtureSpec, out_dir: Path) -> None:
+    """A hidden-256 model, seeded like make_fixtures.py's, with their tokenizer."""
+    hf.save_model(spec, out_dir)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(hf.FIXTURES_DIR / CONV / name, out_dir / name)
 
 
-def dequantized(path: Path) -> dict[str, tuple[gguf.ReaderTensor, np.ndarray]]:
-    reader = gguf.GGUFReader(path)
+def dequantized(reader: gguf.GGUFReader) -> dict[str, tuple[gguf.ReaderTensor, np.ndarray]]:
     return {t.name: (t, gguf.quants.dequantize(t.data, t.tensor_type)) for t in reader.tensors}
 
 
-def load_dequantized_model(config: Lfm2Config, tensors: dict) -> Lfm2ForCausalLM:
-    """Lfm2ForCausalLM in f32 with every weight taken from the GGUF file, mapped back to
-    its HF name by gguf-py's own name table (the one the converter used)."""
-    model = Lfm2ForCausalLM(config).to(torch.float32).eval()
-    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LFM2, config.num_hidden_layers)
+def metadata(reader: gguf.GGUFReader, key: str, default):
+    field = reader.get_field(key)
+    return default if field is None else field.contents()
+
+
+def config_overrides(config: PretrainedConfig, reader: gguf.GGUFReader) -> dict:
+    """The source config's values that the GGUF file says otherwise (see the docstring):
+    the router's scale, which llama.cpp's converter does not write."""
+    if not isinstance(config, Lfm2MoeConfig):
+        return {}
+    scale = metadata(reader, "lfm2moe.expert_weights_scale", 1.0)
+    return {"routed_scaling_factor": scale} if scale != config.routed_scaling_factor else {}
+
+
+# transformers holds each MoE layer's experts fused ([E, 2I, H] gate rows then up rows,
+# and [E, H, I]); the converter stacks the checkpoint's per-expert w1/w3/w2 into one
+# [E, rows, cols] tensor each, under the name `layers.N.feed_forward.experts.wK.weight`.
+FUSED_EXPERTS = {"gate_up_proj": ("w1", "w3"), "down_proj": ("w2",)}
+
+
+def converter_names(hf_name: str) -> list[str]:
+    """The names, as the converter hands them to gguf-py's name table, of the tensors
+    that make up one HF parameter (in the order it concatenates them)."""
+    if hf_name == "lm_head.weight":  # tied: not in the file, it is the embedding
+        return ["model.embed_tokens.weight"]
+    if hf_name.endswith(".expert_bias"):  # the converter renames it so, for exp_probs_b.bias
+        return [hf_name + ".bias"]
+    layer, experts, fused = hf_name.partition(".experts.")
+    if experts:
+        return [f"{layer.removeprefix('model.')}.experts.{w}.weight" for w in FUSED_EXPERTS[fused]]
+    return [hf_name]
+
+
+def load_dequantized_model(config: PretrainedConfig, reader: gguf.GGUFReader, tensors: dict) -> torch.nn.Module:
+    """Lfm2(Moe)ForCausalLM in f32 with every weight taken from the GGUF file, mapped back
+    to its HF name by gguf-py's own name table (the one the converter used)."""
+    _, model_class = hf.model_classes(isinstance(config, Lfm2MoeConfig))
+    model = model_class(config).to(torch.float32).eval()
+    arch = gguf.MODEL_ARCH[reader.get_field("general.architecture").contents().upper()]
+    name_map = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
     state, used = {}, set()
     for hf_name, param in model.state_dict().items():
-        # The tied lm_head is not in the file: it is the embedding.
-        source = "model.embed_tokens.weight" if hf_name == "lm_head.weight" else hf_name
-        gguf_name = name_map.get_name(source, try_suffixes=(".weight", ".bias"))
-        used.add(gguf_name)
+        names = [name_map.get_name(n, try_suffixes=(".weight", ".bias")) for n in converter_names(hf_name)]
+        used.update(names)
+        parts = [tensors[name][1] for name in names]
+        value = np.concatenate(parts, axis=-2) if len(parts) > 1 else parts[0]
         # reshape: the converter squeezed the conv kernel [H, 1, L] to [H, L].
-        state[hf_name] = torch.from_numpy(np.ascontiguousarray(tensors[gguf_name][1])).reshape(param.shape)
+        state[hf_name] = torch.from_numpy(np.ascontiguousarray(value)).reshape(param.shape)
     assert used == set(tensors), f"GGUF tensors with no HF parameter: {set(tensors) - used}"
     model.load_state_dict(state)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     return model
 
 
-def write_references(spec: GgufSpec, path: Path, config_path: Path) -> None:
-    tensors = dequantized(path)
-    config = Lfm2Config.from_pretrained(config_path.parent)
+def write_references(spec: GgufSpec, path: Path, source_dir: Path) -> None:
+    reader = gguf.GGUFReader(path)
+    tensors = dequantized(reader)
+    config = AutoConfig.from_pretrained(source_dir)
+    overrides = config_overrides(config, reader)
+    config.update(overrides)
     config._attn_implementation = "eager"
-    model = load_dequantized_model(config, tensors)
-    # The K-quant model shares conv-first's tokenizer, so its prompt ids too.
-    prompt_fixture = CONV if spec.source == KQ else spec.source
+    model = load_dequantized_model(config, reader, tensors)
+    # The generated models share conv-first's tokenizer, so its prompt ids too.
+    generated = {source.name for source in GENERATED_SOURCES}
+    prompt_fixture = CONV if spec.source in generated else spec.source
     prompt_ids = json.loads((hf.FIXTURES_DIR / prompt_fixture / "reference.json").read_text())["prompt_ids"]
     with torch.no_grad():
         logits = hf.forward_logits(model, prompt_ids)
@@ -207,6 +291,7 @@ def write_references(spec: GgufSpec, path: Path, config_path: Path) -> None:
                 }
                 for name, (t, values) in tensors.items()
             },
+            **({"config_overrides": overrides} if overrides else {}),
             "prompt_ids": prompt_ids,
             "greedy_ids": greedy_ids,
             "greedy_min_margin": min_margin,
@@ -292,8 +377,10 @@ def main() -> None:
     OUT_DIR.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sources = {CONV: hf.FIXTURES_DIR / CONV, ATTN: hf.FIXTURES_DIR / ATTN, KQ: tmp / KQ}
-        make_kquant_source(sources[KQ])
+        sources = {name: hf.FIXTURES_DIR / name for name in (CONV, ATTN, MOE)}
+        for generated in GENERATED_SOURCES:
+            sources[generated.name] = tmp / generated.name
+            make_generated_source(generated, sources[generated.name])
         for source, hf_dir in sources.items():
             convert(llama_cpp, hf_dir, "f32", tmp / f"{source}-F32.gguf")
         for spec in SPECS:
@@ -302,7 +389,7 @@ def main() -> None:
                 convert(llama_cpp, sources[spec.source], spec.outtype, out)
             else:
                 quantize(llama_cpp, tmp / f"{spec.source}-F32.gguf", spec, out)
-            write_references(spec, out, sources[spec.source] / "config.json")
+            write_references(spec, out, sources[spec.source])
             print(f"wrote {out} ({out.stat().st_size} bytes)")
     write_dequant_references()
     write_type_table(llama_cpp)

@@ -1,8 +1,9 @@
 // Causal grouped-query attention over the KV cache, one workgroup per (token, head).
 // Keys are visited in blocks of WG with an online softmax (running max and sum), so
 // any context length works in fixed workgroup memory. Token t of the batch sits at
-// position step.pos + t and sees keys 0..=step.pos + t. The cache holds f32 values or
-// f16 pairs packed in u32 words; WEIGHT_DTYPE says which.
+// position step.pos + t and sees keys 0..=step.pos + t, whose rows the page table
+// gives (kv.wgsl). The cache holds f32 values or f16 pairs packed in u32 words;
+// WEIGHT_DTYPE says which.
 
 struct Params {
     head_dim: u32,
@@ -12,10 +13,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;         // (n_tokens, n_heads, head_dim)
-@group(0) @binding(1) var<storage, read> k_cache: array<u32>;   // (max_pos, n_kv_heads, head_dim)
-@group(0) @binding(2) var<storage, read> v_cache: array<u32>;   // (max_pos, n_kv_heads, head_dim)
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // (n_tokens, n_heads, head_dim)
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> pages: array<u32>;     // position / BLOCK_TOKENS -> block
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;   // (blocks * BLOCK_TOKENS, n_kv_heads, head_dim)
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;   // (blocks * BLOCK_TOKENS, n_kv_heads, head_dim)
+@group(0) @binding(4) var<storage, read_write> out: array<f32>; // (n_tokens, n_heads, head_dim)
+@group(0) @binding(5) var<uniform> params: Params;
 
 const WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;
@@ -23,6 +25,7 @@ const DIMS_PER_THREAD: u32 = 4u; // MAX_HEAD_DIM / WG
 
 var<workgroup> q_row: array<f32, MAX_HEAD_DIM>;
 var<workgroup> probs: array<f32, WG>;
+var<workgroup> key_rows: array<u32, WG>; // cache rows of the block's keys
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -51,7 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let key = block + lid;
         var score = -3.0e38;
         if key < n_keys {
-            let k_base = key * kv_stride + kv_head * d;
+            key_rows[lid] = kv_row(key);
+            let k_base = key_rows[lid] * kv_stride + kv_head * d;
             score = 0.0;
             for (var i = 0u; i < d; i++) {
                 let e = k_base + i;
@@ -82,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if dim < d {
                 var a = acc[r] * rescale;
                 for (var j = 0u; j < block_keys; j++) {
-                    let e = (block + j) * kv_stride + kv_head * d + dim;
+                    let e = key_rows[j] * kv_stride + kv_head * d + dim;
                     a += probs[j] * weight_value(v_cache[weight_word(e)], e);
                 }
                 acc[r] = a;

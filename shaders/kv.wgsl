@@ -1,6 +1,15 @@
-// The KV cache's storage, prepended (after common.wgsl) to the kernels that write it.
+// The KV cache's storage, prepended (after common.wgsl) to the kernels that use it.
 // A cache holds f32 values, or f16 pairs packed in u32 words; WEIGHT_DTYPE says which
-// (the same unpacking as weights: `weight_value`, `weight_pair`).
+// (the same unpacking as weights: `weight_value`, `weight_pair`). Its rows live in
+// blocks of BLOCK_TOKENS shared by the sessions of a model; each kernel binds its
+// session's page table as `pages`.
+
+const BLOCK_TOKENS: u32 = 16u; // kv_pool.rs
+
+// The cache row of position `p`.
+fn kv_row(p: u32) -> u32 {
+    return pages[p / BLOCK_TOKENS] * BLOCK_TOKENS + p % BLOCK_TOKENS;
+}
 
 // f32 to IEEE half bits, rounded to nearest even, with integer operations
 // (`pack2x16float` needs the capability `unpack2x16float` does).

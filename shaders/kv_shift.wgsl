@@ -1,7 +1,8 @@
-// Context shift: moves `rows` cache rows from row `src` down to row `dst` and, for
-// keys, rotates them back by `delta` positions. RoPE angles add, R(p - δ) = R(-δ) R(p),
-// so a moved key reads as if it had been computed at its new position. The session
-// keeps source and destination ranges apart (at most `delta` rows per launch).
+// Moves `rows` cache rows from position `src` to position `dst` through a page table,
+// and for keys of a context shift (dst < src) rotates them back by `delta` = src - dst
+// positions: RoPE angles add, R(p - δ) = R(-δ) R(p), so a moved key reads as if it had
+// been computed at its new position. Without rotation it also copies blocks (copy on
+// write). Source and destination ranges never overlap (at most `delta` rows a launch).
 // One thread per (row, head, element pair i, i + 1 of the first half), which also
 // moves the rotation partners i + d/2, i + 1 + d/2 (head_dim is a multiple of 4).
 
@@ -11,14 +12,15 @@ struct Params {
     src: u32,      // first row moved
     dst: u32,      // where it goes
     rows: u32,
-    delta: u32,    // positions to rotate back by (src - dst)
+    delta: u32,    // |src - dst|: positions to rotate back by
     rotate: u32,   // 1 for keys
     _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> table: array<f32>;         // (max_pos, head_dim / 2, 2): cos, sin
-@group(0) @binding(1) var<storage, read_write> cache: array<u32>;   // (max_context, n_heads, head_dim)
-@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> pages: array<u32>;         // position / BLOCK_TOKENS -> block
+@group(0) @binding(2) var<storage, read_write> cache: array<u32>;   // (blocks * BLOCK_TOKENS, n_heads, head_dim)
+@group(0) @binding(3) var<uniform> params: Params;
 
 const WG: u32 = 256u;
 
@@ -53,8 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let head = (id % per_row) / (half / 2u);
     let i = 2u * (id % (half / 2u));
     let offset = head * d + i;
-    let src_e = (params.src + row) * params.n_heads * d + offset;
-    let dst_e = (params.dst + row) * params.n_heads * d + offset;
+    let src_e = kv_row(params.src + row) * params.n_heads * d + offset;
+    let dst_e = kv_row(params.dst + row) * params.n_heads * d + offset;
     var a = load_pair(src_e);        // elements i, i + 1
     var b = load_pair(src_e + half); // their partners i + d/2, i + 1 + d/2
     if params.rotate == 1u {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::{Error, Result};
+use crate::kv_pool::{blocks_for, KvPool};
 use crate::session::SessionOptions;
 use crate::state::State;
 
@@ -77,7 +78,9 @@ pub fn kv_bytes_per_token(c: &ModelConfig, options: &SessionOptions) -> u64 {
 pub fn weight_file_bytes(path: &Path) -> Result<u64> {
     if path.is_file() {
         let file = crate::gguf::GgufFile::open(path)?;
-        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
         return Ok(len.saturating_sub(file.data_offset()));
     }
     let mut total = 0;
@@ -106,6 +109,9 @@ pub struct MemoryPlan {
     pub kv_per_token: u64,
     /// The context each session gets (at most the model's and the requested one).
     pub context: usize,
+    /// KV blocks for `sessions` sessions of `context` tokens: the size of a shared
+    /// [`KvPool`] for them (sessions that share a prefix through `fork` need fewer).
+    pub kv_blocks: usize,
     /// Bytes the plan uses: weights + sessions · session bytes at `context`.
     pub total: u64,
 }
@@ -118,7 +124,8 @@ fn session_bytes(c: &ModelConfig, options: &SessionOptions, context: usize) -> u
     }
     .shape(c.max_position_embeddings);
     let readback = if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4;
-    State::planned_bytes(c, &shape) + readback as u64
+    let kv = KvPool::bytes(c, shape.kv_dtype, blocks_for(shape.max_context));
+    State::planned_bytes(c, &shape) + readback as u64 + kv
 }
 
 impl MemoryPlan {
@@ -168,6 +175,7 @@ impl MemoryPlan {
             per_token,
             kv_per_token: kv_bytes_per_token(c, options),
             context: fits,
+            kv_blocks: sessions * blocks_for(fits),
             total: total(fits),
         })
     }
@@ -222,7 +230,10 @@ mod tests {
     #[test]
     fn lfm2_1b2_kv_cache_is_12_kib_per_token_in_f16() {
         let c = config();
-        assert_eq!(kv_bytes_per_token(&c, &SessionOptions::default()), 12 * 1024);
+        assert_eq!(
+            kv_bytes_per_token(&c, &SessionOptions::default()),
+            12 * 1024
+        );
         let f32_cache = SessionOptions {
             kv_dtype: crate::session::KvDtype::F32,
             ..SessionOptions::default()
@@ -251,7 +262,12 @@ mod tests {
             max_context: 100,
             ..options
         };
-        assert_eq!(MemoryPlan::new(&c, weights, budget, &small, 1).unwrap().context, 100);
+        assert_eq!(
+            MemoryPlan::new(&c, weights, budget, &small, 1)
+                .unwrap()
+                .context,
+            100
+        );
     }
 
     #[test]

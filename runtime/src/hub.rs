@@ -17,8 +17,10 @@ use hf_hub::{Cache, Repo};
 use crate::safetensors::weight_files;
 use crate::{Error, Result};
 
-/// The demo model that scripts/train_demo.py trains, where the source tree keeps it.
-pub const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lfm2-demo");
+/// The demo model that scripts/train_demo.py trains, in the GGUF file that
+/// scripts/make_demo_gguf.py makes of it, where the source tree keeps it.
+pub const BUNDLED_MODEL: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lfm2-demo-Q8_0.gguf");
 
 const HUB_PREFIX: &str = "hf:";
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -79,14 +81,14 @@ pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
 }
 
 fn bundled_model() -> Result<PathBuf> {
-    let dir = PathBuf::from(BUNDLED_MODEL);
-    if dir.join(CONFIG).exists() {
-        Ok(dir)
+    let path = PathBuf::from(BUNDLED_MODEL);
+    if path.exists() {
+        Ok(path)
     } else {
         Err(Error::Input(format!(
             "no --model given, and the bundled demo model is not at {} (it lives in the \
-             source tree's models/lfm2-demo): pass --model DIR or --model hf:OWNER/REPO",
-            dir.display()
+             source tree's models/): pass --model PATH or --model hf:OWNER/REPO",
+            path.display()
         )))
     }
 }

@@ -7,6 +7,7 @@
 //! over sampling, streaming and feeding. A session can rewind, fork, shift its context
 //! and be saved to bytes; a [`MemoryPlan`] fits weights and cache in a VRAM budget.
 
+pub mod bench;
 pub mod budget;
 pub mod chat;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod hub;
+pub mod kv_pool;
 pub mod model;
 pub mod npy;
 pub mod ops;
@@ -28,13 +30,14 @@ pub mod stop;
 pub mod tokenizer;
 pub mod weights;
 
+pub use budget::MemoryPlan;
 pub use chat::{ChatTemplate, Message};
 pub use config::{LayerKind, ModelConfig};
 pub use error::{Error, Result};
-pub use gpu::{Backend, Gpu, GpuOptions};
-pub use model::Model;
-pub use budget::MemoryPlan;
 pub use generate::{generate, Chunk, Flow, GenerateOptions, Generation, StopReason};
+pub use gpu::{Backend, Gpu, GpuOptions};
+pub use kv_pool::KvPool;
+pub use model::Model;
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{ContextOverflow, KvDtype, Session, SessionOptions};
 pub use tokenizer::{TextStream, Tokenizer};

@@ -29,9 +29,9 @@ struct Cli {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Model directory (config.json, model.safetensors or shards, tokenizer.json), or
-    /// hf:OWNER/REPO[:FILE] to fetch from the Hugging Face hub into its cache.
-    /// [default: the bundled demo model, models/lfm2-demo]
+    /// A model directory (config.json, model.safetensors or shards, tokenizer.json), a
+    /// .gguf file, or hf:OWNER/REPO[:FILE] to fetch from the Hugging Face hub into its
+    /// cache. [default: the bundled demo model, models/lfm2-demo-Q8_0.gguf]
     #[arg(long)]
     model: Option<String>,
     /// GPU backend: auto, vulkan, metal, dx12, gl (auto also honours WGPU_BACKEND).
@@ -120,6 +120,20 @@ enum Command {
     Info {
         #[command(flatten)]
         model: ModelArgs,
+    },
+    /// Measure prefill and decode speed as llama-bench does, and the adapter's bandwidth.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Tokens of the prompt, fed from an empty cache.
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        /// Tokens generated one at a time from an empty cache.
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        /// Measured runs of each, after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
     },
 }
 
@@ -219,7 +233,10 @@ fn run(cli: Cli) -> Result<()> {
             let prompt_ids = match (prompt, tokens) {
                 (Some(text), _) if chat => {
                     let system = system.map(|s| Message::new("system", s));
-                    let turns: Vec<_> = system.into_iter().chain([Message::new("user", text)]).collect();
+                    let turns: Vec<_> = system
+                        .into_iter()
+                        .chain([Message::new("user", text)])
+                        .collect();
                     let rendered = ChatTemplate::for_model(&m)?.render(&turns, true)?;
                     m.tokenizer.encode_with(&rendered, false)?
                 }
@@ -263,6 +280,20 @@ fn run(cli: Cli) -> Result<()> {
             let m = load(&model)?;
             info(&m.path, &m, &model.memory)
         }
+        Command::Bench {
+            model,
+            prompt_tokens,
+            gen_tokens,
+            repeat,
+        } => {
+            let options = lfm_edge::bench::BenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                repeat,
+                kv_dtype: model.memory.kv_cache,
+            };
+            cli::bench::run(&load(&model)?, &options)
+        }
     }
 }
 
@@ -292,6 +323,9 @@ fn info(dir: &Path, model: &Model, memory: &MemoryArgs) -> Result<()> {
         );
     }
     println!("weight bytes: {}", model.weight_bytes());
+    for (dtype, tensors, bytes) in model.bytes_by_dtype() {
+        println!("  {dtype}: {tensors} tensors, {bytes} bytes");
+    }
     for line in memory.describe(model)? {
         println!("{line}");
     }

@@ -395,25 +395,63 @@ impl Model {
 
     /// Parameters one token goes through: MoE layers count only top_k of their experts.
     pub fn active_parameter_count(&self) -> u64 {
+        self.parameter_count() - self.idle_experts(|m| (m.rows * m.tensor.shape[2]) as u64)
+    }
+
+    /// Bytes of weights one decoded token reads, the numerator of decode's bandwidth:
+    /// every tensor once, except the experts a MoE layer does not route to and, when
+    /// an lm_head is separate, the embedding rows not gathered (tied, the embedding is
+    /// read whole as the head).
+    pub fn decode_weight_bytes(&self) -> u64 {
+        let expert_bytes = |m: &ExpertMatrix| {
+            let dtype = m.tensor.dtype;
+            dtype.bytes_for(m.rows * m.tensor.shape[2]) as u64
+        };
+        let unread_embedding = match self.lm_head {
+            Some(_) => {
+                self.embed_tokens.bytes() / self.config.vocab_size as u64
+                    * (self.config.vocab_size as u64 - 1)
+            }
+            None => 0,
+        };
+        self.weight_bytes() - self.idle_experts(expert_bytes) - unread_embedding
+    }
+
+    /// `size` of one expert's matrices, summed over the experts a token does not use.
+    fn idle_experts(&self, size: impl Fn(&ExpertMatrix) -> u64) -> u64 {
         let Some(moe) = &self.config.moe else {
-            return self.parameter_count();
+            return 0;
         };
         let idle_experts = (moe.n_experts - moe.top_k) as u64;
-        let idle: u64 = self
-            .layers
+        self.layers
             .iter()
             .filter_map(|l| match &l.ffn {
                 FeedForward::Moe(moe) => Some(
                     [&moe.gate, &moe.up, &moe.down]
-                        .iter()
-                        .map(|m| (m.rows * m.tensor.shape[2]) as u64)
+                        .into_iter()
+                        .map(&size)
                         .sum::<u64>()
                         * idle_experts,
                 ),
                 FeedForward::Dense { .. } => None,
             })
-            .sum();
-        self.parameter_count() - idle
+            .sum()
+    }
+
+    /// Tensors and bytes per element type, most bytes first (a Q4_K_M file mixes several).
+    pub fn bytes_by_dtype(&self) -> Vec<(crate::dtype::DType, usize, u64)> {
+        let mut by_type: Vec<(crate::dtype::DType, usize, u64)> = Vec::new();
+        for t in self.tensors() {
+            match by_type.iter_mut().find(|(d, _, _)| *d == t.dtype) {
+                Some((_, count, bytes)) => {
+                    *count += 1;
+                    *bytes += t.bytes();
+                }
+                None => by_type.push((t.dtype, 1, t.bytes())),
+            }
+        }
+        by_type.sort_by(|a, b| b.2.cmp(&a.2));
+        by_type
     }
 
     /// Bytes of weights resident in VRAM.
@@ -560,11 +598,10 @@ impl Model {
                 steps.push(rope(k_norm, &s.k, c.n_kv_heads)?);
                 let label = format!("model.layers.{i}.self_attn");
                 let cache = s.shape.kv_dtype.dtype();
-                let kv = [&s.k, &s.v, k_cache, v_cache];
+                let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
                 steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
-                steps.push(Step::Always(ops::attention(
-                    gpu, &label, c, cache, &s.q, k_cache, v_cache, &s.mixed,
-                )?));
+                let attend = [&s.q, &s.pages, k_cache, v_cache, &s.mixed];
+                steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
                 steps.push(self.linear(
                     out_proj,
                     None,

@@ -8,6 +8,10 @@
 //! and the tokens themselves; rewinding to position p restores the snapshot at or before
 //! p and feeds the tokens from there to p again. Attention needs nothing: its rows past
 //! p are simply overwritten later.
+//!
+//! The KV cache lives in a [`KvPool`] of fixed-size blocks: a session's own by default,
+//! or one shared by several sessions of the model ([`Session::new_in`]), where a fork
+//! shares its parent's blocks until either writes into them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,8 +22,9 @@ use wgpu::util::DeviceExt;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::{Step, StepUniform};
+use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
 use crate::model::Model;
-use crate::ops::{self, KvShift};
+use crate::ops::KvShift;
 use crate::state::{State, StateShape};
 
 /// What a KV cache element is stored as.
@@ -142,6 +147,10 @@ pub struct Session {
     step_group: wgpu::BindGroup,
     /// MAP_READ copy of the logits.
     staging: wgpu::Buffer,
+    /// Positions → blocks of the KV pool.
+    pages: PageTable,
+    /// Whether the pool is this session's alone (its bytes count as the session's).
+    own_pool: bool,
     options: SessionOptions,
     /// Tokens in the cache, oldest first (its length is the position).
     tokens: Vec<u32>,
@@ -151,11 +160,37 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session with a KV pool of its own, as large as its context.
     pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {
         let shape = options.shape(model.config.max_position_embeddings);
-        ops::check_cache_dtype(&model.config, shape.kv_dtype.dtype())?;
+        let pool = KvPool::new(&model, shape.kv_dtype, blocks_for(shape.max_context))?;
+        Self::with_pool(model, options, pool, true)
+    }
+
+    /// A session whose KV cache lives in `pool`, shared with other sessions of the
+    /// model (its KV type is the pool's).
+    pub fn new_in(
+        pool: &Arc<KvPool>,
+        model: Arc<Model>,
+        options: &SessionOptions,
+    ) -> Result<Session> {
+        let options = SessionOptions {
+            kv_dtype: pool.dtype(),
+            ..options.clone()
+        };
+        Self::with_pool(model, &options, pool.clone(), false)
+    }
+
+    fn with_pool(
+        model: Arc<Model>,
+        options: &SessionOptions,
+        pool: Arc<KvPool>,
+        own_pool: bool,
+    ) -> Result<Session> {
+        let shape = options.shape(model.config.max_position_embeddings);
         let gpu = &model.gpu;
-        let state = State::new(gpu, &model.config, shape)?;
+        let pages = PageTable::new(pool, shape.max_context)?;
+        let state = State::new(gpu, &model.config, shape, pages.pool(), &pages.buffer)?;
         let graph = model.forward_graph(&state)?;
         let step_uniform = gpu
             .device
@@ -192,6 +227,8 @@ impl Session {
             step_uniform,
             step_group,
             staging,
+            pages,
+            own_pool,
             options,
             tokens: Vec::new(),
             floor: 0,
@@ -228,8 +265,7 @@ impl Session {
 
     /// Whether `n` more tokens can be fed (always, when the context shifts).
     pub fn has_room(&self, n: usize) -> bool {
-        self.options.overflow == ContextOverflow::Shift
-            || self.position() + n <= self.max_context()
+        self.options.overflow == ContextOverflow::Shift || self.position() + n <= self.max_context()
     }
 
     /// Tokens a context shift keeps at the start, e.g. a system prompt's.
@@ -237,9 +273,26 @@ impl Session {
         self.options.shift_keep = tokens;
     }
 
-    /// Bytes of GPU memory the session holds (cache, activations, readback).
+    /// Bytes of GPU memory the session holds (activations, conv state, readback, and
+    /// its KV pool when it is its own).
     pub fn gpu_bytes(&self) -> u64 {
-        self.state.allocated_bytes() + self.staging.size()
+        let pool = match self.own_pool {
+            true => {
+                let pool = self.pages.pool();
+                KvPool::bytes(&self.model.config, pool.dtype(), pool.blocks())
+            }
+            false => 0,
+        };
+        self.state.allocated_bytes() + self.staging.size() + pool
+    }
+
+    /// The pool holding this session's KV cache.
+    pub fn kv_pool(&self) -> &Arc<KvPool> {
+        self.pages.pool()
+    }
+
+    pub(crate) fn page_table(&self) -> &PageTable {
+        &self.pages
     }
 
     pub(crate) fn state(&self) -> &State {
@@ -256,6 +309,7 @@ impl Session {
         }
         gpu.queue.submit([encoder.finish()]);
         self.tokens.clear();
+        self.pages.truncate(0);
         self.floor = 0;
     }
 
@@ -323,6 +377,7 @@ impl Session {
             return self.feed(tokens);
         }
         let start = self.restore_snapshot(keep)?;
+        self.truncate(start);
         log::debug!(
             "prefill: {keep} of {} tokens cached, feeding from {start}",
             tokens.len()
@@ -349,7 +404,7 @@ impl Session {
         }
         let start = self.restore_snapshot(to)?;
         let again = self.tokens[start..to].to_vec();
-        self.tokens.truncate(start);
+        self.truncate(start);
         if !again.is_empty() {
             self.feed(&again)?;
         }
@@ -357,8 +412,8 @@ impl Session {
     }
 
     /// Restores the conv state of the latest snapshot at or before `to` (>= the floor)
-    /// and truncates the session there; returns that position. Tokens from it to `to`
-    /// must be fed again.
+    /// and returns its position: the caller truncates the tokens there, and feeds again
+    /// those from it to `to`.
     fn restore_snapshot(&mut self, to: usize) -> Result<usize> {
         let interval = self.options.snapshot_interval;
         let aligned = to / interval * interval;
@@ -374,23 +429,47 @@ impl Session {
             encoder.copy_buffer_to_buffer(snapshots, slot as u64 * size, conv_state, 0, size);
         }
         gpu.queue.submit([encoder.finish()]);
-        self.tokens.truncate(start);
         Ok(start)
     }
 
-    /// A new session holding the same tokens (cache rows, conv state, snapshots copied
-    /// on the GPU), which then goes its own way.
+    /// Forgets the tokens from position `to` on, and the KV blocks past them.
+    fn truncate(&mut self, to: usize) {
+        self.tokens.truncate(to);
+        self.pages.truncate(to);
+    }
+
+    /// A new session holding the same tokens, which then goes its own way: it shares
+    /// the KV blocks (each copied only when one of the two writes into it) and gets a
+    /// copy of the conv state and its snapshots. A fork of a session with a pool of its
+    /// own gets a pool of its own too.
     pub fn fork(&self) -> Result<Session> {
-        let mut other = Session::new(self.model.clone(), &self.options)?;
+        let mut other = match self.own_pool {
+            true => Session::new(self.model.clone(), &self.options)?,
+            false => Session::new_in(self.pages.pool(), self.model.clone(), &self.options)?,
+        };
         let gpu = &self.model.gpu;
-        let rows = self.state.kv_row_bytes(&self.model.config, self.position());
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        let pairs = self.state.attention_layers().zip(other.state.attention_layers());
-        for ((k, v), (k2, v2)) in pairs {
-            if rows > 0 {
-                encoder.copy_buffer_to_buffer(k, 0, k2, 0, rows);
-                encoder.copy_buffer_to_buffer(v, 0, v2, 0, rows);
+        if self.own_pool {
+            // Separate pools: the cache rows are copied.
+            let context = PassContext {
+                gpu,
+                step_group: &other.step_group,
+                rope_table: &other.state.rope_table,
+            };
+            let pos = self.position();
+            other.pages.prepare_write(0, pos, &mut encoder, &context)?;
+            let rows = self.pages.row_ranges(pos).into_iter();
+            let runs: Vec<_> = rows.zip(other.pages.row_ranges(pos)).collect();
+            let pools = self.kv_pool().layers().iter().zip(other.kv_pool().layers());
+            for ((k, v), (k2, v2)) in pools {
+                for (from, to) in [(k, k2), (v, v2)] {
+                    for &((src, size), (dst, _)) in &runs {
+                        encoder.copy_buffer_to_buffer(from, src, to, dst, size);
+                    }
+                }
             }
+        } else {
+            other.pages.share_blocks_of(&self.pages)?;
         }
         for ((state, snaps), (state2, snaps2)) in
             self.state.conv_layers().zip(other.state.conv_layers())
@@ -403,6 +482,21 @@ impl Session {
         other.tokens = self.tokens.clone();
         other.floor = self.floor;
         Ok(other)
+    }
+
+    /// Empties the session and gives it KV blocks for `rows` positions (a restore).
+    pub(crate) fn reserve(&mut self, rows: usize) -> Result<()> {
+        self.reset();
+        let gpu = &self.model.gpu;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        self.pages.prepare_write(0, rows, &mut encoder, &context)?;
+        gpu.queue.submit([encoder.finish()]);
+        Ok(())
     }
 
     /// Restores what a saved session held (see `session_file.rs`).
@@ -423,11 +517,20 @@ impl Session {
                 "context shift: a context of {capacity} tokens cannot hold the {keep} kept tokens and a batch of {needed}"
             )));
         }
-        let (model, gpu) = (&*self.model, &*self.model.gpu);
-        let cache_dtype = self.options.kv_dtype.dtype();
+        let gpu = &*self.model.gpu;
         let moved = pos - keep - discard;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        // The moved rows' destination must be this session's alone.
+        self.pages
+            .prepare_write(keep, keep + moved, &mut encoder, &context)?;
+        let pool = self.pages.pool();
         let mut moves = Vec::new();
-        for (k_cache, v_cache) in self.state.attention_layers() {
+        for (k_cache, v_cache) in pool.layers() {
             for (cache, rotate) in [(k_cache, true), (v_cache, false)] {
                 // At most `discard` rows per launch: source and destination stay apart.
                 for done in (0..moved).step_by(discard.max(1)) {
@@ -438,38 +541,21 @@ impl Session {
                         rotate,
                     };
                     let table = &self.state.rope_table;
-                    moves.push(ops::kv_shift(
-                        gpu,
-                        &model.config,
-                        cache_dtype,
-                        table,
-                        cache,
-                        shift,
-                    )?);
+                    moves.push(pool.shift(table, &self.pages.buffer, cache, shift)?);
                 }
             }
         }
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("context shift"),
-                timestamp_writes: None,
-            });
-            pass.set_bind_group(1, &self.step_group, &[]);
-            let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
-            for m in &moves {
-                m.encode(&mut pass, 1, max_per_dim);
-            }
-        }
+        context.encode(&mut encoder, "context shift", &moves);
         // The conv state is that of the last token, wherever it now sits: it becomes
         // the state a rewind to the new floor restores.
-        let size = self.state.conv_state_bytes(&model.config);
+        let size = self.state.conv_state_bytes(&self.model.config);
         for (conv_state, snapshots) in self.state.conv_layers() {
             encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, 0, size);
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.check()?;
         self.tokens.drain(keep..keep + discard);
+        self.pages.truncate(self.tokens.len());
         self.floor = self.position();
         log::info!("context shift: dropped {discard} tokens after the first {keep}");
         Ok(())
@@ -493,6 +579,13 @@ impl Session {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("forward"),
             });
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        self.pages
+            .prepare_write(pos, pos + tokens.len(), &mut encoder, &context)?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),

@@ -18,6 +18,7 @@ use std::path::Path;
 
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::session::{KvDtype, Session};
 
@@ -72,6 +73,28 @@ pub fn fingerprint(model: &Model) -> Result<u64> {
     let norm_bytes: Vec<u8> = model.gpu.read(&norm.buffer, 0, norm.buffer.size())?;
     h.bytes(&norm_bytes);
     Ok(h.0)
+}
+
+/// The byte ranges `runs` of `buffer`, one after the other, in one readback.
+fn read_runs(gpu: &Gpu, buffer: &wgpu::Buffer, runs: &[(u64, u64)]) -> Result<Vec<u8>> {
+    let total: u64 = runs.iter().map(|&(_, size)| size).sum();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("session state readback"),
+        size: total,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let mut at = 0;
+    for &(offset, size) in runs {
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, at, size);
+        at += size;
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.map_and_read(&staging, total)
 }
 
 fn kv_code(dtype: KvDtype) -> u32 {
@@ -134,12 +157,10 @@ impl Session {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend(self.tokens().iter().flat_map(|t| t.to_le_bytes()));
-        let rows = state.kv_row_bytes(&model.config, pos);
-        if rows > 0 {
-            for (k, v) in state.attention_layers() {
-                out.extend(gpu.read::<u8>(k, 0, rows)?);
-                out.extend(gpu.read::<u8>(v, 0, rows)?);
-            }
+        let runs = self.page_table().row_ranges(pos);
+        for (k, v) in self.kv_pool().layers() {
+            out.extend(read_runs(gpu, k, &runs)?);
+            out.extend(read_runs(gpu, v, &runs)?);
         }
         let size = state.conv_state_bytes(&model.config);
         let slots = (pos / interval + 1) as u64;
@@ -223,25 +244,37 @@ impl Session {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let state = self.state();
-        let gpu = &model.gpu;
-        let rows = state.kv_row_bytes(&model.config, pos) as usize;
-        let mut writes = Vec::new();
-        for (k, v) in state.attention_layers() {
-            writes.push((k, r.take(rows)?));
-            writes.push((v, r.take(rows)?));
+        let kv_row = (model.config.kv_dim() * want.bytes()) as u64;
+        let size = state.conv_state_bytes(&model.config);
+        let conv_layers = state.conv_layers().count() as u64;
+        let expected = 2 * self.kv_pool().layers().len() as u64 * pos as u64 * kv_row
+            + conv_layers * size * (1 + (pos / interval + 1) as u64);
+        match (r.bytes.len() as u64).cmp(&expected) {
+            std::cmp::Ordering::Less => return Err(error(origin, "truncated")),
+            std::cmp::Ordering::Greater => return Err(error(origin, "has trailing bytes")),
+            std::cmp::Ordering::Equal => {}
         }
-        let size = state.conv_state_bytes(&model.config) as usize;
+        self.reserve(pos)?;
+        let state = self.state();
+        let gpu = &model.gpu;
+        let runs = self.page_table().row_ranges(pos);
+        let mut writes = Vec::new();
+        for (k, v) in self.kv_pool().layers() {
+            for cache in [k, v] {
+                for &(offset, size) in &runs {
+                    writes.push((cache, offset, r.take(size as usize)?));
+                }
+            }
+        }
+        let size = size as usize;
         for (conv_state, _) in state.conv_layers() {
-            writes.push((conv_state, r.take(size)?));
+            writes.push((conv_state, 0, r.take(size)?));
         }
         for (_, snapshots) in state.conv_layers() {
-            writes.push((snapshots, r.take((pos / interval + 1) * size)?));
+            writes.push((snapshots, 0, r.take((pos / interval + 1) * size)?));
         }
-        if !r.bytes.is_empty() {
-            return Err(error(origin, "has trailing bytes"));
-        }
-        for (buffer, data) in writes.into_iter().filter(|(_, d)| !d.is_empty()) {
-            gpu.queue.write_buffer(buffer, 0, data);
+        for (buffer, offset, data) in writes.into_iter().filter(|(_, _, d)| !d.is_empty()) {
+            gpu.queue.write_buffer(buffer, offset, data);
         }
         gpu.check()?;
         self.set_restored(tokens, floor);

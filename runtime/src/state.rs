@@ -1,11 +1,13 @@
 //! A session's GPU memory, allocated once when the session is created: activations for
-//! a batch of up to `batch` tokens, the attention KV cache, the conv state and its
-//! snapshots. `State::planned_bytes` says what `State::new` will allocate, so a VRAM
-//! budget can be planned before anything is allocated.
+//! a batch of up to `batch` tokens, the conv state and its snapshots, and handles on
+//! the KV pool's buffers and the session's page table. `State::planned_bytes` says
+//! what `State::new` will allocate, so a VRAM budget can be planned before anything is
+//! allocated.
 
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kv_pool::{blocks_for, KvPool};
 use crate::ops::rope_table;
 use crate::session::KvDtype;
 
@@ -18,8 +20,9 @@ pub enum LayerState {
         /// rewind floor, slot k > 0 the state after `k · snapshot_interval` tokens.
         snapshots: wgpu::Buffer,
     },
-    /// (max_context, kv_heads, head_dim) each, f32 or f16 pairs packed in u32 words;
-    /// keys already normalised and rotated.
+    /// The KV pool's buffers for this layer, (blocks · BLOCK_TOKENS, kv_heads,
+    /// head_dim) each, f32 or f16 pairs packed in u32 words; keys already normalised
+    /// and rotated. Shared with the pool's other sessions.
     Attention {
         k_cache: wgpu::Buffer,
         v_cache: wgpu::Buffer,
@@ -74,6 +77,7 @@ pub struct State {
     pub up: wgpu::Buffer,         // (batch, ff): w3 x, then silu(w1 x) · w3 x
     pub logits: wgpu::Buffer,     // (batch or 1, vocab)
     pub rope_table: wgpu::Buffer, // (max_context, head_dim / 2, 2)
+    pub pages: wgpu::Buffer,      // (max_context / BLOCK_TOKENS) u32: the page table
     pub layers: Vec<LayerState>,
     pub moe: Option<MoeState>,
     pub shape: StateShape,
@@ -113,11 +117,6 @@ fn moe_elements(c: &ModelConfig, batch: usize) -> [usize; 6] {
     ]
 }
 
-/// u32 words of one layer's K (or V) cache.
-fn kv_words(c: &ModelConfig, s: &StateShape) -> usize {
-    s.max_context * c.kv_dim() * s.kv_dtype.bytes() / 4
-}
-
 fn conv_state_len(c: &ModelConfig) -> usize {
     (c.conv_l_cache - 1) * c.hidden_size
 }
@@ -128,7 +127,15 @@ fn bytes(elements: usize) -> u64 {
 }
 
 impl State {
-    pub fn new(gpu: &Gpu, c: &ModelConfig, shape: StateShape) -> Result<State> {
+    /// The state of a session whose KV cache lives in `pool`, through `pages`.
+    pub fn new(
+        gpu: &Gpu,
+        c: &ModelConfig,
+        shape: StateShape,
+        pool: &KvPool,
+        pages: &wgpu::Buffer,
+    ) -> Result<State> {
+        let mut kv = pool.layers().iter();
         let layers = c
             .layers
             .iter()
@@ -143,10 +150,14 @@ impl State {
                             shape.snapshot_slots() * conv_state_len(c),
                         )?,
                     },
-                    LayerKind::Attention => LayerState::Attention {
-                        k_cache: gpu.zeros(&format!("layer {i} k cache"), kv_words(c, &shape))?,
-                        v_cache: gpu.zeros(&format!("layer {i} v cache"), kv_words(c, &shape))?,
-                    },
+                    LayerKind::Attention => {
+                        let (k_cache, v_cache) = kv.next().cloned().ok_or_else(|| {
+                            crate::error::Error::Gpu(format!(
+                                "layer {i}: the KV pool has no buffers for it"
+                            ))
+                        })?;
+                        LayerState::Attention { k_cache, v_cache }
+                    }
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -180,13 +191,15 @@ impl State {
             up: up?,
             logits: logits?,
             rope_table: gpu.upload("rope table", bytemuck::cast_slice(&table))?,
+            pages: pages.clone(),
             layers,
             moe,
             shape,
         })
     }
 
-    /// Bytes `State::new` allocates for `shape`.
+    /// Bytes `State::new` allocates for `shape`, with the page table and without the
+    /// KV pool.
     pub fn planned_bytes(c: &ModelConfig, shape: &StateShape) -> u64 {
         let activations: u64 = activations(c, shape).iter().map(|&(_, n)| bytes(n)).sum();
         let moe: u64 = match c.moe {
@@ -194,21 +207,21 @@ impl State {
             None => 0,
         };
         let rope = (shape.max_context * c.head_dim * 4) as u64;
+        let pages = bytes(blocks_for(shape.max_context));
         let layers: u64 = c
             .layers
             .iter()
             .map(|kind| match kind {
                 LayerKind::Conv => {
-                    bytes(conv_state_len(c))
-                        + bytes(shape.snapshot_slots() * conv_state_len(c))
+                    bytes(conv_state_len(c)) + bytes(shape.snapshot_slots() * conv_state_len(c))
                 }
-                LayerKind::Attention => 2 * bytes(kv_words(c, shape)),
+                LayerKind::Attention => 0,
             })
             .sum();
-        activations + moe + rope + layers
+        activations + moe + rope + pages + layers
     }
 
-    /// Bytes of every buffer this state holds, as allocated.
+    /// Bytes of every buffer this state allocated (the KV pool's are not its own).
     pub fn allocated_bytes(&self) -> u64 {
         let mut buffers = vec![
             &self.tokens,
@@ -223,16 +236,9 @@ impl State {
             &self.up,
             &self.logits,
             &self.rope_table,
+            &self.pages,
         ];
-        for layer in &self.layers {
-            match layer {
-                LayerState::Conv {
-                    conv_state,
-                    snapshots,
-                } => buffers.extend([conv_state, snapshots]),
-                LayerState::Attention { k_cache, v_cache } => buffers.extend([k_cache, v_cache]),
-            }
-        }
+        buffers.extend(self.conv_layers().flat_map(|(state, snaps)| [state, snaps]));
         if let Some(m) = &self.moe {
             buffers.extend([
                 &m.router_logits,
@@ -251,11 +257,6 @@ impl State {
         bytes(conv_state_len(c))
     }
 
-    /// Bytes of `rows` cache rows of one attention layer's K (or V).
-    pub fn kv_row_bytes(&self, c: &ModelConfig, rows: usize) -> u64 {
-        (rows * c.kv_dim() * self.shape.kv_dtype.bytes()) as u64
-    }
-
     pub fn conv_layers(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
         self.layers.iter().filter_map(|l| match l {
             LayerState::Conv {
@@ -263,13 +264,6 @@ impl State {
                 snapshots,
             } => Some((conv_state, snapshots)),
             LayerState::Attention { .. } => None,
-        })
-    }
-
-    pub fn attention_layers(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
-        self.layers.iter().filter_map(|l| match l {
-            LayerState::Attention { k_cache, v_cache } => Some((k_cache, v_cache)),
-            LayerState::Conv { .. } => None,
         })
     }
 }

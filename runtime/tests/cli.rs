@@ -336,3 +336,43 @@ fn moe_expert_count_must_match_the_tensors() {
         &["gate_up_proj", "expected [6, 64, 64]"],
     );
 }
+
+#[test]
+fn gguf_file_runs_every_command() {
+    let model = fixture("gguf/lfm2-tiny-kquant-Q4_K_M.gguf");
+    let out = stdout(&lfm_edge(&["info", "--model", s(&model)]));
+    for needle in ["architecture: lfm2", "Q4_K: ", "Q6_K: ", "f32: "] {
+        assert!(out.contains(needle), "{needle:?} not in {out}");
+    }
+    for t in &reference(FIXTURES[0]).tokenizations {
+        let out = stdout(&lfm_edge(&[
+            "tokenize",
+            "--model",
+            s(&model),
+            "--text",
+            &t.text,
+        ]));
+        assert_eq!(out.trim_end(), ids(&t.ids), "{:?}", t.text);
+    }
+    let out = stdout(&lfm_edge(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "4",
+        "--ignore-eos",
+        "--print-ids",
+    ]));
+    assert_eq!(out.trim_end().lines().last().unwrap().split(',').count(), 4);
+}
+
+#[test]
+fn truncated_gguf_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("cut.gguf");
+    let bytes = std::fs::read(fixture("gguf/lfm2-tiny-conv-first-Q8_0.gguf")).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    expect_error(&["info", "--model", s(&path)], &["cut.gguf"]);
+}

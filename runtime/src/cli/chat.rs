@@ -45,7 +45,10 @@ pub fn run(
 ) -> Result<()> {
     let template = ChatTemplate::for_model(&model)?;
     let mut session = Session::new(model.clone(), options)?;
-    let base: Vec<Message> = system.into_iter().map(|s| Message::new("system", s)).collect();
+    let base: Vec<Message> = system
+        .into_iter()
+        .map(|s| Message::new("system", s))
+        .collect();
     if !base.is_empty() {
         // A context shift keeps the system prompt.
         let text = template.render(&base, false)?;
@@ -81,7 +84,9 @@ pub fn run(
         let text = template.render(&messages, true)?;
         let ids = model.tokenizer.encode_with(&text, false)?;
         let started = Instant::now();
-        let reused = (session.tokens().iter().zip(&ids)).take_while(|(a, b)| a == b).count();
+        let reused = (session.tokens().iter().zip(&ids))
+            .take_while(|(a, b)| a == b)
+            .count();
         let logits = match session.prefill(&ids) {
             Ok(logits) => logits,
             Err(e @ Error::ContextFull { .. }) => {

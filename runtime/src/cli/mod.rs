@@ -1,6 +1,7 @@
 //! Parts of the command line kept out of main.rs: memory and sampling options shared by
-//! the commands, and the interactive chat.
+//! the commands, the interactive chat, and the benchmark's report.
 
+pub mod bench;
 pub mod chat;
 pub mod memory;
 pub mod sampling;

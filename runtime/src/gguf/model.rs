@@ -71,7 +71,7 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         Ok(rows) => rows,
         Err(_) => file.get_u32(&key("feed_forward_length"))? as usize,
     };
-    let eos = file.get_u32("tokenizer.ggml.eos_token_id").ok();
+    let eos = file.optional("tokenizer.ggml.eos_token_id", GgufFile::get_u32)?;
     Ok(ModelConfig {
         vocab_size,
         hidden_size,
@@ -81,14 +81,18 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         n_kv_heads,
         head_dim: hidden_size / n_heads,
         norm_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
-        rope_theta: file.get_f32(&key("rope.freq_base")).unwrap_or(1e6),
+        rope_theta: file
+            .optional(&key("rope.freq_base"), GgufFile::get_f32)?
+            .unwrap_or(1e6),
         conv_l_cache: file.get_u32(&key("shortconv.l_cache"))? as usize,
         conv_bias: file
             .tensors()
             .any(|t| t.name.ends_with("shortconv.in_proj.bias")),
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
-        max_position_embeddings: file.get_u32(&key("context_length")).unwrap_or(128_000) as usize,
-        bos_token_id: file.get_u32("tokenizer.ggml.bos_token_id").ok(),
+        max_position_embeddings: file
+            .optional(&key("context_length"), GgufFile::get_u32)?
+            .unwrap_or(128_000) as usize,
+        bos_token_id: file.optional("tokenizer.ggml.bos_token_id", GgufFile::get_u32)?,
         eos_token_ids: eos.into_iter().collect(),
         moe,
     })
@@ -98,7 +102,7 @@ fn moe_config(file: &GgufFile, arch: &str, n_layers: usize) -> Result<MoeConfig>
     let key = |k: &str| format!("{arch}.{k}");
     let bad = |message: String| Error::gguf(file.path(), message);
     let gating = file
-        .get_u32(&key("expert_gating_func"))
+        .optional(&key("expert_gating_func"), GgufFile::get_u32)?
         .unwrap_or(GATING_SIGMOID);
     if gating != GATING_SIGMOID {
         return Err(bad(format!(
@@ -114,8 +118,12 @@ fn moe_config(file: &GgufFile, arch: &str, n_layers: usize) -> Result<MoeConfig>
         use_expert_bias: file
             .tensors()
             .any(|t| t.name.ends_with(".exp_probs_b.bias")),
-        norm_topk_prob: file.get_bool(&key("expert_weights_norm")).unwrap_or(true),
-        routed_scaling_factor: file.get_f32(&key("expert_weights_scale")).unwrap_or(1.0),
+        norm_topk_prob: file
+            .optional(&key("expert_weights_norm"), GgufFile::get_bool)?
+            .unwrap_or(true),
+        routed_scaling_factor: file
+            .optional(&key("expert_weights_scale"), GgufFile::get_f32)?
+            .unwrap_or(1.0),
     };
     if moe.n_experts == 0
         || moe.n_experts > MAX_EXPERTS

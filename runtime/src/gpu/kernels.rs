@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 /// GGUF block unpacking, for the kernels that read weight matrices (named `weight`).
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
-/// KV cache packing, for the kernels that write the cache.
+/// KV cache packing and paging, for the kernels that use the cache.
 const KV: &str = include_str!("../../../shaders/kv.wgsl");
 
 /// How a kernel binds one of its `@group(0)` buffers, in binding order.
@@ -42,10 +42,11 @@ pub enum Kernel {
     MoeCombine,
     KvStore,
     KvShift,
+    Copy,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -60,6 +61,7 @@ impl Kernel {
         Kernel::MoeCombine,
         Kernel::KvStore,
         Kernel::KvShift,
+        Kernel::Copy,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -80,6 +82,7 @@ impl Kernel {
             }
             Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
+            Kernel::Copy => include_str!("../../../shaders/copy.wgsl"),
         }
     }
 
@@ -91,7 +94,7 @@ impl Kernel {
     /// The complete module: common helpers (and block unpacking) followed by the kernel.
     pub fn module_source(self) -> String {
         let quant = if self.reads_quantized() { QUANT } else { "" };
-        let kv = if matches!(self, Kernel::KvStore | Kernel::KvShift) {
+        let kv = if matches!(self, Kernel::Attention | Kernel::KvStore | Kernel::KvShift) {
             KV
         } else {
             ""
@@ -120,8 +123,8 @@ impl Kernel {
             Kernel::Matvec | Kernel::Matmul => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // norm weight, rope table, x (in place), params
             Kernel::Rope => &[Read, Read, ReadWrite, Uniform],
-            // q, k cache, v cache, out, params
-            Kernel::Attention => &[Read, Read, Read, ReadWrite, Uniform],
+            // q, page table, k cache, v cache, out, params
+            Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // bcx, conv weight, conv bias, state, out, params
             Kernel::ShortConv | Kernel::ShortConvState => {
                 &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]
@@ -132,10 +135,12 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
                 &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
             }
-            // k, v, k cache, v cache, params
-            Kernel::KvStore => &[Read, Read, ReadWrite, ReadWrite, Uniform],
-            // rope table, cache (in place), params
-            Kernel::KvShift => &[Read, ReadWrite, Uniform],
+            // k, v, page table, k cache, v cache, params
+            Kernel::KvStore => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            // rope table, page table, cache (in place), params
+            Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
+            // src, dst, params
+            Kernel::Copy => &[Read, ReadWrite, Uniform],
         }
     }
 }

@@ -15,23 +15,20 @@ struct Params {
 }
 
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
-/// elements are `cache_dtype` (F32, or F16 pairs in u32 words).
-#[allow(clippy::too_many_arguments)] // one buffer per binding, as the kernel's
+/// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page
+/// table gives. `buffers`: q, page table, k cache, v cache, out.
 pub fn attention(
     gpu: &Gpu,
     label: &str,
     config: &ModelConfig,
     cache_dtype: DType,
-    q: &wgpu::Buffer,
-    k_cache: &wgpu::Buffer,
-    v_cache: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    buffers: [&wgpu::Buffer; 5],
 ) -> Result<Dispatch> {
     Dispatch::new(
         gpu,
         label,
         KernelKey::new(Kernel::Attention, cache_dtype),
-        &[q, k_cache, v_cache, out],
+        &buffers,
         &Params {
             head_dim: config.head_dim as u32,
             n_heads: config.n_heads as u32,

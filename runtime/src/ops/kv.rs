@@ -44,13 +44,14 @@ pub fn check_cache_dtype(config: &ModelConfig, dtype: DType) -> Result<()> {
     Ok(())
 }
 
-/// Appends the batch's k and v rows (n_tokens, kv_dim) to the caches at row step.pos.
+/// Appends the batch's k and v rows (n_tokens, kv_dim) to the caches at position
+/// step.pos. `buffers`: k, v, page table, k cache, v cache.
 pub fn kv_store(
     gpu: &Gpu,
     label: &str,
     config: &ModelConfig,
     cache_dtype: DType,
-    [k, v, k_cache, v_cache]: [&wgpu::Buffer; 4],
+    buffers: [&wgpu::Buffer; 5],
 ) -> Result<Dispatch> {
     check_cache_dtype(config, cache_dtype)?;
     let kv_dim = config.kv_dim() as u32;
@@ -58,7 +59,7 @@ pub fn kv_store(
         gpu,
         format!("{label}:kv_store"),
         KernelKey::new(Kernel::KvStore, cache_dtype),
-        &[k, v, k_cache, v_cache],
+        &buffers,
         &StoreParams {
             kv_dim,
             _pad: [0; 3],
@@ -70,8 +71,9 @@ pub fn kv_store(
     )
 }
 
-/// A move of cache rows `src .. src + rows` down to `dst` (at most `src - dst` rows, so
-/// the ranges stay apart); keys (`rotate`) turn back by `src - dst` positions.
+/// A move of the rows of positions `src .. src + rows` to `dst` (at most |src - dst|
+/// rows, so the ranges stay apart); keys (`rotate`, only down) turn back by `src - dst`
+/// positions.
 #[derive(Clone, Copy, Debug)]
 pub struct KvShift {
     pub src: usize,
@@ -80,19 +82,19 @@ pub struct KvShift {
     pub rotate: bool,
 }
 
+/// `buffers`: rope table, page table, cache.
 pub fn kv_shift(
     gpu: &Gpu,
     config: &ModelConfig,
     cache_dtype: DType,
-    rope_table: &wgpu::Buffer,
-    cache: &wgpu::Buffer,
+    buffers: [&wgpu::Buffer; 3],
     shift: KvShift,
 ) -> Result<Dispatch> {
     check_cache_dtype(config, cache_dtype)?;
-    let delta = shift.src.checked_sub(shift.dst).unwrap_or(0);
-    if delta == 0 || shift.rows > delta {
+    let delta = shift.src.abs_diff(shift.dst);
+    if shift.rows > delta || (shift.rotate && shift.dst > shift.src) {
         return Err(Error::Gpu(format!(
-            "a KV move of {} rows from row {} to {} would overlap",
+            "a KV move of {} rows from position {} to {} would overlap (or rotate forward)",
             shift.rows, shift.src, shift.dst
         )));
     }
@@ -101,7 +103,7 @@ pub fn kv_shift(
         gpu,
         "kv_shift",
         KernelKey::new(Kernel::KvShift, cache_dtype),
-        &[rope_table, cache],
+        &buffers,
         &ShiftParams {
             head_dim: config.head_dim as u32,
             n_heads: config.n_kv_heads as u32,

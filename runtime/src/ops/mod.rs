@@ -2,6 +2,7 @@
 //! (mirroring its WGSL `Params`), and the recorded dispatch.
 
 mod attention;
+mod copy;
 mod embedding;
 mod kv;
 mod linear;
@@ -13,6 +14,7 @@ mod split;
 mod swiglu;
 
 pub use attention::attention;
+pub use copy::copy;
 pub use embedding::embedding;
 pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
 pub use linear::{expert_linear, linear, ExpertLinear, ExpertMatrix, Linear, LinearOutput};

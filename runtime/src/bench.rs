@@ -1,0 +1,193 @@
+//! `lfm-edge bench`: prefill and decode speed of a model on its adapter, measured as
+//! llama.cpp's `llama-bench` measures them, so that the two compare on one device:
+//! a prompt of random tokens fed from an empty cache (its `pp` test), and tokens
+//! generated one at a time from an empty cache (its `tg` test), each `repeat` times
+//! after a warm-up, reported as mean ± standard deviation of tokens per second.
+//!
+//! Decode is memory-bound: its ceiling is the adapter's memory bandwidth over the bytes
+//! of weights a token reads. A copy kernel measures that bandwidth on the same adapter,
+//! so decode can be reported as a fraction of it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, StepUniform};
+use crate::model::Model;
+use crate::sampler::argmax;
+use crate::session::{KvDtype, Session, SessionOptions};
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub repeat: usize,
+    /// The KV cache type (llama-bench's `-ctk`/`-ctv`, f16 by default in both).
+    pub kv_dtype: KvDtype,
+}
+
+/// Tokens per second over the repetitions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rate {
+    pub mean: f64,
+    pub stddev: f64,
+}
+
+impl Rate {
+    fn of(tokens: usize, times: &[Duration]) -> Rate {
+        let rates: Vec<f64> = times
+            .iter()
+            .map(|t| tokens as f64 / t.as_secs_f64())
+            .collect();
+        let n = rates.len() as f64;
+        let mean = rates.iter().sum::<f64>() / n;
+        let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Rate {
+            mean,
+            stddev: variance.sqrt(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub options: BenchOptions,
+    pub prefill: Rate,
+    pub decode: Rate,
+    /// Bytes of weights one decoded token reads (`Model::decode_weight_bytes`).
+    pub decode_weight_bytes: u64,
+    /// Bytes of GPU memory allocated while the benchmark ran: weights and the session.
+    pub weight_vram_bytes: u64,
+    pub session_vram_bytes: u64,
+}
+
+impl BenchReport {
+    /// Bytes per second decode reads weights at.
+    pub fn decode_bandwidth(&self) -> f64 {
+        self.decode.mean * self.decode_weight_bytes as f64
+    }
+
+    pub fn peak_vram_bytes(&self) -> u64 {
+        self.weight_vram_bytes + self.session_vram_bytes
+    }
+}
+
+/// Token ids spread over the vocabulary, the same every run (llama-bench feeds random
+/// ids too: the speed of a dense model does not depend on which).
+fn prompt(len: usize, vocab: usize) -> Vec<u32> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// Feeds the prompt in one pass (up to 512 tokens, llama-bench's micro-batch) from an
+/// empty cache, and generates `gen_tokens` greedily from an empty cache.
+pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> {
+    if options.prompt_tokens == 0 || options.gen_tokens == 0 || options.repeat == 0 {
+        return Err(Error::Input(
+            "bench needs at least one prompt token, one generated token and one repeat".into(),
+        ));
+    }
+    let batch = options.prompt_tokens.min(512);
+    let mut session = Session::new(
+        model.clone(),
+        &SessionOptions {
+            max_context: options.prompt_tokens.max(options.gen_tokens) + 1,
+            batch,
+            // Batches end on snapshot boundaries: keep the prompt's passes whole.
+            snapshot_interval: batch,
+            kv_dtype: options.kv_dtype,
+            ..SessionOptions::default()
+        },
+    )?;
+    let tokens = prompt(options.prompt_tokens, model.config.vocab_size);
+    let prefill = |session: &mut Session| -> Result<Duration> {
+        session.reset();
+        let start = Instant::now();
+        session.feed(&tokens)?;
+        Ok(start.elapsed())
+    };
+    let decode = |session: &mut Session, n: usize| -> Result<Duration> {
+        session.reset();
+        let start = Instant::now();
+        let mut next = tokens[0];
+        for _ in 0..n {
+            next = argmax(&session.feed(&[next])?);
+        }
+        Ok(start.elapsed())
+    };
+    // Warm-up: first launches pay for driver-side compilation and page faults.
+    prefill(&mut session)?;
+    decode(&mut session, 2)?;
+    let prefill_times = (0..options.repeat)
+        .map(|_| prefill(&mut session))
+        .collect::<Result<Vec<_>>>()?;
+    let decode_times = (0..options.repeat)
+        .map(|_| decode(&mut session, options.gen_tokens))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BenchReport {
+        options: options.clone(),
+        prefill: Rate::of(options.prompt_tokens, &prefill_times),
+        decode: Rate::of(options.gen_tokens, &decode_times),
+        decode_weight_bytes: model.decode_weight_bytes(),
+        weight_vram_bytes: model.weight_bytes(),
+        session_vram_bytes: session.gpu_bytes(),
+    })
+}
+
+/// Bytes per second the copy kernel moves (read + written) over buffers of up to
+/// 256 MiB (less where a binding is smaller): the best of a few runs.
+pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
+    let bytes = (256u64 << 20).min(gpu.limits.max_storage_buffer_binding_size) / 16 * 16;
+    let src = gpu.zeros("probe src", (bytes / 4) as usize)?;
+    let dst = gpu.zeros("probe dst", (bytes / 4) as usize)?;
+    let copy = crate::ops::copy(gpu, &src, &dst, bytes)?;
+    let step = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("probe step"),
+            contents: bytemuck::bytes_of(&StepUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("probe step"),
+        layout: &*gpu.step_layout()?,
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: step.as_entire_binding(),
+        }],
+    });
+    // Several copies per submission, so that submission and wait are a small part.
+    const COPIES: usize = 4;
+    let mut best = Duration::MAX;
+    for _ in 0..4 {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(1, &step_group, &[]);
+            for _ in 0..COPIES {
+                copy.encode(
+                    &mut pass,
+                    1,
+                    gpu.limits.max_compute_workgroups_per_dimension,
+                );
+            }
+        }
+        let start = Instant::now();
+        gpu.queue.submit([encoder.finish()]);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the bandwidth probe: {e}")))?;
+        best = best.min(start.elapsed());
+    }
+    gpu.check()?;
+    Ok((2 * bytes * COPIES as u64) as f64 / best.as_secs_f64())
+}

@@ -1,0 +1,67 @@
+//! `bench`: what `lfm_edge::bench` measured, one `key: value` line each (compare.sh
+//! reads them by key).
+
+use lfm_edge::bench::{self, BenchOptions};
+use lfm_edge::budget::format_size;
+use lfm_edge::{Model, Result};
+
+pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> {
+    let gpu = &model.gpu;
+    let report = bench::bench(model, options)?;
+    let probe = bench::copy_bandwidth(gpu)?;
+    let c = &model.config;
+    let types: Vec<String> = model
+        .bytes_by_dtype()
+        .iter()
+        .map(|(dtype, _, bytes)| format!("{dtype} {}", format_size(*bytes)))
+        .collect();
+    let gb = |bytes_per_s: f64| bytes_per_s / 1e9;
+    println!("model: {}", model.path.display());
+    println!(
+        "shape: {}, {} layers, hidden {}, {} parameters ({} active)",
+        c.architecture(),
+        c.n_layers(),
+        c.hidden_size,
+        model.parameter_count(),
+        model.active_parameter_count()
+    );
+    println!("weights: {}", types.join(", "));
+    println!(
+        "adapter: {} ({:?}, {:?}, driver {} {})",
+        gpu.info.name,
+        gpu.info.backend,
+        gpu.info.device_type,
+        gpu.info.driver,
+        gpu.info.driver_info
+    );
+    println!(
+        "prefill tok/s: {:.2} ± {:.2} ({} tokens, {} runs)",
+        report.prefill.mean, report.prefill.stddev, options.prompt_tokens, options.repeat
+    );
+    println!(
+        "decode tok/s: {:.2} ± {:.2} ({} tokens, {} runs)",
+        report.decode.mean, report.decode.stddev, options.gen_tokens, options.repeat
+    );
+    println!(
+        "weight bytes per decoded token: {} ({})",
+        report.decode_weight_bytes,
+        format_size(report.decode_weight_bytes)
+    );
+    println!(
+        "decode GB/s: {:.2} ({:.0}% of the probe)",
+        gb(report.decode_bandwidth()),
+        100.0 * report.decode_bandwidth() / probe
+    );
+    println!(
+        "probe GB/s: {:.2} (copy kernel, bytes read + written)",
+        gb(probe)
+    );
+    println!(
+        "peak VRAM allocated: {} ({}: weights {}, session {})",
+        report.peak_vram_bytes(),
+        format_size(report.peak_vram_bytes()),
+        format_size(report.weight_vram_bytes),
+        format_size(report.session_vram_bytes)
+    );
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! GPU memory: a VRAM budget planned before allocating, and weights split across
+//! bindings when they exceed the device's binding size.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::{fixture, load, max_abs_diff, reference};
+use lfm_edge::{
+    ContextOverflow, Error, Gpu, GpuOptions, KvDtype, MemoryPlan, Model, Session, SessionOptions,
+};
+
+/// Low enough that the tiny fixtures' 128 KiB embedding takes four bindings.
+const SMALL_BINDING: u64 = 32 << 10;
+
+fn options() -> SessionOptions {
+    SessionOptions {
+        kv_dtype: KvDtype::F32,
+        batch: 4,
+        max_context: 64,
+        all_logits: true,
+        ..SessionOptions::default()
+    }
+}
+
+fn logits(model: Arc<Model>, prompt: &[u32]) -> (Vec<f32>, Vec<f32>) {
+    let prefill = Session::new(model.clone(), &options())
+        .unwrap()
+        .feed(prompt)
+        .unwrap();
+    let mut session = Session::new(model, &options()).unwrap();
+    let decode = prompt
+        .iter()
+        .flat_map(|&t| session.feed(&[t]).unwrap())
+        .collect();
+    (prefill, decode)
+}
+
+#[test]
+fn split_bindings_give_the_same_logits() {
+    let small = Gpu::new(&GpuOptions {
+        max_binding_size: Some(SMALL_BINDING),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    assert_eq!(small.limits.max_storage_buffer_binding_size, SMALL_BINDING);
+    for name in ["lfm2-tiny-conv-first", "lfm2-tiny-attn-first"] {
+        let prompt = reference(name).prompt_ids;
+        let split = Arc::new(Model::load(&fixture(name), small.clone()).unwrap());
+        assert!(split.weight_bytes() > 4 * SMALL_BINDING);
+        let (split_prefill, split_decode) = logits(split, &prompt);
+        let (prefill, decode) = logits(load(name), &prompt);
+        for (mode, got, want) in [
+            ("prefill", split_prefill, prefill),
+            ("decode", split_decode, decode),
+        ] {
+            let err = max_abs_diff(&got, &want);
+            eprintln!("{name} {mode}: split vs whole {err:.2e}");
+            assert!(err <= 1e-5, "{name} {mode}: {err}");
+        }
+    }
+}
+
+#[test]
+fn stacked_experts_above_the_binding_size_are_named() {
+    let small = Gpu::new(&GpuOptions {
+        max_binding_size: Some(SMALL_BINDING),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let model = Arc::new(Model::load(&fixture("lfm2moe-tiny-fused"), small).unwrap());
+    let err = Session::new(model, &options())
+        .err()
+        .expect("a limit error");
+    assert!(
+        matches!(&err, Error::Limit { what, .. } if what.contains("experts")),
+        "{err}"
+    );
+}
+
+#[test]
+fn weights_over_the_budget_are_refused_with_the_numbers() {
+    let model = load("lfm2-tiny-conv-first");
+    let weights = model.weight_bytes();
+    let err = MemoryPlan::new(&model.config, weights, weights - 1, &options(), 1).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Budget { .. }), "{message}");
+    assert!(message.contains(&weights.to_string()), "{message}");
+}
+
+#[test]
+fn a_budget_that_fits_n_tokens_gives_a_context_of_n() {
+    let model = load("lfm2-tiny-attn-first");
+    let n = 40;
+    let weights = model.weight_bytes();
+    let exact = SessionOptions {
+        max_context: n,
+        all_logits: false,
+        ..options()
+    };
+    // Exactly the bytes n tokens take.
+    let need = MemoryPlan::new(&model.config, weights, u64::MAX / 4, &exact, 1).unwrap();
+    let unbounded = SessionOptions {
+        max_context: usize::MAX,
+        ..exact.clone()
+    };
+    let plan = MemoryPlan::new(&model.config, weights, need.total, &unbounded, 1).unwrap();
+    assert_eq!(plan.context, n, "{plan:?}");
+    eprintln!(
+        "{n} tokens: weights {weights}, session {} + {} per token ({} of them KV)",
+        plan.session_fixed, plan.per_token, plan.kv_per_token
+    );
+    // What the plan counted is what a session allocates.
+    let session = Session::new(model.clone(), &plan.apply(&unbounded)).unwrap();
+    assert_eq!(session.max_context(), n);
+    assert_eq!(weights + session.gpu_bytes(), plan.total);
+
+    let all: Vec<u32> = (0..=n as u32).map(|i| 1 + i % 500).collect();
+    let mut session = Session::new(model.clone(), &plan.apply(&unbounded)).unwrap();
+    session.feed(&all[..n]).unwrap();
+    assert!(matches!(
+        session.feed(&all[n..]),
+        Err(Error::ContextFull { .. })
+    ));
+    let shifting = SessionOptions {
+        overflow: ContextOverflow::Shift,
+        ..plan.apply(&unbounded)
+    };
+    let mut session = Session::new(model, &shifting).unwrap();
+    session.feed(&all[..n]).unwrap();
+    session.feed(&all[n..]).unwrap();
+    assert!(session.position() < n);
+}
+
+fn lfm_edge(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn info_reports_the_kv_footprint_and_the_context_that_fits() {
+    let model = fixture("lfm2-tiny-conv-first");
+    let out = lfm_edge(&[
+        "info",
+        "--model",
+        model.to_str().unwrap(),
+        "--vram-budget",
+        "4MiB",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 2 attention layers · (k + v) · 2 kv heads · 16 dims · 2 bytes.
+    assert!(
+        stdout.contains("kv cache bytes per token: 256 (f16"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("context that fits: "), "{stdout}");
+}
+
+#[test]
+fn a_budget_below_the_weights_fails_before_loading() {
+    let model = fixture("lfm2-tiny-conv-first");
+    let out = lfm_edge(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Hi",
+        "--max-tokens",
+        "4",
+        "--vram-budget",
+        "100KB",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("VRAM budget of 100000 bytes"), "{stderr}");
+    assert!(stderr.contains("weights alone need"), "{stderr}");
+}

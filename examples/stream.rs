@@ -63,8 +63,8 @@ fn main() -> lfm_edge::Result<()> {
     let mut messages = vec![Message::new("user", prompt)];
     for turn in 0..2 {
         let text = template.render(&messages, true)?;
-        // `prefill` keeps what the cache already holds: turn 2 feeds only its new part.
-        let logits = session.prefill(&model.tokenizer.encode_with(&text, false)?)?;
+        // What the cache already holds is kept: turn 2 feeds only its new part.
+        let logits = session.prefill_text(&text)?;
         println!(
             "[turn {}, {} tokens of context]",
             turn + 1,

@@ -21,7 +21,8 @@ For every GGUF file this writes, beside it:
 - `<file>.json`: how it was made, its tensors (ggml type, dimensions as GGUF
   lists them, an FNV-1a 64 hash of the gguf-py-dequantized f32 bytes), the
   prompt ids of the source fixture, a 24-token greedy continuation (no cache,
-  eos ignored) with its minimum top-1/top-2 logit margin;
+  eos ignored) with its minimum top-1/top-2 logit margin; for the F16 and Q8_0
+  files, llama.cpp's own greedy continuation too (see below) where it agrees;
 - `<file>.logits.npy`: float32 logits [n_prompt, vocab] of HF transformers'
   Lfm2ForCausalLM / Lfm2MoeForCausalLM in f32 on exactly the weights gguf-py
   dequantizes from the file.
@@ -36,12 +37,25 @@ Needs llama.cpp's source, which ships inside the llama-cpp-python sdist:
     tar xzf llama_cpp_python-0.3.36.tar.gz
     cd llama_cpp_python-0.3.36/vendor/llama.cpp
     cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \\
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \\
+        -DLLAMA_BUILD_SERVER=OFF
     cmake --build build --target llama-quantize -j2
 
 then `python scripts/make_gguf_fixtures.py --llama-cpp .../vendor/llama.cpp`
 (with scripts/requirements.txt installed). The converter runs with its own
 bundled gguf-py; the references use the pinned `gguf` package.
+
+`llama_cpp_greedy_ids`: the script compiles `llama_cpp_greedy.cpp` (beside it; needs
+a C++ compiler) against the static libraries that build leaves in build/, and runs it
+on every F16 and Q8_0 file that llama.cpp can load: llama.cpp's CPU backend (that
+x86-64 AVX2 build, one thread, its default context) decodes the prompt ids, then
+feeds back its argmax for 24 tokens, eos ignored. Its activations are not HF's f32
+ones (F16 weights take f16 activations, Q8_0 weights Q8_0-quantized ones): its
+prompt logits are up to 0.55 off HF's on the dense Q8_0 file, and up to 0.7 (F16)
+and 1.7 (Q8_0) on the MoE files where a router's top-k flips, so near-ties flip. Its
+ids are recorded only where they equal HF's `greedy_ids`; where not, the script
+prints where they part. llama.cpp's LFM2 loader knows no conv biases, so it refuses
+lfm2-tiny-attn-first (conv_bias=true): that file gets none.
 """
 
 import argparse
@@ -136,6 +150,9 @@ SPECS = [
     GgufSpec(ATTN, "f16"),
     GgufSpec(ATTN, "q4_1", ("--pure",)),
     GgufSpec(ATTN, "q5_0", ("--pure",)),
+    # Dense F16 that llama.cpp loads (attn-first's conv biases it refuses). Listed after
+    # attn-first's F16 file, whose embedding blocks dequant/F16.json samples.
+    GgufSpec(CONV, "f16"),
     # llama-quantize's own mixtures, as the official releases ship them: Q4_K and Q6_K,
     # Q5_K and Q6_K.
     GgufSpec(KQ, "q4_k_m"),
@@ -147,7 +164,19 @@ SPECS = [
     GgufSpec(MOE, "q8_0", ("--pure", "--token-embedding-type", "f16")),
     GgufSpec(MOE, "q4_0", ("--pure",)),
     GgufSpec(KQ_MOE, "q4_k_m"),
+    # The other types on MoE too, listed last so that each type's first file (whose
+    # blocks dequant/<TYPE>.json samples) stays the dense one. No MoE F32 file: it
+    # would add ~1.3 MB, F32 weights are covered by conv-first's, and every MoE file
+    # keeps its norms and router in F32.
+    GgufSpec(MOE, "bf16"),
+    GgufSpec(MOE, "q4_1", ("--pure",)),
+    GgufSpec(MOE, "q5_0", ("--pure",)),
+    GgufSpec(MOE, "q5_1", ("--pure",)),
+    GgufSpec(KQ_MOE, "q5_k_m"),
 ]
+
+# The types whose greedy continuation llama.cpp's is checked against (see the docstring).
+LLAMA_CPP_GREEDY_TYPES = ("f16", "q8_0")
 
 SUPPORTED_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 # Per type: this many random blocks, then as many from a fixture file (values for the
@@ -193,6 +222,51 @@ def quantize(llama_cpp: Path, f32: Path, spec: GgufSpec, out: Path) -> None:
     tool = llama_cpp / "build" / "bin" / "llama-quantize"
     cmd = [str(tool), *spec.quantize_args, str(f32), str(out), spec.outtype.upper(), "1"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def build_llama_cpp_greedy(llama_cpp: Path, out: Path) -> Path:
+    """Compiles llama_cpp_greedy.cpp against llama.cpp's static CPU build."""
+    build = llama_cpp / "build"
+    libs = [build / "src/libllama.a", *(build / f"ggml/src/lib{lib}.a" for lib in ("ggml", "ggml-cpu", "ggml-base"))]
+    source = Path(__file__).with_name("llama_cpp_greedy.cpp")
+    cmd = ["c++", "-O2", "-std=c++17", f"-I{llama_cpp}/include", f"-I{llama_cpp}/ggml/include", str(source),
+           *map(str, libs), "-lpthread", "-ldl", "-lm", "-o", str(out)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def llama_cpp_greedy(tool: Path, path: Path, prompt_ids: list[int]) -> tuple[list[int], list[float]]:
+    """llama.cpp's greedy tokens (eos ignored) and their top-1/top-2 logit margins."""
+    cmd = [str(tool), str(path), str(hf.GREEDY_STEPS), *map(str, prompt_ids)]
+    lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
+    steps = [line.split() for line in lines]
+    assert len(steps) == hf.GREEDY_STEPS, lines
+    return [int(token) for token, _ in steps], [float(margin) for _, margin in steps]
+
+
+def llama_cpp_reference(
+    tool: Path,
+    spec: GgufSpec,
+    path: Path,
+    config: PretrainedConfig,
+    model: torch.nn.Module,
+    prompt_ids: list[int],
+    greedy_ids: list[int],
+) -> dict:
+    """`llama_cpp_greedy_ids` for the json where llama.cpp's continuation equals HF's;
+    else prints where and by how much they part."""
+    if spec.outtype not in LLAMA_CPP_GREEDY_TYPES or config.conv_bias:
+        return {}
+    ids, margins = llama_cpp_greedy(tool, path, prompt_ids)
+    if ids == greedy_ids:
+        return {"llama_cpp_greedy_ids": ids, "llama_cpp_greedy_min_margin": min(margins)}
+    k = next(i for i, (a, b) in enumerate(zip(ids, greedy_ids)) if a != b)
+    with torch.no_grad():
+        logits = hf.forward_logits(model, prompt_ids + greedy_ids[:k])[-1]
+    hf_margin = float(logits[greedy_ids[k]] - logits[ids[k]])
+    print(f"{path.name}: llama.cpp's greedy token {k} is {ids[k]} (margin {margins[k]:.4f} in its logits), "
+          f"HF's {greedy_ids[k]} (margin {hf_margin:.4f} over {ids[k]}): not recorded")
+    return {}
 
 
 def make_generated_source(spec: hf.FixtureSpec, out_dir: Path) -> None:
@@ -260,7 +334,7 @@ def load_dequantized_model(config: PretrainedConfig, reader: gguf.GGUFReader, te
     return model
 
 
-def write_references(spec: GgufSpec, path: Path, source_dir: Path) -> None:
+def write_references(spec: GgufSpec, path: Path, source_dir: Path, greedy_tool: Path) -> None:
     reader = gguf.GGUFReader(path)
     tensors = dequantized(reader)
     config = AutoConfig.from_pretrained(source_dir)
@@ -275,6 +349,7 @@ def write_references(spec: GgufSpec, path: Path, source_dir: Path) -> None:
     with torch.no_grad():
         logits = hf.forward_logits(model, prompt_ids)
         greedy_ids, min_margin = hf.greedy_continuation(model, prompt_ids)
+    llama_cpp = llama_cpp_reference(greedy_tool, spec, path, config, model, prompt_ids, greedy_ids)
     np.save(path.with_suffix(".logits.npy"), logits.numpy().astype("<f4"))
     hf.write_json(
         path.with_suffix(".json"),
@@ -295,6 +370,7 @@ def write_references(spec: GgufSpec, path: Path, source_dir: Path) -> None:
             "prompt_ids": prompt_ids,
             "greedy_ids": greedy_ids,
             "greedy_min_margin": min_margin,
+            **llama_cpp,
             "logits_max_abs": float(logits.abs().max()),
             "transformers_version": transformers.__version__,
             "torch_version": torch.__version__,
@@ -367,7 +443,7 @@ def write_type_table(llama_cpp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source dir with build/bin/llama-quantize")
+    parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source dir, built as above")
     args = parser.parse_args()
     llama_cpp = args.llama_cpp.resolve()
 
@@ -377,6 +453,7 @@ def main() -> None:
     OUT_DIR.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        greedy_tool = build_llama_cpp_greedy(llama_cpp, tmp / "llama_cpp_greedy")
         sources = {name: hf.FIXTURES_DIR / name for name in (CONV, ATTN, MOE)}
         for generated in GENERATED_SOURCES:
             sources[generated.name] = tmp / generated.name
@@ -389,7 +466,7 @@ def main() -> None:
                 convert(llama_cpp, sources[spec.source], spec.outtype, out)
             else:
                 quantize(llama_cpp, tmp / f"{spec.source}-F32.gguf", spec, out)
-            write_references(spec, out, sources[spec.source])
+            write_references(spec, out, sources[spec.source], greedy_tool)
             print(f"wrote {out} ({out.stat().st_size} bytes)")
     write_dequant_references()
     write_type_table(llama_cpp)

@@ -15,6 +15,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // (n_tokens, hidden)
 @group(0) @binding(3) var<uniform> params: Params;
 
+// quant.wgsl reads the weights through this.
+fn load_word(i: u32) -> u32 {
+    return weight[i];
+}
+
 const WG: u32 = 256u;
 
 @compute @workgroup_size(WG)

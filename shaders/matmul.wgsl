@@ -27,6 +27,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // (rows, n)
 @group(0) @binding(5) var<uniform> params: Params;
 
+// quant.wgsl reads the weights through this.
+fn load_word(i: u32) -> u32 {
+    return weight[i];
+}
+
 const TILE_T: u32 = 32u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;

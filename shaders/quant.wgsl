@@ -1,7 +1,7 @@
-// GGUF weights read in place: the tensor's raw ggml blocks, unpacked per element.
-// Prepended (after common.wgsl) to the kernels that read weight matrices; they name
-// their weight array `weight`. Blocks are not 4-byte aligned (Q8_0 is 34 bytes), so
-// bytes are picked out of u32 words.
+// GGUF weights read in place: the tensor's raw ggml blocks (layouts: ggml-common.h).
+// Prepended (after common.wgsl) to the kernels that read weight matrices; each defines
+// `load_word(i)`, word i of its weight binding. Blocks are not 4-byte aligned (Q8_0 is
+// 34 bytes) but always 2-byte aligned, so bytes and halves are picked out of words.
 
 const DTYPE_Q8_0: u32 = 3u;
 const DTYPE_Q4_0: u32 = 4u;
@@ -13,19 +13,26 @@ const DTYPE_Q5_K: u32 = 9u;
 const DTYPE_Q6_K: u32 = 10u;
 
 fn byte_at(b: u32) -> u32 {
-    return (weight[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+    return (load_word(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
 }
 
 fn i8_at(b: u32) -> f32 {
     return f32(i32(byte_at(b) << 24u) >> 24u);
 }
 
+// The f16 at even byte `b`.
 fn f16_at(b: u32) -> f32 {
-    return f16_bits_to_f32(byte_at(b) | (byte_at(b + 1u) << 8u));
+    let word = load_word(b >> 2u);
+    return f16_bits_to_f32(select(word & 0xffffu, word >> 16u, (b & 2u) != 0u));
 }
 
+// The u32 at even byte `b`: one word, or the halves of two.
 fn u32_at(b: u32) -> u32 {
-    return byte_at(b) | (byte_at(b + 1u) << 8u) | (byte_at(b + 2u) << 16u) | (byte_at(b + 3u) << 24u);
+    let w = b >> 2u;
+    if (b & 2u) == 0u {
+        return load_word(w);
+    }
+    return (load_word(w) >> 16u) | (load_word(w + 1u) << 16u);
 }
 
 // Weight element `e` (row-major index) of a tensor of any supported type.
@@ -89,7 +96,7 @@ fn weight_at(e: u32) -> f32 {
             return f16_at(b + 208u) * scale * (f32(low | (high << 4u)) - 32.0);
         }
         default: {
-            return weight_value(weight[weight_word(e)], e);
+            return weight_value(load_word(weight_word(e)), e);
         }
     }
 }

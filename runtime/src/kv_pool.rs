@@ -73,6 +73,22 @@ impl KvPool {
         (attention_layers(c) * 2 * per_layer) as u64
     }
 
+    /// Fails unless `model`'s sessions can keep their cache here: the same device and
+    /// attention shapes.
+    pub(crate) fn check_serves(&self, model: &Model) -> Result<()> {
+        let c = &model.config;
+        let same = Arc::ptr_eq(&self.gpu, &model.gpu)
+            && c.kv_dim() == self.config.kv_dim()
+            && attention_layers(c) == attention_layers(&self.config);
+        if !same {
+            return Err(Error::Input(format!(
+                "this KV pool was made for another model than {}",
+                model.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn dtype(&self) -> KvDtype {
         self.dtype
     }
@@ -167,6 +183,7 @@ impl PageTable {
 
     /// Makes rows `from .. to` writable: missing blocks are allocated, shared ones
     /// copied first (the copies are recorded into `encoder`, before what writes).
+    /// When the pool runs out, the blocks taken so far stay valid.
     pub fn prepare_write(
         &mut self,
         from: usize,
@@ -175,7 +192,7 @@ impl PageTable {
         pass: &PassContext<'_>,
     ) -> Result<()> {
         let mut copies = Vec::new();
-        for b in from / BLOCK_TOKENS..blocks_for(to) {
+        let taken = (from / BLOCK_TOKENS..blocks_for(to)).try_for_each(|b| {
             if b == self.blocks.len() {
                 self.blocks.push(self.pool.alloc()?);
                 self.dirty = true;
@@ -186,14 +203,15 @@ impl PageTable {
                 self.blocks[b] = copy;
                 self.dirty = true;
             }
-        }
+            Ok(())
+        });
         self.copy_blocks(&copies, encoder, pass)?;
         self.upload();
-        Ok(())
+        taken
     }
 
-    /// Copies whole blocks `[from, to]` of every layer with `kv_shift`, through a
-    /// two-entry page table each (a buffer cannot be copied onto itself).
+    /// Copies whole blocks, `[from, to]` pairs, of every layer with `kv_shift` through
+    /// a two-entry page table each (a buffer cannot be copied onto itself).
     fn copy_blocks(
         &self,
         copies: &[[u32; 2]],

@@ -24,7 +24,6 @@ pub mod ops;
 pub mod safetensors;
 pub mod sampler;
 pub mod session;
-mod session_file;
 mod state;
 pub mod stop;
 pub mod tokenizer;

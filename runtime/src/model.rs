@@ -450,7 +450,7 @@ impl Model {
                 None => by_type.push((t.dtype, 1, t.bytes())),
             }
         }
-        by_type.sort_by(|a, b| b.2.cmp(&a.2));
+        by_type.sort_by_key(|&(_, _, bytes)| std::cmp::Reverse(bytes));
         by_type
     }
 

@@ -19,6 +19,9 @@ const GGUF_TOLERANCE: f32 = 5e-3;
 struct GgufReference {
     prompt_ids: Vec<u32>,
     greedy_ids: Vec<u32>,
+    /// llama.cpp's CPU backend's greedy continuation, where it equals HF's.
+    #[serde(default)]
+    llama_cpp_greedy_ids: Option<Vec<u32>>,
 }
 
 /// Each GGUF fixture with its reference (`X.gguf`, `X.json`, `X.logits.npy`).
@@ -85,11 +88,14 @@ fn greedy_continuation_matches_transformers() {
         let model = Arc::new(Model::load(&path, gpu()).unwrap());
         let generated = common::greedy(model, &r.prompt_ids, r.greedy_ids.len());
         assert_eq!(generated, r.greedy_ids, "{}", name(&path));
+        if let Some(llama_cpp) = &r.llama_cpp_greedy_ids {
+            assert_eq!(&generated, llama_cpp, "{} vs llama.cpp", name(&path));
+        }
     }
 }
 
 /// Quantized weights are uploaded as their raw blocks: VRAM holds the file's tensor
-/// bytes, plus at most 3 bytes of padding per tensor.
+/// bytes, plus at most 15 bytes of padding per tensor (buffers are whole 16-byte words).
 #[test]
 fn vram_holds_the_quantized_bytes() {
     for (path, _, _) in gguf_fixtures() {
@@ -101,7 +107,7 @@ fn vram_holds_the_quantized_bytes() {
         let uploaded = gpu.uploaded_bytes();
         assert_eq!(model.weight_bytes(), file_bytes, "{}", name(&path));
         assert!(
-            (file_bytes..=file_bytes + 3 * tensors).contains(&uploaded),
+            (file_bytes..=file_bytes + 15 * tensors).contains(&uploaded),
             "{}: uploaded {uploaded}, file has {file_bytes}",
             name(&path)
         );

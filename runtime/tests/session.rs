@@ -390,3 +390,21 @@ fn generation_stops_at_a_full_context_or_when_asked() {
     .unwrap();
     assert_eq!((done.stop, done.tokens.len()), (StopReason::Callback, 3));
 }
+
+#[test]
+fn prefill_text_keeps_sampled_tokens_whatever_their_text() {
+    let model = load(FIXTURES[0]);
+    let mut session = Session::new(model.clone(), &options()).unwrap();
+    let turn = "<|startoftext|><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    session.prefill_text(turn).unwrap();
+    // An answer of tokens the tokenizer would not produce for their text.
+    session.feed(&tokens(20, 13)[1..]).unwrap();
+    let held = session.tokens().to_vec();
+    let next = "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n";
+    let text = model.tokenizer.decode(&held, false).unwrap() + next;
+    let got = session.prefill_text(&text).unwrap();
+    let tail = model.tokenizer.encode_with(next, false).unwrap();
+    assert_eq!(session.tokens(), &[&held[..], &tail[..]].concat()[..]);
+    let want = fresh_logits(&model, &options(), session.tokens());
+    check("prefill_text", &got, &want, SAME);
+}

@@ -82,12 +82,9 @@ pub fn run(
         }
         messages.push(Message::new("user", line.trim()));
         let text = template.render(&messages, true)?;
-        let ids = model.tokenizer.encode_with(&text, false)?;
         let started = Instant::now();
-        let reused = (session.tokens().iter().zip(&ids))
-            .take_while(|(a, b)| a == b)
-            .count();
-        let logits = match session.prefill(&ids) {
+        let before = session.tokens().to_vec();
+        let logits = match session.prefill_text(&text) {
             Ok(logits) => logits,
             Err(e @ Error::ContextFull { .. }) => {
                 eprintln!("{e}; /reset starts over (or run with --context-overflow shift)");
@@ -96,6 +93,10 @@ pub fn run(
             }
             Err(e) => return Err(e),
         };
+        let prompt_tokens = session.position();
+        let reused = (before.iter().zip(session.tokens()))
+            .take_while(|(a, b)| a == b)
+            .count();
         interrupt.stop.store(false, Ordering::Release);
         interrupt.answering.store(true, Ordering::Release);
         let mut stdout = std::io::stdout().lock();
@@ -117,7 +118,7 @@ pub fn run(
         }
         log::info!(
             "{} prompt tokens ({} reused from the cache), {} generated in {:.2}s",
-            ids.len(),
+            prompt_tokens,
             reused,
             answer.tokens.len(),
             started.elapsed().as_secs_f32()

@@ -192,7 +192,7 @@ impl Gpu {
         Ok(())
     }
 
-    /// A storage buffer holding `bytes` (padded to wgpu's 4-byte copy alignment).
+    /// A storage buffer holding `bytes` (zero-padded to a multiple of 16 bytes).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
         self.upload_parts(label, &[bytes])
     }
@@ -202,12 +202,15 @@ impl Gpu {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         // Weights larger than a binding are split across bindings by the ops.
         self.check_allocation(label, len as u64)?;
+        // Padded to 16 bytes: matvec.wgsl reads weights as vec4<u32>, and a binding
+        // holds only whole elements of its array.
+        let padded = len.next_multiple_of(16).max(16);
         let contents: std::borrow::Cow<[u8]> = match parts {
-            [bytes] if len % 4 == 0 && len > 0 => (*bytes).into(),
+            [bytes] if len == padded => (*bytes).into(),
             _ => {
-                let mut joined = Vec::with_capacity(len.next_multiple_of(4).max(4));
+                let mut joined = Vec::with_capacity(padded);
                 parts.iter().for_each(|p| joined.extend_from_slice(p));
-                joined.resize(len.next_multiple_of(4).max(4), 0);
+                joined.resize(padded, 0);
                 joined.into()
             }
         };

@@ -66,6 +66,8 @@ pub struct ExpertLinear<'a> {
     pub slots: &'a wgpu::Buffer,
 }
 
+/// Rows per matvec.wgsl workgroup (its ROWS).
+const MATVEC_ROWS: usize = 256;
 const TILE_N: usize = 64;
 const TILE_T: u32 = 32;
 
@@ -141,7 +143,7 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
                 op.bias,
                 buffers(),
                 &params,
-                Grid::Fixed(part.rows as u32),
+                Grid::Fixed(part.rows.div_ceil(MATVEC_ROWS) as u32),
             )?;
             if op.output == LinearOutput::LastRow {
                 return Ok(Step::Always(one));
@@ -187,7 +189,7 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         ..Params::default()
     };
     let (x, weight, out) = (op.x, &w.tensor.buffer, op.out);
-    let slot_rows = Grid::Fixed((op.top_k * w.rows) as u32);
+    let slot_rows = Grid::Fixed((op.top_k * w.rows).div_ceil(MATVEC_ROWS) as u32);
     let one = launch(
         gpu,
         Kernel::Matvec,

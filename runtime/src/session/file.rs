@@ -16,11 +16,11 @@
 
 use std::path::Path;
 
+use super::{KvDtype, Session};
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::session::{KvDtype, Session};
 
 const MAGIC: &[u8; 8] = b"LFMSESS\0";
 const VERSION: u32 = 1;

@@ -1,0 +1,234 @@
+//! A session's history: keeping a cached prefix, rewinding, forking, shifting a full
+//! context, and what a restore needs.
+
+use super::Session;
+use crate::error::{Error, Result};
+use crate::kv_pool::PassContext;
+use crate::ops::KvShift;
+
+impl Session {
+    /// Makes the cache hold exactly `tokens` and returns the logits of the last one:
+    /// the longest prefix the cache already holds is kept (a new chat turn feeds only
+    /// what it adds), the rest is rewound and fed.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Input("no tokens to feed (empty prompt)".into()));
+        }
+        let common = self
+            .tokens
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // At least the last token is fed again: its logits are the answer.
+        let keep = common.min(tokens.len() - 1);
+        if keep < self.floor {
+            self.reset();
+            return self.feed(tokens);
+        }
+        let start = self.restore_snapshot(keep)?;
+        self.truncate(start);
+        log::debug!(
+            "prefill: {keep} of {} tokens cached, feeding from {start}",
+            tokens.len()
+        );
+        self.feed(&tokens[start..])
+    }
+
+    /// Makes the cache hold `text`, a rendered conversation (special tokens included,
+    /// none added), and returns the logits of its last token. When `text` starts with
+    /// the text of the tokens the cache holds, those tokens are kept as they are and
+    /// only the rest is encoded: sampled tokens need not be how the tokenizer would
+    /// split their text, and re-encoding the answer of a previous turn would otherwise
+    /// lose the cache from its first difference.
+    pub fn prefill_text(&mut self, text: &str) -> Result<Vec<f32>> {
+        let model = self.model().clone();
+        let held = model.tokenizer.decode(self.tokens(), false)?;
+        let ids = match text.strip_prefix(held.as_str()) {
+            Some(rest) if !held.is_empty() && !rest.is_empty() => {
+                let mut ids = self.tokens().to_vec();
+                ids.extend(model.tokenizer.encode_with(rest, false)?);
+                ids
+            }
+            _ => model.tokenizer.encode_with(text, false)?,
+        };
+        self.prefill(&ids)
+    }
+
+    /// Forgets the tokens after position `to`, as if only the first `to` had been fed.
+    pub fn rewind(&mut self, to: usize) -> Result<()> {
+        if to > self.position() {
+            return Err(Error::Input(format!(
+                "cannot rewind to position {to}: the session holds {} tokens",
+                self.position()
+            )));
+        }
+        if to < self.floor {
+            return Err(Error::Input(format!(
+                "cannot rewind to position {to}: a context shift dropped the tokens before {}",
+                self.floor
+            )));
+        }
+        if to == self.position() {
+            return Ok(());
+        }
+        let start = self.restore_snapshot(to)?;
+        let again = self.tokens[start..to].to_vec();
+        self.truncate(start);
+        if !again.is_empty() {
+            self.feed(&again)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the conv state of the latest snapshot at or before `to` (>= the floor)
+    /// and returns its position: the caller truncates the tokens there, and feeds again
+    /// those from it to `to`.
+    fn restore_snapshot(&mut self, to: usize) -> Result<usize> {
+        let interval = self.options.snapshot_interval;
+        let aligned = to / interval * interval;
+        let (slot, start) = if aligned > self.floor {
+            (aligned / interval, aligned)
+        } else {
+            (0, self.floor)
+        };
+        let gpu = &self.model.gpu;
+        let size = self.state.conv_state_bytes(&self.model.config);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(snapshots, slot as u64 * size, conv_state, 0, size);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        Ok(start)
+    }
+
+    /// Forgets the tokens from position `to` on, and the KV blocks past them.
+    fn truncate(&mut self, to: usize) {
+        self.tokens.truncate(to);
+        self.pages.truncate(to);
+    }
+
+    /// A new session holding the same tokens, which then goes its own way: it shares
+    /// the KV blocks (each copied only when one of the two writes into it) and gets a
+    /// copy of the conv state and its snapshots. A fork of a session with a pool of its
+    /// own gets a pool of its own too.
+    pub fn fork(&self) -> Result<Session> {
+        let mut other = if self.own_pool {
+            Session::new(self.model.clone(), &self.options)?
+        } else {
+            Session::new_in(self.pages.pool(), self.model.clone(), &self.options)?
+        };
+        let gpu = &self.model.gpu;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        if self.own_pool {
+            // Separate pools: the cache rows are copied.
+            let context = PassContext {
+                gpu,
+                step_group: &other.step_group,
+                rope_table: &other.state.rope_table,
+            };
+            let pos = self.position();
+            other.pages.prepare_write(0, pos, &mut encoder, &context)?;
+            let rows = self.pages.row_ranges(pos).into_iter();
+            let runs: Vec<_> = rows.zip(other.pages.row_ranges(pos)).collect();
+            let pools = self.kv_pool().layers().iter().zip(other.kv_pool().layers());
+            for ((k, v), (k2, v2)) in pools {
+                for (from, to) in [(k, k2), (v, v2)] {
+                    for &((src, size), (dst, _)) in &runs {
+                        encoder.copy_buffer_to_buffer(from, src, to, dst, size);
+                    }
+                }
+            }
+        } else {
+            other.pages.share_blocks_of(&self.pages)?;
+        }
+        for ((state, snaps), (state2, snaps2)) in
+            self.state.conv_layers().zip(other.state.conv_layers())
+        {
+            encoder.copy_buffer_to_buffer(state, 0, state2, 0, state.size());
+            encoder.copy_buffer_to_buffer(snaps, 0, snaps2, 0, snaps.size());
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.check()?;
+        other.tokens = self.tokens.clone();
+        other.floor = self.floor;
+        Ok(other)
+    }
+
+    /// Empties the session and gives it KV blocks for `rows` positions (a restore).
+    pub(crate) fn reserve(&mut self, rows: usize) -> Result<()> {
+        self.reset();
+        let gpu = &self.model.gpu;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        self.pages.prepare_write(0, rows, &mut encoder, &context)?;
+        gpu.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Restores what a saved session held (see `file.rs`).
+    pub(crate) fn set_restored(&mut self, tokens: Vec<u32>, floor: usize) {
+        self.tokens = tokens;
+        self.floor = floor;
+    }
+
+    /// Makes room for `needed` more tokens by dropping cached tokens after the first
+    /// `shift_keep`: cache rows move down and keys turn back to their new positions.
+    pub(super) fn shift(&mut self, needed: usize) -> Result<()> {
+        let (pos, capacity) = (self.position(), self.max_context());
+        let keep = self.options.shift_keep.min(pos);
+        let deficit = (pos + needed).saturating_sub(capacity);
+        let discard = ((pos - keep) / 2).max(deficit);
+        if discard > pos - keep {
+            return Err(Error::Input(format!(
+                "context shift: a context of {capacity} tokens cannot hold the {keep} kept tokens and a batch of {needed}"
+            )));
+        }
+        let gpu = &*self.model.gpu;
+        let moved = pos - keep - discard;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        // The moved rows' destination must be this session's alone.
+        self.pages
+            .prepare_write(keep, keep + moved, &mut encoder, &context)?;
+        let pool = self.pages.pool();
+        let mut moves = Vec::new();
+        for (k_cache, v_cache) in pool.layers() {
+            for (cache, rotate) in [(k_cache, true), (v_cache, false)] {
+                // At most `discard` rows per launch: source and destination stay apart.
+                for done in (0..moved).step_by(discard.max(1)) {
+                    let shift = KvShift {
+                        src: keep + discard + done,
+                        dst: keep + done,
+                        rows: discard.min(moved - done),
+                        rotate,
+                    };
+                    let table = &self.state.rope_table;
+                    moves.push(pool.shift(table, &self.pages.buffer, cache, shift)?);
+                }
+            }
+        }
+        context.encode(&mut encoder, "context shift", &moves);
+        // The conv state is that of the last token, wherever it now sits: it becomes
+        // the state a rewind to the new floor restores.
+        let size = self.state.conv_state_bytes(&self.model.config);
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, 0, size);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.check()?;
+        self.tokens.drain(keep..keep + discard);
+        self.pages.truncate(self.tokens.len());
+        self.floor = self.position();
+        log::info!("context shift: dropped {discard} tokens after the first {keep}");
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! A conversation with a model: its own KV cache and conv state, fed tokens in batches.
+//! Each batch is one command buffer: write the tokens and the `Step` uniform, record the
+//! forward graph, copy the logits out, submit, read back. Nothing is allocated per token.
+//!
+//! The conv layers' state has no positions: it is the last L−1 values of the sequence,
+//! so a session cannot simply forget its latest tokens. It keeps instead a snapshot of
+//! every conv state each `snapshot_interval` tokens (batches end on those boundaries)
+//! and the tokens themselves; rewinding to position p restores the snapshot at or before
+//! p and feeds the tokens from there to p again. Attention needs nothing: its rows past
+//! p are simply overwritten later.
+//!
+//! The KV cache lives in a [`KvPool`] of fixed-size blocks: a session's own by default,
+//! or one shared by several sessions of the model ([`Session::new_in`]), where a fork
+//! shares its parent's blocks until either writes into them.
+
+mod file;
+mod history;
+mod options;
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Step, StepUniform};
+use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
+use crate::model::Model;
+use crate::state::State;
+
+pub use options::{ContextOverflow, KvDtype, SessionOptions};
+
+pub struct Session {
+    model: Arc<Model>,
+    state: State,
+    graph: Vec<Step>,
+    step_uniform: wgpu::Buffer,
+    step_group: wgpu::BindGroup,
+    /// MAP_READ copy of the logits.
+    staging: wgpu::Buffer,
+    /// Positions → blocks of the KV pool.
+    pages: PageTable,
+    /// Whether the pool is this session's alone (its bytes count as the session's).
+    own_pool: bool,
+    options: SessionOptions,
+    /// Tokens in the cache, oldest first (its length is the position).
+    tokens: Vec<u32>,
+    /// The earliest position a rewind can reach: 0, or where the last context shift
+    /// left the session (earlier snapshots describe tokens that are gone).
+    floor: usize,
+}
+
+impl Session {
+    /// A session with a KV pool of its own, as large as its context.
+    pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {
+        let shape = options.shape(model.config.max_position_embeddings);
+        let pool = KvPool::new(&model, shape.kv_dtype, blocks_for(shape.max_context))?;
+        Self::with_pool(model, options, pool, true)
+    }
+
+    /// A session whose KV cache lives in `pool`, shared with other sessions of the
+    /// model (its KV type is the pool's).
+    pub fn new_in(
+        pool: &Arc<KvPool>,
+        model: Arc<Model>,
+        options: &SessionOptions,
+    ) -> Result<Session> {
+        let options = SessionOptions {
+            kv_dtype: pool.dtype(),
+            ..options.clone()
+        };
+        Self::with_pool(model, &options, pool.clone(), false)
+    }
+
+    fn with_pool(
+        model: Arc<Model>,
+        options: &SessionOptions,
+        pool: Arc<KvPool>,
+        own_pool: bool,
+    ) -> Result<Session> {
+        let shape = options.shape(model.config.max_position_embeddings);
+        let gpu = &model.gpu;
+        pool.check_serves(&model)?;
+        let pages = PageTable::new(pool, shape.max_context)?;
+        let state = State::new(gpu, &model.config, shape, pages.pool(), &pages.buffer)?;
+        let graph = model.forward_graph(&state)?;
+        let step_uniform = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step"),
+                contents: bytemuck::bytes_of(&StepUniform::default()),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+        let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("step"),
+            layout: &*gpu.step_layout()?,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: step_uniform.as_entire_binding(),
+            }],
+        });
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logits readback"),
+            size: state.logits.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.check()?;
+        let options = SessionOptions {
+            max_context: shape.max_context,
+            batch: shape.batch,
+            snapshot_interval: shape.snapshot_interval,
+            ..options.clone()
+        };
+        Ok(Session {
+            model,
+            state,
+            graph,
+            step_uniform,
+            step_group,
+            staging,
+            pages,
+            own_pool,
+            options,
+            tokens: Vec::new(),
+            floor: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The options as applied (context and batch clamped).
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+
+    /// Tokens in the cache.
+    pub fn position(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The tokens in the cache, oldest first.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.options.max_context
+    }
+
+    /// The earliest position [`Session::rewind`] can reach.
+    pub fn rewind_floor(&self) -> usize {
+        self.floor
+    }
+
+    /// Whether `n` more tokens can be fed (always, when the context shifts).
+    pub fn has_room(&self, n: usize) -> bool {
+        self.options.overflow == ContextOverflow::Shift || self.position() + n <= self.max_context()
+    }
+
+    /// Tokens a context shift keeps at the start, e.g. a system prompt's.
+    pub fn set_shift_keep(&mut self, tokens: usize) {
+        self.options.shift_keep = tokens;
+    }
+
+    /// Bytes of GPU memory the session holds (activations, conv state, readback, and
+    /// its KV pool when it is its own).
+    pub fn gpu_bytes(&self) -> u64 {
+        let pool = self.pages.pool();
+        let pool = if self.own_pool {
+            KvPool::bytes(&self.model.config, pool.dtype(), pool.blocks())
+        } else {
+            0
+        };
+        self.state.allocated_bytes() + self.staging.size() + pool
+    }
+
+    /// The pool holding this session's KV cache.
+    pub fn kv_pool(&self) -> &Arc<KvPool> {
+        self.pages.pool()
+    }
+
+    pub(crate) fn page_table(&self) -> &PageTable {
+        &self.pages
+    }
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Forgets everything fed so far.
+    pub fn reset(&mut self) {
+        let gpu = &self.model.gpu;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for (conv_state, snapshots) in self.state.conv_layers() {
+            encoder.clear_buffer(conv_state, 0, None);
+            encoder.clear_buffer(snapshots, 0, None);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        self.tokens.clear();
+        self.pages.truncate(0);
+        self.floor = 0;
+    }
+
+    /// Feeds `tokens` after what the cache holds. Returns the logits of the last token
+    /// (vocab values), or of every token (n · vocab) when the session was created with
+    /// `all_logits`.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let vocab = self.model.config.vocab_size;
+        if tokens.is_empty() {
+            return Err(Error::Input("no tokens to feed (empty prompt)".into()));
+        }
+        if let Some((i, &t)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= vocab)
+        {
+            return Err(Error::Input(format!(
+                "token id {t} at position {i} is out of range: vocab_size is {vocab}"
+            )));
+        }
+        if !self.has_room(tokens.len()) {
+            return Err(Error::ContextFull {
+                held: self.position(),
+                new: tokens.len(),
+                capacity: self.max_context(),
+            });
+        }
+        let mut logits = Vec::new();
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let mut n = rest.len().min(self.options.batch);
+            if self.position() + n > self.max_context() {
+                self.shift(n)?;
+            }
+            // Batches end on snapshot boundaries.
+            let interval = self.options.snapshot_interval;
+            n = n.min(interval - self.position() % interval);
+            let rows = self.run_batch(&rest[..n])?;
+            if !self.options.all_logits {
+                logits.clear();
+            }
+            logits.extend(rows);
+            rest = &rest[n..];
+        }
+        Ok(logits)
+    }
+
+    fn run_batch(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let gpu = &self.model.gpu;
+        let n = tokens.len() as u32;
+        let pos = self.position();
+        let step = StepUniform {
+            n_tokens: n,
+            pos: pos as u32,
+            _pad: [0; 2],
+        };
+        gpu.queue
+            .write_buffer(&self.state.tokens, 0, bytemuck::cast_slice(tokens));
+        gpu.queue
+            .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
+        let context = PassContext {
+            gpu,
+            step_group: &self.step_group,
+            rope_table: &self.state.rope_table,
+        };
+        self.pages
+            .prepare_write(pos, pos + tokens.len(), &mut encoder, &context)?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(1, &self.step_group, &[]);
+            let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+            for node in &self.graph {
+                for dispatch in node.dispatches(n) {
+                    dispatch.encode(&mut pass, n, max_per_dim);
+                }
+            }
+        }
+        let end = pos + tokens.len();
+        let interval = self.options.snapshot_interval;
+        if end % interval == 0 {
+            let size = self.state.conv_state_bytes(&self.model.config);
+            let slot = (end / interval) as u64;
+            for (conv_state, snapshots) in self.state.conv_layers() {
+                encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, slot * size, size);
+            }
+        }
+        let rows = if self.options.all_logits {
+            n as usize
+        } else {
+            1
+        };
+        let bytes = (rows * self.model.config.vocab_size * 4) as u64;
+        encoder.copy_buffer_to_buffer(&self.state.logits, 0, &self.staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let logits: Vec<f32> = gpu.map_and_read(&self.staging, bytes)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(logits)
+    }
+}

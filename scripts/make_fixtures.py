@@ -202,8 +202,10 @@ def tokenizer_corpus() -> list[str]:
     return docs + MULTILINGUAL_SENTENCES * MULTILINGUAL_REPEATS
 
 
-def train_tokenizer() -> Tokenizer:
-    """Byte-level BPE shaped like the LFM2 tokenizer.json, trained deterministically."""
+def train_tokenizer(texts: list[str] | None = None, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
+    """Byte-level BPE shaped like the LFM2 tokenizer.json, trained deterministically on
+    `texts` (by default `tokenizer_corpus()`) to `vocab_size` tokens, the special tokens
+    first. scripts/train_demo.py trains its tokenizer with this too."""
     tokenizer = Tokenizer(models.BPE(byte_fallback=False))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -213,19 +215,19 @@ def train_tokenizer() -> Tokenizer:
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(tokenizer_corpus(), trainer)
+    tokenizer.train_from_iterator(tokenizer_corpus() if texts is None else texts, trainer)
     bos = SPECIAL_TOKENS[BOS_ID]
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A",
         pair=f"{bos} $A {bos}:1 $B:1",
         special_tokens=[(bos, BOS_ID)],
     )
-    assert tokenizer.get_vocab_size() == VOCAB_SIZE
+    assert tokenizer.get_vocab_size() == vocab_size
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     return tokenizer
 

@@ -50,10 +50,10 @@ from make_fixtures import (
     EOS_ID,
     PAD_ID,
     SPECIAL_TOKENS,
-    SPLIT_PATTERN,
     write_json,
 )
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from make_fixtures import train_tokenizer as train_bpe_tokenizer
+from tokenizers import Tokenizer
 from transformers import Lfm2Config, Lfm2ForCausalLM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,28 +180,7 @@ def role_token(tokenizer: Tokenizer, role: str) -> int:
 
 def train_tokenizer(texts: list[str]) -> Tokenizer:
     """Byte-level BPE built like make_fixtures.py's (and the real LFM2's) tokenizer."""
-    tokenizer = Tokenizer(models.BPE(byte_fallback=False))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    bos = SPECIAL_TOKENS[BOS_ID]
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1", special_tokens=[(bos, BOS_ID)]
-    )
-    assert tokenizer.get_vocab_size() == VOCAB_SIZE
-    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
-    return tokenizer
+    return train_bpe_tokenizer(texts, VOCAB_SIZE)
 
 
 def token_stream(tokenizer: Tokenizer, docs: list[str]) -> torch.Tensor:

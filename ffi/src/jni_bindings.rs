@@ -84,16 +84,29 @@ unsafe fn from_handle<'a, T>(handle: jlong, what: &'static str) -> JniResult<&'a
         .ok_or(Failure::Lfm(FfiError::Null(what)))
 }
 
+/// The model behind a `LfmModel` handle (which only the Java classes create and pass).
+fn model_of<'a>(handle: jlong) -> JniResult<&'a Arc<Model>> {
+    unsafe { from_handle::<Arc<Model>>(handle, "model handle") }
+}
+
+/// The session behind a `LfmSession` handle (which only the Java classes create and pass).
+fn session_of<'a>(handle: jlong) -> JniResult<&'a SharedSession> {
+    unsafe { from_handle::<SharedSession>(handle, "session handle") }
+}
+
 fn handle_of<T>(value: T) -> jlong {
     Box::into_raw(Box::new(value)) as jlong
 }
 
-/// # Safety
+/// The body of a `*Free` method: drops the `T` behind `handle` (0 is a no-op).
 /// `handle` is 0 or a live handle made by `handle_of` for a `T`, freed once.
-unsafe fn free_handle<T>(handle: jlong) {
-    if handle != 0 {
-        drop(Box::from_raw(handle as *mut T));
-    }
+fn free_handle<T>(env: &mut JNIEnv, handle: jlong) {
+    entry(env, (), |_| {
+        if handle != 0 {
+            drop(unsafe { Box::from_raw(handle as *mut T) });
+        }
+        Ok(())
+    })
 }
 
 fn java_string(env: &mut JNIEnv, text: &JString, what: &'static str) -> JniResult<String> {
@@ -103,12 +116,10 @@ fn java_string(env: &mut JNIEnv, text: &JString, what: &'static str) -> JniResul
     Ok(env.get_string(text).map_err(jni_failure)?.into())
 }
 
-fn params(
-    max_tokens: jint,
-    temperature: jfloat,
-    seed: jlong,
-    ignore_eos: jboolean,
-) -> JniResult<GenerateParams> {
+/// The generation parameters as the Java methods pass them.
+type JavaParams = (jint, jfloat, jlong, jboolean);
+
+fn params((max_tokens, temperature, seed, ignore_eos): JavaParams) -> JniResult<GenerateParams> {
     let max_tokens = usize::try_from(max_tokens)
         .map_err(|_| FfiError::InvalidArgument(format!("maxTokens {max_tokens} is negative")))?;
     Ok(GenerateParams {
@@ -124,11 +135,12 @@ fn params(
 fn generate_into(
     env: &mut JNIEnv,
     session: jlong,
-    params: GenerateParams,
+    params: JavaParams,
     callback: &JObject,
     body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> Result<Generation, FfiError>,
 ) -> JniResult<jint> {
-    let shared = unsafe { from_handle::<SharedSession>(session, "session handle")? };
+    let params = self::params(params)?;
+    let shared = session_of(session)?;
     let mut chat = shared.lock()?;
     let mut callback_failure = None;
     let generation = {
@@ -215,10 +227,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_modelFree<'l>(
     _class: JClass<'l>,
     model: jlong,
 ) {
-    entry(&mut env, (), |_| {
-        unsafe { free_handle::<Arc<Model>>(model) };
-        Ok(())
-    })
+    free_handle::<Arc<Model>>(&mut env, model)
 }
 
 #[no_mangle]
@@ -230,7 +239,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_tokenize<'l>(
     add_special_tokens: jboolean,
 ) -> jintArray {
     entry(&mut env, std::ptr::null_mut(), |env| {
-        let model = unsafe { from_handle::<Arc<Model>>(model, "model handle")? };
+        let model = model_of(model)?;
         let text = java_string(env, &text, "text")?;
         let ids = tokenize(model, &text, add_special_tokens != 0)?;
         int_array(env, &ids)
@@ -246,7 +255,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionNew<'l>(
     batch: jint,
 ) -> jlong {
     entry(&mut env, 0, |_| {
-        let model = unsafe { from_handle::<Arc<Model>>(model, "model handle")? };
+        let model = model_of(model)?;
         let defaults = SessionOptions::default();
         let positive_or = |value: jint, default| {
             usize::try_from(value)
@@ -271,10 +280,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionFree<'l>(
     _class: JClass<'l>,
     session: jlong,
 ) {
-    entry(&mut env, (), |_| {
-        unsafe { free_handle::<SharedSession>(session) };
-        Ok(())
-    })
+    free_handle::<SharedSession>(&mut env, session)
 }
 
 #[no_mangle]
@@ -284,9 +290,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionReset<'l>(
     session: jlong,
 ) {
     entry(&mut env, (), |_| {
-        unsafe { from_handle::<SharedSession>(session, "session handle")? }
-            .lock()?
-            .reset();
+        session_of(session)?.lock()?.reset();
         Ok(())
     })
 }
@@ -298,7 +302,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionCancel<'l>(
     session: jlong,
 ) {
     entry(&mut env, (), |_| {
-        unsafe { from_handle::<SharedSession>(session, "session handle")? }.cancel();
+        session_of(session)?.cancel();
         Ok(())
     })
 }
@@ -311,7 +315,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionContext<'l>(
     session: jlong,
 ) -> jintArray {
     entry(&mut env, std::ptr::null_mut(), |env| {
-        let shared = unsafe { from_handle::<SharedSession>(session, "session handle")? };
+        let shared = session_of(session)?;
         let chat = shared.lock()?;
         let generator = chat.generator();
         int_array(
@@ -336,7 +340,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_generate<'l>(
 ) -> jint {
     entry(&mut env, -1, |env| {
         let prompt = java_string(env, &prompt, "prompt")?;
-        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        let params = (max_tokens, temperature, seed, ignore_eos);
         generate_into(env, session, params, &callback, |chat, params, stream| {
             chat.generate_text(&prompt, params, stream)
         })
@@ -371,7 +375,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_generateTokens<'l>(
                     .map_err(|_| FfiError::InvalidArgument(format!("token id {id} is negative")))
             })
             .collect::<Result<Vec<u32>, FfiError>>()?;
-        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        let params = (max_tokens, temperature, seed, ignore_eos);
         generate_into(env, session, params, &callback, |chat, params, stream| {
             chat.generate_tokens(&ids, params, stream)
         })
@@ -389,9 +393,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_chatAdd<'l>(
     entry(&mut env, (), |env| {
         let role = java_string(env, &role, "role")?;
         let content = java_string(env, &content, "content")?;
-        unsafe { from_handle::<SharedSession>(session, "session handle")? }
-            .lock()?
-            .add_message(&role, &content);
+        session_of(session)?.lock()?.add_message(&role, &content);
         Ok(())
     })
 }
@@ -413,7 +415,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_chat<'l>(
     entry(&mut env, -1, |env| {
         let role = java_string(env, &role, "role")?;
         let content = java_string(env, &content, "content")?;
-        let params = params(max_tokens, temperature, seed, ignore_eos)?;
+        let params = (max_tokens, temperature, seed, ignore_eos);
         generate_into(env, session, params, &callback, |chat, params, stream| {
             chat.chat(&role, &content, params, stream)
         })

@@ -24,8 +24,7 @@ fn model() -> *const LfmModel {
         .get_or_init(|| {
             let path = CString::new(fixture().to_str().unwrap()).unwrap();
             let mut model = ptr::null_mut();
-            let status = unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) };
-            assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+            assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
             Shared(model)
         })
         .0
@@ -47,15 +46,13 @@ impl Session {
             ..lfm_session_options_default()
         };
         let mut session = ptr::null_mut();
-        let status = unsafe { lfm_session_new(model(), &options, &mut session) };
-        assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+        assert_ok(unsafe { lfm_session_new(model(), &options, &mut session) });
         Session(session)
     }
 
     fn context(&self) -> (usize, usize) {
         let (mut used, mut capacity) = (0, 0);
-        let status = unsafe { lfm_session_context(self.0, &mut used, &mut capacity) };
-        assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+        assert_ok(unsafe { lfm_session_context(self.0, &mut used, &mut capacity) });
         (used, capacity)
     }
 }
@@ -104,6 +101,45 @@ fn options(max_tokens: u32) -> LfmGenerateOptions {
     }
 }
 
+/// The callback and user data that stream into `collected`, or none.
+fn sink(collected: Option<&mut Collected>) -> (LfmTokenCallback, *mut c_void) {
+    match collected {
+        Some(collected) => (Some(collect), ptr::from_mut(collected).cast()),
+        None => (None, ptr::null_mut()),
+    }
+}
+
+/// Asserts a call succeeded, with the error message if it did not.
+fn assert_ok(status: LfmStatus) {
+    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+}
+
+/// `lfm_generate_tokens` with `options` (NULL when none), streaming to `collected`
+/// when given.
+fn try_generate_tokens(
+    session: &Session,
+    ids: &[u32],
+    options: Option<&LfmGenerateOptions>,
+    collected: Option<&mut Collected>,
+    cancel: *const i32,
+    result: *mut LfmGeneration,
+) -> LfmStatus {
+    let options = options.map_or(ptr::null(), ptr::from_ref);
+    let (callback, user_data) = sink(collected);
+    unsafe {
+        lfm_generate_tokens(
+            session.0,
+            ids.as_ptr(),
+            ids.len(),
+            options,
+            callback,
+            user_data,
+            cancel,
+            result,
+        )
+    }
+}
+
 fn generate_tokens(
     session: &Session,
     ids: &[u32],
@@ -112,38 +148,44 @@ fn generate_tokens(
     cancel: *const i32,
 ) -> LfmGeneration {
     let mut result = LfmGeneration::default();
-    let status = unsafe {
-        lfm_generate_tokens(
-            session.0,
-            ids.as_ptr(),
-            ids.len(),
-            &options,
-            Some(collect),
-            ptr::from_mut(collected).cast(),
-            cancel,
-            &mut result,
-        )
-    };
-    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    let status = try_generate_tokens(
+        session,
+        ids,
+        Some(&options),
+        Some(collected),
+        cancel,
+        &mut result,
+    );
+    assert_ok(status);
     result
+}
+
+/// Greedy generation from `ids` without a cancel flag.
+fn generate_ids(
+    session: &Session,
+    ids: &[u32],
+    max_tokens: u32,
+    collected: &mut Collected,
+) -> LfmGeneration {
+    generate_tokens(session, ids, options(max_tokens), collected, ptr::null())
 }
 
 fn generate_text(session: &Session, prompt: &str, max_tokens: u32) -> (Vec<u32>, LfmGeneration) {
     let prompt = CString::new(prompt).unwrap();
     let mut collected = Collected::default();
     let mut result = LfmGeneration::default();
-    let status = unsafe {
+    let (callback, user_data) = sink(Some(&mut collected));
+    assert_ok(unsafe {
         lfm_generate(
             session.0,
             prompt.as_ptr(),
             &options(max_tokens),
-            Some(collect),
-            ptr::from_mut(&mut collected).cast(),
+            callback,
+            user_data,
             ptr::null(),
             &mut result,
         )
-    };
-    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    });
     (collected.ids, result)
 }
 
@@ -154,35 +196,50 @@ fn chat(session: &Session, content: &str, max_tokens: u32) -> (LfmGeneration, St
     );
     let mut collected = Collected::default();
     let mut result = LfmGeneration::default();
-    let status = unsafe {
+    let (callback, user_data) = sink(Some(&mut collected));
+    assert_ok(unsafe {
         lfm_chat(
             session.0,
             role.as_ptr(),
             content.as_ptr(),
             &options(max_tokens),
-            Some(collect),
-            ptr::from_mut(&mut collected).cast(),
+            callback,
+            user_data,
             ptr::null(),
             &mut result,
         )
-    };
-    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    });
     (result, collected.text)
+}
+
+/// `lfm_tokenize` of `text` into `ids` (NULL when empty), its count into `count`.
+fn tokenize(
+    text: &CStr,
+    add_special_tokens: bool,
+    ids: &mut [u32],
+    count: &mut usize,
+) -> LfmStatus {
+    let out = if ids.is_empty() {
+        ptr::null_mut()
+    } else {
+        ids.as_mut_ptr()
+    };
+    unsafe {
+        lfm_tokenize(
+            model(),
+            text.as_ptr(),
+            add_special_tokens,
+            out,
+            ids.len(),
+            count,
+        )
+    }
 }
 
 fn token_count(text: &str) -> usize {
     let text = CString::new(text).unwrap();
     let mut count = 0;
-    let status = unsafe {
-        lfm_tokenize(
-            model(),
-            text.as_ptr(),
-            false,
-            ptr::null_mut(),
-            0,
-            &mut count,
-        )
-    };
+    let status = tokenize(&text, false, &mut [], &mut count);
     assert!(matches!(status, LfmStatus::Ok | LfmStatus::BufferTooSmall));
     count
 }
@@ -192,13 +249,7 @@ fn greedy_generation_matches_the_reference() {
     let r = reference();
     let session = Session::new(0);
     let mut collected = Collected::default();
-    let result = generate_tokens(
-        &session,
-        &r.prompt_ids,
-        options(24),
-        &mut collected,
-        ptr::null(),
-    );
+    let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
     assert_eq!(collected.ids, r.greedy_ids);
     assert_eq!(result.prompt_tokens, r.prompt_ids.len());
     assert_eq!(result.generated_tokens, 24);
@@ -227,29 +278,11 @@ fn tokenize_reports_the_size_it_needs() {
     let text = CString::new(t.text.as_str()).unwrap();
     let mut count = 0;
     let mut small = [0u32; 2];
-    let status = unsafe {
-        lfm_tokenize(
-            model(),
-            text.as_ptr(),
-            true,
-            small.as_mut_ptr(),
-            2,
-            &mut count,
-        )
-    };
+    let status = tokenize(&text, true, &mut small, &mut count);
     assert_eq!(status, LfmStatus::BufferTooSmall);
     assert_eq!(count, t.ids.len());
     let mut ids = vec![0u32; count];
-    let status = unsafe {
-        lfm_tokenize(
-            model(),
-            text.as_ptr(),
-            true,
-            ids.as_mut_ptr(),
-            count,
-            &mut count,
-        )
-    };
+    let status = tokenize(&text, true, &mut ids, &mut count);
     assert_eq!(status, LfmStatus::Ok);
     assert_eq!(ids, t.ids);
     assert_eq!(token_count(&t.text), t.ids.len() - 1, "without bos");
@@ -305,18 +338,14 @@ fn null_and_invalid_arguments_are_errors_not_crashes() {
 
     let mut collected = Collected::default();
     let out_of_vocab = [1, 5000];
-    let status = unsafe {
-        lfm_generate_tokens(
-            session.0,
-            out_of_vocab.as_ptr(),
-            2,
-            ptr::null(),
-            Some(collect),
-            ptr::from_mut(&mut collected).cast(),
-            ptr::null(),
-            ptr::null_mut(),
-        )
-    };
+    let status = try_generate_tokens(
+        &session,
+        &out_of_vocab,
+        None,
+        Some(&mut collected),
+        ptr::null(),
+        ptr::null_mut(),
+    );
     assert_eq!(status, LfmStatus::InvalidArgument);
     assert!(last_error().contains("5000"), "{}", last_error());
     assert_eq!(session.context().0, 0, "a refused call feeds nothing");
@@ -325,18 +354,14 @@ fn null_and_invalid_arguments_are_errors_not_crashes() {
         temperature: f32::NAN,
         ..options(4)
     };
-    let status = unsafe {
-        lfm_generate_tokens(
-            session.0,
-            [1].as_ptr(),
-            1,
-            &nan,
-            None,
-            ptr::null_mut(),
-            ptr::null(),
-            ptr::null_mut(),
-        )
-    };
+    let status = try_generate_tokens(
+        &session,
+        &[1],
+        Some(&nan),
+        None,
+        ptr::null(),
+        ptr::null_mut(),
+    );
     assert_eq!(status, LfmStatus::InvalidArgument);
     assert!(
         unsafe { CStr::from_ptr(lfm_version()) }.to_str().unwrap() == env!("CARGO_PKG_VERSION")
@@ -351,13 +376,7 @@ fn callbacks_stop_and_cancels_land_before_the_next_pass() {
         stop_after: Some(3),
         ..Collected::default()
     };
-    let result = generate_tokens(
-        &session,
-        &r.prompt_ids,
-        options(24),
-        &mut collected,
-        ptr::null(),
-    );
+    let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
     assert_eq!(result.stop_reason, StopReason::Callback as i32);
     assert_eq!(collected.ids, r.greedy_ids[..3]);
 
@@ -379,13 +398,7 @@ fn callbacks_stop_and_cancels_land_before_the_next_pass() {
         session: Some(session.0),
         ..Collected::default()
     };
-    let result = generate_tokens(
-        &session,
-        &r.prompt_ids,
-        options(24),
-        &mut collected,
-        ptr::null(),
-    );
+    let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
     assert_eq!(collected.reentrant_status, Some(LfmStatus::Busy));
     assert_eq!(result.stop_reason, StopReason::Cancelled as i32);
     assert_eq!(collected.ids, r.greedy_ids[..1]);
@@ -397,28 +410,11 @@ fn a_full_context_stops_generation_then_refuses_prompts() {
     let capacity = r.prompt_ids.len() + 4;
     let session = Session::new(capacity as u32);
     let mut collected = Collected::default();
-    let result = generate_tokens(
-        &session,
-        &r.prompt_ids,
-        options(24),
-        &mut collected,
-        ptr::null(),
-    );
+    let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
     assert_eq!(result.stop_reason, StopReason::ContextFull as i32);
     assert_eq!(collected.ids, r.greedy_ids[..4]);
     assert_eq!(session.context(), (capacity, capacity));
-    let status = unsafe {
-        lfm_generate_tokens(
-            session.0,
-            [1].as_ptr(),
-            1,
-            ptr::null(),
-            None,
-            ptr::null_mut(),
-            ptr::null(),
-            ptr::null_mut(),
-        )
-    };
+    let status = try_generate_tokens(&session, &[1], None, None, ptr::null(), ptr::null_mut());
     assert_eq!(status, LfmStatus::ContextFull);
 }
 
@@ -480,13 +476,7 @@ fn one_model_serves_sessions_on_several_threads() {
             scope.spawn(|| {
                 let session = Session::new(0);
                 let mut collected = Collected::default();
-                generate_tokens(
-                    &session,
-                    &r.prompt_ids,
-                    options(8),
-                    &mut collected,
-                    ptr::null(),
-                );
+                generate_ids(&session, &r.prompt_ids, 8, &mut collected);
                 assert_eq!(collected.ids, r.greedy_ids[..8]);
             });
         }

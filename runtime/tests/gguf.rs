@@ -10,7 +10,7 @@ use lfm_edge::gguf::{dequantize, tokenizer_from_gguf, GgmlType, GgufFile, Value,
 use serde_json::Value as Json;
 
 /// Every GGUF fixture, with the HF fixture it was converted from.
-const FILES: [(&str, &str); 10] = [
+const FILES: [(&str, &str); 20] = [
     ("lfm2-tiny-conv-first-F32", "lfm2-tiny-conv-first"),
     ("lfm2-tiny-conv-first-BF16", "lfm2-tiny-conv-first"),
     ("lfm2-tiny-conv-first-Q8_0", "lfm2-tiny-conv-first"),
@@ -22,6 +22,17 @@ const FILES: [(&str, &str); 10] = [
     // A hidden-256 model (K-quants need rows of 256) with conv-first's tokenizer.
     ("lfm2-tiny-kquant-Q4_K_M", "lfm2-tiny-conv-first"),
     ("lfm2-tiny-kquant-Q5_K_M", "lfm2-tiny-conv-first"),
+    ("lfm2-tiny-conv-first-F16", "lfm2-tiny-conv-first"),
+    ("lfm2moe-tiny-F16", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-BF16", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-Q8_0", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-Q4_0", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-Q4_1", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-Q5_0", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-Q5_1", "lfm2moe-tiny"),
+    // LFM2-MoE at hidden 256, for K-quants, with the same tokenizer.
+    ("lfm2moe-tiny-kquant-Q4_K_M", "lfm2moe-tiny"),
+    ("lfm2moe-tiny-kquant-Q5_K_M", "lfm2moe-tiny"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -79,27 +90,35 @@ fn fixtures_read_as_gguf_py_reads_them() {
     }
 }
 
-/// llama.cpp's names and shapes for arch lfm2, checked against the hyperparameters the
-/// file states: what a loader can rely on.
+/// llama.cpp's names and shapes for archs lfm2 and lfm2moe, checked against the
+/// hyperparameters the file states: what a loader can rely on.
 #[test]
 fn fixtures_have_llama_cpp_lfm2_layout() {
     for (name, _) in FILES {
         let file = open(name);
-        assert_eq!(file.get_str("general.architecture").unwrap(), "lfm2");
-        let h = file.get_u32("lfm2.embedding_length").unwrap() as usize;
-        let ff = file.get_u32("lfm2.feed_forward_length").unwrap() as usize;
-        let heads = file.get_u32("lfm2.attention.head_count").unwrap() as usize;
-        let l_cache = file.get_u32("lfm2.shortconv.l_cache").unwrap() as usize;
-        let vocab = file.get_u32("lfm2.vocab_size").unwrap() as usize;
-        let n_layers = file.get_u32("lfm2.block_count").unwrap() as usize;
+        let arch = file.get_str("general.architecture").unwrap();
+        assert!(arch == "lfm2" || arch == "lfm2moe", "{name}: {arch}");
+        let key = |k: &str| format!("{arch}.{k}");
+        let h = file.get_u32(&key("embedding_length")).unwrap() as usize;
+        let ff = file.get_u32(&key("feed_forward_length")).unwrap() as usize;
+        let heads = file.get_u32(&key("attention.head_count")).unwrap() as usize;
+        let l_cache = file.get_u32(&key("shortconv.l_cache")).unwrap() as usize;
+        let vocab = file.get_u32(&key("vocab_size")).unwrap() as usize;
+        let n_layers = file.get_u32(&key("block_count")).unwrap() as usize;
         // Per layer; 0 marks a conv layer.
-        let kv_heads = file.get_u32_array("lfm2.attention.head_count_kv").unwrap();
+        let kv_heads = file.get_u32_array(&key("attention.head_count_kv")).unwrap();
         assert_eq!(kv_heads.len(), n_layers);
-        file.get_f32("lfm2.rope.freq_base").unwrap();
-        file.get_f32("lfm2.attention.layer_norm_rms_epsilon")
+        file.get_f32(&key("rope.freq_base")).unwrap();
+        file.get_f32(&key("attention.layer_norm_rms_epsilon"))
             .unwrap();
-        file.get_u32("lfm2.context_length").unwrap();
+        file.get_u32(&key("context_length")).unwrap();
         let conv_bias = file.tensors().any(|t| t.name.ends_with("conv.bias"));
+        // lfm2moe: layers from `leading_dense_block_count` on route to experts.
+        let moe = (arch == "lfm2moe").then(|| {
+            let get = |k: &str| file.get_u32(&key(k)).unwrap() as usize;
+            let experts = (get("expert_count"), get("expert_feed_forward_length"));
+            (get("leading_dense_block_count"), experts)
+        });
 
         let d = h / heads;
         let mut expected = vec![
@@ -113,9 +132,20 @@ fn fixtures_have_llama_cpp_lfm2_layout() {
             };
             add("attn_norm.weight", vec![h]);
             add("ffn_norm.weight", vec![h]);
-            add("ffn_gate.weight", vec![h, ff]);
-            add("ffn_up.weight", vec![h, ff]);
-            add("ffn_down.weight", vec![ff, h]);
+            match moe {
+                Some((dense, (e, i_ff))) if i >= dense => {
+                    add("ffn_gate_inp.weight", vec![h, e]);
+                    add("exp_probs_b.bias", vec![e]);
+                    add("ffn_gate_exps.weight", vec![h, i_ff, e]);
+                    add("ffn_up_exps.weight", vec![h, i_ff, e]);
+                    add("ffn_down_exps.weight", vec![i_ff, h, e]);
+                }
+                _ => {
+                    add("ffn_gate.weight", vec![h, ff]);
+                    add("ffn_up.weight", vec![h, ff]);
+                    add("ffn_down.weight", vec![ff, h]);
+                }
+            }
             if kv == 0 {
                 add("shortconv.in_proj.weight", vec![h, 3 * h]);
                 add("shortconv.conv.weight", vec![l_cache, h]);
@@ -139,11 +169,10 @@ fn fixtures_have_llama_cpp_lfm2_layout() {
             .map(|t| (t.name.clone(), t.dims.clone()))
             .collect();
         assert_eq!(found, expected.into_iter().collect(), "{name}");
-        // Norms, biases and the conv kernel stay f32 whatever the file type.
-        for t in file
-            .tensors()
-            .filter(|t| t.dims.len() == 1 || t.name.contains("conv.weight"))
-        {
+        // Norms, biases, the conv kernel and the router stay f32 whatever the file type.
+        for t in file.tensors().filter(|t| {
+            t.dims.len() == 1 || t.name.contains("conv.weight") || t.name.contains("gate_inp")
+        }) {
             assert_eq!(t.ggml_type, GgmlType::F32, "{name} {}", t.name);
         }
         let embd = file.tensor("token_embd.weight").unwrap();

@@ -69,3 +69,16 @@ pub(crate) fn out_arg<T>(ptr: *mut T, name: &'static str) -> FfiResult<NonNull<T
 pub(crate) unsafe fn options_arg<T: Copy>(ptr: *const T, default: T) -> T {
     ptr.as_ref().copied().unwrap_or(default)
 }
+
+/// Frees a handle made by `Box::into_raw` under the panic guard; NULL: nothing happens.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle made by `Box::into_raw`, freed once.
+pub(crate) unsafe fn free_box<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        call(|| {
+            drop(Box::from_raw(ptr));
+            Ok(())
+        });
+    }
+}

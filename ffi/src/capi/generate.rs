@@ -13,44 +13,55 @@ use crate::chat_session::ChatSession;
 use crate::error::{FfiError, FfiResult, LfmStatus};
 use crate::generator::{GenerateParams, Generation, Stream};
 
-/// What every generating call does around its body: lock the session, bridge the
-/// callback and both cancel flags (the caller's and `lfm_session_cancel`'s), report.
-///
-/// # Safety
-/// The pointer arguments are as the calling entry point documents them.
-unsafe fn run(
-    session: *mut LfmSession,
-    options: *const LfmGenerateOptions,
-    on_token: LfmTokenCallback,
-    user_data: *mut c_void,
-    cancel: *const i32,
-    out_result: *mut LfmGeneration,
-    body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> FfiResult<Generation>,
-) -> FfiResult<()> {
-    let session = &ref_arg(session, "session")?.0;
-    let params = options_arg(options, lfm_generate_options_default()).to_params();
-    let mut chat = session.lock()?;
-    // The caller writes the flag from any thread while we read it: read it atomically.
-    let flag = (!cancel.is_null()).then(|| AtomicI32::from_ptr(cancel.cast_mut()));
-    let cancelled = || session.cancelled() || flag.is_some_and(|f| f.load(Ordering::Acquire) != 0);
-    let mut deliver = |text: &str, token: u32| match on_token {
-        Some(callback) => {
-            let mut bytes = Vec::with_capacity(text.len() + 1);
-            bytes.extend_from_slice(text.as_bytes());
-            bytes.push(0);
-            callback(bytes.as_ptr().cast(), text.len(), token, user_data)
+/// The arguments every generating entry point takes after its input, in its order:
+/// the session, the options, the token callback and its user data, the caller's cancel
+/// flag and the result to fill.
+struct GenerateArgs(
+    *mut LfmSession,
+    *const LfmGenerateOptions,
+    LfmTokenCallback,
+    *mut c_void,
+    *const i32,
+    *mut LfmGeneration,
+);
+
+impl GenerateArgs {
+    /// What every generating call does around its body: lock the session, bridge the
+    /// callback and both cancel flags (the caller's and `lfm_session_cancel`'s), report.
+    ///
+    /// # Safety
+    /// The pointer arguments are as the calling entry point documents them.
+    unsafe fn run(
+        self,
+        body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> FfiResult<Generation>,
+    ) -> FfiResult<()> {
+        let GenerateArgs(session, options, on_token, user_data, cancel, out_result) = self;
+        let session = &ref_arg(session, "session")?.0;
+        let params = options_arg(options, lfm_generate_options_default()).to_params();
+        let mut chat = session.lock()?;
+        // The caller writes the flag from any thread while we read it: read it atomically.
+        let flag = (!cancel.is_null()).then(|| AtomicI32::from_ptr(cancel.cast_mut()));
+        let cancelled =
+            || session.cancelled() || flag.is_some_and(|f| f.load(Ordering::Acquire) != 0);
+        let mut deliver = |text: &str, token: u32| match on_token {
+            Some(callback) => {
+                let mut bytes = Vec::with_capacity(text.len() + 1);
+                bytes.extend_from_slice(text.as_bytes());
+                bytes.push(0);
+                callback(bytes.as_ptr().cast(), text.len(), token, user_data)
+            }
+            None => true,
+        };
+        let stream = Stream {
+            cancelled: &cancelled,
+            on_token: &mut deliver,
+        };
+        let generation = body(&mut chat, &params, stream)?;
+        if let Some(out) = out_result.as_mut() {
+            *out = LfmGeneration::from(&generation);
         }
-        None => true,
-    };
-    let stream = Stream {
-        cancelled: &cancelled,
-        on_token: &mut deliver,
-    };
-    let generation = body(&mut chat, &params, stream)?;
-    if let Some(out) = out_result.as_mut() {
-        *out = LfmGeneration::from(&generation);
+        Ok(())
     }
-    Ok(())
 }
 
 /// # Safety
@@ -67,17 +78,10 @@ pub unsafe extern "C" fn lfm_generate(
     cancel: *const i32,
     out_result: *mut LfmGeneration,
 ) -> LfmStatus {
+    let args = GenerateArgs(session, options, on_token, user_data, cancel, out_result);
     call(|| {
         let prompt = str_arg(prompt, "prompt")?;
-        run(
-            session,
-            options,
-            on_token,
-            user_data,
-            cancel,
-            out_result,
-            |chat, params, stream| chat.generate_text(prompt, params, stream),
-        )
+        args.run(|chat, params, stream| chat.generate_text(prompt, params, stream))
     })
 }
 
@@ -95,21 +99,14 @@ pub unsafe extern "C" fn lfm_generate_tokens(
     cancel: *const i32,
     out_result: *mut LfmGeneration,
 ) -> LfmStatus {
+    let args = GenerateArgs(session, options, on_token, user_data, cancel, out_result);
     call(|| {
         let tokens = match (tokens.is_null(), n_tokens) {
             (true, 0) => &[][..],
             (true, _) => return Err(FfiError::Null("tokens")),
             (false, n) => slice::from_raw_parts(tokens, n),
         };
-        run(
-            session,
-            options,
-            on_token,
-            user_data,
-            cancel,
-            out_result,
-            |chat, params, stream| chat.generate_tokens(tokens, params, stream),
-        )
+        args.run(|chat, params, stream| chat.generate_tokens(tokens, params, stream))
     })
 }
 
@@ -143,17 +140,10 @@ pub unsafe extern "C" fn lfm_chat(
     cancel: *const i32,
     out_result: *mut LfmGeneration,
 ) -> LfmStatus {
+    let args = GenerateArgs(session, options, on_token, user_data, cancel, out_result);
     call(|| {
         let role = str_arg(role, "role")?;
         let content = str_arg(content, "content")?;
-        run(
-            session,
-            options,
-            on_token,
-            user_data,
-            cancel,
-            out_result,
-            |chat, params, stream| chat.chat(role, content, params, stream),
-        )
+        args.run(|chat, params, stream| chat.chat(role, content, params, stream))
     })
 }

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::path::Path;
 use std::ptr;
 
-use super::boundary::{call, options_arg, out_arg, ref_arg, str_arg};
+use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
 use super::types::{lfm_model_options_default, LfmModel, LfmModelOptions};
 use crate::error::{FfiError, LfmStatus};
 use crate::model::{backend, load_model, tokenize};
@@ -37,12 +37,7 @@ pub unsafe extern "C" fn lfm_model_load(
 /// `model` is NULL (nothing happens) or a handle from `lfm_model_load`, freed once.
 #[no_mangle]
 pub unsafe extern "C" fn lfm_model_free(model: *mut LfmModel) {
-    if !model.is_null() {
-        call(|| {
-            drop(Box::from_raw(model));
-            Ok(())
-        });
-    }
+    free_box(model)
 }
 
 /// # Safety

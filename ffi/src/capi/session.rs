@@ -2,7 +2,7 @@
 
 use std::ptr;
 
-use super::boundary::{call, options_arg, out_arg, ref_arg};
+use super::boundary::{call, free_box, options_arg, out_arg, ref_arg};
 use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
 use crate::chat_session::ChatSession;
 use crate::error::LfmStatus;
@@ -35,12 +35,7 @@ pub unsafe extern "C" fn lfm_session_new(
 /// is using, freed once.
 #[no_mangle]
 pub unsafe extern "C" fn lfm_session_free(session: *mut LfmSession) {
-    if !session.is_null() {
-        call(|| {
-            drop(Box::from_raw(session));
-            Ok(())
-        });
-    }
+    free_box(session)
 }
 
 /// # Safety

@@ -35,6 +35,44 @@ fn u32_at(b: u32) -> u32 {
     return (load_word(w) >> 16u) | (load_word(w + 1u) << 16u);
 }
 
+const NIBBLES: u32 = 0x0f0f0f0fu;
+
+// The four bytes of `w` as values, lowest first.
+fn bytes4(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu));
+}
+
+// The four bytes of `w` as signed values.
+fn i8x4(w: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Bits 0..3 of `bits` moved to bit 0 of bytes 0..3.
+fn spread4(bits: u32) -> u32 {
+    return (bits & 1u) | ((bits & 2u) << 7u) | ((bits & 4u) << 14u) | ((bits & 8u) << 21u);
+}
+
+// Consecutive u32 words from an even byte offset: the last word read is carried, so
+// each word costs one load even when the data starts mid-word. `advance` reads the next
+// word into `word`.
+struct Stream {
+    word: u32,
+    carry: u32,
+    next: u32,
+    mid: bool,
+}
+
+fn stream_at(b: u32) -> Stream {
+    return Stream(0u, load_word(b >> 2u), (b >> 2u) + 1u, (b & 2u) != 0u);
+}
+
+fn advance(s: Stream) -> Stream {
+    let hi = load_word(s.next);
+    let word = select(s.carry, (s.carry >> 16u) | (hi << 16u), s.mid);
+    return Stream(word, hi, s.next + 1u, s.mid);
+}
+
 // Weight element `e` (row-major index) of a tensor of any supported type.
 fn weight_at(e: u32) -> f32 {
     switch WEIGHT_DTYPE {
@@ -110,4 +148,91 @@ fn k_scale_min(scales: u32, j: u32) -> vec2<f32> {
     let scale = (packed & 0xfu) | ((byte_at(scales + j - 4u) >> 6u) << 4u);
     let min = (packed >> 4u) | ((byte_at(scales + j) >> 6u) << 4u);
     return vec2<f32>(f32(scale), f32(min));
+}
+
+// Elements 32g .. 32g + 31 of a GGUF tensor, dequantized: a whole Q4/Q5/Q8 block, or
+// one 32-element sub-block of a K-quant block. Kernels that reuse each weight many
+// times decode it this way, scales once per 32 elements.
+fn group32(g: u32) -> array<vec4<f32>, 8> {
+    var w: array<vec4<f32>, 8>;
+    switch WEIGHT_DTYPE {
+        case DTYPE_Q8_0: {
+            let d = f16_at(g * 34u);
+            var qs = stream_at(g * 34u + 2u);
+            for (var i = 0u; i < 8u; i++) {
+                qs = advance(qs);
+                w[i] = d * i8x4(qs.word);
+            }
+        }
+        case DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1: {
+            // d, [m], [qh], 16 bytes: byte l holds element l in its low nibble and
+            // l + 16 in its high one; Q5 adds bit l of qh as the fifth bit.
+            let five = WEIGHT_DTYPE == DTYPE_Q5_0 || WEIGHT_DTYPE == DTYPE_Q5_1;
+            let size = 18u + 2u * (WEIGHT_DTYPE - DTYPE_Q4_0); // 18, 20, 22, 24 bytes
+            let b = g * size;
+            let d = f16_at(b);
+            var offset = 0.0;
+            switch WEIGHT_DTYPE {
+                case DTYPE_Q4_0: { offset = -8.0 * d; }
+                case DTYPE_Q5_0: { offset = -16.0 * d; }
+                default: { offset = f16_at(b + 2u); }
+            }
+            var qh = 0u;
+            if five {
+                qh = u32_at(b + size - 20u);
+            }
+            var qs = stream_at(b + size - 16u);
+            for (var i = 0u; i < 4u; i++) {
+                qs = advance(qs);
+                var lo = bytes4(qs.word & NIBBLES);
+                var hi = bytes4((qs.word >> 4u) & NIBBLES);
+                if five {
+                    lo += 16.0 * bytes4(spread4(qh >> (4u * i)));
+                    hi += 16.0 * bytes4(spread4(qh >> (16u + 4u * i)));
+                }
+                w[i] = d * lo + offset;
+                w[i + 4u] = d * hi + offset;
+            }
+        }
+        case DTYPE_Q4_K, DTYPE_Q5_K: {
+            // Sub-block j: nibble j % 2 of bytes 32 (j / 2) .. + 31; Q5_K adds bit j
+            // of the 32 qh bytes. Blocks are 4-byte aligned.
+            let size = select(176u, 144u, WEIGHT_DTYPE == DTYPE_Q4_K);
+            let b = (g / 8u) * size;
+            let j = g % 8u;
+            let scale_min = k_scale_min(b + 4u, j);
+            let scale = f16_at(b) * scale_min.x;
+            let min = f16_at(b + 2u) * scale_min.y;
+            let qs = (b + size - 128u + 32u * (j / 2u)) / 4u;
+            for (var i = 0u; i < 8u; i++) {
+                var q = bytes4((load_word(qs + i) >> (4u * (j % 2u))) & NIBBLES);
+                if WEIGHT_DTYPE == DTYPE_Q5_K {
+                    q += 16.0 * bytes4((load_word((b + 16u) / 4u + i) >> j) & 0x01010101u);
+                }
+                w[i] = scale * q - min;
+            }
+        }
+        case DTYPE_Q6_K: {
+            // Sub-block j is quarter j % 4 of half j / 4: low bits from nibble
+            // (j % 4) / 2 of ql bytes 64 (j / 4) + 32 (j % 2) + l, high ones from bits
+            // 2 (j % 4) of qh byte 32 (j / 4) + l; one int8 scale per 16 elements.
+            let b = (g / 8u) * 210u;
+            let half = (g % 8u) / 4u;
+            let quarter = g % 4u;
+            var ql = stream_at(b + 64u * half + 32u * (quarter % 2u));
+            var qh = stream_at(b + 128u + 32u * half);
+            let scales = b + 192u + 8u * half + 2u * quarter;
+            let d = f16_at(b + 208u);
+            let scale = vec2<f32>(d * i8_at(scales), d * i8_at(scales + 1u));
+            for (var i = 0u; i < 8u; i++) {
+                ql = advance(ql);
+                qh = advance(qh);
+                let low = (ql.word >> (4u * (quarter / 2u))) & NIBBLES;
+                let high = ((qh.word >> (2u * quarter)) & 0x03030303u) << 4u;
+                w[i] = scale[i / 4u] * (bytes4(low | high) - 32.0);
+            }
+        }
+        default: {}
+    }
+    return w;
 }

@@ -801,3 +801,19 @@ fn kv_shift_moves_rows_and_rotates_keys_back() {
     }
     report("kv_shift", worst);
 }
+
+#[test]
+fn copy_moves_whole_buffers() {
+    let values: Vec<f32> = (0..1000).map(|i| i as f32 - 500.0).collect();
+    for limit in grid_limits() {
+        let (src, dst) = (buffer("src", &values), buffer("dst", &[0.0; 1000]));
+        let copy = ops::copy(gpu(), &src, &dst, 4000).unwrap();
+        run(Batch::new(1, 0), limit, &[&copy]);
+        assert_eq!(read(&dst, values.len()), values, "limit {limit}");
+    }
+    let small = buffer("small", &[0.0; 4]);
+    assert!(
+        ops::copy(gpu(), &small, &small, 32).is_err(),
+        "past the end"
+    );
+}

@@ -15,8 +15,8 @@ The safetensors file is written tensor by tensor from random 16-bit patterns, so
 8B model never sits in memory as f32. Nothing here is committed: `compare.sh` makes
 what it needs at bench time (files already present are kept).
 
-    python scripts/bench/make_models.py --llama-cpp DIR --out DIR \\
-        --shapes 350M,1.2B --types F16,Q8_0,Q4_0
+    python scripts/bench/make_models.py --llama-cpp DIR [--quantize BIN] [--out DIR] \\
+        --shapes 350M,1.2B --types bf16,F16,Q8_0,Q4_0,Q4_K_M
 """
 
 import argparse
@@ -197,7 +197,7 @@ def make_hf(shape: str, out: Path) -> Path:
     return hf
 
 
-def make_gguf(shape: str, gguf_type: str, out: Path, llama_cpp: Path) -> Path:
+def make_gguf(shape: str, gguf_type: str, out: Path, llama_cpp: Path, quantize: Path) -> Path:
     path = out / shape / f"LFM2-{shape}-{gguf_type}.gguf"
     if path.exists():
         return path
@@ -208,9 +208,8 @@ def make_gguf(shape: str, gguf_type: str, out: Path, llama_cpp: Path) -> Path:
 
         convert(llama_cpp, make_hf(shape, out), gguf_type.lower(), partial)
     else:
-        f16 = make_gguf(shape, "F16", out, llama_cpp)
-        tool = llama_cpp / "build" / "bin" / "llama-quantize"
-        subprocess.run([str(tool), str(f16), str(partial), gguf_type], check=True, stdout=subprocess.DEVNULL)
+        f16 = make_gguf(shape, "F16", out, llama_cpp, quantize)
+        subprocess.run([str(quantize), str(f16), str(partial), gguf_type], check=True, stdout=subprocess.DEVNULL)
     partial.rename(path)
     print(f"wrote {path}", file=sys.stderr)
     return path
@@ -218,7 +217,8 @@ def make_gguf(shape: str, gguf_type: str, out: Path, llama_cpp: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--llama-cpp", type=Path, help="llama.cpp source with build/bin/llama-quantize (for GGUF types)")
+    parser.add_argument("--llama-cpp", type=Path, help="llama.cpp source (its converter makes the GGUF types)")
+    parser.add_argument("--quantize", type=Path, help="llama-quantize [default: LLAMA_CPP/build/bin/llama-quantize]")
     parser.add_argument("--out", type=Path, default=REPO / "target" / "bench" / "models")
     parser.add_argument("--shapes", default="350M", help=f"comma-separated, of {','.join(SHAPES)}")
     parser.add_argument("--types", default="F16,Q8_0,Q4_0", help=f"comma-separated: bf16 (safetensors), {','.join(CONVERTED + QUANTIZED)}")
@@ -232,7 +232,8 @@ def main() -> None:
             elif gguf_type in CONVERTED + QUANTIZED:
                 if args.llama_cpp is None:
                     parser.error(f"{gguf_type} needs --llama-cpp")
-                print(make_gguf(shape, gguf_type, args.out, args.llama_cpp))
+                quantize = args.quantize or args.llama_cpp / "build" / "bin" / "llama-quantize"
+                print(make_gguf(shape, gguf_type, args.out, args.llama_cpp, quantize))
             else:
                 parser.error(f"unknown type {gguf_type!r}")
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::kernels::PipelineCache;
+use super::Tuning;
 use crate::error::{Error, Result};
 
 /// A backend the user may ask for; `Auto` lets wgpu pick (and honours `WGPU_BACKEND`).
@@ -56,6 +57,9 @@ pub struct GpuOptions {
     /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes: larger
     /// weights are then split across bindings, as on a phone with small bindings.
     pub max_binding_size: Option<u64>,
+    /// Launch shapes instead of those chosen for the adapter (tests run the GPU
+    /// layouts on lavapipe).
+    pub tuning: Option<Tuning>,
 }
 
 /// The device every model and session of a process shares.
@@ -64,6 +68,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    pub tuning: Tuning,
     pub(super) pipelines: PipelineCache,
     /// The first validation or device error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -141,6 +146,7 @@ impl Gpu {
         Ok(Arc::new(Gpu {
             device,
             queue,
+            tuning: options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info)),
             info,
             limits,
             pipelines: PipelineCache::default(),
@@ -233,9 +239,10 @@ impl Gpu {
         self.uploaded.load(Ordering::Relaxed)
     }
 
-    /// A zeroed f32 storage buffer of `len` elements.
+    /// A zeroed f32 storage buffer of `len` elements, padded to whole 16-byte words:
+    /// kernels read activations as vec4<f32>, and a binding holds only whole elements.
     pub fn zeros(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = (len.max(1) * 4) as u64;
+        let size = (len.max(1) * 4).next_multiple_of(16) as u64;
         self.check_buffer_size(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 /// GGUF block unpacking, for the kernels that read weight matrices (named `weight`).
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
+/// GGUF block dot products, for matvec.wgsl.
+const MATVEC_QUANT: &str = include_str!("../../../shaders/matvec_quant.wgsl");
 /// KV cache packing and paging, for the kernels that use the cache.
 const KV: &str = include_str!("../../../shaders/kv.wgsl");
 
@@ -32,6 +34,7 @@ pub enum Kernel {
     RmsNorm,
     Matvec,
     Matmul,
+    MatmulRows,
     Rope,
     Attention,
     ShortConv,
@@ -46,11 +49,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
         Kernel::Matmul,
+        Kernel::MatmulRows,
         Kernel::Rope,
         Kernel::Attention,
         Kernel::ShortConv,
@@ -71,6 +75,7 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../../shaders/rmsnorm.wgsl"),
             Kernel::Matvec => include_str!("../../../shaders/matvec.wgsl"),
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::ShortConv | Kernel::ShortConvState => {
@@ -88,12 +93,19 @@ impl Kernel {
 
     /// Whether the kernel reads weight matrices that may be GGUF-quantized.
     fn reads_quantized(self) -> bool {
-        matches!(self, Kernel::Embedding | Kernel::Matvec | Kernel::Matmul)
+        matches!(
+            self,
+            Kernel::Embedding | Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows
+        )
     }
 
     /// The complete module: common helpers (and block unpacking) followed by the kernel.
     pub fn module_source(self) -> String {
-        let quant = if self.reads_quantized() { QUANT } else { "" };
+        let quant = match self {
+            Kernel::Matvec => format!("{QUANT}\n{MATVEC_QUANT}"),
+            _ if self.reads_quantized() => QUANT.to_string(),
+            _ => String::new(),
+        };
         let kv = if matches!(self, Kernel::Attention | Kernel::KvStore | Kernel::KvShift) {
             KV
         } else {
@@ -120,7 +132,9 @@ impl Kernel {
             // x, weight, out, params
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             // x, weight, bias, routing (MoE), out, params
-            Kernel::Matvec | Kernel::Matmul => &[Read, Read, Read, Read, ReadWrite, Uniform],
+            Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows => {
+                &[Read, Read, Read, Read, ReadWrite, Uniform]
+            }
             // norm weight, rope table, x (in place), params
             Kernel::Rope => &[Read, Read, ReadWrite, Uniform],
             // q, page table, k cache, v cache, out, params
@@ -260,6 +274,21 @@ impl Gpu {
         Ok(module)
     }
 
+    /// The override constants of `key`'s pipeline: the dtypes, and the adapter's launch
+    /// shape for the kernels that have one.
+    fn constants(&self, key: KernelKey) -> Vec<(&'static str, f64)> {
+        let mut constants = vec![
+            ("WEIGHT_DTYPE", key.dtype.shader_code()),
+            ("BIAS_DTYPE", key.bias.shader_code()),
+        ];
+        match key.kernel {
+            Kernel::Matvec => constants.extend(self.tuning.matvec_constants()),
+            Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
+            _ => {}
+        }
+        constants
+    }
+
     /// The pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(pipeline) = locked(&self.pipelines.pipelines)?.get(&key) {
@@ -285,10 +314,7 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(key.kernel.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[
-                        ("WEIGHT_DTYPE", key.dtype.shader_code()),
-                        ("BIAS_DTYPE", key.bias.shader_code()),
-                    ],
+                    constants: &self.constants(key),
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,

@@ -3,7 +3,9 @@
 mod context;
 mod dispatch;
 mod kernels;
+mod tuning;
 
 pub use context::{Backend, Gpu, GpuOptions};
 pub use dispatch::{Dispatch, Grid, Step, StepUniform};
 pub use kernels::{Kernel, KernelKey};
+pub use tuning::{Prefill, Tuning};

@@ -4,7 +4,7 @@ use super::split::row_parts;
 use super::GpuTensor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, Step};
+use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, Prefill, Step};
 
 /// Shared by matvec.wgsl and matmul.wgsl.
 #[repr(C)]
@@ -66,8 +66,6 @@ pub struct ExpertLinear<'a> {
     pub slots: &'a wgpu::Buffer,
 }
 
-/// Rows per matvec.wgsl workgroup (its ROWS).
-const MATVEC_ROWS: usize = 256;
 const TILE_N: usize = 64;
 const TILE_T: u32 = 32;
 
@@ -81,7 +79,7 @@ fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     Ok(())
 }
 
-/// A matvec.wgsl or matmul.wgsl launch over `buffers` (x, weight, bias, routing, out).
+/// A matvec.wgsl or matmul(_rows).wgsl launch over `buffers` (x, weight, bias, routing, out).
 fn launch(
     gpu: &Gpu,
     kernel: Kernel,
@@ -105,7 +103,25 @@ fn matmul_grid(tiles_across: usize) -> Grid {
     }
 }
 
-/// Matrix-vector for single-token batches, tiled matmul for longer ones; a weight
+/// The adapter's kernel for a dense projection of several tokens onto `rows` outputs.
+fn prefill_launch(gpu: &Gpu, rows: usize) -> (Kernel, Grid) {
+    match gpu.tuning.prefill {
+        Prefill::Tiled => (Kernel::Matmul, matmul_grid(rows.div_ceil(TILE_N))),
+        Prefill::Rows {
+            workgroup,
+            rows_per_thread,
+            tokens_per_thread,
+        } => {
+            let grid = Grid::Tiles {
+                across: rows.div_ceil((workgroup * rows_per_thread) as usize) as u32,
+                tokens_per_tile: tokens_per_thread,
+            };
+            (Kernel::MatmulRows, grid)
+        }
+    }
+}
+
+/// Matrix-vector for single-token batches, a matmul for longer ones; a weight
 /// larger than one binding is multiplied one row range (output columns) at a time.
 /// `none` is bound in place of an absent bias and of the routing buffer.
 pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
@@ -143,20 +159,13 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
                 op.bias,
                 buffers(),
                 &params,
-                Grid::Fixed(part.rows.div_ceil(MATVEC_ROWS) as u32),
+                Grid::Fixed(gpu.tuning.matvec_workgroups(part.rows, 1)),
             )?;
             if op.output == LinearOutput::LastRow {
                 return Ok(Step::Always(one));
             }
-            let many = launch(
-                gpu,
-                Kernel::Matmul,
-                op.weight,
-                op.bias,
-                buffers(),
-                &params,
-                matmul_grid(part.rows.div_ceil(TILE_N)),
-            )?;
+            let (kernel, grid) = prefill_launch(gpu, part.rows);
+            let many = launch(gpu, kernel, op.weight, op.bias, buffers(), &params, grid)?;
             Ok(Step::BySize { one, many })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -189,7 +198,7 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         ..Params::default()
     };
     let (x, weight, out) = (op.x, &w.tensor.buffer, op.out);
-    let slot_rows = Grid::Fixed((op.top_k * w.rows).div_ceil(MATVEC_ROWS) as u32);
+    let slot_rows = Grid::Fixed(gpu.tuning.matvec_workgroups(w.rows, op.top_k));
     let one = launch(
         gpu,
         Kernel::Matvec,

@@ -1,0 +1,95 @@
+//! Launch shapes chosen per adapter. A GPU and a CPU rasteriser (lavapipe) want opposite
+//! layouts. On a GPU the threads of a warp must read neighbouring words (coalesced
+//! loads) and workgroup memory is what makes a tiled matmul fast. On lavapipe the SIMD
+//! lanes are invocations and every load, from storage or workgroup memory, runs a loop
+//! over the lanes, so what counts is how many multiply-adds each load feeds: each lane
+//! takes whole rows, several of them, and (in prefill) several tokens, with no
+//! workgroup memory at all.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Threads of one matvec.wgsl workgroup.
+    pub matvec_workgroup: u32,
+    /// Threads that share one matvec row (a power of two dividing the workgroup).
+    pub matvec_row_threads: u32,
+    /// Consecutive rows each matvec thread computes (1 to 4; workgroup × rows ≤ 256).
+    pub matvec_rows_per_thread: u32,
+    pub prefill: Prefill,
+}
+
+/// The kernel dense projections of more than one token take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefill {
+    /// matmul.wgsl: tiles through workgroup memory.
+    Tiled,
+    /// matmul_rows.wgsl: a block of rows (1 to 4) × tokens (1 to 8) in each thread's
+    /// registers.
+    Rows {
+        workgroup: u32,
+        rows_per_thread: u32,
+        tokens_per_thread: u32,
+    },
+}
+
+impl Tuning {
+    /// 16 threads × 16 bytes read 256 contiguous bytes of a row per step.
+    pub const GPU: Tuning = Tuning {
+        matvec_workgroup: 256,
+        matvec_row_threads: 16,
+        matvec_rows_per_thread: 1,
+        prefill: Prefill::Tiled,
+    };
+
+    /// Four SIMD-8 vectors of lanes, 4 rows each: 128 rows per workgroup, so that even
+    /// a 1024-row matrix spreads over 8 workgroups (threads of the rasteriser).
+    pub const CPU: Tuning = Tuning {
+        matvec_workgroup: 32,
+        matvec_row_threads: 1,
+        matvec_rows_per_thread: 4,
+        prefill: Prefill::Rows {
+            workgroup: 32,
+            rows_per_thread: 4,
+            tokens_per_thread: 16,
+        },
+    };
+
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => Tuning::CPU,
+            _ => Tuning::GPU,
+        }
+    }
+
+    /// Workgroups of a matvec.wgsl launch over `slots` matrices of `rows` rows each:
+    /// each slot's rows are padded to whole threads.
+    pub fn matvec_workgroups(&self, rows: usize, slots: usize) -> u32 {
+        let per_thread = self.matvec_rows_per_thread as usize;
+        let threads_per_group = (self.matvec_workgroup / self.matvec_row_threads) as usize;
+        (slots * rows.div_ceil(per_thread)).div_ceil(threads_per_group) as u32
+    }
+
+    /// The override constants of matvec.wgsl.
+    pub(super) fn matvec_constants(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("WG", self.matvec_workgroup.into()),
+            ("ROW_THREADS", self.matvec_row_threads.into()),
+            ("ROWS_PER_THREAD", self.matvec_rows_per_thread.into()),
+        ]
+    }
+
+    /// The override constants of matmul_rows.wgsl.
+    pub(super) fn matmul_rows_constants(&self) -> Vec<(&'static str, f64)> {
+        match self.prefill {
+            Prefill::Rows {
+                workgroup,
+                rows_per_thread,
+                tokens_per_thread,
+            } => vec![
+                ("WG", workgroup.into()),
+                ("ROWS_PER_THREAD", rows_per_thread.into()),
+                ("TOKENS_PER_THREAD", tokens_per_thread.into()),
+            ],
+            Prefill::Tiled => Vec::new(),
+        }
+    }
+}

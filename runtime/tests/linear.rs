@@ -1,0 +1,324 @@
+//! The projection kernels under both launch shapes, whatever the adapter: the GPU one
+//! (matvec rows shared by 16 threads, tiled matmul) and the CPU one (rows per lane,
+//! row-blocked matmul), so that lavapipe also checks the layout real GPUs run. Every
+//! weight type, float and GGUF, against a CPU reference on the same weights
+//! (`gguf::dequantize` for the blocks), for one token (matvec), a batch (matmul), the
+//! last-row logits path and the MoE expert matvec.
+
+use std::sync::{Arc, OnceLock};
+
+use lfm_edge::dtype::DType;
+use lfm_edge::gguf::{dequantize, GgmlType};
+use lfm_edge::gpu::{Gpu, GpuOptions, StepUniform, Tuning};
+use lfm_edge::ops::{self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput};
+use wgpu::util::DeviceExt;
+
+const QUANTIZED: [DType; 8] = [
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+];
+
+fn gpus() -> &'static [Arc<Gpu>; 2] {
+    static GPUS: OnceLock<[Arc<Gpu>; 2]> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        [Tuning::GPU, Tuning::CPU].map(|tuning| {
+            Gpu::new(&GpuOptions {
+                tuning: Some(tuning),
+                ..GpuOptions::default()
+            })
+            .expect("no wgpu adapter")
+        })
+    })
+}
+
+/// SplitMix64: deterministic inputs without another crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn values(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.unit()).collect()
+    }
+}
+
+fn ggml_type(dtype: DType) -> GgmlType {
+    let name = dtype.to_string().to_uppercase();
+    GgmlType::all().find(|t| t.name() == name).unwrap()
+}
+
+/// Random raw bytes of `elements` weights of `dtype`, its f16 scales (at the offsets
+/// ggml's block layouts put them) set to small finite values; and the weights they
+/// hold, as `gguf::dequantize` reads them.
+fn random_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec<f32>) {
+    let bytes: Vec<u8> = match dtype {
+        DType::F32 => bytemuck::cast_slice(&rng.values(elements)).to_vec(),
+        DType::F16 | DType::BF16 => {
+            let values = rng.values(elements);
+            let bits: Vec<u16> = match dtype {
+                DType::F16 => values
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_bits())
+                    .collect(),
+                _ => values
+                    .iter()
+                    .map(|&v| half::bf16::from_f32(v).to_bits())
+                    .collect(),
+            };
+            bytemuck::cast_slice(&bits).to_vec()
+        }
+        _ => {
+            let mut bytes: Vec<u8> = (0..dtype.bytes_for(elements))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
+            let scales: &[usize] = match dtype {
+                DType::Q6_K => &[208],
+                DType::Q4_K | DType::Q5_K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
+                _ => &[0],
+            };
+            for block in bytes.chunks_mut(dtype.block_bytes()) {
+                for &s in scales {
+                    let scale = half::f16::from_f32(0.01 + 0.02 * rng.unit().abs());
+                    block[s..s + 2].copy_from_slice(&scale.to_le_bytes());
+                }
+            }
+            bytes
+        }
+    };
+    let values = dequantize(ggml_type(dtype), &bytes).unwrap();
+    (bytes, values)
+}
+
+fn tensor(gpu: &Gpu, dtype: DType, shape: &[usize], bytes: &[u8]) -> GpuTensor {
+    GpuTensor {
+        name: format!("w.{dtype}"),
+        buffer: gpu.upload("w", bytes).unwrap(),
+        dtype,
+        shape: shape.to_vec(),
+    }
+}
+
+fn buffer(gpu: &Gpu, values: &[f32]) -> wgpu::Buffer {
+    let b = gpu.zeros("buffer", values.len()).unwrap();
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+    b
+}
+
+fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
+    let b = gpu.zeros("u32 buffer", values.len()).unwrap();
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+    b
+}
+
+/// Records `step` for a batch of `n_tokens` in one compute pass, as a session does.
+fn run(gpu: &Gpu, step: &lfm_edge::gpu::Step, n_tokens: u32) {
+    let uniform = StepUniform {
+        n_tokens,
+        pos: 0,
+        _pad: [0; 2],
+    };
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("step"),
+            contents: bytemuck::bytes_of(&uniform),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("step"),
+        layout: &gpu.step_layout().unwrap(),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }],
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(1, &group, &[]);
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        for d in step.dispatches(n_tokens) {
+            d.encode(&mut pass, n_tokens, max);
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.check().unwrap();
+}
+
+/// A value the kernel should produce, and the sum of the magnitudes it adds up: f32
+/// rounding grows with the latter (random GGUF scales make large terms that cancel).
+#[derive(Clone, Copy)]
+struct Want {
+    value: f64,
+    magnitude: f64,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> Want {
+    let terms = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64);
+    Want {
+        value: terms.clone().sum(),
+        magnitude: terms.map(f64::abs).sum(),
+    }
+}
+
+fn assert_close(case: &str, got: &[f32], want: &[Want]) {
+    assert_eq!(got.len(), want.len(), "{case}: length");
+    for (i, (&g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w.value).abs() / (1.0 + w.magnitude);
+        assert!(
+            err < 1e-5,
+            "{case}: element {i} is {g}, expected {}",
+            w.value
+        );
+    }
+}
+
+/// `ops::linear` of (n, k) weights of `dtype` for a batch of `n_tokens`, in each output
+/// mode, on both launch shapes.
+fn check_linear(dtype: DType, (n, k): (usize, usize), n_tokens: usize, rng: &mut Rng) {
+    let (bytes, w) = random_weights(dtype, n * k, rng);
+    let x = rng.values(n_tokens * k);
+    let before = rng.values(n_tokens * n);
+    let bias = rng.values(n);
+    for gpu in gpus() {
+        let weight = tensor(gpu, dtype, &[n, k], &bytes);
+        let bias_tensor = tensor(gpu, DType::F32, &[n], bytemuck::cast_slice(&bias));
+        let (x_buffer, none) = (buffer(gpu, &x), gpu.zeros("none", 1).unwrap());
+        for output in [
+            LinearOutput::Rows,
+            LinearOutput::Accumulate,
+            LinearOutput::LastRow,
+        ] {
+            let rows: Vec<usize> = match output {
+                LinearOutput::LastRow => vec![n_tokens - 1],
+                _ => (0..n_tokens).collect(),
+            };
+            let mut want: Vec<Want> = before
+                .iter()
+                .map(|&v| Want {
+                    value: v as f64,
+                    magnitude: v.abs() as f64,
+                })
+                .collect();
+            for (o, &t) in rows.iter().enumerate() {
+                for j in 0..n {
+                    let mut y = dot(&x[t * k..][..k], &w[j * k..][..k]);
+                    y.value += bias[j] as f64;
+                    let slot = &mut want[o * n + j];
+                    if output == LinearOutput::Accumulate {
+                        y.value += slot.value;
+                        y.magnitude += slot.magnitude;
+                    }
+                    *slot = y;
+                }
+            }
+            let out = buffer(gpu, &before);
+            let op = Linear {
+                weight: &weight,
+                bias: Some(&bias_tensor),
+                x: &x_buffer,
+                out: &out,
+                output,
+            };
+            run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
+            let case = format!(
+                "{dtype} {n}x{k}, {n_tokens} tokens, {output:?}, {:?}",
+                gpu.tuning
+            );
+            assert_close(&case, &gpu.read_f32(&out, before.len()).unwrap(), &want);
+        }
+    }
+}
+
+#[test]
+fn float_projections_on_both_launch_shapes() {
+    let mut rng = Rng(7);
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        // Rows 16-byte aligned (k = 64, 72 for 16-bit) or not (k = 18).
+        for shape in [(37, 64), (130, 72), (9, 18)] {
+            for n_tokens in [1, 5, 37] {
+                check_linear(dtype, shape, n_tokens, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_projections_on_both_launch_shapes() {
+    let mut rng = Rng(11);
+    for dtype in QUANTIZED {
+        // 512: whole K-quant blocks; 96: three 32-element blocks, so that every other
+        // row of a 34-, 18- or 22-byte block type starts mid-word.
+        let widths: &[usize] = if dtype.block_elements() == 256 {
+            &[512]
+        } else {
+            &[512, 96]
+        };
+        for &k in widths {
+            for n_tokens in [1, 11] {
+                check_linear(dtype, (37, k), n_tokens, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
+    let mut rng = Rng(13);
+    let (experts, rows, k, top_k) = (5, 37, 256, 3);
+    let routes = [3u32, 0, 0, 0, 4, 0]; // expert, weight bits per slot; weights unused here
+    for dtype in [DType::F16, DType::Q8_0, DType::Q4_K] {
+        let (bytes, w) = random_weights(dtype, experts * rows * k, &mut rng);
+        for x_per_slot in [false, true] {
+            let x = rng.values(if x_per_slot { top_k * k } else { k });
+            let mut want = Vec::new();
+            for s in 0..top_k {
+                let expert = routes[2 * s] as usize;
+                let x_row = if x_per_slot {
+                    &x[s * k..][..k]
+                } else {
+                    &x[..k]
+                };
+                want.extend((0..rows).map(|j| dot(x_row, &w[(expert * rows + j) * k..][..k])));
+            }
+            for gpu in gpus() {
+                let weight = ExpertMatrix {
+                    tensor: tensor(gpu, dtype, &[experts, rows, k], &bytes),
+                    rows,
+                    row_offset: 0,
+                };
+                let (route_buffer, none) =
+                    (u32_buffer(gpu, &routes), gpu.zeros("none", 1).unwrap());
+                let (x_buffer, out) = (buffer(gpu, &x), gpu.zeros("out", top_k * rows).unwrap());
+                let op = ExpertLinear {
+                    weight: &weight,
+                    x: &x_buffer,
+                    x_per_slot,
+                    out: &out,
+                    top_k,
+                    routes: &route_buffer,
+                    slots: &none,
+                };
+                run(gpu, &ops::expert_linear(gpu, op, &none).unwrap(), 1);
+                let case = format!("{dtype} experts, x per slot {x_per_slot}, {:?}", gpu.tuning);
+                assert_close(&case, &gpu.read_f32(&out, top_k * rows).unwrap(), &want);
+            }
+        }
+    }
+}

@@ -21,22 +21,8 @@ fn weight_word(i: u32) -> u32 {
     return float_word(WEIGHT_DTYPE, i);
 }
 
-// IEEE half to f32 with integer operations: `unpack2x16float` needs the
-// SHADER_F16_IN_F32 downlevel capability, which many mobile GPUs lack.
-fn f16_bits_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        // Zero or subnormal: mantissa · 2^-24.
-        let magnitude = f32(mantissa) * 5.9604644775390625e-8;
-        return select(magnitude, -magnitude, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u)); // inf, nan
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
+// IEEE halves become f32 through `f16_bits_to_f32` and `f16_pair`, defined by
+// half_hardware.wgsl or half_integer.wgsl, whichever the device can run.
 
 // Element `i` of a float tensor of `dtype`, given the word that holds it. 16-bit
 // elements are little-endian: the even element is the low half.
@@ -59,7 +45,7 @@ fn weight_value(word: u32, i: u32) -> f32 {
 // Both elements of a 16-bit word, even element first.
 fn weight_pair(word: u32) -> vec2<f32> {
     if WEIGHT_DTYPE == DTYPE_F16 {
-        return vec2<f32>(f16_bits_to_f32(word & 0xffffu), f16_bits_to_f32(word >> 16u));
+        return f16_pair(word);
     }
     return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
 }

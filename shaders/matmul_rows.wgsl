@@ -34,7 +34,7 @@ override WG: u32 = 32u;
 override ROWS_PER_THREAD: u32 = 4u;
 override TOKENS_PER_THREAD: u32 = 8u;
 // Bounds of the two overrides: the sizes of the register block.
-const MAX_ROWS: u32 = 8u;
+const MAX_ROWS: u32 = 4u;
 const MAX_TOKENS: u32 = 16u;
 
 // quant.wgsl reads the weights through this.

@@ -36,8 +36,9 @@ struct Params {
 override WG: u32 = 256u;
 override ROW_THREADS: u32 = 16u;
 override ROWS_PER_THREAD: u32 = 1u;
-// The per-thread accumulators hold up to MAX_ROWS rows; WG * ROWS_PER_THREAD <= 256.
-const MAX_ROWS: u32 = 4u;
+// The per-thread accumulators hold up to MAX_ROWS rows; WG * ROWS_PER_THREAD <= 256
+// (gpu/tuning.rs checks both).
+const MAX_ROWS: u32 = 8u;
 alias Rows = array<f32, MAX_ROWS>;
 alias RowIndex = array<u32, MAX_ROWS>;
 

@@ -53,7 +53,6 @@ impl Rate {
 
 #[derive(Clone, Debug)]
 pub struct BenchReport {
-    pub options: BenchOptions,
     pub prefill: Rate,
     pub decode: Rate,
     /// Bytes of weights one decoded token reads (`Model::decode_weight_bytes`).
@@ -134,7 +133,6 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         .map(|_| decode(&mut session, options.gen_tokens))
         .collect::<Result<Vec<_>>>()?;
     Ok(BenchReport {
-        options: options.clone(),
         prefill: Rate::of(options.prompt_tokens, &prefill_times),
         decode: Rate::of(options.gen_tokens, &decode_times),
         decode_weight_bytes: model.decode_weight_bytes(),

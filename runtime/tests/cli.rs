@@ -376,3 +376,50 @@ fn truncated_gguf_is_an_error() {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     expect_error(&["info", "--model", s(&path)], &["cut.gguf"]);
 }
+
+#[test]
+fn bench_reports_speed_bandwidth_and_memory() {
+    for (name, moe) in [(FIXTURES[0], false), ("lfm2moe-tiny", true)] {
+        let model = fixture(name);
+        let args = ["--prompt-tokens", "8", "--gen-tokens", "4", "--repeat", "2"];
+        let out = stdout(&lfm_edge(
+            &[&["bench", "--model", s(&model)][..], &args].concat(),
+        ));
+        let value = |key: &str| -> f64 {
+            let line = out
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}: ")));
+            let line = line.unwrap_or_else(|| panic!("no {key:?} in {out}"));
+            line.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        for key in ["prefill tok/s", "decode tok/s", "probe GB/s"] {
+            assert!(value(key) > 0.0, "{key} in {out}");
+        }
+        assert!(value("decode GB/s") >= 0.0, "{out}");
+        assert!(out.contains("adapter: "), "{out}");
+        // Tied embeddings are read whole as the head; a MoE token skips idle experts.
+        let info = stdout(&lfm_edge(&["info", "--model", s(&model)]));
+        let weights = info
+            .lines()
+            .find_map(|l| l.strip_prefix("weight bytes: "))
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+        let per_token = value("weight bytes per decoded token");
+        match moe {
+            true => assert!(per_token < weights, "{per_token} of {weights}"),
+            false => assert_eq!(per_token, weights),
+        }
+        assert!(value("peak VRAM allocated") > weights, "{out}");
+    }
+    expect_error(
+        &[
+            "bench",
+            "--model",
+            s(&fixture(FIXTURES[0])),
+            "--repeat",
+            "0",
+        ],
+        &["one repeat"],
+    );
+}

@@ -1,6 +1,7 @@
 //! The projection kernels under both launch shapes, whatever the adapter: the GPU one
 //! (matvec rows shared by 16 threads, tiled matmul) and the CPU one (rows per lane,
-//! row-blocked matmul), so that lavapipe also checks the layout real GPUs run. Every
+//! row-blocked matmul), so that lavapipe also checks the layout real GPUs run, and
+//! with both half decodings (hardware and integer). Every
 //! weight type, float and GGUF, against a CPU reference on the same weights
 //! (`gguf::dequantize` for the blocks), for one token (matvec), a batch (matmul), the
 //! last-row logits path and the MoE expert matvec.
@@ -9,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType};
-use lfm_edge::gpu::{Gpu, GpuOptions, StepUniform, Tuning};
+use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, StepUniform, Tuning};
 use lfm_edge::ops::{self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput};
 use wgpu::util::DeviceExt;
 
@@ -24,12 +25,19 @@ const QUANTIZED: [DType; 8] = [
     DType::Q6_K,
 ];
 
+/// The GPU launch shapes with integer half decoding, and the CPU ones with the
+/// device's own: every path the kernels have, on any adapter that runs the tests.
 fn gpus() -> &'static [Arc<Gpu>; 2] {
     static GPUS: OnceLock<[Arc<Gpu>; 2]> = OnceLock::new();
     GPUS.get_or_init(|| {
-        [Tuning::GPU, Tuning::CPU].map(|tuning| {
+        [
+            (Tuning::GPU, Some(HalfDecode::Integer)),
+            (Tuning::CPU, None),
+        ]
+        .map(|(tuning, halves)| {
             Gpu::new(&GpuOptions {
                 tuning: Some(tuning),
+                halves,
                 ..GpuOptions::default()
             })
             .expect("no wgpu adapter")
@@ -239,7 +247,7 @@ fn check_linear(dtype: DType, (n, k): (usize, usize), n_tokens: usize, rng: &mut
             run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
             let case = format!(
                 "{dtype} {n}x{k}, {n_tokens} tokens, {output:?}, {:?}",
-                gpu.tuning
+                gpu.tuning.prefill
             );
             assert_close(&case, &gpu.read_f32(&out, before.len()).unwrap(), &want);
         }
@@ -316,7 +324,10 @@ fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
                     slots: &none,
                 };
                 run(gpu, &ops::expert_linear(gpu, op, &none).unwrap(), 1);
-                let case = format!("{dtype} experts, x per slot {x_per_slot}, {:?}", gpu.tuning);
+                let case = format!(
+                    "{dtype} experts, x per slot {x_per_slot}, {:?}",
+                    gpu.tuning.prefill
+                );
                 assert_close(&case, &gpu.read_f32(&out, top_k * rows).unwrap(), &want);
             }
         }

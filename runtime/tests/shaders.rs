@@ -3,14 +3,18 @@
 //! instead of at pipeline creation. The module's resource bindings must also match the
 //! layout the Rust side builds from `Kernel::bindings` (plus the `Step` uniform).
 
-use lfm_edge::gpu::Kernel;
+use lfm_edge::gpu::{HalfDecode, Kernel};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, StorageAccess};
 
-/// naga's default capabilities: what every WebGPU adapter offers. No kernel may need
-/// more (f16 weights are decoded with integer operations for that reason).
-fn capabilities() -> Capabilities {
-    Capabilities::default()
+/// What validating a module may assume: naga's defaults, what every WebGPU adapter
+/// offers, plus `unpack2x16float` for the hardware half decoding, which runs only where
+/// the device has that capability (integer decoding elsewhere).
+fn capabilities(halves: HalfDecode) -> Capabilities {
+    match halves {
+        HalfDecode::Hardware => Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+        HalfDecode::Integer => Capabilities::default(),
+    }
 }
 
 /// How the module declares a resource, in the words of `Access`'s Debug output.
@@ -52,11 +56,11 @@ fn expected_bindings(kernel: Kernel) -> Vec<(u32, u32, String)> {
 }
 
 /// Why `kernel`'s module is wrong, if it is.
-fn check(kernel: Kernel) -> Result<(), String> {
-    let source = kernel.module_source();
+fn check(kernel: Kernel, halves: HalfDecode) -> Result<(), String> {
+    let source = kernel.module_source(halves);
     let module = naga::front::wgsl::parse_str(&source)
         .map_err(|e| format!("does not parse:\n{}", e.emit_to_string(&source)))?;
-    Validator::new(ValidationFlags::all(), capabilities())
+    Validator::new(ValidationFlags::all(), capabilities(halves))
         .validate(&module)
         .map_err(|e| format!("does not validate:\n{}", e.emit_to_string(&source)))?;
     let entry = kernel.entry_point();
@@ -76,7 +80,11 @@ fn check(kernel: Kernel) -> Result<(), String> {
 fn every_kernel_parses_and_validates() {
     let failures: Vec<String> = Kernel::ALL
         .into_iter()
-        .filter_map(|kernel| check(kernel).err().map(|e| format!("{kernel:?} {e}")))
+        .flat_map(|kernel| [HalfDecode::Hardware, HalfDecode::Integer].map(|h| (kernel, h)))
+        .filter_map(|(kernel, halves)| {
+            let error = check(kernel, halves).err()?;
+            Some(format!("{kernel:?} ({halves:?} halves) {error}"))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

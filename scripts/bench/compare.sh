@@ -36,7 +36,7 @@ mkdir -p "$WORK/src" "$WORK/results"
 
 echo "== lfm-edge" >&2
 cargo build --release -p lfm-edge --manifest-path "$REPO/Cargo.toml" >&2
-OURS=$REPO/target/release/lfm-edge
+OURS=${CARGO_TARGET_DIR:-$REPO/target}/release/lfm-edge
 adapter=$("$OURS" info --model "$REPO/models/lfm2-demo" --backend vulkan | sed -n 's/^adapter: //p')
 echo "adapter: $adapter" >&2
 if [[ $adapter == *", Cpu)" ]]; then

@@ -31,10 +31,16 @@ def llama(path: Path) -> dict:
     return {"device": prefill["gpu_info"], "prefill": prefill["avg_ts"], "decode": decode["avg_ts"]}
 
 
+def size(path: Path) -> tuple[float, str]:
+    """Smallest model first: 350M before 1.2B."""
+    number, unit = re.match(r"([\d.]+)([MB])", path.name).groups()
+    return float(number) * (1e6 if unit == "M" else 1e9), path.name
+
+
 def main() -> None:
     results = Path(sys.argv[1])
     rows, adapters, devices = [], set(), set()
-    for path in sorted(results.glob("*.ours.txt")):
+    for path in sorted(results.glob("*.ours.txt"), key=size):
         name = path.name.removesuffix(".ours.txt")
         shape, gguf_type = name.rsplit("-", 1)
         a, b = ours(path), llama(results / f"{name}.llama.json")

@@ -48,7 +48,7 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> 
         format_size(report.decode_weight_bytes)
     );
     println!(
-        "decode GB/s: {:.2} ({:.0}% of the probe)",
+        "decode GB/s: {:.3} ({:.0}% of the probe)",
         gb(report.decode_bandwidth()),
         100.0 * report.decode_bandwidth() / probe
     );

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::PipelineCache;
+use super::kernels::{HalfDecode, PipelineCache};
 use super::Tuning;
 use crate::error::{Error, Result};
 
@@ -60,6 +60,9 @@ pub struct GpuOptions {
     /// Launch shapes instead of those chosen for the adapter (tests run the GPU
     /// layouts on lavapipe).
     pub tuning: Option<Tuning>,
+    /// Half decoding instead of the device's best (tests run the integer one on
+    /// devices that decode halves in hardware).
+    pub halves: Option<HalfDecode>,
 }
 
 /// The device every model and session of a process shares.
@@ -69,6 +72,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub tuning: Tuning,
+    /// How the kernels decode IEEE halves on this device.
+    pub halves: HalfDecode,
     pub(super) pipelines: PipelineCache,
     /// The first validation or device error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -115,6 +120,8 @@ impl Gpu {
             ))
         })?;
         let info = adapter.get_info();
+        let tuning = options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+        tuning.check()?;
         let mut limits = adapter.limits();
         if let Some(max) = options.max_binding_size {
             let limit = &mut limits.max_storage_buffer_binding_size;
@@ -128,9 +135,21 @@ impl Gpu {
             info.driver,
             info.driver_info
         );
+        // SHADER_F16 where the adapter has it: Mesa's Vulkan drivers grant the
+        // SHADER_F16_IN_F32 capability (hardware half decoding) only with it.
+        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        let hardware_halves = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        let halves = options.halves.unwrap_or(if hardware_halves {
+            HalfDecode::Hardware
+        } else {
+            HalfDecode::Integer
+        });
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lfm-edge"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -146,7 +165,8 @@ impl Gpu {
         Ok(Arc::new(Gpu {
             device,
             queue,
-            tuning: options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info)),
+            tuning,
+            halves,
             info,
             limits,
             pipelines: PipelineCache::default(),

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 /// Shared by every kernel: the weight unpacking, the per-forward `Step` uniform, reductions.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+/// IEEE half to f32, by the hardware or with integer operations (`HalfDecode`).
+const HALF_HARDWARE: &str = include_str!("../../../shaders/half_hardware.wgsl");
+const HALF_INTEGER: &str = include_str!("../../../shaders/half_integer.wgsl");
 /// GGUF block unpacking, for the kernels that read weight matrices (named `weight`).
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
 /// GGUF block dot products, for matvec.wgsl.
@@ -99,8 +102,13 @@ impl Kernel {
         )
     }
 
-    /// The complete module: common helpers (and block unpacking) followed by the kernel.
-    pub fn module_source(self) -> String {
+    /// The complete module: the half decoding, common helpers (and block unpacking)
+    /// followed by the kernel.
+    pub fn module_source(self, halves: HalfDecode) -> String {
+        let half = match halves {
+            HalfDecode::Hardware => HALF_HARDWARE,
+            HalfDecode::Integer => HALF_INTEGER,
+        };
         let quant = match self {
             Kernel::Matvec => format!("{QUANT}\n{MATVEC_QUANT}"),
             _ if self.reads_quantized() => QUANT.to_string(),
@@ -111,7 +119,7 @@ impl Kernel {
         } else {
             ""
         };
-        format!("{COMMON}\n{quant}\n{kv}\n{}", self.source())
+        format!("{half}\n{COMMON}\n{quant}\n{kv}\n{}", self.source())
     }
 
     pub fn entry_point(self) -> &'static str {
@@ -157,6 +165,15 @@ impl Kernel {
             Kernel::Copy => &[Read, ReadWrite, Uniform],
         }
     }
+}
+
+/// How kernels turn IEEE halves (f16 weights, GGUF scales, an f16 KV cache) into f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HalfDecode {
+    /// `unpack2x16float`, where the device has the SHADER_F16_IN_F32 capability.
+    Hardware,
+    /// Integer operations, everywhere else.
+    Integer,
 }
 
 /// A compiled pipeline: the kernel specialised for one weight dtype (and, for
@@ -262,7 +279,7 @@ impl Gpu {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&format!("{kernel:?}")),
-                source: wgpu::ShaderSource::Wgsl(kernel.module_source().into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.module_source(self.halves).into()),
             });
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!(

@@ -54,8 +54,9 @@ pub fn row_parts(gpu: &Gpu, tensor: &GpuTensor) -> Result<Vec<RowPart>> {
     }
     let row_bytes = bytes / rows as u64;
     // A part must start at a multiple of the offset alignment: a whole number of
-    // `step` rows.
-    let align = gpu.limits.min_storage_buffer_offset_alignment as u64;
+    // `step` rows. At least 16 bytes: matvec.wgsl binds weights as vec4<u32>, and a
+    // binding holds only whole elements.
+    let align = (gpu.limits.min_storage_buffer_offset_alignment as u64).max(16);
     let step = align / gcd(row_bytes, align);
     let per_part = (limit / row_bytes) / step * step;
     if per_part == 0 {

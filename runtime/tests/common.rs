@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use lfm_edge::gpu::{Dispatch, StepUniform};
 use lfm_edge::{sampler::argmax, Gpu, GpuOptions, Model, Session, SessionOptions};
 use serde::Deserialize;
+use wgpu::util::DeviceExt;
 
 /// The tiny checkpoints made by scripts/make_fixtures.py.
 pub const FIXTURES: [&str; 4] = [
@@ -81,4 +83,68 @@ pub fn greedy(model: Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
         }
     }
     generated
+}
+
+/// SplitMix64: deterministic test inputs without another crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-scale, scale).
+    pub fn uniform(&mut self, scale: f32) -> f32 {
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (unit * 2.0 - 1.0) * scale
+    }
+
+    pub fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(scale)).collect()
+    }
+}
+
+/// Records `dispatches` for a batch of `n_tokens` at cache position `pos` in one
+/// compute pass, as `Session` does, submits, and fails on any wgpu error.
+pub fn run_dispatches(
+    gpu: &Gpu,
+    n_tokens: u32,
+    pos: u32,
+    max_per_dim: u32,
+    dispatches: &[&Dispatch],
+) {
+    let step = StepUniform {
+        n_tokens,
+        pos,
+        _pad: [0; 2],
+    };
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("step"),
+            contents: bytemuck::bytes_of(&step),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("step"),
+        layout: &gpu.step_layout().unwrap(),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }],
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(1, &group, &[]);
+        for d in dispatches {
+            d.encode(&mut pass, n_tokens, max_per_dim);
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.check().unwrap();
 }

@@ -8,14 +8,16 @@
 //! `Dispatch::encode` to spill the grid into y and the kernels to flatten it back.
 //! `cargo test --test kernels -- --nocapture` prints the largest error of each family.
 
+mod common;
+
 use std::sync::{Arc, OnceLock};
 
+use common::Rng;
 use half::{bf16, f16};
 use lfm_edge::dtype::DType;
-use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions, StepUniform};
+use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions};
 use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
 use lfm_edge::ModelConfig;
-use wgpu::util::DeviceExt;
 
 // ---------------------------------------------------------------------------------
 // Device, buffers, launches
@@ -69,65 +71,12 @@ impl Batch {
 /// Records `dispatches` for `batch` in one compute pass, as `Session::run_batch` does,
 /// submits, and fails on any wgpu error.
 fn run(batch: Batch, max_per_dim: u32, dispatches: &[&Dispatch]) {
-    let gpu = gpu();
-    let step = StepUniform {
-        n_tokens: batch.n_tokens,
-        pos: batch.pos,
-        _pad: [0; 2],
-    };
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("step"),
-            contents: bytemuck::bytes_of(&step),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("step"),
-        layout: &gpu.step_layout().unwrap(),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }],
-    });
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_bind_group(1, &group, &[]);
-        for d in dispatches {
-            d.encode(&mut pass, batch.n_tokens, max_per_dim);
-        }
-    }
-    gpu.queue.submit([encoder.finish()]);
-    gpu.check().unwrap();
+    common::run_dispatches(gpu(), batch.n_tokens, batch.pos, max_per_dim, dispatches);
 }
 
 // ---------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------
-
-/// SplitMix64: deterministic inputs without another crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-scale, scale).
-    fn uniform(&mut self, scale: f32) -> f32 {
-        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        (unit * 2.0 - 1.0) * scale
-    }
-
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| self.uniform(scale)).collect()
-    }
-}
 
 /// A weight tensor at `dtype` precision, and the values it holds decoded back to f32.
 fn weight(name: &str, dtype: DType, shape: &[usize], values: &[f32]) -> (GpuTensor, Vec<f32>) {

@@ -6,13 +6,15 @@
 //! (`gguf::dequantize` for the blocks), for one token (matvec), a batch (matmul), the
 //! last-row logits path and the MoE expert matvec.
 
+mod common;
+
 use std::sync::{Arc, OnceLock};
 
+use common::Rng;
 use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType};
-use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, StepUniform, Tuning};
+use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
 use lfm_edge::ops::{self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput};
-use wgpu::util::DeviceExt;
 
 const QUANTIZED: [DType; 8] = [
     DType::Q8_0,
@@ -45,27 +47,6 @@ fn gpus() -> &'static [Arc<Gpu>; 2] {
     })
 }
 
-/// SplitMix64: deterministic inputs without another crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn values(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.unit()).collect()
-    }
-}
-
 fn ggml_type(dtype: DType) -> GgmlType {
     let name = dtype.to_string().to_uppercase();
     GgmlType::all().find(|t| t.name() == name).unwrap()
@@ -76,9 +57,9 @@ fn ggml_type(dtype: DType) -> GgmlType {
 /// hold, as `gguf::dequantize` reads them.
 fn random_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec<f32>) {
     let bytes: Vec<u8> = match dtype {
-        DType::F32 => bytemuck::cast_slice(&rng.values(elements)).to_vec(),
+        DType::F32 => bytemuck::cast_slice(&rng.vec(elements, 1.0)).to_vec(),
         DType::F16 | DType::BF16 => {
-            let values = rng.values(elements);
+            let values = rng.vec(elements, 1.0);
             let bits: Vec<u16> = match dtype {
                 DType::F16 => values
                     .iter()
@@ -102,7 +83,7 @@ fn random_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec
             };
             for block in bytes.chunks_mut(dtype.block_bytes()) {
                 for &s in scales {
-                    let scale = half::f16::from_f32(0.01 + 0.02 * rng.unit().abs());
+                    let scale = half::f16::from_f32(0.01 + 0.02 * rng.uniform(1.0).abs());
                     block[s..s + 2].copy_from_slice(&scale.to_le_bytes());
                 }
             }
@@ -136,37 +117,8 @@ fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
 
 /// Records `step` for a batch of `n_tokens` in one compute pass, as a session does.
 fn run(gpu: &Gpu, step: &lfm_edge::gpu::Step, n_tokens: u32) {
-    let uniform = StepUniform {
-        n_tokens,
-        pos: 0,
-        _pad: [0; 2],
-    };
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("step"),
-            contents: bytemuck::bytes_of(&uniform),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("step"),
-        layout: &gpu.step_layout().unwrap(),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }],
-    });
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_bind_group(1, &group, &[]);
-        let max = gpu.limits.max_compute_workgroups_per_dimension;
-        for d in step.dispatches(n_tokens) {
-            d.encode(&mut pass, n_tokens, max);
-        }
-    }
-    gpu.queue.submit([encoder.finish()]);
-    gpu.check().unwrap();
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens));
 }
 
 /// A value the kernel should produce, and the sum of the magnitudes it adds up: f32
@@ -201,9 +153,9 @@ fn assert_close(case: &str, got: &[f32], want: &[Want]) {
 /// mode, on both launch shapes.
 fn check_linear(dtype: DType, (n, k): (usize, usize), n_tokens: usize, rng: &mut Rng) {
     let (bytes, w) = random_weights(dtype, n * k, rng);
-    let x = rng.values(n_tokens * k);
-    let before = rng.values(n_tokens * n);
-    let bias = rng.values(n);
+    let x = rng.vec(n_tokens * k, 1.0);
+    let before = rng.vec(n_tokens * n, 1.0);
+    let bias = rng.vec(n, 1.0);
     for gpu in gpus() {
         let weight = tensor(gpu, dtype, &[n, k], &bytes);
         let bias_tensor = tensor(gpu, DType::F32, &[n], bytemuck::cast_slice(&bias));
@@ -294,7 +246,7 @@ fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
     for dtype in [DType::F16, DType::Q8_0, DType::Q4_K] {
         let (bytes, w) = random_weights(dtype, experts * rows * k, &mut rng);
         for x_per_slot in [false, true] {
-            let x = rng.values(if x_per_slot { top_k * k } else { k });
+            let x = rng.vec(if x_per_slot { top_k * k } else { k }, 1.0);
             let mut want = Vec::new();
             for s in 0..top_k {
                 let expert = routes[2 * s] as usize;

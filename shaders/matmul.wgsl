@@ -1,24 +1,10 @@
 // Tiled matrix multiply for prefill: out[t, n] (+)= dot(x[t, :], weight[n, :]) + bias[n].
 // A workgroup computes a TILE_T x TILE_N block of out through workgroup memory; each
-// thread owns 2 x 4 outputs. Same Params as matvec.wgsl.
+// thread owns 2 x 4 outputs. Params: linear_params.wgsl.
 // Expert mode (MoE): the batch's routed slots are gathered per expert (moe.wgsl's
 // `group`), and each workgroup multiplies one expert's slots by that expert's matrix,
-// so every expert's weights are read once per batch.
-
-struct Params {
-    k: u32,
-    n: u32,
-    x_last: u32,      // unused here: a batch always uses all its rows
-    out_col: u32,     // first output column (a weight split across bindings: its rows)
-    accumulate: u32,
-    has_bias: u32,
-    experts: u32,        // 0: dense; else the number of experts
-    top_k: u32,
-    expert_stride: u32,  // weight elements from one expert's matrices to the next
-    row_offset: u32,     // first row of this matrix inside an expert
-    x_per_slot: u32,     // 1: x has a row per slot (t * top_k + s); 0: per token
-    out_stride: u32,  // output row width (n unless split)
-}
+// so every expert's weights are read once per batch: the experts of this binding
+// (expert_first .. + expert_count), a stack larger than one binding taking a launch per part.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
 @group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)
@@ -46,14 +32,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let tiles_n = (params.n + TILE_N - 1u) / TILE_N;
     let tiles_t = (step.n_tokens + TILE_T - 1u) / TILE_T;
     let tile = flat_workgroup(wid, nwg);
-    let expert = tile / (tiles_t * tiles_n);
+    // The expert's place in this binding, and in the routing lists.
+    let local = tile / (tiles_t * tiles_n);
+    if local >= max(params.expert_count, 1u) {
+        return;
+    }
+    let expert = params.expert_first + local;
     let t0 = ((tile / tiles_n) % tiles_t) * TILE_T;
     let n0 = (tile % tiles_n) * TILE_N;
     let rows = batch_rows(expert);
-    if expert >= max(params.experts, 1u) || t0 >= rows {
+    if t0 >= rows {
         return;
     }
-    let w_base = expert * params.expert_stride + params.row_offset * params.k;
+    let w_base = local * params.expert_stride + params.row_offset * params.k;
     let tx = lid % 16u; // n = n0 + tx + 16 j
     let ty = lid / 16u; // t = t0 + ty + 16 i
     var acc: array<array<f32, 4>, 2>;

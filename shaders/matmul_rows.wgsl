@@ -5,23 +5,8 @@
 // Here each thread keeps a block of ROWS_PER_THREAD rows × TOKENS_PER_THREAD tokens in
 // registers: per 32 (or 4) elements of k it decodes each of its rows once and loads x
 // once per token, so that each load feeds many multiply-adds. GPUs take matmul.wgsl.
-// Same Params and bindings as matmul.wgsl; dense projections only (MoE batches take
+// Params (linear_params.wgsl) and bindings as matmul.wgsl; dense projections only (MoE batches take
 // matmul.wgsl, whose expert grouping this kernel does not do).
-
-struct Params {
-    k: u32,
-    n: u32,
-    x_last: u32,      // unused: a batch always uses all its rows
-    out_col: u32,     // first output column (a weight split across bindings: its rows)
-    accumulate: u32,
-    has_bias: u32,
-    experts: u32,     // unused: always 0
-    top_k: u32,
-    expert_stride: u32,
-    row_offset: u32,
-    x_per_slot: u32,
-    out_stride: u32,  // output row width (n unless split)
-}
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k)
 @group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)

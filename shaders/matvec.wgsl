@@ -9,22 +9,8 @@
 // of a row meet in workgroup memory: one barrier per launch.
 // Expert mode (MoE, experts > 0): one matvec per routed slot s of the token, with the
 // weight matrix of the expert the router chose for that slot; only those k experts'
-// weights are read.
-
-struct Params {
-    k: u32,           // input width
-    n: u32,           // output rows
-    x_last: u32,      // 1: read the batch's last row of x (logits of a prefill)
-    out_col: u32,     // first output column (a weight split across bindings: its rows)
-    accumulate: u32,  // 1: add to out (the residual stream)
-    has_bias: u32,
-    experts: u32,        // 0: dense; else the number of experts
-    top_k: u32,          // routed slots per token
-    expert_stride: u32,  // weight elements from one expert's matrices to the next
-    row_offset: u32,     // first row of this matrix inside an expert (the up half)
-    x_per_slot: u32,     // 1: slot s reads x row s (down projection); 0: the token's row
-    out_stride: u32,  // output row width (n unless split)
-}
+// weights are read. A stack larger than one binding is launched once per part, each
+// launch computing the slots whose expert its part holds. Params: linear_params.wgsl.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k), 16-byte padded
 @group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>; // (n, k)
@@ -72,20 +58,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let slot = select(0u, group / groups_per_slot, live);
     var w_first = 0u;
     var x_row = select(0u, step.n_tokens - 1u, params.x_last == 1u);
+    // Whether this binding holds the slot's expert (always, when dense).
+    var held = true;
     if params.experts > 0u {
-        w_first = routing[slot * 2u] * (params.expert_stride / params.k) + params.row_offset;
+        let expert = routing[slot * 2u] - params.expert_first; // wraps below the part
+        held = expert < params.expert_count;
+        w_first = select(0u, expert, held) * (params.expert_stride / params.k) + params.row_offset;
         x_row = select(0u, slot, params.x_per_slot == 1u);
     }
     var w_rows: RowIndex;
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
         w_rows[j] = w_first + min(first + j, params.n - 1u);
     }
-    let sums = dots(w_rows, x_row * params.k, lane);
+    // Slots of other parts read no weights.
+    let sums = dots(w_rows, x_row * params.k, lane, select(0u, params.k, held));
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
         partial[lid * ROWS_PER_THREAD + j] = sums[j];
     }
     workgroupBarrier();
-    if !live || lane != 0u {
+    if !live || !held || lane != 0u {
         return;
     }
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < params.n; j++) {
@@ -108,10 +99,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 }
 
-// This thread's share of dot(weight[w_rows[j], :], x[xb ..]) for each of its rows.
-fn dots(w_rows: RowIndex, xb: u32, lane: u32) -> Rows {
+// This thread's share of dot(weight[w_rows[j], :k], x[xb ..]) for each of its rows;
+// rows are params.k wide, k is params.k or 0.
+fn dots(w_rows: RowIndex, xb: u32, lane: u32, k: u32) -> Rows {
     var acc: Rows;
-    let k = params.k;
     if WEIGHT_DTYPE > DTYPE_BF16 {
         let size = unit_elements();
         let units = k / size;

@@ -90,12 +90,7 @@ impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
         let view = self.source.get(name)?;
         view.expect_shape(shape)?;
-        Ok(GpuTensor {
-            buffer: self.gpu.upload(name, view.bytes)?,
-            name: name.to_string(),
-            dtype: view.dtype,
-            shape: view.shape,
-        })
+        GpuTensor::upload(self.gpu, name, view.dtype, &view.shape, &[view.bytes])
     }
 
     fn bias(&self, present: bool, name: &str, len: usize) -> Result<Option<GpuTensor>> {
@@ -149,7 +144,7 @@ impl Loader<'_> {
                 matrix(stacked("w2", [h, i])?, h, 0),
             )
         } else {
-            // As published: experts.K.w1 / w3 / w2, stacked here into one buffer each.
+            // As published: experts.K.w1 / w3 / w2, stacked here into one tensor each.
             (
                 matrix(self.experts(p, "w1", moe, [i, h])?, i, 0),
                 matrix(self.experts(p, "w3", moe, [i, h])?, i, 0),
@@ -209,12 +204,13 @@ impl Loader<'_> {
         }
         let name = format!("{p}.feed_forward.experts.{which}");
         let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes).collect();
-        Ok(GpuTensor {
-            buffer: self.gpu.upload_parts(&name, &parts)?,
-            name,
+        GpuTensor::upload(
+            self.gpu,
+            &name,
             dtype,
-            shape: vec![moe.n_experts, shape[0], shape[1]],
-        })
+            &[moe.n_experts, shape[0], shape[1]],
+            &parts,
+        )
     }
 }
 
@@ -457,6 +453,12 @@ impl Model {
     /// Bytes of weights resident in VRAM.
     pub fn weight_bytes(&self) -> u64 {
         self.tensors().iter().map(|t| t.bytes()).sum()
+    }
+
+    /// Buffers holding the weights: one per tensor, more where a tensor exceeds the
+    /// device's `max_buffer_size`.
+    pub fn weight_buffer_count(&self) -> usize {
+        self.tensors().iter().map(|t| t.buffers.len()).sum()
     }
 
     /// The final norm's weights, a cheap witness of which weights these are (a

@@ -101,12 +101,8 @@ fn weight(name: &str, dtype: DType, shape: &[usize], values: &[f32]) -> (GpuTens
         }
         quantized => panic!("{quantized} weights are built from raw blocks, not values"),
     };
-    let tensor = GpuTensor {
-        name: format!("{name}.{dtype}"),
-        buffer: gpu().upload(name, &bytes).unwrap(),
-        dtype,
-        shape: shape.to_vec(),
-    };
+    let tensor =
+        GpuTensor::upload(gpu(), &format!("{name}.{dtype}"), dtype, shape, &[&bytes]).unwrap();
     (tensor, rounded)
 }
 
@@ -456,7 +452,7 @@ fn check_attention(config: &ModelConfig, batch: Batch, cache: DType, rng: &mut R
     let want = attention_ref(&q_values, &k_values, &v_values, config, batch);
     let q = buffer("q", &q_values);
     let out = gpu().zeros("out", want.len()).unwrap();
-    let (k, v) = (&k.buffer, &v.buffer);
+    let (k, v) = (k.buffer().unwrap(), v.buffer().unwrap());
     let d = ops::attention(gpu(), "attention", config, cache, [&q, &pages, k, v, &out]).unwrap();
     let mut worst = 0.0f32;
     for limit in grid_limits() {
@@ -739,12 +735,12 @@ fn kv_shift_moves_rows_and_rotates_keys_back() {
             }
             let (_, want) = paged(&stored(dtype, &want), kv, blocks);
             let op = ops::KvShift { rotate, ..shift };
-            let buffers = [&table, &pages, &cache.buffer];
+            let buffers = [&table, &pages, cache.buffer().unwrap()];
             let d = ops::kv_shift(gpu(), &config, dtype, buffers, op).unwrap();
             run(Batch::new(1, 0), 3, &[&d]);
             let case = format!("kv_shift {dtype} rotate {rotate}");
             let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
-            let got = read_cache(&cache.buffer, dtype, physical.len());
+            let got = read_cache(cache.buffer().unwrap(), dtype, physical.len());
             worst = worst.max(assert_close(&case, &got, &want, tol));
         }
     }

@@ -95,12 +95,7 @@ fn random_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec
 }
 
 fn tensor(gpu: &Gpu, dtype: DType, shape: &[usize], bytes: &[u8]) -> GpuTensor {
-    GpuTensor {
-        name: format!("w.{dtype}"),
-        buffer: gpu.upload("w", bytes).unwrap(),
-        dtype,
-        shape: shape.to_vec(),
-    }
+    GpuTensor::upload(gpu, &format!("w.{dtype}"), dtype, shape, &[bytes]).unwrap()
 }
 
 fn buffer(gpu: &Gpu, values: &[f32]) -> wgpu::Buffer {

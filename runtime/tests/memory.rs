@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -24,12 +25,12 @@ fn options() -> SessionOptions {
     }
 }
 
-fn logits(model: Arc<Model>, prompt: &[u32]) -> (Vec<f32>, Vec<f32>) {
-    let prefill = Session::new(model.clone(), &options())
+fn logits(model: Arc<Model>, prompt: &[u32], options: &SessionOptions) -> (Vec<f32>, Vec<f32>) {
+    let prefill = Session::new(model.clone(), options)
         .unwrap()
         .feed(prompt)
         .unwrap();
-    let mut session = Session::new(model, &options()).unwrap();
+    let mut session = Session::new(model, options).unwrap();
     let decode = prompt
         .iter()
         .flat_map(|&t| session.feed(&[t]).unwrap())
@@ -37,20 +38,21 @@ fn logits(model: Arc<Model>, prompt: &[u32]) -> (Vec<f32>, Vec<f32>) {
     (prefill, decode)
 }
 
-#[test]
-fn split_bindings_give_the_same_logits() {
-    let small = Gpu::new(&GpuOptions {
-        max_binding_size: Some(SMALL_BINDING),
-        ..GpuOptions::default()
-    })
-    .unwrap();
-    assert_eq!(small.limits.max_storage_buffer_binding_size, SMALL_BINDING);
-    for name in ["lfm2-tiny-conv-first", "lfm2-tiny-attn-first"] {
-        let prompt = reference(name).prompt_ids;
-        let split = Arc::new(Model::load(&fixture(name), small.clone()).unwrap());
-        assert!(split.weight_bytes() > 4 * SMALL_BINDING);
-        let (split_prefill, split_decode) = logits(split, &prompt);
-        let (prefill, decode) = logits(load(name), &prompt);
+/// Loads each model on `small` and on the default device: both give the same logits,
+/// prefill (in batches of `batch`) and decode.
+fn same_logits_as_unsplit(small: &Arc<Gpu>, models: &[PathBuf], batch: usize) {
+    let prompt = reference("lfm2-tiny-conv-first").prompt_ids;
+    let options = SessionOptions {
+        batch,
+        max_context: prompt.len(),
+        ..options()
+    };
+    for path in models {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let split = Arc::new(Model::load(path, small.clone()).unwrap());
+        let whole = Arc::new(Model::load(path, common::gpu()).unwrap());
+        let (split_prefill, split_decode) = logits(split, &prompt, &options);
+        let (prefill, decode) = logits(whole, &prompt, &options);
         for (mode, got, want) in [
             ("prefill", split_prefill, prefill),
             ("decode", split_decode, decode),
@@ -62,21 +64,78 @@ fn split_bindings_give_the_same_logits() {
     }
 }
 
+/// The checkpoints in every layout the splits handle: dense rows of f32, bf16 and
+/// K-quant blocks, expert stacks per expert, fused and quantized.
+fn split_models() -> Vec<PathBuf> {
+    let gguf = |name: &str| fixture("gguf").join(format!("{name}.gguf"));
+    vec![
+        fixture("lfm2-tiny-conv-first"),
+        fixture("lfm2-tiny-attn-first"),
+        fixture("lfm2moe-tiny"),
+        fixture("lfm2moe-tiny-fused"),
+        gguf("lfm2-tiny-kquant-Q4_K_M"),
+        gguf("lfm2moe-tiny-Q4_0"),
+    ]
+}
+
 #[test]
-fn stacked_experts_above_the_binding_size_are_named() {
+fn split_bindings_give_the_same_logits() {
     let small = Gpu::new(&GpuOptions {
         max_binding_size: Some(SMALL_BINDING),
         ..GpuOptions::default()
     })
     .unwrap();
-    let model = Arc::new(Model::load(&fixture("lfm2moe-tiny-fused"), small).unwrap());
-    let err = Session::new(model, &options())
+    assert_eq!(small.limits.max_storage_buffer_binding_size, SMALL_BINDING);
+    let split = Model::load(&fixture("lfm2moe-tiny-fused"), small.clone()).unwrap();
+    // The embedding takes four bindings, each fused gate_up stack four.
+    assert!(split.weight_bytes() > 4 * SMALL_BINDING);
+    same_logits_as_unsplit(&small, &split_models(), 4);
+}
+
+#[test]
+fn split_buffers_give_the_same_logits() {
+    // Small enough that the quantized expert stacks (9 KiB) take two bindings.
+    let small = Gpu::new(&GpuOptions {
+        max_buffer_size: Some(SMALL_BINDING / 2),
+        max_binding_size: Some(SMALL_BINDING / 4),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    assert_eq!(small.limits.max_buffer_size, SMALL_BINDING / 2);
+    for path in split_models() {
+        let split = Model::load(&path, small.clone()).unwrap();
+        let whole = Model::load(&path, common::gpu()).unwrap();
+        assert!(
+            split.weight_buffer_count() > whole.weight_buffer_count(),
+            "{path:?}: no tensor was split"
+        );
+    }
+    // Two tokens' logits fill a binding.
+    same_logits_as_unsplit(&small, &split_models(), 2);
+}
+
+#[test]
+fn a_row_larger_than_a_buffer_is_named() {
+    let tiny = Gpu::new(&GpuOptions {
+        max_buffer_size: Some(64),
+        ..GpuOptions::default()
+    })
+    .unwrap();
+    let err = Model::load(&fixture("lfm2-tiny-conv-first"), tiny)
         .err()
         .expect("a limit error");
+    let message = err.to_string();
     assert!(
-        matches!(&err, Error::Limit { what, .. } if what.contains("experts")),
-        "{err}"
+        matches!(
+            &err,
+            Error::Limit {
+                limit: "max_buffer_size",
+                ..
+            }
+        ),
+        "{message}"
     );
+    assert!(message.contains("one row of"), "{message}");
 }
 
 #[test]

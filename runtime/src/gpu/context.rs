@@ -57,6 +57,9 @@ pub struct GpuOptions {
     /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes: larger
     /// weights are then split across bindings, as on a phone with small bindings.
     pub max_binding_size: Option<u64>,
+    /// Lowers the device's `max_buffer_size` (and the binding size with it) to this
+    /// many bytes: larger weights are then uploaded as several buffers.
+    pub max_buffer_size: Option<u64>,
     /// Launch shapes instead of those chosen for the adapter (tests run the GPU
     /// layouts on lavapipe).
     pub tuning: Option<Tuning>,
@@ -123,10 +126,15 @@ impl Gpu {
         let tuning = options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
         tuning.check()?;
         let mut limits = adapter.limits();
-        if let Some(max) = options.max_binding_size {
-            let limit = &mut limits.max_storage_buffer_binding_size;
-            *limit = (*limit).min(max);
+        if let Some(max) = options.max_buffer_size {
+            limits.max_buffer_size = limits.max_buffer_size.min(max);
         }
+        // A binding never exceeds its buffer.
+        let binding = options.max_binding_size.unwrap_or(u64::MAX);
+        limits.max_storage_buffer_binding_size = limits
+            .max_storage_buffer_binding_size
+            .min(binding)
+            .min(limits.max_buffer_size);
         log::info!(
             "adapter: {} ({:?}, {:?}, driver {} {})",
             info.name,

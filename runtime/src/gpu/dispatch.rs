@@ -156,6 +156,14 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step of a weight bound in `parts` (one, unless split across bindings).
+    pub fn from_parts(mut parts: Vec<Step>) -> Step {
+        match parts.len() {
+            1 => parts.remove(0),
+            _ => Step::Parts(parts),
+        }
+    }
+
     /// The launches for a batch of `n_tokens`, in order.
     pub fn dispatches(&self, n_tokens: u32) -> Vec<&Dispatch> {
         match self {

@@ -18,6 +18,8 @@ const HALF_INTEGER: &str = include_str!("../../../shaders/half_integer.wgsl");
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
 /// GGUF block dot products, for matvec.wgsl.
 const MATVEC_QUANT: &str = include_str!("../../../shaders/matvec_quant.wgsl");
+/// The `Params` of the projection kernels (matvec, matmul, matmul_rows).
+const LINEAR_PARAMS: &str = include_str!("../../../shaders/linear_params.wgsl");
 /// KV cache packing and paging, for the kernels that use the cache.
 const KV: &str = include_str!("../../../shaders/kv.wgsl");
 
@@ -119,7 +121,15 @@ impl Kernel {
         } else {
             ""
         };
-        format!("{half}\n{COMMON}\n{quant}\n{kv}\n{}", self.source())
+        let params = if matches!(self, Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows) {
+            LINEAR_PARAMS
+        } else {
+            ""
+        };
+        format!(
+            "{half}\n{COMMON}\n{quant}\n{kv}\n{params}\n{}",
+            self.source()
+        )
     }
 
     pub fn entry_point(self) -> &'static str {

@@ -23,7 +23,7 @@ pub fn embedding(
     out: &wgpu::Buffer,
 ) -> Result<Step> {
     let hidden = table.shape[1] as u32;
-    let mut parts = row_parts(gpu, table)?
+    let parts = row_parts(gpu, table)?
         .into_iter()
         .map(|part| {
             let params = Params {
@@ -51,8 +51,5 @@ pub fn embedding(
             .map(Step::Always)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(match parts.len() {
-        1 => parts.remove(0),
-        _ => Step::Parts(parts),
-    })
+    Ok(Step::from_parts(parts))
 }

@@ -6,7 +6,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, Prefill, Step};
 
-/// Shared by matvec.wgsl and matmul.wgsl.
+/// shaders/linear_params.wgsl: shared by matvec, matmul and matmul_rows.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Pod, Zeroable)]
 struct Params {
@@ -22,6 +22,9 @@ struct Params {
     row_offset: u32,
     x_per_slot: u32,
     out_stride: u32,
+    expert_first: u32,
+    expert_count: u32,
+    _pad: [u32; 2],
 }
 
 /// Where a projection's result goes.
@@ -129,8 +132,8 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
         return Err(Error::Gpu(format!("{} is not a matrix", op.weight.name)));
     };
     check_width(op.weight, k)?;
-    let bias = op.bias.map_or(none, |b| &b.buffer);
-    let mut steps = row_parts(gpu, op.weight)?
+    let bias = op.bias.map_or(Ok(none), |b| b.buffer())?;
+    let steps = row_parts(gpu, op.weight)?
         .into_iter()
         .map(|part| {
             let params = Params {
@@ -169,15 +172,13 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
             Ok(Step::BySize { one, many })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(match steps.len() {
-        1 => steps.remove(0),
-        _ => Step::Parts(steps),
-    })
+    Ok(Step::from_parts(steps))
 }
 
 /// The expert matmuls of a MoE layer: for one token, `top_k` matvecs reading only the
 /// chosen experts; for a batch, a tiled matmul per expert over the slots that chose it.
-pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Result<Step> {
+/// A stack larger than one binding is launched once per part of whole experts.
+pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer) -> Result<Step> {
     let w = op.weight;
     let [n_experts, stacked_rows, k] = w.tensor.shape[..] else {
         return Err(Error::Gpu(format!(
@@ -186,41 +187,53 @@ pub fn expert_linear(gpu: &Gpu, op: ExpertLinear<'_>, none: &wgpu::Buffer) -> Re
         )));
     };
     check_width(&w.tensor, k)?;
-    let params = Params {
-        k: k as u32,
-        n: w.rows as u32,
-        experts: n_experts as u32,
-        top_k: op.top_k as u32,
-        expert_stride: (stacked_rows * k) as u32,
-        row_offset: w.row_offset as u32,
-        x_per_slot: op.x_per_slot as u32,
-        out_stride: w.rows as u32,
-        ..Params::default()
-    };
-    let (x, weight, out) = (op.x, &w.tensor.buffer, op.out);
-    let slot_rows = Grid::Fixed(gpu.tuning.matvec_workgroups(w.rows, op.top_k));
-    let one = launch(
-        gpu,
-        Kernel::Matvec,
-        &w.tensor,
-        None,
-        whole([x, weight, none, op.routes, out]),
-        &params,
-        slot_rows,
-    )?;
-    let tiles = matmul_grid(n_experts * w.rows.div_ceil(TILE_N));
-    let many = launch(
-        gpu,
-        Kernel::Matmul,
-        &w.tensor,
-        None,
-        whole([x, weight, none, op.slots, out]),
-        &params,
-        tiles,
-    )?;
-    Ok(Step::BySize { one, many })
-}
-
-fn whole<'a>(buffers: [&'a wgpu::Buffer; 5]) -> [wgpu::BufferBinding<'a>; 5] {
-    buffers.map(|b| b.as_entire_buffer_binding())
+    let steps = row_parts(gpu, &w.tensor)?
+        .into_iter()
+        .map(|part| {
+            let params = Params {
+                k: k as u32,
+                n: w.rows as u32,
+                experts: n_experts as u32,
+                top_k: op.top_k as u32,
+                expert_stride: (stacked_rows * k) as u32,
+                row_offset: w.row_offset as u32,
+                x_per_slot: op.x_per_slot as u32,
+                out_stride: w.rows as u32,
+                expert_first: part.first_row as u32,
+                expert_count: part.rows as u32,
+                ..Params::default()
+            };
+            let buffers = |routing: &'a wgpu::Buffer| {
+                [
+                    op.x.as_entire_buffer_binding(),
+                    part.binding(&w.tensor),
+                    none.as_entire_buffer_binding(),
+                    routing.as_entire_buffer_binding(),
+                    op.out.as_entire_buffer_binding(),
+                ]
+            };
+            let slot_rows = Grid::Fixed(gpu.tuning.matvec_workgroups(w.rows, op.top_k));
+            let one = launch(
+                gpu,
+                Kernel::Matvec,
+                &w.tensor,
+                None,
+                buffers(op.routes),
+                &params,
+                slot_rows,
+            )?;
+            let tiles = matmul_grid(part.rows * w.rows.div_ceil(TILE_N));
+            let many = launch(
+                gpu,
+                Kernel::Matmul,
+                &w.tensor,
+                None,
+                buffers(op.slots),
+                &params,
+                tiles,
+            )?;
+            Ok(Step::BySize { one, many })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Step::from_parts(steps))
 }

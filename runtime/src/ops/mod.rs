@@ -26,18 +26,42 @@ pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;
 
 use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 
-/// A weight tensor resident in VRAM at its file precision. Clones share the buffer.
+/// A weight tensor resident in VRAM at its file precision. Clones share the buffers.
 #[derive(Clone)]
 pub struct GpuTensor {
     pub name: String,
-    // Packed elements, PyTorch order (outermost first).
-    pub buffer: wgpu::Buffer,
+    /// Packed elements, PyTorch order (outermost first): `rows_per_buffer` outermost
+    /// rows per buffer, several buffers only when the tensor exceeds `max_buffer_size`
+    /// (see `split`).
+    pub buffers: Vec<wgpu::Buffer>,
+    pub rows_per_buffer: usize,
     pub dtype: DType,
     pub shape: Vec<usize>,
 }
 
 impl GpuTensor {
+    /// Uploads a tensor whose bytes are `parts` back to back (per-expert tensors are
+    /// stacked into one), in as many buffers as the device needs.
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        dtype: DType,
+        shape: &[usize],
+        parts: &[&[u8]],
+    ) -> Result<GpuTensor> {
+        let (buffers, rows_per_buffer) = split::upload_rows(gpu, name, outer_rows(shape), parts)?;
+        Ok(GpuTensor {
+            name: name.to_string(),
+            buffers,
+            rows_per_buffer,
+            dtype,
+            shape: shape.to_vec(),
+        })
+    }
+
     pub fn elements(&self) -> u64 {
         self.shape.iter().product::<usize>() as u64
     }
@@ -45,4 +69,27 @@ impl GpuTensor {
     pub fn bytes(&self) -> u64 {
         self.dtype.bytes_for(self.elements() as usize) as u64
     }
+
+    /// Rows of the outermost dimension (experts, for a stack of expert matrices).
+    pub fn rows(&self) -> usize {
+        outer_rows(&self.shape)
+    }
+
+    /// The one buffer of a tensor that ops bind whole (norms, biases, conv taps: a
+    /// few KiB); an error naming the tensor if it was split.
+    pub fn buffer(&self) -> Result<&wgpu::Buffer> {
+        match &self.buffers[..] {
+            [one] => Ok(one),
+            _ => Err(Error::Limit {
+                what: self.name.clone(),
+                limit: "max_buffer_size",
+                needed: self.bytes(),
+                available: self.buffers[0].size(),
+            }),
+        }
+    }
+}
+
+fn outer_rows(shape: &[usize]) -> usize {
+    shape.first().copied().unwrap_or(1).max(1)
 }

@@ -60,7 +60,7 @@ fn launch(
         bias: b.expert_bias.map_or(DType::F32, |t| t.dtype),
         ..KernelKey::new(kernel, DType::F32)
     };
-    let bias = b.expert_bias.map_or(none, |t| &t.buffer);
+    let bias = b.expert_bias.map_or(Ok(none), |t| t.buffer())?;
     let buffers = [b.router_logits, bias, b.expert_out, b.routes, b.slots, b.x];
     Dispatch::new(
         gpu,

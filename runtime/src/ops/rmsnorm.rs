@@ -24,7 +24,7 @@ pub fn rmsnorm(
         gpu,
         weight.name.clone(),
         KernelKey::new(Kernel::RmsNorm, weight.dtype),
-        &[x, &weight.buffer, out],
+        &[x, weight.buffer()?, out],
         &Params {
             n: weight.shape[0] as u32,
             eps,

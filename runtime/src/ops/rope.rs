@@ -27,7 +27,7 @@ pub fn rope(
         gpu,
         norm.name.clone(),
         KernelKey::new(Kernel::Rope, norm.dtype),
-        &[&norm.buffer, table, x],
+        &[norm.buffer()?, table, x],
         &Params {
             head_dim: norm.shape[0] as u32,
             n_heads: n_heads as u32,

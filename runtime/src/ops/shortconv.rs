@@ -51,8 +51,8 @@ fn launch(
         },
         &[
             op.bcx,
-            &op.weight.buffer,
-            op.bias.map_or(no_bias, |b| &b.buffer),
+            op.weight.buffer()?,
+            op.bias.map_or(Ok(no_bias), |b| b.buffer())?,
             op.state,
             op.out,
         ],

@@ -70,7 +70,8 @@ pub fn fingerprint(model: &Model) -> Result<u64> {
     h.u64(model.parameter_count());
     h.u64(model.weight_bytes());
     let norm = model.final_norm();
-    let norm_bytes: Vec<u8> = model.gpu.read(&norm.buffer, 0, norm.buffer.size())?;
+    let buffer = norm.buffer()?;
+    let norm_bytes: Vec<u8> = model.gpu.read(buffer, 0, buffer.size())?;
     h.bytes(&norm_bytes);
     Ok(h.0)
 }

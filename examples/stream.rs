@@ -1,4 +1,4 @@
-//! An app embedding lfm-edge: load a model once, plan its memory, open a session,
+//! An app embedding lfm-edge: load a model once within a VRAM budget, open a session,
 //! stream a reply, then a second turn that feeds only its new tokens.
 //!
 //! cargo run --release --example stream -- fixtures/lfm2-tiny-conv-first "Return the array"
@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use lfm_edge::budget::parse_size;
 use lfm_edge::{
-    generate, ChatTemplate, Flow, GenerateOptions, Gpu, GpuOptions, MemoryPlan, Message, Model,
-    SamplerConfig, Session, SessionOptions,
+    generate, ChatTemplate, Flow, GenerateOptions, Gpu, GpuOptions, Message, Model, SamplerConfig,
+    Session, SessionOptions, VramBudget,
 };
 
 fn main() -> lfm_edge::Result<()> {
@@ -21,20 +21,14 @@ fn main() -> lfm_edge::Result<()> {
     );
     let prompt = args.next().unwrap_or_else(|| "Return the array".into());
 
-    // One GPU device and one copy of the weights, shared by every session.
+    // One GPU device and one copy of the weights, shared by every session, within
+    // 1 GiB of VRAM for everything.
     let gpu = Gpu::new(&GpuOptions::default())?;
-    let model = Arc::new(Model::load(&path, gpu)?);
+    let budget = VramBudget::new(parse_size("1GiB")?);
+    let model = Arc::new(Model::load_within(&path, gpu, &budget)?);
 
-    // Fit the weights and one session's cache in 1 GiB: the context is what is left.
-    let wanted = SessionOptions::default();
-    let plan = MemoryPlan::new(
-        &model.config,
-        model.weight_bytes(),
-        parse_size("1GiB")?,
-        &wanted,
-        1,
-    )?;
-    let mut session = Session::new(model.clone(), &plan.apply(&wanted))?;
+    // The session's cache gets what the weights leave, up to 4096 tokens.
+    let mut session = Session::new(model.clone(), &SessionOptions::default())?;
 
     let options = GenerateOptions {
         max_tokens: 48,

@@ -62,7 +62,10 @@ typedef enum lfm_status {
     /* Another call is using the session. */
     LFM_ERROR_BUSY = 9,
     /* A bug in the library (a caught panic); a session it hit may be unusable. */
-    LFM_ERROR_INTERNAL = 10
+    LFM_ERROR_INTERNAL = 10,
+    /* The model's VRAM budget cannot hold the weights, or even a one-token session
+     * beside what is already in it; the message has the numbers. */
+    LFM_ERROR_BUDGET = 11
 } lfm_status;
 
 typedef enum lfm_backend {
@@ -92,13 +95,15 @@ typedef struct lfm_session lfm_session;
 
 typedef struct lfm_model_options {
     int32_t backend; /* an lfm_backend */
-    /* Reserved: the runtime does not allocate within a budget yet; memory is only
-     * checked against the adapter's own limits. 0 = no budget. */
+    /* GPU memory for the weights and every session of this model (activations, conv
+     * state, KV cache), reserved before anything is allocated: a session whose
+     * context_length is 0 gets all the context the budget has left. 0 = no budget. */
     uint64_t vram_budget_bytes;
 } lfm_model_options;
 
 typedef struct lfm_session_options {
-    uint32_t context_length; /* tokens the KV cache holds; 0 = 4096 (capped at the
+    uint32_t context_length; /* tokens the KV cache holds; 0 = 4096, or with a VRAM
+                              * budget all the budget has left (capped at the
                               * model's max_position_embeddings) */
     uint32_t batch;          /* most tokens per forward pass while feeding a prompt;
                               * 0 = 128 */

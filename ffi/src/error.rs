@@ -19,6 +19,7 @@ pub enum LfmStatus {
     BufferTooSmall = 8,
     Busy = 9,
     Internal = 10,
+    Budget = 11,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +67,7 @@ impl FfiError {
                 Error::Limit { .. } | Error::Gpu(_) => LfmStatus::Gpu,
                 Error::Input(_) | Error::SessionFile { .. } => LfmStatus::InvalidArgument,
                 Error::ContextFull { .. } => LfmStatus::ContextFull,
-                Error::Budget { .. } => LfmStatus::Gpu,
+                Error::Budget { .. } => LfmStatus::Budget,
             },
             FfiError::Null(_) => LfmStatus::NullArgument,
             FfiError::InvalidArgument(_) => LfmStatus::InvalidArgument,

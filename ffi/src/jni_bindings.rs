@@ -11,12 +11,12 @@ use std::sync::Arc;
 use jni::objects::{JClass, JIntArray, JObject, JString, JThrowable, JValue};
 use jni::sys::{jboolean, jfloat, jint, jintArray, jlong};
 use jni::JNIEnv;
-use lfm_edge::{Model, SessionOptions};
+use lfm_edge::Model;
 
 use crate::chat_session::ChatSession;
 use crate::error::{FfiError, LfmStatus};
 use crate::generator::{GenerateParams, Generation, Stream};
-use crate::model::{backend, load_model, tokenize};
+use crate::model::{backend, load_model, session_options, tokenize};
 use crate::shared_session::SharedSession;
 
 const EXCEPTION_CLASS: &str = "dev/lfmedge/LfmException";
@@ -256,19 +256,8 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionNew<'l>(
 ) -> jlong {
     entry(&mut env, 0, |_| {
         let model = model_of(model)?;
-        let defaults = SessionOptions::default();
-        let positive_or = |value: jint, default| {
-            usize::try_from(value)
-                .ok()
-                .filter(|&v| v > 0)
-                .unwrap_or(default)
-        };
-        let options = SessionOptions {
-            max_context: positive_or(context_length, defaults.max_context),
-            batch: positive_or(batch, defaults.batch),
-            all_logits: false,
-            ..defaults
-        };
+        let positive = |value: jint| u32::try_from(value).unwrap_or(0);
+        let options = session_options(model, positive(context_length), positive(batch));
         let chat = ChatSession::new(model.clone(), &options)?;
         Ok(handle_of(SharedSession::new(chat)))
     })

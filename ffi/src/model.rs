@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lfm_edge::{Backend, Gpu, GpuOptions, Model, ModelConfig};
+use lfm_edge::{Backend, Gpu, GpuOptions, Model, ModelConfig, SessionOptions, VramBudget};
 
 use crate::error::{FfiError, FfiResult};
 
@@ -24,19 +24,41 @@ pub fn backend(code: i32) -> FfiResult<Backend> {
     })
 }
 
-/// `vram_budget_bytes` is reserved: the runtime does not allocate within a budget yet,
-/// and the only memory checks are those against the adapter's own limits.
+/// Loads a model, within a VRAM budget of `vram_budget_bytes` unless it is 0: the
+/// weights and every session opened on the model take their bytes from it.
 pub fn load_model(dir: &Path, backend: Backend, vram_budget_bytes: u64) -> FfiResult<Arc<Model>> {
     // A missing or bad model fails before paying for GPU start-up.
     ModelConfig::from_file(&dir.join("config.json"))?;
-    if vram_budget_bytes != 0 {
-        log::debug!("vram budget of {vram_budget_bytes} bytes noted; budgets are not enforced yet");
-    }
+    let budget = (vram_budget_bytes != 0).then(|| VramBudget::new(vram_budget_bytes));
     let gpu = Gpu::new(&GpuOptions {
         backend,
         ..GpuOptions::default()
     })?;
-    Ok(Arc::new(Model::load(dir, gpu)?))
+    Ok(Arc::new(match budget {
+        Some(budget) => Model::load_within(dir, gpu, &budget)?,
+        None => Model::load(dir, gpu)?,
+    }))
+}
+
+/// A session's options: a `context_length` of 0 is the default, or with a VRAM budget
+/// all that the budget has left (the session fits its context when created).
+pub fn session_options(model: &Model, context_length: u32, batch: u32) -> SessionOptions {
+    let defaults = SessionOptions::default();
+    let context = match (context_length, model.vram_budget()) {
+        (0, Some(_)) => usize::MAX,
+        (0, None) => defaults.max_context,
+        (n, _) => n as usize,
+    };
+    SessionOptions {
+        max_context: context,
+        batch: if batch == 0 {
+            defaults.batch
+        } else {
+            batch as usize
+        },
+        all_logits: false,
+        ..defaults
+    }
 }
 
 /// Ids as `Tokenizer.encode` gives them, with or without the special tokens (bos).

@@ -482,3 +482,53 @@ fn one_model_serves_sessions_on_several_threads() {
         }
     });
 }
+
+#[test]
+fn a_vram_budget_holds_the_weights_and_every_session() {
+    let path = CString::new(fixture().to_str().unwrap()).unwrap();
+    let load = |vram_budget_bytes| {
+        let options = LfmModelOptions {
+            vram_budget_bytes,
+            ..lfm_model_options_default()
+        };
+        let mut model = ptr::dangling_mut();
+        let status = unsafe { lfm_model_load(path.as_ptr(), &options, &mut model) };
+        (status, model)
+    };
+    let (status, model) = load(1000);
+    assert_eq!(status, LfmStatus::Budget);
+    assert!(model.is_null());
+    assert!(
+        last_error().contains("VRAM budget of 1000 bytes"),
+        "{}",
+        last_error()
+    );
+
+    let weights = lfm_edge::budget::weight_file_bytes(&fixture()).unwrap();
+    let (status, model) = load(weights + (1 << 20));
+    assert_ok(status);
+    let open = |context_length| {
+        let options = LfmSessionOptions {
+            context_length,
+            ..lfm_session_options_default()
+        };
+        let mut session = ptr::dangling_mut();
+        let status = unsafe { lfm_session_new(model, &options, &mut session) };
+        (status, Session(session))
+    };
+    // Context 0: all the budget leaves; then nothing is left for another session.
+    let (status, first) = open(0);
+    assert_ok(status);
+    let (_, capacity) = first.context();
+    assert!((64..128_000).contains(&capacity), "{capacity}");
+    let (status, second) = open(16);
+    assert_eq!(status, LfmStatus::Budget, "{}", last_error());
+    assert!(second.0.is_null());
+    // Freeing a session gives its bytes back.
+    drop(first);
+    let (status, again) = open(0);
+    assert_ok(status);
+    assert_eq!(again.context().1, capacity);
+    drop(again);
+    unsafe { lfm_model_free(model) };
+}

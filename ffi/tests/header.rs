@@ -115,6 +115,7 @@ fn structs_and_enums_match_the_library() {
         ("LFM_ERROR_BUFFER_TOO_SMALL", LfmStatus::BufferTooSmall),
         ("LFM_ERROR_BUSY", LfmStatus::Busy),
         ("LFM_ERROR_INTERNAL", LfmStatus::Internal),
+        ("LFM_ERROR_BUDGET", LfmStatus::Budget),
     ];
     let stops = [
         ("LFM_STOP_MAX_TOKENS", StopReason::MaxTokens),

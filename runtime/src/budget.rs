@@ -10,7 +10,7 @@ use crate::config::{LayerKind, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_pool::{blocks_for, KvPool};
 use crate::session::SessionOptions;
-use crate::state::State;
+use crate::state::{State, StateShape};
 
 /// `1.5GiB`, `800MB`, `2G`, `4096`: KiB/MiB/GiB and bare K/M/G are powers of 1024,
 /// KB/MB/GB powers of 1000, a bare number is bytes.
@@ -116,16 +116,80 @@ pub struct MemoryPlan {
     pub total: u64,
 }
 
-/// Bytes one session allocates with `options` at a context of `context` tokens.
+/// Bytes one session allocates with `options` at a context of `context` tokens, besides
+/// its KV cache: activations of a batch, logits and their readback, conv state and
+/// snapshots, the RoPE table.
+pub(crate) fn session_scratch_bytes(
+    c: &ModelConfig,
+    options: &SessionOptions,
+    context: usize,
+) -> u64 {
+    let shape = shape_at(c, options, context);
+    let readback = if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4;
+    State::planned_bytes(c, &shape) + readback as u64
+}
+
+/// Bytes one session with a KV pool of its own allocates at a context of `context`.
 fn session_bytes(c: &ModelConfig, options: &SessionOptions, context: usize) -> u64 {
-    let shape = SessionOptions {
+    let shape = shape_at(c, options, context);
+    let kv = KvPool::bytes(c, shape.kv_dtype, blocks_for(shape.max_context));
+    session_scratch_bytes(c, options, context) + kv
+}
+
+fn shape_at(c: &ModelConfig, options: &SessionOptions, context: usize) -> StateShape {
+    SessionOptions {
         max_context: context,
         ..options.clone()
     }
-    .shape(c.max_position_embeddings);
-    let readback = if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4;
-    let kv = KvPool::bytes(c, shape.kv_dtype, blocks_for(shape.max_context));
-    State::planned_bytes(c, &shape) + readback as u64 + kv
+    .shape(c.max_position_embeddings)
+}
+
+/// The largest context in `1..=cap` for which `fits` holds (bytes grow with the
+/// context, so it holds for every smaller one), or `None` when not even one token fits.
+fn largest_context(cap: usize, fits: impl Fn(usize) -> bool) -> Option<usize> {
+    if !fits(1) {
+        return None;
+    }
+    let (mut fits_up_to, mut over) = (1, cap + 1);
+    while over - fits_up_to > 1 {
+        let mid = fits_up_to + (over - fits_up_to) / 2;
+        if fits(mid) {
+            fits_up_to = mid;
+        } else {
+            over = mid;
+        }
+    }
+    Some(fits_up_to)
+}
+
+/// `options` with the largest context (at most the requested one) that `available`
+/// bytes hold for a session, with a KV pool of its own or not.
+pub(crate) fn fit_session(
+    c: &ModelConfig,
+    options: &SessionOptions,
+    available: u64,
+    own_pool: bool,
+    budget: u64,
+) -> Result<SessionOptions> {
+    let bytes = |context| match own_pool {
+        true => session_bytes(c, options, context),
+        false => session_scratch_bytes(c, options, context),
+    };
+    let cap = options.shape(c.max_position_embeddings).max_context;
+    let context = largest_context(cap, |context| bytes(context) <= available).ok_or_else(|| {
+        Error::Budget {
+            budget,
+            message: format!(
+                "a session of even one token needs {} bytes, and {available} bytes ({}) are left",
+                bytes(1),
+                format_size(available)
+            ),
+        }
+    })?;
+    Ok(SessionOptions {
+        max_context: context,
+        ..options.clone()
+    })
 }
 
 impl MemoryPlan {
@@ -149,22 +213,12 @@ impl MemoryPlan {
         }
         let total = |context| weights + sessions as u64 * session_bytes(c, options, context);
         let cap = options.max_context.min(c.max_position_embeddings).max(1);
-        if total(1) > budget {
+        let Some(fits) = largest_context(cap, |context| total(context) <= budget) else {
             return fail(format!(
                 "{weights} bytes of weights and {sessions} session(s) of even one token need {} bytes",
                 total(1)
             ));
-        }
-        // The largest context that fits: session bytes grow with the context.
-        let (mut fits, mut over) = (1, cap + 1);
-        while over - fits > 1 {
-            let mid = fits + (over - fits) / 2;
-            if total(mid) <= budget {
-                fits = mid;
-            } else {
-                over = mid;
-            }
-        }
+        };
         let fixed = session_bytes(c, options, 0);
         let per_token = (session_bytes(c, options, fits) - fixed) / fits as u64;
         Ok(MemoryPlan {

@@ -13,6 +13,7 @@ use crate::gpu::{Dispatch, Gpu};
 use crate::model::Model;
 use crate::ops::{self, KvShift};
 use crate::session::KvDtype;
+use crate::vram::Reservation;
 
 /// Rows per block: small enough that a fork copies little, large enough that the page
 /// table stays short.
@@ -37,6 +38,8 @@ pub struct KvPool {
     /// Per attention layer: K and V, (blocks · BLOCK_TOKENS, kv_heads, head_dim) each.
     layers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     refs: Mutex<Refs>,
+    /// The pool's bytes in the model's VRAM budget.
+    _vram: Option<Reservation>,
 }
 
 impl KvPool {
@@ -45,6 +48,10 @@ impl KvPool {
         let c = &model.config;
         ops::check_cache_dtype(c, dtype.dtype())?;
         let blocks = blocks.max(1);
+        let vram = model.reserve(
+            &format!("a KV pool of {blocks} blocks"),
+            Self::bytes(c, dtype, blocks),
+        )?;
         let words = blocks * BLOCK_TOKENS * c.kv_dim() * dtype.bytes() / 4;
         let layers = (0..attention_layers(c))
             .map(|i| {
@@ -64,6 +71,7 @@ impl KvPool {
                 counts: vec![0; blocks],
                 free: (0..blocks as u32).rev().collect(),
             }),
+            _vram: vram,
         }))
     }
 

@@ -5,7 +5,9 @@
 //! model's forward graph once; [`Session::feed`] runs the graph over a batch of tokens
 //! and reads back logits; a [`Sampler`] picks the next token, and [`generate`] loops
 //! over sampling, streaming and feeding. A session can rewind, fork, shift its context
-//! and be saved to bytes; a [`MemoryPlan`] fits weights and cache in a VRAM budget.
+//! and be saved to bytes. Loaded within a [`VramBudget`], a model and its sessions
+//! reserve their bytes before allocating them, a session's context being what the
+//! budget holds; a [`MemoryPlan`] answers the same ahead of time.
 
 pub mod bench;
 pub mod budget;
@@ -27,6 +29,7 @@ pub mod session;
 mod state;
 pub mod stop;
 pub mod tokenizer;
+pub mod vram;
 pub mod weights;
 
 pub use budget::MemoryPlan;
@@ -40,3 +43,4 @@ pub use model::Model;
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{ContextOverflow, KvDtype, Session, SessionOptions};
 pub use tokenizer::{TextStream, Tokenizer};
+pub use vram::VramBudget;

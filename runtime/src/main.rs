@@ -11,9 +11,10 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cli::memory::MemoryArgs;
 use cli::sampling::SamplingArgs;
+use lfm_edge::budget::format_size;
 use lfm_edge::{
     generate, npy, Backend, ChatTemplate, Chunk, Error, Flow, Gpu, GpuOptions, Message, Model,
-    Result, Session,
+    Result, Session, VramBudget,
 };
 
 #[derive(Parser)]
@@ -182,12 +183,24 @@ fn load(args: &ModelArgs) -> Result<Arc<Model>> {
         backend: args.backend,
         ..GpuOptions::default()
     })?;
-    Ok(Arc::new(Model::load(&dir, gpu)?))
+    Ok(Arc::new(match args.memory.vram_budget {
+        Some(budget) => Model::load_within(&dir, gpu, &VramBudget::new(budget))?,
+        None => Model::load(&dir, gpu)?,
+    }))
 }
 
 fn session(model: &Arc<Model>, args: &ModelArgs, all_logits: bool) -> Result<Session> {
-    let options = args.memory.session_options(model, all_logits)?;
-    Session::new(model.clone(), &options)
+    let options = args.memory.session_options(all_logits);
+    let session = Session::new(model.clone(), &options)?;
+    if let Some(budget) = model.vram_budget() {
+        log::info!(
+            "VRAM budget {}: {} in use, context {} tokens",
+            format_size(budget.total()),
+            format_size(budget.used()),
+            session.max_context()
+        );
+    }
+    Ok(session)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -268,7 +281,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let options = sampling.options(max_tokens, false)?;
             let m = load(&model)?;
-            let session_options = model.memory.session_options(&m, false)?;
+            let session_options = model.memory.session_options(false);
             cli::chat::run(m, &session_options, system, &options)
         }
         Command::Tokenize { model, text } => {

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::MoeConfig;
-use crate::config::{LayerKind, ModelConfig};
+use crate::budget::weight_file_bytes;
+use crate::config::{LayerKind, ModelConfig, MoeConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWeights};
 use crate::gpu::{Gpu, Step};
@@ -15,6 +15,7 @@ use crate::ops::{
 use crate::safetensors::Checkpoint;
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
+use crate::vram::{Reservation, VramBudget};
 use crate::weights::WeightSource;
 
 /// The operator of one decoder layer, with its weights.
@@ -78,6 +79,8 @@ pub struct Model {
     layers: Vec<Layer>,
     /// Bound where a projection has no bias.
     no_bias: wgpu::Buffer,
+    /// The weights' bytes in the VRAM budget the model was loaded within.
+    vram: Option<Reservation>,
 }
 
 /// Uploads checkpoint tensors after checking their shapes against the config.
@@ -239,6 +242,31 @@ impl Model {
         Self::from_source(path, config, tokenizer, &checkpoint, gpu)
     }
 
+    /// As [`Model::load`], within `budget`: the weight files are checked against what
+    /// the budget has left before anything is uploaded, and the weights stay reserved
+    /// in it while the model lives. Its sessions and KV pools take their bytes from it
+    /// too, a session's context being what the budget holds.
+    pub fn load_within(path: &Path, gpu: Arc<Gpu>, budget: &Arc<VramBudget>) -> Result<Model> {
+        let what = format!("the weights of {}", path.display());
+        let planned = budget.reserve(&what, weight_file_bytes(path)?)?;
+        let mut model = Self::load(path, gpu)?;
+        drop(planned);
+        model.vram = Some(budget.reserve(&what, model.weight_bytes())?);
+        Ok(model)
+    }
+
+    /// The budget the model was loaded within, if any.
+    pub fn vram_budget(&self) -> Option<&Arc<VramBudget>> {
+        self.vram.as_ref().map(Reservation::budget)
+    }
+
+    /// Takes `bytes` for `what` from the model's budget, if it has one.
+    pub(crate) fn reserve(&self, what: &str, bytes: u64) -> Result<Option<Reservation>> {
+        self.vram_budget()
+            .map(|budget| budget.reserve(what, bytes))
+            .transpose()
+    }
+
     fn from_source(
         path: &Path,
         config: ModelConfig,
@@ -317,6 +345,7 @@ impl Model {
             lm_head,
             layers,
             no_bias: gpu.zeros("no_bias", 1)?,
+            vram: None,
             tokenizer,
             config,
             path: path.to_path_buf(),

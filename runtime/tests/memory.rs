@@ -8,8 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::{fixture, load, max_abs_diff, reference};
+use lfm_edge::kv_pool::blocks_for;
 use lfm_edge::{
-    ContextOverflow, Error, Gpu, GpuOptions, KvDtype, MemoryPlan, Model, Session, SessionOptions,
+    ContextOverflow, Error, Gpu, GpuOptions, KvDtype, KvPool, MemoryPlan, Model, Session,
+    SessionOptions, VramBudget,
 };
 
 /// Low enough that the tiny fixtures' 128 KiB embedding takes four bindings.
@@ -190,6 +192,57 @@ fn a_budget_that_fits_n_tokens_gives_a_context_of_n() {
     session.feed(&all[..n]).unwrap();
     session.feed(&all[n..]).unwrap();
     assert!(session.position() < n);
+}
+
+#[test]
+fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
+    let path = fixture("lfm2-tiny-attn-first");
+    let n = 40;
+    let weights = load("lfm2-tiny-attn-first").weight_bytes();
+    let exact = SessionOptions {
+        max_context: n,
+        all_logits: false,
+        ..options()
+    };
+    let config = lfm_edge::ModelConfig::from_file(&path.join("config.json")).unwrap();
+    let need = MemoryPlan::new(&config, weights, u64::MAX / 4, &exact, 1)
+        .unwrap()
+        .total;
+
+    // Not even the weights: refused before anything is uploaded.
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let err = Model::load_within(&path, gpu.clone(), &VramBudget::new(weights - 1))
+        .err()
+        .expect("a budget error");
+    assert!(matches!(err, Error::Budget { .. }), "{err}");
+    assert_eq!(gpu.uploaded_bytes(), 0);
+
+    let budget = VramBudget::new(need);
+    let model = Arc::new(Model::load_within(&path, gpu, &budget).unwrap());
+    assert_eq!(budget.used(), weights);
+    let unbounded = SessionOptions {
+        max_context: usize::MAX,
+        ..exact
+    };
+    let session = Session::new(model.clone(), &unbounded).unwrap();
+    assert_eq!(session.max_context(), n);
+    assert_eq!(budget.used(), need);
+    assert_eq!(budget.used(), weights + session.gpu_bytes());
+    let err = Session::new(model.clone(), &unbounded)
+        .err()
+        .expect("no room left");
+    assert!(matches!(err, Error::Budget { .. }), "{err}");
+    drop(session);
+    assert_eq!(budget.used(), weights);
+
+    // A shared pool takes its bytes when made, its sessions only their own.
+    let pool = KvPool::new(&model, KvDtype::F32, blocks_for(n / 2)).unwrap();
+    let pool_bytes = KvPool::bytes(&model.config, KvDtype::F32, blocks_for(n / 2));
+    assert_eq!(budget.used(), weights + pool_bytes);
+    let a = Session::new_in(&pool, model.clone(), &unbounded).unwrap();
+    assert_eq!(budget.used(), weights + pool_bytes + a.gpu_bytes());
+    drop((a, pool));
+    assert_eq!(budget.used(), weights);
 }
 
 fn lfm_edge(args: &[&str]) -> std::process::Output {

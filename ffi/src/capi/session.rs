@@ -21,7 +21,7 @@ pub unsafe extern "C" fn lfm_session_new(
         let out = out_arg(out_session, "out_session")?;
         out.write(ptr::null_mut());
         let model = ref_arg(model, "model")?;
-        let options = options_arg(options, lfm_session_options_default()).to_runtime();
+        let options = options_arg(options, lfm_session_options_default()).to_runtime(&model.0);
         let chat = ChatSession::new(model.0.clone(), &options)?;
         out.write(Box::into_raw(Box::new(LfmSession(SharedSession::new(
             chat,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use lfm_edge::{Model, SessionOptions};
 
 use crate::generator::{GenerateParams, Generation};
+use crate::model::session_options;
 use crate::shared_session::SharedSession;
 
 /// `lfm_model`: the weights on the GPU, shared by sessions (each holds a reference, so
@@ -23,7 +24,7 @@ pub struct LfmSession(pub(crate) SharedSession);
 pub struct LfmModelOptions {
     /// An `lfm_backend`.
     pub backend: i32,
-    /// Reserved: budgets are not enforced yet (0 = none).
+    /// Bytes for the weights and every session of the model (0: no budget).
     pub vram_budget_bytes: u64,
 }
 
@@ -94,18 +95,8 @@ pub extern "C" fn lfm_generate_options_default() -> LfmGenerateOptions {
 }
 
 impl LfmSessionOptions {
-    pub(crate) fn to_runtime(self) -> SessionOptions {
-        let defaults = SessionOptions::default();
-        let or_default = |value: u32, default: usize| match value {
-            0 => default,
-            value => value as usize,
-        };
-        SessionOptions {
-            max_context: or_default(self.context_length, defaults.max_context),
-            batch: or_default(self.batch, defaults.batch),
-            all_logits: false,
-            ..defaults
-        }
+    pub(crate) fn to_runtime(self, model: &Model) -> SessionOptions {
+        session_options(model, self.context_length, self.batch)
     }
 }
 

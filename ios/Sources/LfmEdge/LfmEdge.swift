@@ -73,7 +73,8 @@ public final class LfmModel: @unchecked Sendable {
         return ids
     }
 
-    /// A new conversation with its own KV cache (0 = the defaults: 4096 tokens, batch 128).
+    /// A new conversation with its own KV cache (0 = the defaults: 4096 tokens, or all
+    /// that the model's VRAM budget has left; batch 128).
     public func makeSession(contextLength: Int = 0, batch: Int = 0) throws -> LfmSession {
         var options = lfm_session_options(
             context_length: UInt32(clamping: contextLength), batch: UInt32(clamping: batch))

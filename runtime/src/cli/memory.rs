@@ -29,7 +29,9 @@ pub struct MemoryArgs {
 }
 
 impl MemoryArgs {
-    fn options(&self, all_logits: bool) -> SessionOptions {
+    /// Options for a session; within a budget, the context defaults to all that the
+    /// budget holds (the session fits it when created).
+    pub fn session_options(&self, all_logits: bool) -> SessionOptions {
         let context = match (self.context, self.vram_budget) {
             (Some(n), _) => n,
             (None, Some(_)) => usize::MAX,
@@ -55,41 +57,22 @@ impl MemoryArgs {
             ModelConfig::from_file(&path.join("config.json"))?
         };
         let weights = weight_file_bytes(path)?;
-        MemoryPlan::new(&config, weights, budget, &self.options(false), 1).map(|_| ())
+        MemoryPlan::new(&config, weights, budget, &self.session_options(false), 1).map(|_| ())
     }
 
     /// The plan for one session of `model` within the budget, if there is one.
-    pub fn plan(&self, model: &Model, all_logits: bool) -> Result<Option<MemoryPlan>> {
+    fn plan(&self, model: &Model) -> Result<Option<MemoryPlan>> {
         let Some(budget) = self.vram_budget else {
             return Ok(None);
         };
-        let options = self.options(all_logits);
+        let options = self.session_options(false);
         MemoryPlan::new(&model.config, model.weight_bytes(), budget, &options, 1).map(Some)
-    }
-
-    /// Options for one session of `model`: the budget's context when there is one.
-    pub fn session_options(&self, model: &Model, all_logits: bool) -> Result<SessionOptions> {
-        let options = self.options(all_logits);
-        Ok(match self.plan(model, all_logits)? {
-            Some(plan) => {
-                log::info!(
-                    "VRAM budget {}: weights {}, session {} + {} per token: context {} tokens",
-                    format_size(plan.budget),
-                    format_size(plan.weights),
-                    format_size(plan.session_fixed),
-                    format_size(plan.per_token),
-                    plan.context
-                );
-                plan.apply(&options)
-            }
-            None => options,
-        })
     }
 
     /// What `info` reports about memory.
     pub fn describe(&self, model: &Model) -> Result<Vec<String>> {
         let c = &model.config;
-        let options = self.options(false);
+        let options = self.session_options(false);
         let kv = lfm_edge::budget::kv_bytes_per_token(c, &options);
         let mut lines = vec![format!(
             "kv cache bytes per token: {kv} ({}, {} attention layers of {})",
@@ -100,7 +83,7 @@ impl MemoryArgs {
                 .count(),
             c.n_layers()
         )];
-        if let Some(plan) = self.plan(model, false)? {
+        if let Some(plan) = self.plan(model)? {
             lines.push(format!(
                 "vram budget: {} ({}): weights {}, session scratch {}, {} per token of context",
                 plan.budget,

@@ -21,11 +21,13 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use crate::budget::{fit_session, session_scratch_bytes};
 use crate::error::{Error, Result};
 use crate::gpu::{Step, StepUniform};
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
 use crate::model::Model;
 use crate::state::State;
+use crate::vram::Reservation;
 
 pub use options::{ContextOverflow, KvDtype, SessionOptions};
 
@@ -47,11 +49,30 @@ pub struct Session {
     /// The earliest position a rewind can reach: 0, or where the last context shift
     /// left the session (earlier snapshots describe tokens that are gone).
     floor: usize,
+    /// The session's bytes (its pool's, when its own, are the pool's) in the model's
+    /// VRAM budget.
+    _vram: Option<Reservation>,
+}
+
+/// `options` with the context the model's VRAM budget has room for, if it has one.
+fn fit(model: &Model, options: &SessionOptions, own_pool: bool) -> Result<SessionOptions> {
+    match model.vram_budget() {
+        Some(budget) => fit_session(
+            &model.config,
+            options,
+            budget.available(),
+            own_pool,
+            budget.total(),
+        ),
+        None => Ok(options.clone()),
+    }
 }
 
 impl Session {
-    /// A session with a KV pool of its own, as large as its context.
+    /// A session with a KV pool of its own, as large as its context. Within a VRAM
+    /// budget, the context is at most what the budget has left room for.
     pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {
+        let options = &fit(&model, options, true)?;
         let shape = options.shape(model.config.max_position_embeddings);
         let pool = KvPool::new(&model, shape.kv_dtype, blocks_for(shape.max_context))?;
         Self::with_pool(model, options, pool, true)
@@ -68,6 +89,7 @@ impl Session {
             kv_dtype: pool.dtype(),
             ..options.clone()
         };
+        let options = fit(&model, &options, false)?;
         Self::with_pool(model, &options, pool.clone(), false)
     }
 
@@ -80,6 +102,10 @@ impl Session {
         let shape = options.shape(model.config.max_position_embeddings);
         let gpu = &model.gpu;
         pool.check_serves(&model)?;
+        let vram = model.reserve(
+            &format!("a session of {} tokens", shape.max_context),
+            session_scratch_bytes(&model.config, options, shape.max_context),
+        )?;
         let pages = PageTable::new(pool, shape.max_context)?;
         let state = State::new(gpu, &model.config, shape, pages.pool(), &pages.buffer)?;
         let graph = model.forward_graph(&state)?;
@@ -123,6 +149,7 @@ impl Session {
             options,
             tokens: Vec::new(),
             floor: 0,
+            _vram: vram,
         })
     }
 

@@ -14,6 +14,7 @@ public final class LfmException extends RuntimeException {
     public static final int BUFFER_TOO_SMALL = 8;
     public static final int BUSY = 9;
     public static final int INTERNAL = 10;
+    public static final int BUDGET = 11;
 
     public final int code;
 

@@ -19,7 +19,8 @@ final class LfmNative {
 
     static native int[] tokenize(long model, String text, boolean addSpecialTokens);
 
-    /** 0 for contextLength or batch means the default. */
+    /** 0 for contextLength or batch means the default (for contextLength with a VRAM
+     *  budget: all the budget has left). */
     static native long sessionNew(long model, int contextLength, int batch);
 
     static native void sessionFree(long session);

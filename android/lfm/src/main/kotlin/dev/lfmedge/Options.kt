@@ -6,14 +6,18 @@ enum class Backend(internal val code: Int) { AUTO(0), VULKAN(1), METAL(2), DX12(
 data class ModelOptions(
     val backend: Backend = Backend.AUTO,
     /**
-     * Reserved: the runtime does not allocate within a budget yet; memory is only
-     * checked against the adapter's own limits. 0 = no budget.
+     * GPU memory for the weights and every session of this model, reserved before
+     * anything is allocated; a session with contextLength 0 gets all the context the
+     * budget has left. 0 = no budget.
      */
     val vramBudgetBytes: Long = 0,
 )
 
 data class SessionOptions(
-    /** Tokens the KV cache holds (capped at the model's max_position_embeddings). */
+    /**
+     * Tokens the KV cache holds (capped at the model's max_position_embeddings); 0: all
+     * that the model's VRAM budget has left, or 4096 without one.
+     */
     val contextLength: Int = 4096,
     /** Most tokens per forward pass while feeding a prompt. */
     val batch: Int = 128,

@@ -117,3 +117,89 @@ fn generate_wraps_the_prompt_in_the_chat_template() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad.stderr).contains("top_p"), "{}", text(&bad.stderr));
 }
+
+/// A child's output, collected by a thread as it comes.
+#[cfg(unix)]
+fn collect(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = sink.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            writer.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    sink
+}
+
+/// Waits up to a minute for `done` to hold of the collected text.
+#[cfg(unix)]
+fn wait_for(output: &std::sync::Mutex<Vec<u8>>, what: &str, done: impl Fn(&str) -> bool) {
+    let start = std::time::Instant::now();
+    while !done(&text(&output.lock().unwrap())) {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+fn interrupt(child: &std::process::Child) {
+    // The shell's own kill: no procps needed.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_answer_not_the_chat() {
+    let m = model();
+    // An answer that would not end by itself: no token limit worth the name, and a
+    // context that shifts instead of filling.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args(["chat", "--model", &m, "--max-tokens", "1000000"])
+        .args(["--context", "128", "--context-overflow", "shift"])
+        .env("RUST_LOG", "lfm_edge=info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Hello there\n").unwrap();
+    wait_for(&stdout, "the answer to start", |s| s.len() > 40);
+    interrupt(&child);
+    wait_for(&stderr, "the answer to stop", |s| {
+        s.contains(" generated in ")
+    });
+    assert!(child.try_wait().unwrap().is_none(), "Ctrl-C ended the chat");
+
+    // The chat goes on: a second turn is answered.
+    wait_for(&stdout, "the prompt", |s| s.ends_with("> "));
+    let first = stdout.lock().unwrap().len();
+    stdin.write_all(b"And again\n").unwrap();
+    wait_for(&stdout, "the second answer", |s| s.len() > first + 40);
+    interrupt(&child);
+    wait_for(&stderr, "the second answer to stop", |s| {
+        s.matches(" generated in ").count() == 2
+    });
+    // At the prompt, Ctrl-C quits.
+    wait_for(&stdout, "the prompt", |s| s.ends_with("> "));
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        text(&stderr.lock().unwrap())
+    );
+}

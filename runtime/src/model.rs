@@ -20,22 +20,28 @@ use crate::weights::WeightSource;
 
 /// The operator of one decoder layer, with its weights.
 enum Operator {
-    Conv {
-        in_proj: GpuTensor,               // (3 · hidden, hidden): conv.in_proj.weight
-        in_proj_bias: Option<GpuTensor>,  // (3 · hidden)
-        conv: GpuTensor,                  // (hidden, 1, L): conv.conv.weight
-        conv_bias: Option<GpuTensor>,     // (hidden)
-        out_proj: GpuTensor,              // (hidden, hidden): conv.out_proj.weight
-        out_proj_bias: Option<GpuTensor>, // (hidden)
-    },
-    Attention {
-        q_proj: GpuTensor,   // (heads · d, hidden): self_attn.q_proj.weight
-        k_proj: GpuTensor,   // (kv_heads · d, hidden)
-        v_proj: GpuTensor,   // (kv_heads · d, hidden)
-        out_proj: GpuTensor, // (hidden, heads · d): self_attn.out_proj.weight
-        q_norm: GpuTensor,   // (d): self_attn.q_layernorm.weight
-        k_norm: GpuTensor,   // (d): self_attn.k_layernorm.weight
-    },
+    Conv(ConvWeights),
+    Attention(AttentionWeights),
+}
+
+/// LIV gated short convolution.
+struct ConvWeights {
+    in_proj: GpuTensor,               // (3 · hidden, hidden): conv.in_proj.weight
+    in_proj_bias: Option<GpuTensor>,  // (3 · hidden)
+    conv: GpuTensor,                  // (hidden, 1, L): conv.conv.weight
+    conv_bias: Option<GpuTensor>,     // (hidden)
+    out_proj: GpuTensor,              // (hidden, hidden): conv.out_proj.weight
+    out_proj_bias: Option<GpuTensor>, // (hidden)
+}
+
+/// Grouped-query attention.
+struct AttentionWeights {
+    q_proj: GpuTensor,   // (heads · d, hidden): self_attn.q_proj.weight
+    k_proj: GpuTensor,   // (kv_heads · d, hidden)
+    v_proj: GpuTensor,   // (kv_heads · d, hidden)
+    out_proj: GpuTensor, // (hidden, heads · d): self_attn.out_proj.weight
+    q_norm: GpuTensor,   // (d): self_attn.q_layernorm.weight
+    k_norm: GpuTensor,   // (d): self_attn.k_layernorm.weight
 }
 
 /// The feed-forward of one decoder layer.
@@ -102,6 +108,34 @@ impl Loader<'_> {
 }
 
 impl Loader<'_> {
+    fn conv(&self, p: &str, c: &ModelConfig) -> Result<ConvWeights> {
+        let h = c.hidden_size;
+        let bias = |name: &str, len| self.bias(c.conv_bias, &format!("{p}.conv.{name}.bias"), len);
+        Ok(ConvWeights {
+            in_proj: self.tensor(&format!("{p}.conv.in_proj.weight"), &[3 * h, h])?,
+            in_proj_bias: bias("in_proj", 3 * h)?,
+            conv: self.tensor(&format!("{p}.conv.conv.weight"), &[h, 1, c.conv_l_cache])?,
+            conv_bias: bias("conv", h)?,
+            out_proj: self.tensor(&format!("{p}.conv.out_proj.weight"), &[h, h])?,
+            out_proj_bias: bias("out_proj", h)?,
+        })
+    }
+
+    fn attention(&self, p: &str, c: &ModelConfig) -> Result<AttentionWeights> {
+        let (h, d) = (c.hidden_size, c.head_dim);
+        let tensor = |name: &str, shape: &[usize]| {
+            self.tensor(&format!("{p}.self_attn.{name}.weight"), shape)
+        };
+        Ok(AttentionWeights {
+            q_proj: tensor("q_proj", &[c.n_heads * d, h])?,
+            k_proj: tensor("k_proj", &[c.kv_dim(), h])?,
+            v_proj: tensor("v_proj", &[c.kv_dim(), h])?,
+            out_proj: tensor("out_proj", &[h, c.n_heads * d])?,
+            q_norm: tensor("q_layernorm", &[d])?,
+            k_norm: tensor("k_layernorm", &[d])?,
+        })
+    }
+
     fn feed_forward(&self, p: &str, c: &ModelConfig, layer: usize) -> Result<FeedForward> {
         let (h, ff) = (c.hidden_size, c.ff_size);
         let moe = match &c.moe {
@@ -276,7 +310,7 @@ impl Model {
     ) -> Result<Model> {
         let loader = Loader { gpu: &gpu, source };
         let c = &config;
-        let (h, d) = (c.hidden_size, c.head_dim);
+        let h = c.hidden_size;
         log::info!(
             "loading {} ({} layers, {})",
             path.display(),
@@ -288,43 +322,8 @@ impl Model {
         for (i, kind) in c.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let operator = match kind {
-                LayerKind::Conv => {
-                    let in_proj =
-                        loader.tensor(&format!("{p}.conv.in_proj.weight"), &[3 * h, h])?;
-                    let conv =
-                        loader.tensor(&format!("{p}.conv.conv.weight"), &[h, 1, c.conv_l_cache])?;
-                    let out_proj = loader.tensor(&format!("{p}.conv.out_proj.weight"), &[h, h])?;
-                    Operator::Conv {
-                        in_proj_bias: loader.bias(
-                            c.conv_bias,
-                            &format!("{p}.conv.in_proj.bias"),
-                            3 * h,
-                        )?,
-                        conv_bias: loader.bias(c.conv_bias, &format!("{p}.conv.conv.bias"), h)?,
-                        out_proj_bias: loader.bias(
-                            c.conv_bias,
-                            &format!("{p}.conv.out_proj.bias"),
-                            h,
-                        )?,
-                        in_proj,
-                        conv,
-                        out_proj,
-                    }
-                }
-                LayerKind::Attention => Operator::Attention {
-                    q_proj: loader
-                        .tensor(&format!("{p}.self_attn.q_proj.weight"), &[c.n_heads * d, h])?,
-                    k_proj: loader
-                        .tensor(&format!("{p}.self_attn.k_proj.weight"), &[c.kv_dim(), h])?,
-                    v_proj: loader
-                        .tensor(&format!("{p}.self_attn.v_proj.weight"), &[c.kv_dim(), h])?,
-                    out_proj: loader.tensor(
-                        &format!("{p}.self_attn.out_proj.weight"),
-                        &[h, c.n_heads * d],
-                    )?,
-                    q_norm: loader.tensor(&format!("{p}.self_attn.q_layernorm.weight"), &[d])?,
-                    k_norm: loader.tensor(&format!("{p}.self_attn.k_layernorm.weight"), &[d])?,
-                },
+                LayerKind::Conv => Operator::Conv(loader.conv(&p, c)?),
+                LayerKind::Attention => Operator::Attention(loader.attention(&p, c)?),
             };
             layers.push(Layer {
                 operator_norm: loader.tensor(&format!("{p}.operator_norm.weight"), &[h])?,
@@ -367,46 +366,30 @@ impl Model {
         for l in &self.layers {
             all.extend([&l.operator_norm, &l.ffn_norm]);
             match &l.operator {
-                Operator::Conv {
-                    in_proj,
-                    in_proj_bias,
-                    conv,
-                    conv_bias,
-                    out_proj,
-                    out_proj_bias,
-                } => {
-                    all.extend([in_proj, conv, out_proj]);
+                Operator::Conv(w) => {
+                    all.extend([&w.in_proj, &w.conv, &w.out_proj]);
                     all.extend(
-                        [in_proj_bias, conv_bias, out_proj_bias]
+                        [&w.in_proj_bias, &w.conv_bias, &w.out_proj_bias]
                             .into_iter()
                             .flatten(),
                     );
                 }
-                Operator::Attention {
-                    q_proj,
-                    k_proj,
-                    v_proj,
-                    out_proj,
-                    q_norm,
-                    k_norm,
-                } => {
-                    all.extend([q_proj, k_proj, v_proj, out_proj, q_norm, k_norm]);
-                }
+                Operator::Attention(w) => all.extend([
+                    &w.q_proj,
+                    &w.k_proj,
+                    &w.v_proj,
+                    &w.out_proj,
+                    &w.q_norm,
+                    &w.k_norm,
+                ]),
             }
             match &l.ffn {
                 FeedForward::Dense { w1, w3, w2 } => all.extend([w1, w3, w2]),
-                FeedForward::Moe(moe) => {
-                    let MoeWeights {
-                        router,
-                        expert_bias,
-                        gate,
-                        up,
-                        down,
-                    } = moe;
-                    all.extend([router, &gate.tensor, &down.tensor]);
-                    all.extend(expert_bias);
-                    if up.tensor.name != gate.tensor.name {
-                        all.push(&up.tensor);
+                FeedForward::Moe(w) => {
+                    all.extend([&w.router, &w.gate.tensor, &w.down.tensor]);
+                    all.extend(&w.expert_bias);
+                    if w.up.tensor.name != w.gate.tensor.name {
+                        all.push(&w.up.tensor);
                     }
                 }
             }
@@ -571,28 +554,18 @@ impl Model {
     ) -> Result<()> {
         let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
         match (operator, state) {
-            (
-                Operator::Conv {
-                    in_proj,
-                    in_proj_bias,
-                    conv,
-                    conv_bias,
-                    out_proj,
-                    out_proj_bias,
-                },
-                LayerState::Conv { conv_state, .. },
-            ) => {
+            (Operator::Conv(w), LayerState::Conv { conv_state, .. }) => {
                 // in_proj → B, C, x; C · conv(B · x); out_proj
                 steps.push(self.linear(
-                    in_proj,
-                    in_proj_bias.as_ref(),
+                    &w.in_proj,
+                    w.in_proj_bias.as_ref(),
                     &s.xn,
                     &s.bcx,
                     LinearOutput::Rows,
                 )?);
                 let op = ShortConv {
-                    weight: conv,
-                    bias: conv_bias.as_ref(),
+                    weight: &w.conv,
+                    bias: w.conv_bias.as_ref(),
                     bcx: &s.bcx,
                     state: conv_state,
                     out: &s.mixed,
@@ -600,33 +573,23 @@ impl Model {
                 steps.push(Step::Always(ops::shortconv(gpu, &op, none)?));
                 steps.push(Step::Always(ops::shortconv_state(gpu, &op, none)?));
                 steps.push(self.linear(
-                    out_proj,
-                    out_proj_bias.as_ref(),
+                    &w.out_proj,
+                    w.out_proj_bias.as_ref(),
                     &s.mixed,
                     &s.x,
                     LinearOutput::Accumulate,
                 )?);
             }
-            (
-                Operator::Attention {
-                    q_proj,
-                    k_proj,
-                    v_proj,
-                    out_proj,
-                    q_norm,
-                    k_norm,
-                },
-                LayerState::Attention { k_cache, v_cache },
-            ) => {
+            (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
                 // q, k, v; per-head norm + RoPE; k and v join the cache (f32 or f16).
-                steps.push(self.linear(q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
-                steps.push(self.linear(k_proj, None, &s.xn, &s.k, LinearOutput::Rows)?);
-                steps.push(self.linear(v_proj, None, &s.xn, &s.v, LinearOutput::Rows)?);
+                steps.push(self.linear(&w.q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
+                steps.push(self.linear(&w.k_proj, None, &s.xn, &s.k, LinearOutput::Rows)?);
+                steps.push(self.linear(&w.v_proj, None, &s.xn, &s.v, LinearOutput::Rows)?);
                 let rope = |norm, x, heads| {
                     ops::rope(gpu, norm, &s.rope_table, x, heads, c.norm_eps).map(Step::Always)
                 };
-                steps.push(rope(q_norm, &s.q, c.n_heads)?);
-                steps.push(rope(k_norm, &s.k, c.n_kv_heads)?);
+                steps.push(rope(&w.q_norm, &s.q, c.n_heads)?);
+                steps.push(rope(&w.k_norm, &s.k, c.n_kv_heads)?);
                 let label = format!("model.layers.{i}.self_attn");
                 let cache = s.shape.kv_dtype.dtype();
                 let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
@@ -634,7 +597,7 @@ impl Model {
                 let attend = [&s.q, &s.pages, k_cache, v_cache, &s.mixed];
                 steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
                 steps.push(self.linear(
-                    out_proj,
+                    &w.out_proj,
                     None,
                     &s.mixed,
                     &s.x,
@@ -669,16 +632,9 @@ impl Model {
                 )?));
                 steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);
             }
-            (FeedForward::Moe(weights), Some(moe), Some(m)) => {
-                let MoeWeights {
-                    router,
-                    expert_bias,
-                    gate,
-                    up,
-                    down,
-                } = weights;
+            (FeedForward::Moe(w), Some(moe), Some(m)) => {
                 steps.push(self.linear(
-                    router,
+                    &w.router,
                     None,
                     &s.xn,
                     &m.router_logits,
@@ -689,7 +645,7 @@ impl Model {
                     config: moe,
                     hidden: c.hidden_size,
                     router_logits: &m.router_logits,
-                    expert_bias: expert_bias.as_ref(),
+                    expert_bias: w.expert_bias.as_ref(),
                     expert_out: &m.expert_out,
                     routes: &m.routes,
                     slots: &m.slots,
@@ -709,8 +665,8 @@ impl Model {
                     };
                     ops::expert_linear(gpu, op, none)
                 };
-                steps.push(expert(gate, &s.xn, false, &m.expert_gate)?);
-                steps.push(expert(up, &s.xn, false, &m.expert_up)?);
+                steps.push(expert(&w.gate, &s.xn, false, &m.expert_gate)?);
+                steps.push(expert(&w.up, &s.xn, false, &m.expert_up)?);
                 let slot_width = moe.top_k * moe.expert_ff;
                 steps.push(Step::Always(ops::swiglu(
                     gpu,
@@ -719,7 +675,7 @@ impl Model {
                     &m.expert_up,
                     slot_width,
                 )?));
-                steps.push(expert(down, &m.expert_up, true, &m.expert_out)?);
+                steps.push(expert(&w.down, &m.expert_up, true, &m.expert_out)?);
                 steps.push(Step::Always(ops::moe_combine(gpu, &buffers, none)?));
             }
             _ => return Err(Error::Gpu(format!("layer {i}: session has no MoE buffers"))),

@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use common::fixture;
 
@@ -13,15 +13,20 @@ fn model() -> String {
         .into_owned()
 }
 
-fn run(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+/// The binary, its standard streams piped, logging its turns.
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
         .args(args)
         .env("RUST_LOG", "lfm_edge=info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = spawn(args);
     child
         .stdin
         .take()
@@ -148,7 +153,7 @@ fn wait_for(output: &std::sync::Mutex<Vec<u8>>, what: &str, done: impl Fn(&str) 
 }
 
 #[cfg(unix)]
-fn interrupt(child: &std::process::Child) {
+fn interrupt(child: &Child) {
     // The shell's own kill: no procps needed.
     let status = Command::new("sh")
         .args(["-c", &format!("kill -INT {}", child.id())])
@@ -163,15 +168,17 @@ fn ctrl_c_stops_the_answer_not_the_chat() {
     let m = model();
     // An answer that would not end by itself: no token limit worth the name, and a
     // context that shifts instead of filling.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
-        .args(["chat", "--model", &m, "--max-tokens", "1000000"])
-        .args(["--context", "128", "--context-overflow", "shift"])
-        .env("RUST_LOG", "lfm_edge=info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[
+        "chat",
+        "--model",
+        &m,
+        "--max-tokens",
+        "1000000",
+        "--context",
+        "128",
+        "--context-overflow",
+        "shift",
+    ]);
     let stdout = collect(child.stdout.take().unwrap());
     let stderr = collect(child.stderr.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();

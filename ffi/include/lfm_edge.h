@@ -55,7 +55,8 @@ typedef enum lfm_status {
     LFM_ERROR_NO_ADAPTER = 5,
     /* A device error, or a buffer above the adapter's limits. */
     LFM_ERROR_GPU = 6,
-    /* The prompt does not fit in what is left of the session's context. */
+    /* The prompt does not fit in what is left of the session's context, or of the
+     * model's shared KV pool. */
     LFM_ERROR_CONTEXT_FULL = 7,
     /* The output buffer is too small; the needed size was written. */
     LFM_ERROR_BUFFER_TOO_SMALL = 8,
@@ -99,11 +100,18 @@ typedef struct lfm_model_options {
      * state, KV cache), reserved before anything is allocated: a session whose
      * context_length is 0 gets all the context the budget has left. 0 = no budget. */
     uint64_t vram_budget_bytes;
+    /* 0: each session has a KV cache of its own, sized to its context. N: one pool of
+     * N tokens (in blocks of 16) shared by all the model's sessions, each taking blocks
+     * as it grows; a session whose context_length is 0 may use all of it. A session
+     * that finds the pool full stops with LFM_STOP_CONTEXT_FULL, or its prompt is
+     * refused with LFM_ERROR_CONTEXT_FULL. */
+    uint32_t kv_pool_tokens;
 } lfm_model_options;
 
 typedef struct lfm_session_options {
-    uint32_t context_length; /* tokens the KV cache holds; 0 = 4096, or with a VRAM
-                              * budget all the budget has left (capped at the
+    uint32_t context_length; /* tokens the KV cache holds; 0 = 4096, or the shared
+                              * pool's size, or with a VRAM budget all that the
+                              * budget has left (capped at the
                               * model's max_position_embeddings) */
     uint32_t batch;          /* most tokens per forward pass while feeding a prompt;
                               * 0 = 128 */

@@ -6,9 +6,7 @@
 //! Starting over is the only fallback: the conv layers' state cannot be rolled back to
 //! a shorter prefix.
 
-use std::sync::Arc;
-
-use lfm_edge::{ChatTemplate, Message, Model, SessionOptions};
+use lfm_edge::{ChatTemplate, Message};
 
 use crate::error::FfiResult;
 use crate::generator::{GenerateParams, Generation, Generator, Stream};
@@ -23,13 +21,13 @@ pub struct ChatSession {
 }
 
 impl ChatSession {
-    pub fn new(model: Arc<Model>, options: &SessionOptions) -> FfiResult<ChatSession> {
-        Ok(ChatSession {
-            generator: Generator::new(model, options)?,
+    pub fn new(generator: Generator) -> ChatSession {
+        ChatSession {
+            generator,
             messages: Vec::new(),
             cached_text: None,
             template: None,
-        })
+        }
     }
 
     pub fn generator(&self) -> &Generator {

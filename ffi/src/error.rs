@@ -66,7 +66,7 @@ impl FfiError {
                 Error::NoAdapter(_) => LfmStatus::NoAdapter,
                 Error::Limit { .. } | Error::Gpu(_) => LfmStatus::Gpu,
                 Error::Input(_) | Error::SessionFile { .. } => LfmStatus::InvalidArgument,
-                Error::ContextFull { .. } => LfmStatus::ContextFull,
+                Error::ContextFull { .. } | Error::KvPoolFull { .. } => LfmStatus::ContextFull,
                 Error::Budget { .. } => LfmStatus::Budget,
             },
             FfiError::Null(_) => LfmStatus::NullArgument,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use lfm_edge::{Model, Sampler, Session, SessionOptions, TextStream};
+use lfm_edge::{Error, Model, Sampler, Session, TextStream};
 
 use crate::error::{FfiError, FfiResult};
 
@@ -87,16 +87,17 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(model: Arc<Model>, options: &SessionOptions) -> FfiResult<Generator> {
+    /// Generates in `session`, feeding prompts `batch` tokens per pass.
+    pub fn new(session: Session, batch: usize) -> Generator {
+        let model = session.model();
         let mut eos = model.config.eos_token_ids.clone();
         eos.extend(&model.tokenizer.eos_token_ids);
-        let session = Session::new(model, options)?;
-        Ok(Generator {
-            batch: options.batch.clamp(1, session.max_context()),
+        Generator {
+            batch: batch.clamp(1, session.max_context()),
             session,
             pending: None,
             eos,
-        })
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -187,8 +188,13 @@ impl Generator {
             if self.tokens_held() >= self.capacity() {
                 return Ok(StopReason::ContextFull);
             }
-            if let Some(id) = self.pending.take() {
-                logits = self.session.feed(&[id])?;
+            if let Some(id) = self.pending {
+                logits = match self.session.feed(&[id]) {
+                    // A shared KV pool with no block left: the pending token stays.
+                    Err(Error::KvPoolFull { .. }) => return Ok(StopReason::ContextFull),
+                    fed => fed?,
+                };
+                self.pending = None;
             }
             let id = sampler.sample(&logits);
             if !params.ignore_eos && self.eos.contains(&id) {

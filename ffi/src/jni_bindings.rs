@@ -1,22 +1,20 @@
 //! The JNI entry points behind `dev.lfmedge.LfmNative` (android/lfm/src/main/java),
 //! which the Kotlin API (`LfmModel`, `LfmSession`) wraps. Handles cross as `long`s
-//! holding a boxed `Arc<Model>` or `SharedSession`; only those classes create, pass and
+//! holding a boxed `AppModel` or `SharedSession`; only those classes create, pass and
 //! free them. Failures become a `dev.lfmedge.LfmException` carrying the `lfm_status`
 //! code; an exception the token callback throws propagates as it is.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 
 use jni::objects::{JClass, JIntArray, JObject, JString, JThrowable, JValue};
 use jni::sys::{jboolean, jfloat, jint, jintArray, jlong};
 use jni::JNIEnv;
-use lfm_edge::Model;
 
 use crate::chat_session::ChatSession;
 use crate::error::{FfiError, LfmStatus};
 use crate::generator::{GenerateParams, Generation, Stream};
-use crate::model::{backend, load_model, session_options, tokenize};
+use crate::model::{backend, load_model, tokenize, AppModel, LoadOptions};
 use crate::shared_session::SharedSession;
 
 const EXCEPTION_CLASS: &str = "dev/lfmedge/LfmException";
@@ -85,8 +83,8 @@ unsafe fn from_handle<'a, T>(handle: jlong, what: &'static str) -> JniResult<&'a
 }
 
 /// The model behind a `LfmModel` handle (which only the Java classes create and pass).
-fn model_of<'a>(handle: jlong) -> JniResult<&'a Arc<Model>> {
-    unsafe { from_handle::<Arc<Model>>(handle, "model handle") }
+fn model_of<'a>(handle: jlong) -> JniResult<&'a AppModel> {
+    unsafe { from_handle::<AppModel>(handle, "model handle") }
 }
 
 /// The session behind a `LfmSession` handle (which only the Java classes create and pass).
@@ -209,14 +207,16 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_modelLoad<'l>(
     path: JString<'l>,
     backend_code: jint,
     vram_budget_bytes: jlong,
+    kv_pool_tokens: jint,
 ) -> jlong {
     entry(&mut env, 0, |env| {
         let path = java_string(env, &path, "path")?;
-        let model = load_model(
-            Path::new(&path),
-            backend(backend_code)?,
-            vram_budget_bytes.max(0) as u64,
-        )?;
+        let options = LoadOptions {
+            backend: backend(backend_code)?,
+            vram_budget_bytes: vram_budget_bytes.max(0) as u64,
+            kv_pool_tokens: kv_pool_tokens.max(0) as u32,
+        };
+        let model = load_model(Path::new(&path), &options)?;
         Ok(handle_of(model))
     })
 }
@@ -227,7 +227,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_modelFree<'l>(
     _class: JClass<'l>,
     model: jlong,
 ) {
-    free_handle::<Arc<Model>>(&mut env, model)
+    free_handle::<AppModel>(&mut env, model)
 }
 
 #[no_mangle]
@@ -241,7 +241,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_tokenize<'l>(
     entry(&mut env, std::ptr::null_mut(), |env| {
         let model = model_of(model)?;
         let text = java_string(env, &text, "text")?;
-        let ids = tokenize(model, &text, add_special_tokens != 0)?;
+        let ids = tokenize(&model.model, &text, add_special_tokens != 0)?;
         int_array(env, &ids)
     })
 }
@@ -257,8 +257,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionNew<'l>(
     entry(&mut env, 0, |_| {
         let model = model_of(model)?;
         let positive = |value: jint| u32::try_from(value).unwrap_or(0);
-        let options = session_options(model, positive(context_length), positive(batch));
-        let chat = ChatSession::new(model.clone(), &options)?;
+        let chat = model.open_session(positive(context_length), positive(batch))?;
         Ok(handle_of(SharedSession::new(chat)))
     })
 }

@@ -4,9 +4,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lfm_edge::{Backend, Gpu, GpuOptions, Model, ModelConfig, SessionOptions, VramBudget};
+use lfm_edge::kv_pool::{blocks_for, BLOCK_TOKENS};
+use lfm_edge::{
+    Backend, Gpu, GpuOptions, KvDtype, KvPool, Model, ModelConfig, Session, SessionOptions,
+    VramBudget,
+};
 
+use crate::chat_session::ChatSession;
 use crate::error::{FfiError, FfiResult};
+use crate::generator::Generator;
 
 /// `lfm_backend` (ABI, never renumber) to the runtime's backend.
 pub fn backend(code: i32) -> FfiResult<Backend> {
@@ -24,40 +30,76 @@ pub fn backend(code: i32) -> FfiResult<Backend> {
     })
 }
 
-/// Loads a model, within a VRAM budget of `vram_budget_bytes` unless it is 0: the
-/// weights and every session opened on the model take their bytes from it.
-pub fn load_model(dir: &Path, backend: Backend, vram_budget_bytes: u64) -> FfiResult<Arc<Model>> {
-    // A missing or bad model fails before paying for GPU start-up.
-    ModelConfig::from_file(&dir.join("config.json"))?;
-    let budget = (vram_budget_bytes != 0).then(|| VramBudget::new(vram_budget_bytes));
-    let gpu = Gpu::new(&GpuOptions {
-        backend,
-        ..GpuOptions::default()
-    })?;
-    Ok(Arc::new(match budget {
-        Some(budget) => Model::load_within(dir, gpu, &budget)?,
-        None => Model::load(dir, gpu)?,
-    }))
+/// A model as apps hold it: the weights, and the KV pool its sessions share when it
+/// was loaded with one.
+pub struct AppModel {
+    pub model: Arc<Model>,
+    pool: Option<Arc<KvPool>>,
 }
 
-/// A session's options: a `context_length` of 0 is the default, or with a VRAM budget
-/// all that the budget has left (the session fits its context when created).
-pub fn session_options(model: &Model, context_length: u32, batch: u32) -> SessionOptions {
-    let defaults = SessionOptions::default();
-    let context = match (context_length, model.vram_budget()) {
-        (0, Some(_)) => usize::MAX,
-        (0, None) => defaults.max_context,
-        (n, _) => n as usize,
+/// How an app loads a model: `lfm_model_options` and its Kotlin and Swift mirrors.
+pub struct LoadOptions {
+    pub backend: Backend,
+    /// 0: none; else the weights and every session stay within this many bytes.
+    pub vram_budget_bytes: u64,
+    /// 0: each session has a KV cache of its own; else one pool of this many tokens
+    /// that all the model's sessions take blocks from as they grow.
+    pub kv_pool_tokens: u32,
+}
+
+/// Loads a model, within a VRAM budget unless it is 0, with a shared KV pool unless
+/// its size is 0.
+pub fn load_model(dir: &Path, options: &LoadOptions) -> FfiResult<AppModel> {
+    // A missing or bad model fails before paying for GPU start-up.
+    ModelConfig::from_file(&dir.join("config.json"))?;
+    let budget =
+        (options.vram_budget_bytes != 0).then(|| VramBudget::new(options.vram_budget_bytes));
+    let gpu = Gpu::new(&GpuOptions {
+        backend: options.backend,
+        ..GpuOptions::default()
+    })?;
+    let model = Arc::new(match budget {
+        Some(budget) => Model::load_within(dir, gpu, &budget)?,
+        None => Model::load(dir, gpu)?,
+    });
+    let pool = match options.kv_pool_tokens {
+        0 => None,
+        tokens => Some(KvPool::new(
+            &model,
+            KvDtype::default(),
+            blocks_for(tokens as usize),
+        )?),
     };
-    SessionOptions {
-        max_context: context,
-        batch: if batch == 0 {
-            defaults.batch
-        } else {
-            batch as usize
-        },
-        all_logits: false,
-        ..defaults
+    Ok(AppModel { model, pool })
+}
+
+impl AppModel {
+    /// A session, its cache in the shared pool when there is one. A `context_length`
+    /// of 0 is the default: the pool's size, or all that a VRAM budget has left, or
+    /// 4096 (the session fits its context to the budget when created).
+    pub fn open_session(&self, context_length: u32, batch: u32) -> FfiResult<ChatSession> {
+        let defaults = SessionOptions::default();
+        let context = match (context_length, &self.pool, self.model.vram_budget()) {
+            (0, Some(pool), _) => pool.blocks() * BLOCK_TOKENS,
+            (0, None, Some(_)) => usize::MAX,
+            (0, None, None) => defaults.max_context,
+            (n, _, _) => n as usize,
+        };
+        let options = SessionOptions {
+            max_context: context,
+            batch: if batch == 0 {
+                defaults.batch
+            } else {
+                batch as usize
+            },
+            all_logits: false,
+            ..defaults
+        };
+        let session = match &self.pool {
+            Some(pool) => Session::new_in(pool, self.model.clone(), &options)?,
+            None => Session::new(self.model.clone(), &options)?,
+        };
+        Ok(ChatSession::new(Generator::new(session, options.batch)))
     }
 }
 

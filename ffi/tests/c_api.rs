@@ -41,13 +41,20 @@ struct Session(*mut LfmSession);
 
 impl Session {
     fn new(context_length: u32) -> Session {
+        let (status, session) = Session::open(model(), context_length);
+        assert_ok(status);
+        session
+    }
+
+    /// `lfm_session_new` on `model`: its status, and the session (NULL on failure).
+    fn open(model: *const LfmModel, context_length: u32) -> (LfmStatus, Session) {
         let options = LfmSessionOptions {
             context_length,
             ..lfm_session_options_default()
         };
-        let mut session = ptr::null_mut();
-        assert_ok(unsafe { lfm_session_new(model(), &options, &mut session) });
-        Session(session)
+        let mut session = ptr::dangling_mut();
+        let status = unsafe { lfm_session_new(model, &options, &mut session) };
+        (status, Session(session))
     }
 
     fn context(&self) -> (usize, usize) {
@@ -307,7 +314,7 @@ fn null_and_invalid_arguments_are_errors_not_crashes() {
 
     let bad_backend = LfmModelOptions {
         backend: 42,
-        vram_budget_bytes: 0,
+        ..lfm_model_options_default()
     };
     let fixture = CString::new(fixture().to_str().unwrap()).unwrap();
     let status = unsafe { lfm_model_load(fixture.as_ptr(), &bad_backend, &mut model_out) };
@@ -483,17 +490,22 @@ fn one_model_serves_sessions_on_several_threads() {
     });
 }
 
+/// `lfm_model_load` of the fixture with `options`: its status, and the model (NULL on
+/// failure).
+fn load_with(options: LfmModelOptions) -> (LfmStatus, *mut LfmModel) {
+    let path = CString::new(fixture().to_str().unwrap()).unwrap();
+    let mut model = ptr::dangling_mut();
+    let status = unsafe { lfm_model_load(path.as_ptr(), &options, &mut model) };
+    (status, model)
+}
+
 #[test]
 fn a_vram_budget_holds_the_weights_and_every_session() {
-    let path = CString::new(fixture().to_str().unwrap()).unwrap();
     let load = |vram_budget_bytes| {
-        let options = LfmModelOptions {
+        load_with(LfmModelOptions {
             vram_budget_bytes,
             ..lfm_model_options_default()
-        };
-        let mut model = ptr::dangling_mut();
-        let status = unsafe { lfm_model_load(path.as_ptr(), &options, &mut model) };
-        (status, model)
+        })
     };
     let (status, model) = load(1000);
     assert_eq!(status, LfmStatus::Budget);
@@ -507,15 +519,7 @@ fn a_vram_budget_holds_the_weights_and_every_session() {
     let weights = lfm_edge::budget::weight_file_bytes(&fixture()).unwrap();
     let (status, model) = load(weights + (1 << 20));
     assert_ok(status);
-    let open = |context_length| {
-        let options = LfmSessionOptions {
-            context_length,
-            ..lfm_session_options_default()
-        };
-        let mut session = ptr::dangling_mut();
-        let status = unsafe { lfm_session_new(model, &options, &mut session) };
-        (status, Session(session))
-    };
+    let open = |context_length| Session::open(model, context_length);
     // Context 0: all the budget leaves; then nothing is left for another session.
     let (status, first) = open(0);
     assert_ok(status);
@@ -530,5 +534,39 @@ fn a_vram_budget_holds_the_weights_and_every_session() {
     assert_ok(status);
     assert_eq!(again.context().1, capacity);
     drop(again);
+    unsafe { lfm_model_free(model) };
+}
+
+#[test]
+fn sessions_share_the_models_kv_pool() {
+    // Three blocks of 16 tokens for every session of the model.
+    let (status, model) = load_with(LfmModelOptions {
+        kv_pool_tokens: 48,
+        ..lfm_model_options_default()
+    });
+    assert_ok(status);
+    let prompt = reference().prompt_ids; // 16 tokens: one block
+    let (status, first) = Session::open(model, 0);
+    assert_ok(status);
+    assert_eq!(first.context().1, 48, "context 0 is the pool's size");
+    let generation = generate_ids(&first, &prompt, 8, &mut Collected::default());
+    assert_eq!(generation.stop_reason, StopReason::MaxTokens as i32);
+
+    // The first session holds two blocks: the second's prompt takes the last one, and
+    // its first token finds the pool full.
+    let (status, second) = Session::open(model, 0);
+    assert_ok(status);
+    let generation = generate_ids(&second, &prompt, 24, &mut Collected::default());
+    assert_eq!(generation.stop_reason, StopReason::ContextFull as i32);
+    assert_eq!(generation.generated_tokens, 1);
+    let status = try_generate_tokens(&second, &[1, 2], None, None, ptr::null(), ptr::null_mut());
+    assert_eq!(status, LfmStatus::ContextFull);
+    assert!(last_error().contains("KV pool is full"), "{}", last_error());
+
+    // Freeing the first session gives its blocks back.
+    drop(first);
+    let generation = generate_ids(&second, &[], 24, &mut Collected::default());
+    assert_eq!(generation.stop_reason, StopReason::MaxTokens as i32);
+    drop(second);
     unsafe { lfm_model_free(model) };
 }

@@ -130,7 +130,7 @@ fn structs_and_enums_match_the_library() {
     let expected: Vec<(String, String, u64)> = layout!(
         LfmModelOptions,
         "lfm_model_options",
-        [backend, vram_budget_bytes]
+        [backend, vram_budget_bytes, kv_pool_tokens]
     )
     .chain(layout!(
         LfmSessionOptions,

@@ -76,6 +76,10 @@ fn java_bindings_generate_on_the_fixture() {
         line("out-of-vocab")
     );
     assert_eq!(line("callback-exception"), "thrown by the callback");
+    // The second session's prompt takes the pool's last block; its first generated
+    // token finds no room, stays pending, and the generation stops.
+    assert_eq!(line("pooled"), "MAX_TOKENS CONTEXT_FULL 17");
+    assert_eq!(line("budget"), "11");
     assert!(
         line("missing-model").starts_with("3 /nonexistent/model"),
         "{}",

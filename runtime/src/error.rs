@@ -57,6 +57,10 @@ pub enum Error {
         capacity: usize,
     },
 
+    /// A KV pool shared by several sessions has no free block left.
+    #[error("the KV pool is full: its {blocks} blocks of {block_tokens} tokens are all in use")]
+    KvPoolFull { blocks: usize, block_tokens: usize },
+
     /// What a `--vram-budget` cannot hold, with the numbers.
     #[error("VRAM budget of {budget} bytes: {message}")]
     Budget { budget: u64, message: String },

@@ -123,10 +123,9 @@ impl KvPool {
     fn alloc(&self) -> Result<u32> {
         let mut refs = self.lock()?;
         let total = refs.counts.len();
-        let block = refs.free.pop().ok_or_else(|| {
-            Error::Input(format!(
-                "the KV pool is full: its {total} blocks of {BLOCK_TOKENS} tokens are all in use"
-            ))
+        let block = refs.free.pop().ok_or(Error::KvPoolFull {
+            blocks: total,
+            block_tokens: BLOCK_TOKENS,
         })?;
         refs.counts[block as usize] = 1;
         Ok(block)

@@ -7,7 +7,7 @@ use std::ptr;
 use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
 use super::types::{lfm_model_options_default, LfmModel, LfmModelOptions};
 use crate::error::{FfiError, LfmStatus};
-use crate::model::{backend, load_model, tokenize};
+use crate::model::{load_model, tokenize};
 
 /// # Safety
 /// `path` is a NUL-terminated string; `options` is NULL (defaults) or a live struct;
@@ -22,12 +22,8 @@ pub unsafe extern "C" fn lfm_model_load(
         let out = out_arg(out_model, "out_model")?;
         out.write(ptr::null_mut());
         let path = str_arg(path, "path")?;
-        let options = options_arg(options, lfm_model_options_default());
-        let model = load_model(
-            Path::new(path),
-            backend(options.backend)?,
-            options.vram_budget_bytes,
-        )?;
+        let options = options_arg(options, lfm_model_options_default()).to_load_options()?;
+        let model = load_model(Path::new(path), &options)?;
         out.write(Box::into_raw(Box::new(LfmModel(model))));
         Ok(())
     })
@@ -59,7 +55,7 @@ pub unsafe extern "C" fn lfm_tokenize(
         if out_tokens.is_null() && capacity > 0 {
             return Err(FfiError::Null("out_tokens"));
         }
-        let ids = tokenize(&model.0, text, add_special_tokens)?;
+        let ids = tokenize(&model.0.model, text, add_special_tokens)?;
         count.write(ids.len());
         if ids.len() > capacity {
             return Err(FfiError::BufferTooSmall {

@@ -4,7 +4,6 @@ use std::ptr;
 
 use super::boundary::{call, free_box, options_arg, out_arg, ref_arg};
 use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
-use crate::chat_session::ChatSession;
 use crate::error::LfmStatus;
 use crate::shared_session::SharedSession;
 
@@ -21,8 +20,10 @@ pub unsafe extern "C" fn lfm_session_new(
         let out = out_arg(out_session, "out_session")?;
         out.write(ptr::null_mut());
         let model = ref_arg(model, "model")?;
-        let options = options_arg(options, lfm_session_options_default()).to_runtime(&model.0);
-        let chat = ChatSession::new(model.0.clone(), &options)?;
+        let options = options_arg(options, lfm_session_options_default());
+        let chat = model
+            .0
+            .open_session(options.context_length, options.batch)?;
         out.write(Box::into_raw(Box::new(LfmSession(SharedSession::new(
             chat,
         )))));

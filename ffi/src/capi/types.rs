@@ -2,18 +2,17 @@
 //! values cross as fixed-size integers: a C caller can put any value in an enum field,
 //! and only an integer can hold it until it is checked.
 
+use lfm_edge::SessionOptions;
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
 
-use lfm_edge::{Model, SessionOptions};
-
+use crate::error::FfiResult;
 use crate::generator::{GenerateParams, Generation};
-use crate::model::session_options;
+use crate::model::{backend, AppModel, LoadOptions};
 use crate::shared_session::SharedSession;
 
-/// `lfm_model`: the weights on the GPU, shared by sessions (each holds a reference, so
-/// freeing the model before its sessions is allowed).
-pub struct LfmModel(pub(crate) Arc<Model>);
+/// `lfm_model`: the weights on the GPU (and the KV pool), shared by sessions (each
+/// holds a reference, so freeing the model before its sessions is allowed).
+pub struct LfmModel(pub(crate) AppModel);
 
 /// `lfm_session`.
 pub struct LfmSession(pub(crate) SharedSession);
@@ -26,6 +25,8 @@ pub struct LfmModelOptions {
     pub backend: i32,
     /// Bytes for the weights and every session of the model (0: no budget).
     pub vram_budget_bytes: u64,
+    /// Tokens of one KV pool shared by the model's sessions (0: a cache per session).
+    pub kv_pool_tokens: u32,
 }
 
 /// `lfm_session_options`; 0 in a field means its default.
@@ -71,6 +72,7 @@ pub extern "C" fn lfm_model_options_default() -> LfmModelOptions {
     LfmModelOptions {
         backend: 0,
         vram_budget_bytes: 0,
+        kv_pool_tokens: 0,
     }
 }
 
@@ -94,9 +96,13 @@ pub extern "C" fn lfm_generate_options_default() -> LfmGenerateOptions {
     }
 }
 
-impl LfmSessionOptions {
-    pub(crate) fn to_runtime(self, model: &Model) -> SessionOptions {
-        session_options(model, self.context_length, self.batch)
+impl LfmModelOptions {
+    pub(crate) fn to_load_options(self) -> FfiResult<LoadOptions> {
+        Ok(LoadOptions {
+            backend: backend(self.backend)?,
+            vram_budget_bytes: self.vram_budget_bytes,
+            kv_pool_tokens: self.kv_pool_tokens,
+        })
     }
 }
 

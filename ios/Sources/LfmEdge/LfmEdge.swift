@@ -53,9 +53,17 @@ public final class LfmModel: @unchecked Sendable {
 
     /// Loads a model directory (config.json, model.safetensors, tokenizer.json,
     /// tokenizer_config.json). Blocks while the weights upload: call it off the main actor.
-    public init(path: String, backend: Backend = .auto) throws {
+    /// `vramBudgetBytes`: 0, or the bytes the weights and every session stay within.
+    /// `kvPoolTokens`: 0 (a KV cache per session), or one pool of that many tokens
+    /// shared by all the model's sessions.
+    public init(
+        path: String, backend: Backend = .auto, vramBudgetBytes: UInt64 = 0,
+        kvPoolTokens: UInt32 = 0
+    ) throws {
         var options = lfm_model_options_default()
         options.backend = backend.rawValue
+        options.vram_budget_bytes = vramBudgetBytes
+        options.kv_pool_tokens = kvPoolTokens
         var model: OpaquePointer?
         try check(lfm_model_load(path, &options, &model))
         handle = model!
@@ -73,8 +81,8 @@ public final class LfmModel: @unchecked Sendable {
         return ids
     }
 
-    /// A new conversation with its own KV cache (0 = the defaults: 4096 tokens, or all
-    /// that the model's VRAM budget has left; batch 128).
+    /// A new conversation (0 = the defaults: 4096 tokens, or the shared pool's size, or
+    /// all that the model's VRAM budget has left; batch 128).
     public func makeSession(contextLength: Int = 0, batch: Int = 0) throws -> LfmSession {
         var options = lfm_session_options(
             context_length: UInt32(clamping: contextLength), batch: UInt32(clamping: batch))

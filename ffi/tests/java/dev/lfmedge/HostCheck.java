@@ -68,11 +68,11 @@ public final class HostCheck {
         int[] promptIds = parseIds(args[1]);
         String promptText = args[2];
 
-        long model = LfmNative.modelLoad(modelDir, 0, 0);
+        long model = LfmNative.modelLoad(modelDir, 0, 0, 0);
         long session = LfmNative.sessionNew(model, 0, 0);
         // Sessions keep the weights alive.
         LfmNative.modelFree(model);
-        model = LfmNative.modelLoad(modelDir, 0, 0);
+        model = LfmNative.modelLoad(modelDir, 0, 0, 0);
 
         Collector greedy = new Collector(Integer.MAX_VALUE);
         int stop = LfmNative.generateTokens(session, promptIds, 24, 0f, 0, true, greedy);
@@ -112,8 +112,25 @@ public final class HostCheck {
         } catch (IllegalStateException e) {
             System.out.println("callback-exception: " + e.getMessage());
         }
+        // Within a budget, with one KV pool of 3 blocks of 16 tokens for all the sessions:
+        // the first session takes two, the second fills the third with its prompt.
+        long pooled = LfmNative.modelLoad(modelDir, 0, 64L << 20, 48);
+        long first = LfmNative.sessionNew(pooled, 0, 0);
+        long second = LfmNative.sessionNew(pooled, 0, 0);
+        int firstStop = LfmNative.generateTokens(first, promptIds, 8, 0f, 0, true, null);
+        int secondStop = LfmNative.generateTokens(second, promptIds, 24, 0f, 0, true, null);
+        System.out.println("pooled: " + StopReason.of(firstStop) + " " + StopReason.of(secondStop)
+            + " " + LfmNative.sessionContext(second)[0]);
+        LfmNative.sessionFree(first);
+        LfmNative.sessionFree(second);
+        LfmNative.modelFree(pooled);
         try {
-            LfmNative.modelLoad("/nonexistent/model", 0, 0);
+            LfmNative.modelLoad(modelDir, 0, 1000, 0);
+        } catch (LfmException e) {
+            System.out.println("budget: " + e.code);
+        }
+        try {
+            LfmNative.modelLoad("/nonexistent/model", 0, 0, 0);
         } catch (LfmException e) {
             System.out.println("missing-model: " + e.code + " " + e.getMessage());
         }

@@ -13,7 +13,7 @@ final class LfmNative {
 
     private LfmNative() {}
 
-    static native long modelLoad(String path, int backend, long vramBudgetBytes);
+    static native long modelLoad(String path, int backend, long vramBudgetBytes, int kvPoolTokens);
 
     static native void modelFree(long model);
 

@@ -21,7 +21,9 @@ class LfmModel private constructor(private var handle: Long) : AutoCloseable {
         @JvmStatic
         @JvmOverloads
         fun load(path: String, options: ModelOptions = ModelOptions()): LfmModel =
-            LfmModel(LfmNative.modelLoad(path, options.backend.code, options.vramBudgetBytes))
+            LfmModel(LfmNative.modelLoad(
+                path, options.backend.code, options.vramBudgetBytes, options.kvPoolTokens
+            ))
     }
 
     /** Ids as the model's tokenizer.json gives them (HF `Tokenizer.encode`). */

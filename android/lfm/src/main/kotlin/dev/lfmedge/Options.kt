@@ -11,12 +11,18 @@ data class ModelOptions(
      * budget has left. 0 = no budget.
      */
     val vramBudgetBytes: Long = 0,
+    /**
+     * 0: each session has a KV cache of its own. N: one pool of N tokens shared by all
+     * the model's sessions, each taking blocks as it grows (a session that finds it
+     * full stops with StopReason.CONTEXT_FULL).
+     */
+    val kvPoolTokens: Int = 0,
 )
 
 data class SessionOptions(
     /**
-     * Tokens the KV cache holds (capped at the model's max_position_embeddings); 0: all
-     * that the model's VRAM budget has left, or 4096 without one.
+     * Tokens the KV cache holds (capped at the model's max_position_embeddings); 0: the
+     * shared pool's size, or all that the model's VRAM budget has left, or 4096.
      */
     val contextLength: Int = 4096,
     /** Most tokens per forward pass while feeding a prompt. */

@@ -318,6 +318,49 @@ def greedy_continuation(model: torch.nn.Module, prompt_ids: list[int]) -> tuple[
     return ids[len(prompt_ids) :], min(margins)
 
 
+def trace(model: torch.nn.Module, ids: list[int]) -> dict[str, torch.Tensor]:
+    """The named intermediates of a forward pass, [len(ids), hidden] each, under the
+    names `lfm-edge trace` gives them: the embedding, each layer's residual stream after
+    its operator and after its feed-forward, and the final norm."""
+    out: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, tensor: torch.Tensor) -> None:
+        out[name] = tensor[0].detach().clone()
+
+    inner = model.model
+    hooks = [
+        inner.embed_tokens.register_forward_hook(lambda _m, _i, o: keep("model.embed_tokens", o)),
+        inner.embedding_norm.register_forward_hook(
+            lambda _m, _i, o: keep("model.embedding_norm", o)
+        ),
+    ]
+    for i, layer in enumerate(inner.layers):
+        # ffn_norm's input is the residual stream after the operator.
+        hooks.append(
+            layer.ffn_norm.register_forward_pre_hook(
+                lambda _m, args, i=i: keep(f"model.layers.{i}.operator", args[0])
+            )
+        )
+        hooks.append(
+            layer.register_forward_hook(lambda _m, _i, o, i=i: keep(f"model.layers.{i}", o))
+        )
+    try:
+        forward_logits(model, ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return out
+
+
+def write_trace(model: torch.nn.Module, ids: list[int], out_dir: Path) -> None:
+    """trace/<name>.npy: what `lfm-edge trace --reference` diffs against."""
+    trace_dir = out_dir / "trace"
+    trace_dir.mkdir(exist_ok=True)
+    with torch.no_grad():
+        for name, tensor in trace(model, ids).items():
+            np.save(trace_dir / f"{name}.npy", tensor.numpy().astype("<f4"))
+
+
 def write_references(spec: FixtureSpec, tokenizer: Tokenizer, out_dir: Path) -> None:
     model = load_reference_model(out_dir, spec.moe)
     prompt_ids = tokenizer.encode(PROMPT_TEXT).ids
@@ -328,6 +371,7 @@ def write_references(spec: FixtureSpec, tokenizer: Tokenizer, out_dir: Path) -> 
     assert min_margin >= MIN_GREEDY_MARGIN, f"{spec.name}: greedy margin {min_margin} too small"
 
     np.save(out_dir / "logits.npy", logits.numpy().astype("<f4"))
+    write_trace(model, prompt_ids, out_dir)
     write_json(
         out_dir / "reference.json",
         {

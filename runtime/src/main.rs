@@ -71,6 +71,23 @@ enum Command {
         #[arg(long, value_enum, default_value = "prefill")]
         mode: Mode,
     },
+    /// Write the named intermediates of one forward pass (embedding, each layer's
+    /// residual stream after its operator and after its feed-forward, final norm) as
+    /// <name>.npy arrays (<f4, [n_tokens, hidden]) named after their HF modules; with
+    /// --reference, print how far each is from the array of the same name there.
+    Trace {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated token ids, fed as one batch.
+        #[arg(long)]
+        tokens: String,
+        /// Folder for the arrays (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder of reference arrays, e.g. HF transformers' (fixtures/*/trace).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
     /// Stream a continuation of a prompt.
     Generate {
         #[command(flatten)]
@@ -226,6 +243,17 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             npy::write_f32(&out, ids.len(), vocab, &logits)
+        }
+        Command::Trace {
+            model,
+            tokens,
+            out,
+            reference,
+        } => {
+            let ids = parse_ids(&tokens)?;
+            let m = load(&model)?;
+            let mut s = session(&m, &model, false)?;
+            cli::trace::run(&mut s, &ids, &out, reference.as_deref())
         }
         Command::Generate {
             model,

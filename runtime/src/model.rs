@@ -89,6 +89,30 @@ pub struct Model {
     vram: Option<Reservation>,
 }
 
+/// A model's forward pass as recorded for a session.
+pub(crate) struct Graph {
+    pub steps: Vec<Step>,
+    /// Named intermediates, in graph order (`Session::trace` reads them).
+    pub taps: Vec<Tap>,
+}
+
+/// An intermediate of the forward pass, (n_tokens, hidden), named after the HF module
+/// that outputs it, readable once the first `after` steps have run.
+pub(crate) struct Tap {
+    pub after: usize,
+    pub name: String,
+    pub source: TapSource,
+}
+
+/// Which session buffer holds a tap's values.
+#[derive(Clone, Copy)]
+pub(crate) enum TapSource {
+    /// The residual stream (`State::x`).
+    Residual,
+    /// A norm's output (`State::xn`).
+    Normed,
+}
+
 /// Uploads checkpoint tensors after checking their shapes against the config.
 struct Loader<'a> {
     gpu: &'a Gpu,
@@ -479,11 +503,21 @@ impl Model {
         &self.final_norm
     }
 
-    /// The forward pass over a batch, recorded once against a session's buffers.
-    pub(crate) fn forward_graph(&self, s: &State) -> Result<Vec<Step>> {
+    /// The forward pass over a batch, recorded once against a session's buffers, with
+    /// the points where its named intermediates can be read.
+    pub(crate) fn forward_graph(&self, s: &State) -> Result<Graph> {
         let gpu = &*self.gpu;
         let eps = self.config.norm_eps;
         let mut steps = vec![ops::embedding(gpu, &s.tokens, &self.embed_tokens, &s.x)?];
+        let mut taps = Vec::new();
+        let mut tap = |steps: &Vec<Step>, name: String, source| {
+            taps.push(Tap {
+                after: steps.len(),
+                name,
+                source,
+            })
+        };
+        tap(&steps, "model.embed_tokens".into(), TapSource::Residual);
         for (i, (layer, state)) in self.layers.iter().zip(&s.layers).enumerate() {
             // h = x + operator(operator_norm(x))
             steps.push(Step::Always(ops::rmsnorm(
@@ -494,6 +528,11 @@ impl Model {
                 &s.xn,
             )?));
             self.operator_steps(i, &layer.operator, state, s, &mut steps)?;
+            tap(
+                &steps,
+                format!("model.layers.{i}.operator"),
+                TapSource::Residual,
+            );
             // out = h + ffn(ffn_norm(h))
             steps.push(Step::Always(ops::rmsnorm(
                 gpu,
@@ -503,6 +542,7 @@ impl Model {
                 &s.xn,
             )?));
             self.ffn_steps(i, &layer.ffn, s, &mut steps)?;
+            tap(&steps, format!("model.layers.{i}"), TapSource::Residual);
         }
         // logits = final_norm(x) · embed_tokensᵀ (or lm_head)
         steps.push(Step::Always(ops::rmsnorm(
@@ -512,6 +552,7 @@ impl Model {
             eps,
             &s.xn,
         )?));
+        tap(&steps, "model.embedding_norm".into(), TapSource::Normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let output = if s.shape.all_logits {
             LinearOutput::Rows
@@ -519,7 +560,7 @@ impl Model {
             LinearOutput::LastRow
         };
         steps.push(self.linear(head, None, &s.xn, &s.logits, output)?);
-        Ok(steps)
+        Ok(Graph { steps, taps })
     }
 
     fn linear(

@@ -46,14 +46,16 @@ fn expect_error(args: &[&str], needles: &[&str]) {
     }
 }
 
-/// A copy of a fixture to break.
+/// A copy of a fixture's files (not its trace) to break.
 fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(name);
     std::fs::create_dir(&dir).unwrap();
     for entry in std::fs::read_dir(fixture(name)).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
     }
     (tmp, dir)
 }

@@ -16,6 +16,7 @@
 mod file;
 mod history;
 mod options;
+mod trace;
 
 use std::sync::Arc;
 
@@ -23,18 +24,19 @@ use wgpu::util::DeviceExt;
 
 use crate::budget::{fit_session, session_scratch_bytes};
 use crate::error::{Error, Result};
-use crate::gpu::{Step, StepUniform};
+use crate::gpu::StepUniform;
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
-use crate::model::Model;
+use crate::model::{Graph, Model, TapSource};
 use crate::state::State;
 use crate::vram::Reservation;
 
 pub use options::{ContextOverflow, KvDtype, SessionOptions};
+pub use trace::{Intermediate, Trace};
 
 pub struct Session {
     model: Arc<Model>,
     state: State,
-    graph: Vec<Step>,
+    graph: Graph,
     step_uniform: wgpu::Buffer,
     step_group: wgpu::BindGroup,
     /// MAP_READ copy of the logits.
@@ -234,19 +236,7 @@ impl Session {
     /// (vocab values), or of every token (n · vocab) when the session was created with
     /// `all_logits`.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let vocab = self.model.config.vocab_size;
-        if tokens.is_empty() {
-            return Err(Error::Input("no tokens to feed (empty prompt)".into()));
-        }
-        if let Some((i, &t)) = tokens
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= vocab)
-        {
-            return Err(Error::Input(format!(
-                "token id {t} at position {i} is out of range: vocab_size is {vocab}"
-            )));
-        }
+        self.check_tokens(tokens)?;
         if !self.has_room(tokens.len()) {
             return Err(Error::ContextFull {
                 held: self.position(),
@@ -264,7 +254,7 @@ impl Session {
             // Batches end on snapshot boundaries.
             let interval = self.options.snapshot_interval;
             n = n.min(interval - self.position() % interval);
-            let rows = self.run_batch(&rest[..n])?;
+            let rows = self.run_batch(&rest[..n], None)?;
             if !self.options.all_logits {
                 logits.clear();
             }
@@ -274,7 +264,27 @@ impl Session {
         Ok(logits)
     }
 
-    fn run_batch(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    /// Fails on an empty batch or an id outside the vocabulary.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.model.config.vocab_size;
+        if tokens.is_empty() {
+            return Err(Error::Input("no tokens to feed (empty prompt)".into()));
+        }
+        match tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= vocab)
+        {
+            Some((i, t)) => Err(Error::Input(format!(
+                "token id {t} at position {i} is out of range: vocab_size is {vocab}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one batch and reads its logits back; with `trace`, also copies each tap of
+    /// the graph, in order, into it (n_tokens × hidden f32 each).
+    fn run_batch(&mut self, tokens: &[u32], trace: Option<&wgpu::Buffer>) -> Result<Vec<f32>> {
         let gpu = &self.model.gpu;
         let n = tokens.len() as u32;
         let pos = self.position();
@@ -299,19 +309,7 @@ impl Session {
         };
         self.pages
             .prepare_write(pos, pos + tokens.len(), &mut encoder, &context)?;
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            pass.set_bind_group(1, &self.step_group, &[]);
-            let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
-            for node in &self.graph {
-                for dispatch in node.dispatches(n) {
-                    dispatch.encode(&mut pass, n, max_per_dim);
-                }
-            }
-        }
+        self.encode_graph(&mut encoder, n, trace);
         let end = pos + tokens.len();
         let interval = self.options.snapshot_interval;
         if end % interval == 0 {
@@ -332,5 +330,47 @@ impl Session {
         let logits: Vec<f32> = gpu.map_and_read(&self.staging, bytes)?;
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
+    }
+
+    /// Records the forward graph for a batch of `n` tokens in one compute pass; with
+    /// `trace`, the pass is split at each tap and the tap's rows copied out there.
+    fn encode_graph(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        n: u32,
+        trace: Option<&wgpu::Buffer>,
+    ) {
+        let gpu = &self.model.gpu;
+        let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+        let taps = if trace.is_some() {
+            &self.graph.taps[..]
+        } else {
+            &[]
+        };
+        let ends = taps.iter().map(|t| t.after).chain([self.graph.steps.len()]);
+        let tap_bytes = (n as usize * self.model.config.hidden_size * 4) as u64;
+        let mut start = 0;
+        for (i, end) in ends.enumerate() {
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("forward"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(1, &self.step_group, &[]);
+                for node in &self.graph.steps[start..end] {
+                    for dispatch in node.dispatches(n) {
+                        dispatch.encode(&mut pass, n, max_per_dim);
+                    }
+                }
+            }
+            start = end;
+            if let (Some(out), Some(tap)) = (trace, taps.get(i)) {
+                let source = match tap.source {
+                    TapSource::Residual => &self.state.x,
+                    TapSource::Normed => &self.state.xn,
+                };
+                encoder.copy_buffer_to_buffer(source, 0, out, i as u64 * tap_bytes, tap_bytes);
+            }
+        }
     }
 }

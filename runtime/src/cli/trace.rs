@@ -1,0 +1,49 @@
+//! `lfm-edge trace`: the debug mode's command. Writes each named intermediate of one
+//! forward pass as `<name>.npy` and, given a folder of HF's arrays under the same
+//! names (scripts/make_fixtures.py's `trace`), prints how far each one is from them:
+//! the first layer whose error jumps is where to look.
+
+use std::path::Path;
+
+use lfm_edge::{npy, Error, Result, Session};
+
+pub fn run(
+    session: &mut Session,
+    tokens: &[u32],
+    out: &Path,
+    reference: Option<&Path>,
+) -> Result<()> {
+    let trace = session.trace(tokens)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let n = tokens.len();
+    for intermediate in &trace.intermediates {
+        let name = &intermediate.name;
+        let values = &intermediate.values;
+        let hidden = values.len() / n;
+        npy::write_f32(&out.join(format!("{name}.npy")), n, hidden, values)?;
+        let Some(reference) = reference else {
+            println!("{name}");
+            continue;
+        };
+        let path = reference.join(format!("{name}.npy"));
+        if !path.exists() {
+            println!("{name}: no {}", path.display());
+            continue;
+        }
+        let (shape, want) = npy::read_f32(&path)?;
+        if shape != [n, hidden] {
+            return Err(Error::Input(format!(
+                "{}: shape {shape:?}, expected [{n}, {hidden}]",
+                path.display()
+            )));
+        }
+        let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff: Vec<f32> = values.iter().zip(&want).map(|(a, b)| a - b).collect();
+        println!(
+            "{name}: max abs diff {:.3e} (max |reference| {:.3e})",
+            max_abs(&diff),
+            max_abs(&want)
+        );
+    }
+    Ok(())
+}

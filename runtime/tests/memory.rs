@@ -222,7 +222,7 @@ fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
     assert_eq!(budget.used(), weights);
     let unbounded = SessionOptions {
         max_context: usize::MAX,
-        ..exact
+        ..exact.clone()
     };
     let session = Session::new(model.clone(), &unbounded).unwrap();
     assert_eq!(session.max_context(), n);
@@ -232,7 +232,29 @@ fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
         .err()
         .expect("no room left");
     assert!(matches!(err, Error::Budget { .. }), "{err}");
+    let err = session.fork().err().expect("no room for a fork");
+    assert!(matches!(err, Error::Budget { .. }), "{err}");
+    assert_eq!(budget.used(), need);
     drop(session);
+
+    // Room for a second session of half the context: a fork, which needs its
+    // parent's, is refused rather than shortened.
+    let half = SessionOptions {
+        max_context: n / 2,
+        ..exact.clone()
+    };
+    let half_bytes = MemoryPlan::new(&config, 0, u64::MAX / 4, &half, 1)
+        .unwrap()
+        .total;
+    let roomier = VramBudget::new(need + half_bytes);
+    let model2 = Arc::new(Model::load_within(&path, common::gpu(), &roomier).unwrap());
+    let parent = Session::new(model2.clone(), &exact).unwrap();
+    let err = parent.fork().err().expect("a fork shorter than its parent");
+    assert!(err.to_string().contains("like its parent"), "{err}");
+    assert_eq!(
+        Session::new(model2, &unbounded).unwrap().max_context(),
+        n / 2
+    );
     assert_eq!(budget.used(), weights);
 
     // A shared pool takes its bytes when made, its sessions only their own.

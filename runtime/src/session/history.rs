@@ -118,6 +118,18 @@ impl Session {
         } else {
             Session::new_in(self.pages.pool(), self.model.clone(), &self.options)?
         };
+        if other.max_context() != self.max_context() {
+            // A VRAM budget fitted the fork a shorter context than its parent's.
+            let budget = self.model.vram_budget().map_or(0, |b| b.total());
+            return Err(Error::Budget {
+                budget,
+                message: format!(
+                    "a fork needs a context of {} tokens like its parent; what is left holds {}",
+                    self.max_context(),
+                    other.max_context()
+                ),
+            });
+        }
         let gpu = &self.model.gpu;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         if self.own_pool {

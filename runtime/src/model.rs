@@ -309,7 +309,7 @@ impl Model {
         let planned = budget.reserve(&what, weight_file_bytes(path)?)?;
         let mut model = Self::load(path, gpu)?;
         drop(planned);
-        model.vram = Some(budget.reserve(&what, model.weight_bytes())?);
+        model.vram = Some(budget.reserve(&what, model.vram_bytes())?);
         Ok(model)
     }
 
@@ -489,6 +489,13 @@ impl Model {
     /// Bytes of weights resident in VRAM.
     pub fn weight_bytes(&self) -> u64 {
         self.tensors().iter().map(|t| t.bytes()).sum()
+    }
+
+    /// Bytes the model's buffers take in VRAM: the weights, each buffer padded to 16
+    /// bytes, and the zero bias.
+    pub fn vram_bytes(&self) -> u64 {
+        let buffers = self.tensors().into_iter().flat_map(|t| &t.buffers);
+        buffers.map(wgpu::Buffer::size).sum::<u64>() + self.no_bias.size()
     }
 
     /// Buffers holding the weights: one per tensor, more where a tensor exceeds the

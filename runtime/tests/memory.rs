@@ -198,7 +198,8 @@ fn a_budget_that_fits_n_tokens_gives_a_context_of_n() {
 fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
     let path = fixture("lfm2-tiny-attn-first");
     let n = 40;
-    let weights = load("lfm2-tiny-attn-first").weight_bytes();
+    // What the budget holds for the weights is what their buffers take.
+    let weights = load("lfm2-tiny-attn-first").vram_bytes();
     let exact = SessionOptions {
         max_context: n,
         all_logits: false,
@@ -211,7 +212,8 @@ fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
 
     // Not even the weights: refused before anything is uploaded.
     let gpu = Gpu::new(&GpuOptions::default()).unwrap();
-    let err = Model::load_within(&path, gpu.clone(), &VramBudget::new(weights - 1))
+    let file_bytes = lfm_edge::budget::weight_file_bytes(&path).unwrap();
+    let err = Model::load_within(&path, gpu.clone(), &VramBudget::new(file_bytes - 1))
         .err()
         .expect("a budget error");
     assert!(matches!(err, Error::Budget { .. }), "{err}");

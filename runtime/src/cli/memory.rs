@@ -66,7 +66,7 @@ impl MemoryArgs {
             return Ok(None);
         };
         let options = self.session_options(false);
-        MemoryPlan::new(&model.config, model.weight_bytes(), budget, &options, 1).map(Some)
+        MemoryPlan::new(&model.config, model.vram_bytes(), budget, &options, 1).map(Some)
     }
 
     /// What `info` reports about memory.

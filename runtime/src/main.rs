@@ -14,7 +14,7 @@ use cli::sampling::SamplingArgs;
 use lfm_edge::budget::format_size;
 use lfm_edge::{
     generate, npy, Backend, ChatTemplate, Chunk, Error, Flow, Gpu, GpuOptions, Message, Model,
-    Result, Session, VramBudget,
+    Result, Session, StopReason, VramBudget,
 };
 
 #[derive(Parser)]
@@ -298,6 +298,13 @@ fn run(cli: Cli) -> Result<()> {
                 println!("\n{}", join_ids(&generated.tokens));
             } else {
                 println!();
+            }
+            if generated.stop == StopReason::ContextFull {
+                eprintln!(
+                    "stopped after {} tokens: the context of {} tokens is full (--context-overflow shift keeps going)",
+                    generated.tokens.len(),
+                    s.max_context()
+                );
             }
             Ok(())
         }

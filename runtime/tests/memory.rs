@@ -319,3 +319,35 @@ fn a_budget_below_the_weights_fails_before_loading() {
     assert!(stderr.contains("VRAM budget of 100000 bytes"), "{stderr}");
     assert!(stderr.contains("weights alone need"), "{stderr}");
 }
+
+#[test]
+fn generate_within_a_budget_says_when_the_context_is_full() {
+    let model = fixture("lfm2-tiny-attn-first");
+    let run = |overflow: &str| {
+        let out = lfm_edge(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "80",
+            "--ignore-eos",
+            "--print-ids",
+            "--vram-budget",
+            "1100KB",
+            "--context-overflow",
+            overflow,
+        ]);
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let generated = stdout.lines().last().unwrap().split(',').count();
+        (generated, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (generated, stderr) = run("error");
+    assert!(generated < 80, "{generated}");
+    assert!(stderr.contains("is full"), "{stderr}");
+    let (generated, stderr) = run("shift");
+    assert_eq!(generated, 80);
+    assert!(!stderr.contains("is full"), "{stderr}");
+}

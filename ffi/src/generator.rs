@@ -176,7 +176,7 @@ impl Generator {
     ) -> FfiResult<StopReason> {
         let model = self.model().clone();
         let mut sampler = Sampler::new(params.temperature, params.seed);
-        let mut text_stream = TextStream::new(&model.tokenizer);
+        let mut text_stream = TextStream::new();
         loop {
             if generation.tokens.len() == params.max_tokens {
                 return Ok(StopReason::MaxTokens);
@@ -200,7 +200,7 @@ impl Generator {
             if !params.ignore_eos && self.eos.contains(&id) {
                 return Ok(StopReason::EndOfSequence);
             }
-            let text = text_stream.push(id)?;
+            let text = text_stream.push(&model.tokenizer, id)?;
             generation.tokens.push(id);
             generation.text.push_str(&text);
             self.pending = Some(id);

@@ -1,6 +1,7 @@
 //! The generation loop every front end shares (the command line's `generate` and
 //! `chat`, the example): from the logits of the last token a session holds, sample,
-//! stream and feed one token at a time until a stop condition.
+//! stream and feed one token at a time until a stop condition. [`TokenStream`] is the
+//! loop as an iterator; [`generate`] drives it with a callback.
 //!
 //! ```no_run
 //! # fn demo(session: &mut lfm_edge::Session, prompt: &[u32]) -> lfm_edge::Result<()> {
@@ -100,61 +101,192 @@ pub fn end_of_sequence_ids(model: &Model) -> Vec<u32> {
 /// `on_chunk`. Penalties count every token the session holds, as HF's do.
 pub fn generate(
     session: &mut Session,
-    mut logits: Vec<f32>,
+    logits: Vec<f32>,
     options: &GenerateOptions,
     mut on_chunk: impl FnMut(Chunk<'_>) -> Flow,
 ) -> Result<Generation> {
-    let model = session.model().clone();
-    let eos = if options.ignore_eos {
-        Vec::new()
-    } else {
-        end_of_sequence_ids(&model)
-    };
-    let mut sampler = Sampler::with_config(options.sampler.clone());
-    sampler.accept(session.tokens());
-    let mut text = TextStream::new(&model.tokenizer);
-    let mut stops = StopStrings::new(&options.stop_strings);
-    let mut out = Generation {
-        tokens: Vec::new(),
-        text: String::new(),
-        stop: StopReason::MaxTokens,
-    };
-    out.stop = loop {
-        if out.tokens.len() >= options.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        let id = sampler.sample(&logits);
-        if eos.contains(&id) {
-            break StopReason::EndOfSequence;
-        }
-        out.tokens.push(id);
-        let released = stops.push(&text.push(id)?);
-        out.text.push_str(&released.text);
+    let mut stream = TokenStream::new(session, logits, options);
+    let mut text = String::new();
+    let mut stop = None;
+    while let Some(piece) = stream.next() {
+        let piece = piece?;
+        text.push_str(&piece.text);
         let flow = on_chunk(Chunk {
-            text: &released.text,
-            token: Some(id),
+            text: &piece.text,
+            token: piece.token,
         });
-        if released.stopped {
-            break StopReason::StopString;
+        if flow == Flow::Stop && piece.token.is_some() {
+            stop = Some(stream.stop_reason().unwrap_or(StopReason::Callback));
+            break;
         }
-        if flow == Flow::Stop {
-            break StopReason::Callback;
-        }
-        if out.tokens.len() == options.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        if !session.has_room(1) {
-            break StopReason::ContextFull;
-        }
-        logits = session.feed(&[id])?;
-    };
-    let held = stops.finish();
-    if !held.is_empty() && out.stop != StopReason::StopString {
-        out.text.push_str(&held);
-        on_chunk(Chunk {
-            text: &held,
-            token: None,
-        });
     }
-    Ok(out)
+    if stop == Some(StopReason::Callback) {
+        // Stopped by the callback: the text held back for a stop string still goes out.
+        let held = stream.finish();
+        if !held.is_empty() {
+            text.push_str(&held);
+            on_chunk(Chunk {
+                text: &held,
+                token: None,
+            });
+        }
+    }
+    Ok(Generation {
+        stop: stop
+            .or(stream.stop_reason())
+            .unwrap_or(StopReason::MaxTokens),
+        tokens: stream.tokens,
+        text,
+    })
+}
+
+/// A piece of streamed text, as [`TokenStream`] yields it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Possibly empty, never half a UTF-8 character, never part of a stop string.
+    pub text: String,
+    /// The token just sampled; `None` for text held back until the end.
+    pub token: Option<u32>,
+}
+
+/// The generation loop as an iterator: each `next` feeds the previous token, samples
+/// one and yields its text; dropping the stream ends the generation (the last sampled
+/// token is then not in the session, as after [`generate`]).
+///
+/// ```no_run
+/// # fn demo(session: &mut lfm_edge::Session, prompt: &[u32]) -> lfm_edge::Result<()> {
+/// use lfm_edge::generate::{GenerateOptions, TokenStream};
+/// let logits = session.prefill(prompt)?;
+/// let mut stream = TokenStream::new(session, logits, &GenerateOptions::default());
+/// for piece in &mut stream {
+///     print!("{}", piece?.text);
+/// }
+/// println!("\n({:?})", stream.stop_reason());
+/// # Ok(()) }
+/// ```
+pub struct TokenStream<'s> {
+    session: &'s mut Session,
+    logits: Vec<f32>,
+    max_tokens: usize,
+    eos: Vec<u32>,
+    sampler: Sampler,
+    text: TextStream,
+    stops: StopStrings,
+    /// Sampled so far (an end-of-sequence token excluded).
+    tokens: Vec<u32>,
+    /// The last sampled token, not fed yet: the next `next` feeds it.
+    unfed: Option<u32>,
+    /// Why the stream ends, set by the step that finds it (a stop string: with the
+    /// last piece).
+    stop: Option<StopReason>,
+    /// Nothing more to yield.
+    done: bool,
+}
+
+impl<'s> TokenStream<'s> {
+    pub fn new(session: &'s mut Session, logits: Vec<f32>, options: &GenerateOptions) -> Self {
+        let model = session.model().clone();
+        let eos = if options.ignore_eos {
+            Vec::new()
+        } else {
+            end_of_sequence_ids(&model)
+        };
+        let mut sampler = Sampler::with_config(options.sampler.clone());
+        sampler.accept(session.tokens());
+        TokenStream {
+            session,
+            logits,
+            max_tokens: options.max_tokens,
+            eos,
+            sampler,
+            text: TextStream::new(),
+            stops: StopStrings::new(&options.stop_strings),
+            tokens: Vec::new(),
+            unfed: None,
+            stop: None,
+            done: false,
+        }
+    }
+
+    /// Why the stream ends; `None` while it runs (or after an error).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// The tokens sampled so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Ends the stream where it is and returns the text held back for a possible stop
+    /// string (empty when there is none).
+    pub fn finish(&mut self) -> String {
+        self.done = true;
+        self.stops.finish()
+    }
+
+    /// The next sampled piece, or `None` once a stop condition holds (recorded in
+    /// `self.stop`).
+    fn step(&mut self) -> Result<Option<Piece>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        if self.tokens.len() >= self.max_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+            return Ok(None);
+        }
+        if let Some(id) = self.unfed {
+            if !self.session.has_room(1) {
+                self.stop = Some(StopReason::ContextFull);
+                return Ok(None);
+            }
+            self.logits = self.session.feed(&[id])?;
+            self.unfed = None;
+        }
+        let id = self.sampler.sample(&self.logits);
+        if self.eos.contains(&id) {
+            self.stop = Some(StopReason::EndOfSequence);
+            return Ok(None);
+        }
+        self.tokens.push(id);
+        self.unfed = Some(id);
+        let piece = self.text.push(&self.session.model().tokenizer, id)?;
+        let released = self.stops.push(&piece);
+        if released.stopped {
+            self.stop = Some(StopReason::StopString);
+        }
+        Ok(Some(Piece {
+            text: released.text,
+            token: Some(id),
+        }))
+    }
+}
+
+impl Iterator for TokenStream<'_> {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Result<Piece>> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(piece)) => Some(Ok(piece)),
+            Ok(None) => {
+                // Ended: what was held back for a stop string goes out last.
+                let held = match self.stop {
+                    Some(StopReason::StopString) => String::new(),
+                    _ => self.finish(),
+                };
+                self.done = true;
+                (!held.is_empty()).then_some(Ok(Piece {
+                    text: held,
+                    token: None,
+                }))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
 }

@@ -36,7 +36,9 @@ pub use budget::MemoryPlan;
 pub use chat::{ChatTemplate, Message};
 pub use config::{LayerKind, ModelConfig};
 pub use error::{Error, Result};
-pub use generate::{generate, Chunk, Flow, GenerateOptions, Generation, StopReason};
+pub use generate::{
+    generate, Chunk, Flow, GenerateOptions, Generation, Piece, StopReason, TokenStream,
+};
 pub use gpu::{Backend, Gpu, GpuOptions};
 pub use kv_pool::KvPool;
 pub use model::Model;

@@ -123,25 +123,22 @@ impl Tokenizer {
 /// Turns generated ids into text chunks without ever splitting a UTF-8 character:
 /// byte-level BPE tokens can end in the middle of one, so text is held back until the
 /// character is complete.
-pub struct TextStream<'a> {
-    tokenizer: &'a Tokenizer,
+#[derive(Default)]
+pub struct TextStream {
     ids: Vec<u32>,
     emitted: usize,
 }
 
-impl<'a> TextStream<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Self {
-        TextStream {
-            tokenizer,
-            ids: Vec::new(),
-            emitted: 0,
-        }
+impl TextStream {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The new text that `id` completes (possibly empty).
-    pub fn push(&mut self, id: u32) -> Result<String> {
+    /// The new text that `id` completes (possibly empty), decoded with `tokenizer`
+    /// (the same one for every call).
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let text = self.tokenizer.decode(&self.ids, true)?;
+        let text = tokenizer.decode(&self.ids, true)?;
         if text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::{fixture, gpu, load, max_abs_diff, reference, FIXTURES};
 use lfm_edge::{
-    generate, ContextOverflow, Error, Flow, GenerateOptions, KvDtype, Model, SamplerConfig,
-    Session, SessionOptions, StopReason,
+    generate, ContextOverflow, Error, Flow, GenerateOptions, KvDtype, Model, Piece, SamplerConfig,
+    Session, SessionOptions, StopReason, TokenStream,
 };
 
 /// Two runs of the runtime that batch the same tokens differently agree this closely.
@@ -353,6 +353,45 @@ fn a_stop_string_ends_the_text_before_it() {
     })
     .unwrap();
     assert_eq!(streamed, stopped.text);
+}
+
+#[test]
+fn a_token_stream_yields_what_generate_streams() {
+    let model = load(FIXTURES[0]);
+    let prompt = reference(FIXTURES[0]).prompt_ids;
+    let options = GenerateOptions {
+        max_tokens: 12,
+        ignore_eos: true,
+        sampler: SamplerConfig {
+            temperature: 0.8,
+            seed: 3,
+            ..SamplerConfig::default()
+        },
+        ..GenerateOptions::default()
+    };
+    let want = sample(&model, &prompt, &options);
+    let mut session = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+    let logits = session.prefill(&prompt).unwrap();
+    let mut stream = TokenStream::new(&mut session, logits, &options);
+    let pieces: Vec<Piece> = (&mut stream).collect::<lfm_edge::Result<_>>().unwrap();
+    assert_eq!(stream.stop_reason(), Some(StopReason::MaxTokens));
+    assert_eq!(stream.tokens(), want.tokens);
+    let ids: Vec<u32> = pieces.iter().filter_map(|p| p.token).collect();
+    assert_eq!(ids, want.tokens);
+    let text: String = pieces.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(text, want.text);
+    // The last sampled token is not fed: the session holds the prompt and the rest.
+    assert_eq!(session.position(), prompt.len() + want.tokens.len() - 1);
+
+    // Stopping early is dropping the stream.
+    let mut session = Session::new(model, &SessionOptions::default()).unwrap();
+    let logits = session.prefill(&prompt).unwrap();
+    let first: Vec<_> = TokenStream::new(&mut session, logits, &options)
+        .take(3)
+        .map(|p| p.unwrap().token.unwrap())
+        .collect();
+    assert_eq!(first, want.tokens[..3]);
+    assert_eq!(session.position(), prompt.len() + 2);
 }
 
 #[test]

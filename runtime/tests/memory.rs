@@ -66,8 +66,9 @@ fn same_logits_as_unsplit(small: &Arc<Gpu>, models: &[PathBuf], batch: usize) {
     }
 }
 
-/// The checkpoints in every layout the splits handle: dense rows of f32, bf16 and
-/// K-quant blocks, expert stacks per expert, fused and quantized.
+/// The checkpoints in every layout the splits handle: dense rows of bf16, Q8_0 (34-byte
+/// blocks: rows not a multiple of the offset alignment) and K-quant blocks, expert
+/// stacks per expert, fused and quantized.
 fn split_models() -> Vec<PathBuf> {
     let gguf = |name: &str| fixture("gguf").join(format!("{name}.gguf"));
     vec![
@@ -75,6 +76,7 @@ fn split_models() -> Vec<PathBuf> {
         fixture("lfm2-tiny-attn-first"),
         fixture("lfm2moe-tiny"),
         fixture("lfm2moe-tiny-fused"),
+        gguf("lfm2-tiny-conv-first-Q8_0"),
         gguf("lfm2-tiny-kquant-Q4_K_M"),
         gguf("lfm2moe-tiny-Q4_0"),
     ]

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::{fixture, load, max_abs_diff, reference};
@@ -271,8 +271,12 @@ fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
     assert_eq!(budget.used(), weights);
 }
 
-fn lfm_edge(args: &[&str]) -> std::process::Output {
+/// `lfm-edge COMMAND --model FIXTURE --vram-budget BUDGET ARGS…`.
+fn within_budget(command: &str, fixture_name: &str, budget: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args([command, "--model"])
+        .arg(fixture(fixture_name))
+        .args(["--vram-budget", budget])
         .args(args)
         .output()
         .unwrap()
@@ -280,14 +284,7 @@ fn lfm_edge(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn info_reports_the_kv_footprint_and_the_context_that_fits() {
-    let model = fixture("lfm2-tiny-conv-first");
-    let out = lfm_edge(&[
-        "info",
-        "--model",
-        model.to_str().unwrap(),
-        "--vram-budget",
-        "4MiB",
-    ]);
+    let out = within_budget("info", "lfm2-tiny-conv-first", "4MiB", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -304,18 +301,8 @@ fn info_reports_the_kv_footprint_and_the_context_that_fits() {
 
 #[test]
 fn a_budget_below_the_weights_fails_before_loading() {
-    let model = fixture("lfm2-tiny-conv-first");
-    let out = lfm_edge(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "Hi",
-        "--max-tokens",
-        "4",
-        "--vram-budget",
-        "100KB",
-    ]);
+    let args = ["--prompt", "Hi", "--max-tokens", "4"];
+    let out = within_budget("generate", "lfm2-tiny-conv-first", "100KB", &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("VRAM budget of 100000 bytes"), "{stderr}");
@@ -324,23 +311,18 @@ fn a_budget_below_the_weights_fails_before_loading() {
 
 #[test]
 fn generate_within_a_budget_says_when_the_context_is_full() {
-    let model = fixture("lfm2-tiny-attn-first");
     let run = |overflow: &str| {
-        let out = lfm_edge(&[
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
+        let args = [
             "--prompt",
             "Hi",
             "--max-tokens",
             "80",
             "--ignore-eos",
             "--print-ids",
-            "--vram-budget",
-            "1100KB",
             "--context-overflow",
             overflow,
-        ]);
+        ];
+        let out = within_budget("generate", "lfm2-tiny-attn-first", "1100KB", &args);
         assert!(out.status.success());
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let generated = stdout.lines().last().unwrap().split(',').count();

@@ -198,6 +198,8 @@ fn load(args: &ModelArgs) -> Result<Arc<Model>> {
     args.memory.check_before_load(&dir)?;
     let gpu = Gpu::new(&GpuOptions {
         backend: args.backend,
+        max_binding_size: args.memory.max_binding,
+        max_buffer_size: args.memory.max_buffer,
         ..GpuOptions::default()
     })?;
     Ok(Arc::new(match args.memory.vram_budget {

@@ -335,3 +335,34 @@ fn generate_within_a_budget_says_when_the_context_is_full() {
     assert_eq!(generated, 80);
     assert!(!stderr.contains("is full"), "{stderr}");
 }
+
+#[test]
+fn phone_limits_on_the_command_line_split_the_weights_alike() {
+    let name = "lfm2moe-tiny-fused";
+    let ids: Vec<String> = reference(name)
+        .prompt_ids
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let logits = |file: &str, limits: &[&str]| {
+        let out = dir.path().join(file);
+        let status = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+            .args(["logits", "--mode", "decode", "--model"])
+            .arg(fixture(name))
+            // A context small enough for the cache to fit the small buffers too.
+            .args(["--tokens", &ids.join(","), "--context", "16", "--out"])
+            .arg(&out)
+            .args(limits)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{limits:?}");
+        lfm_edge::npy::read_f32(&out).unwrap().1
+    };
+    let whole = logits("whole.npy", &[]);
+    let split = logits(
+        "split.npy",
+        &["--max-buffer", "32KiB", "--max-binding", "16KiB"],
+    );
+    assert_eq!(max_abs_diff(&whole, &split), 0.0);
+}

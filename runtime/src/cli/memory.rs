@@ -1,5 +1,6 @@
 //! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
-//! session is sized, planned before anything is allocated.
+//! session is sized, planned before anything is allocated; `--max-binding`,
+//! `--max-buffer`: a phone's limits on a larger GPU.
 
 use std::path::Path;
 
@@ -17,7 +18,7 @@ pub struct MemoryArgs {
     pub context: Option<usize>,
     /// GPU memory for weights, scratch and cache, e.g. 1.5GiB, 800MB, 2G: the cache gets
     /// what the weights and scratch leave.
-    #[arg(long, value_parser = |s: &str| parse_size(s).map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = size)]
     pub vram_budget: Option<u64>,
     /// KV cache element type: f16 or f32.
     #[arg(long, default_value = "f16")]
@@ -26,6 +27,18 @@ pub struct MemoryArgs {
     /// first, as llama.cpp's context shift).
     #[arg(long, default_value = "error")]
     pub context_overflow: ContextOverflow,
+    /// Lower the adapter's max_storage_buffer_binding_size to SIZE, as on a phone:
+    /// larger weights are then bound in parts.
+    #[arg(long, value_parser = size)]
+    pub max_binding: Option<u64>,
+    /// Lower the adapter's max_buffer_size to SIZE: larger weights are then uploaded
+    /// as several buffers.
+    #[arg(long, value_parser = size)]
+    pub max_buffer: Option<u64>,
+}
+
+fn size(text: &str) -> std::result::Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
 }
 
 impl MemoryArgs {

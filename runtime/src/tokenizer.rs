@@ -122,11 +122,18 @@ impl Tokenizer {
 
 /// Turns generated ids into text chunks without ever splitting a UTF-8 character:
 /// byte-level BPE tokens can end in the middle of one, so text is held back until the
-/// character is complete.
+/// character is complete. Each step decodes only the ids since the last chunk and the
+/// few before it (text-generation-inference's incremental detokenizer): the context
+/// keeps what a decoder does at a sequence's start (a stripped leading space) equal on
+/// both sides of the difference, and a long generation costs linear time, not
+/// quadratic.
 #[derive(Default)]
 pub struct TextStream {
     ids: Vec<u32>,
-    emitted: usize,
+    /// Start of the decoded window: the ids of the chunk before the last.
+    prefix: usize,
+    /// Ids up to here have been streamed.
+    read: usize,
 }
 
 impl TextStream {
@@ -138,12 +145,14 @@ impl TextStream {
     /// (the same one for every call).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let text = tokenizer.decode(&self.ids, true)?;
-        if text.ends_with('\u{FFFD}') {
+        let before = tokenizer.decode(&self.ids[self.prefix..self.read], true)?;
+        let text = tokenizer.decode(&self.ids[self.prefix..], true)?;
+        if text.len() <= before.len() || text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let new = text.get(self.emitted..).unwrap_or_default().to_string();
-        self.emitted = text.len();
+        let new = text.get(before.len()..).unwrap_or_default().to_string();
+        self.prefix = self.read;
+        self.read = self.ids.len();
         Ok(new)
     }
 }

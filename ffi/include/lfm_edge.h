@@ -184,6 +184,20 @@ void lfm_session_free(lfm_session *session);
 lfm_status lfm_session_reset(lfm_session *session);
 
 /*
+ * Writes the session to the file at `path`: its cache (KV rows, conv state), the chat
+ * conversation and the last generated token, so that lfm_session_load picks it up in
+ * a later process without feeding anything again.
+ */
+lfm_status lfm_session_save(lfm_session *session, const char *path);
+
+/*
+ * Replaces the session with one lfm_session_save wrote, for the same model (weights
+ * and precision), with a context that holds its tokens. A file for another model, or
+ * not a session file, is LFM_ERROR_INVALID_ARGUMENT, and the session stays as it was.
+ */
+lfm_status lfm_session_load(lfm_session *session, const char *path);
+
+/*
  * Stops the call running on `session` before its next forward pass (it returns LFM_OK
  * with LFM_STOP_CANCELLED). Callable from any thread; with no call running it has no
  * effect (each call starts uncancelled).

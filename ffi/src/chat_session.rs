@@ -6,10 +6,13 @@
 //! Starting over is the only fallback: the conv layers' state cannot be rolled back to
 //! a shorter prefix.
 
-use lfm_edge::{ChatTemplate, Message};
+use std::path::Path;
 
-use crate::error::FfiResult;
+use lfm_edge::{ChatTemplate, Error, Message};
+
+use crate::error::{FfiError, FfiResult};
 use crate::generator::{GenerateParams, Generation, Generator, Stream};
+use crate::session_file::{self, AppState, SavedMessage};
 
 pub struct ChatSession {
     generator: Generator,
@@ -32,6 +35,36 @@ impl ChatSession {
 
     pub fn generator(&self) -> &Generator {
         &self.generator
+    }
+
+    /// Writes the session to `path` (`session_file`): its cache and its conversation.
+    pub fn save(&self, path: &Path) -> FfiResult<()> {
+        let app = AppState {
+            messages: self.messages.iter().map(SavedMessage::from).collect(),
+            cached_text: self.cached_text.clone(),
+            pending: self.generator.pending(),
+        };
+        session_file::write(path, &app, &self.generator.save_state()?)
+    }
+
+    /// Replaces the session with the one saved at `path`, for the same model (its
+    /// context must hold the saved tokens); on an error nothing changes.
+    pub fn load(&mut self, path: &Path) -> FfiResult<()> {
+        let (app, state) = session_file::read(path)?;
+        self.generator
+            .restore(&state, app.pending)
+            .map_err(|e| match e {
+                FfiError::Runtime(Error::SessionFile { message, .. }) => {
+                    FfiError::Runtime(Error::SessionFile {
+                        origin: path.display().to_string(),
+                        message,
+                    })
+                }
+                other => other,
+            })?;
+        self.messages = app.messages.into_iter().map(Message::from).collect();
+        self.cached_text = app.cached_text;
+        Ok(())
     }
 
     /// Forgets the cache and the conversation.

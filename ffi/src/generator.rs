@@ -118,6 +118,29 @@ impl Generator {
         self.pending = None;
     }
 
+    /// The last generated token, streamed but not fed yet.
+    pub fn pending(&self) -> Option<u32> {
+        self.pending
+    }
+
+    /// The session's state as `Session::save_state` writes it.
+    pub fn save_state(&self) -> FfiResult<Vec<u8>> {
+        Ok(self.session.save_state()?)
+    }
+
+    /// Replaces the session's state with `state` and the pending token with `pending`.
+    pub fn restore(&mut self, state: &[u8], pending: Option<u32>) -> FfiResult<()> {
+        let vocab = self.model().config.vocab_size;
+        if let Some(id) = pending.filter(|&id| id as usize >= vocab) {
+            return Err(FfiError::InvalidArgument(format!(
+                "the saved pending token {id} is out of range: vocab_size is {vocab}"
+            )));
+        }
+        self.session.restore_state(state)?;
+        self.pending = pending;
+        Ok(())
+    }
+
     /// Feeds `prompt` after what the session holds, then generates into `stream`.
     pub fn generate(
         &mut self,

@@ -284,6 +284,34 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionReset<'l>(
 }
 
 #[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionSave<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    path: JString<'l>,
+) {
+    entry(&mut env, (), |env| {
+        let path = java_string(env, &path, "path")?;
+        session_of(session)?.lock()?.save(Path::new(&path))?;
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionLoad<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    path: JString<'l>,
+) {
+    entry(&mut env, (), |env| {
+        let path = java_string(env, &path, "path")?;
+        session_of(session)?.lock()?.load(Path::new(&path))?;
+        Ok(())
+    })
+}
+
+#[no_mangle]
 pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionCancel<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,

@@ -14,6 +14,7 @@ pub mod generator;
 #[cfg(feature = "jni")]
 mod jni_bindings;
 pub mod model;
+mod session_file;
 pub mod shared_session;
 
 pub use error::{FfiError, LfmStatus};

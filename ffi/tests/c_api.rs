@@ -570,3 +570,39 @@ fn sessions_share_the_models_kv_pool() {
     drop(second);
     unsafe { lfm_model_free(model) };
 }
+
+#[test]
+fn a_saved_session_picks_the_conversation_up_in_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = CString::new(dir.path().join("chat.lfm").to_str().unwrap()).unwrap();
+    let original = Session::new(0);
+    chat(&original, "Hi", 6);
+    assert_ok(unsafe { lfm_session_save(original.0, path.as_ptr()) });
+
+    let restored = Session::new(0);
+    assert_ok(unsafe { lfm_session_load(restored.0, path.as_ptr()) });
+    assert_eq!(restored.context(), original.context());
+    // The next turn feeds only what it adds, in both, and they answer alike.
+    let (want, want_text) = chat(&original, "More", 6);
+    let (got, got_text) = chat(&restored, "More", 6);
+    assert_eq!(got.prompt_tokens, want.prompt_tokens);
+    assert!(got.prompt_tokens < 20, "{}", got.prompt_tokens);
+    assert_eq!(got_text, want_text);
+    assert_eq!(restored.context(), original.context());
+
+    // A file that is not a session leaves the session as it was.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a session").unwrap();
+    let junk = CString::new(junk.to_str().unwrap()).unwrap();
+    let status = unsafe { lfm_session_load(restored.0, junk.as_ptr()) };
+    assert_eq!(status, LfmStatus::InvalidArgument);
+    assert!(
+        last_error().contains("not an lfm-edge app session"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(restored.context(), original.context());
+    let missing = CString::new("/nonexistent/chat.lfm").unwrap();
+    let status = unsafe { lfm_session_load(restored.0, missing.as_ptr()) };
+    assert_eq!(status, LfmStatus::Io);
+}

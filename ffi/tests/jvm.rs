@@ -76,6 +76,7 @@ fn java_bindings_generate_on_the_fixture() {
         line("out-of-vocab")
     );
     assert_eq!(line("callback-exception"), "thrown by the callback");
+    assert_eq!(line("restored"), "true");
     // The second session's prompt takes the pool's last block; its first generated
     // token finds no room, stays pending, and the generation stops.
     assert_eq!(line("pooled"), "MAX_TOKENS CONTEXT_FULL 17");

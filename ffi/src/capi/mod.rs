@@ -12,7 +12,8 @@ pub use boundary::{lfm_last_error_message, lfm_version};
 pub use generate::{lfm_chat, lfm_chat_add, lfm_generate, lfm_generate_tokens};
 pub use model::{lfm_model_free, lfm_model_load, lfm_tokenize};
 pub use session::{
-    lfm_session_cancel, lfm_session_context, lfm_session_free, lfm_session_new, lfm_session_reset,
+    lfm_session_cancel, lfm_session_context, lfm_session_free, lfm_session_load, lfm_session_new,
+    lfm_session_reset, lfm_session_save,
 };
 pub use types::{
     lfm_generate_options_default, lfm_model_options_default, lfm_session_options_default,

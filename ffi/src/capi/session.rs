@@ -1,8 +1,10 @@
 //! Opening, resetting, cancelling and freeing sessions.
 
+use std::ffi::c_char;
+use std::path::Path;
 use std::ptr;
 
-use super::boundary::{call, free_box, options_arg, out_arg, ref_arg};
+use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
 use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
 use crate::error::LfmStatus;
 use crate::shared_session::SharedSession;
@@ -46,6 +48,34 @@ pub unsafe extern "C" fn lfm_session_reset(session: *mut LfmSession) -> LfmStatu
     call(|| {
         ref_arg(session, "session")?.0.lock()?.reset();
         Ok(())
+    })
+}
+
+/// # Safety
+/// `session` is a live handle; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_save(
+    session: *mut LfmSession,
+    path: *const c_char,
+) -> LfmStatus {
+    call(|| {
+        let session = &ref_arg(session, "session")?.0;
+        let path = str_arg(path, "path")?;
+        session.lock()?.save(Path::new(path))
+    })
+}
+
+/// # Safety
+/// `session` is a live handle; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lfm_session_load(
+    session: *mut LfmSession,
+    path: *const c_char,
+) -> LfmStatus {
+    call(|| {
+        let session = &ref_arg(session, "session")?.0;
+        let path = str_arg(path, "path")?;
+        session.lock()?.load(Path::new(path))
     })
 }
 

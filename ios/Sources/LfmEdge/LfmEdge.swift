@@ -124,6 +124,13 @@ public final class LfmSession: @unchecked Sendable {
     /// Forgets the cache and the conversation.
     public func reset() throws { try check(lfm_session_reset(handle)) }
 
+    /// Writes the session (its cache, the conversation) to a file, e.g. when the app
+    /// moves to the background; `load(from:)` picks it up in a later process.
+    public func save(to path: String) throws { try check(lfm_session_save(handle, path)) }
+
+    /// Replaces this session with one `save(to:)` wrote for the same model.
+    public func load(from path: String) throws { try check(lfm_session_load(handle, path)) }
+
     /// Stops the running generation before its next forward pass.
     public func cancel() { _ = lfm_session_cancel(handle) }
 

@@ -101,6 +101,19 @@ public final class HostCheck {
         System.out.println("chat: " + reply.ids.size() + " tokens, context " + context[0] + "/" + context[1]);
 
         try {
+            java.io.File saved = java.io.File.createTempFile("chat", ".lfm");
+            saved.deleteOnExit();
+            LfmNative.sessionSave(session, saved.getPath());
+            long restored = LfmNative.sessionNew(model, 0, 0);
+            LfmNative.sessionLoad(restored, saved.getPath());
+            int[] again = LfmNative.sessionContext(restored);
+            System.out.println("restored: " + (again[0] == context[0] && again[1] == context[1]));
+            LfmNative.sessionFree(restored);
+        } catch (java.io.IOException e) {
+            throw new RuntimeException(e);
+        }
+
+        try {
             LfmNative.generateTokens(session, new int[] {1, 99999}, 4, 0f, 0, true, null);
         } catch (LfmException e) {
             System.out.println("out-of-vocab: " + e.code + " " + e.getMessage());

@@ -27,6 +27,11 @@ final class LfmNative {
 
     static native void sessionReset(long session);
 
+    /** Writes the session (cache and conversation) to a file; sessionLoad reads it back. */
+    static native void sessionSave(long session, String path);
+
+    static native void sessionLoad(long session, String path);
+
     /** The one method that may run while another call uses the session. */
     static native void sessionCancel(long session);
 

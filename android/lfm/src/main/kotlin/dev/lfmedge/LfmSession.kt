@@ -81,6 +81,15 @@ class LfmSession internal constructor(private var handle: Long) : AutoCloseable 
     /** Forgets the cache and the conversation. */
     fun reset() = call { LfmNative.sessionReset(it) }
 
+    /**
+     * Writes the session (its cache, the conversation) to [path], e.g. before the app
+     * goes to the background; [load] picks it up in a later process with nothing fed again.
+     */
+    fun save(path: String) = call { LfmNative.sessionSave(it, path) }
+
+    /** Replaces this session with one [save] wrote for the same model. */
+    fun load(path: String) = call { LfmNative.sessionLoad(it, path) }
+
     val context: ContextUsage
         get() = call {
             val (used, capacity) = LfmNative.sessionContext(it)

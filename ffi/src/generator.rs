@@ -212,7 +212,7 @@ impl Generator {
                 return Ok(StopReason::ContextFull);
             }
             if let Some(id) = self.pending {
-                logits = match self.session.feed(&[id]) {
+                logits = match self.session.step(id) {
                     // A shared KV pool with no block left: the pending token stays.
                     Err(Error::KvPoolFull { .. }) => return Ok(StopReason::ContextFull),
                     fed => fed?,

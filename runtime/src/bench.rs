@@ -119,7 +119,7 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         let start = Instant::now();
         let mut next = tokens[0];
         for _ in 0..n {
-            next = argmax(&session.feed(&[next])?);
+            next = argmax(&session.step(next)?);
         }
         Ok(start.elapsed())
     };

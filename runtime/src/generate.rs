@@ -240,7 +240,7 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            self.logits = self.session.feed(&[id])?;
+            self.logits = self.session.step(id)?;
             self.unfed = None;
         }
         let id = self.sampler.sample(&self.logits);

@@ -239,7 +239,7 @@ fn run(cli: Cli) -> Result<()> {
                     let mut s = session(&m, &model, false)?;
                     let mut all = Vec::with_capacity(ids.len() * vocab);
                     for &id in &ids {
-                        all.extend(s.feed(&[id])?);
+                        all.extend(s.step(id)?);
                     }
                     all
                 }

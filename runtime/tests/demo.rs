@@ -60,7 +60,7 @@ fn greedy_continuation_matches_transformers() {
         while generated.len() < r.greedy_ids.len() {
             let id = argmax(&logits);
             generated.push(id);
-            logits = session.feed(&[id]).unwrap();
+            logits = session.step(id).unwrap();
         }
         assert_eq!(generated, r.greedy_ids, "{}", path.display());
     }

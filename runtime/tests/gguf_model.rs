@@ -72,7 +72,7 @@ fn logits_match_transformers_on_dequantized_weights() {
         let decode: Vec<f32> = r
             .prompt_ids
             .iter()
-            .flat_map(|&t| session.feed(&[t]).unwrap())
+            .flat_map(|&t| session.step(t).unwrap())
             .collect();
         for (mode, logits) in [("prefill", prefill), ("decode", decode)] {
             let err = max_abs_diff(&logits, &expected);

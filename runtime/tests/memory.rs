@@ -35,7 +35,7 @@ fn logits(model: Arc<Model>, prompt: &[u32], options: &SessionOptions) -> (Vec<f
     let mut session = Session::new(model, options).unwrap();
     let decode = prompt
         .iter()
-        .flat_map(|&t| session.feed(&[t]).unwrap())
+        .flat_map(|&t| session.step(t).unwrap())
         .collect();
     (prefill, decode)
 }

@@ -54,7 +54,7 @@ fn decode_logits_match_transformers() {
         let logits: Vec<f32> = r
             .prompt_ids
             .iter()
-            .flat_map(|&t| session.feed(&[t]).unwrap())
+            .flat_map(|&t| session.step(t).unwrap())
             .collect();
         check_logits(name, "decode", &logits, &r.logits);
     }

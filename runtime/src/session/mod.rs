@@ -264,6 +264,12 @@ impl Session {
         Ok(logits)
     }
 
+    /// One decode step: feeds `token` and returns the logits of the next one (a
+    /// [`crate::TokenStream`] steps with sampling, yielding tokens and their text).
+    pub fn step(&mut self, token: u32) -> Result<Vec<f32>> {
+        self.feed(&[token])
+    }
+
     /// Fails on an empty batch or an id outside the vocabulary.
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab_size;

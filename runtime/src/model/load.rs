@@ -1,0 +1,276 @@
+//! Loading a model: its config and tokenizer, then every weight tensor from a GGUF file
+//! or an HF checkpoint, its shape checked against the config, uploaded at file precision.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{AttentionWeights, ConvWeights, FeedForward, Layer, Model, MoeWeights, Operator};
+use crate::budget::weight_file_bytes;
+use crate::config::{LayerKind, ModelConfig, MoeConfig};
+use crate::error::{Error, Result};
+use crate::gguf::{GgufFile, GgufWeights};
+use crate::gpu::Gpu;
+use crate::ops::{ExpertMatrix, GpuTensor};
+use crate::safetensors::Checkpoint;
+use crate::tokenizer::Tokenizer;
+use crate::vram::VramBudget;
+use crate::weights::WeightSource;
+
+/// Uploads checkpoint tensors after checking their shapes against the config.
+struct Loader<'a> {
+    gpu: &'a Gpu,
+    source: &'a dyn WeightSource,
+}
+
+impl Loader<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let view = self.source.get(name)?;
+        view.expect_shape(shape)?;
+        GpuTensor::upload(self.gpu, name, view.dtype, &view.shape, &[view.bytes])
+    }
+
+    fn bias(&self, present: bool, name: &str, len: usize) -> Result<Option<GpuTensor>> {
+        present.then(|| self.tensor(name, &[len])).transpose()
+    }
+}
+
+impl Loader<'_> {
+    fn conv(&self, p: &str, c: &ModelConfig) -> Result<ConvWeights> {
+        let h = c.hidden_size;
+        let bias = |name: &str, len| self.bias(c.conv_bias, &format!("{p}.conv.{name}.bias"), len);
+        Ok(ConvWeights {
+            in_proj: self.tensor(&format!("{p}.conv.in_proj.weight"), &[3 * h, h])?,
+            in_proj_bias: bias("in_proj", 3 * h)?,
+            conv: self.tensor(&format!("{p}.conv.conv.weight"), &[h, 1, c.conv_l_cache])?,
+            conv_bias: bias("conv", h)?,
+            out_proj: self.tensor(&format!("{p}.conv.out_proj.weight"), &[h, h])?,
+            out_proj_bias: bias("out_proj", h)?,
+        })
+    }
+
+    fn attention(&self, p: &str, c: &ModelConfig) -> Result<AttentionWeights> {
+        let (h, d) = (c.hidden_size, c.head_dim);
+        let tensor = |name: &str, shape: &[usize]| {
+            self.tensor(&format!("{p}.self_attn.{name}.weight"), shape)
+        };
+        Ok(AttentionWeights {
+            q_proj: tensor("q_proj", &[c.n_heads * d, h])?,
+            k_proj: tensor("k_proj", &[c.kv_dim(), h])?,
+            v_proj: tensor("v_proj", &[c.kv_dim(), h])?,
+            out_proj: tensor("out_proj", &[h, c.n_heads * d])?,
+            q_norm: tensor("q_layernorm", &[d])?,
+            k_norm: tensor("k_layernorm", &[d])?,
+        })
+    }
+
+    fn feed_forward(&self, p: &str, c: &ModelConfig, layer: usize) -> Result<FeedForward> {
+        let (h, ff) = (c.hidden_size, c.ff_size);
+        let moe = match &c.moe {
+            Some(moe) if c.is_moe_layer(layer) => moe,
+            _ => {
+                return Ok(FeedForward::Dense {
+                    w1: self.tensor(&format!("{p}.feed_forward.w1.weight"), &[ff, h])?,
+                    w3: self.tensor(&format!("{p}.feed_forward.w3.weight"), &[ff, h])?,
+                    w2: self.tensor(&format!("{p}.feed_forward.w2.weight"), &[h, ff])?,
+                })
+            }
+        };
+        let (e, i) = (moe.n_experts, moe.expert_ff);
+        let matrix = |tensor: GpuTensor, rows, row_offset| ExpertMatrix {
+            tensor,
+            rows,
+            row_offset,
+        };
+        let fused = format!("{p}.feed_forward.experts.gate_up_proj");
+        let (gate, up, down) = if self.source.contains(&fused) {
+            // transformers' in-memory layout: gate_up_proj (E, 2I, H), gate rows first.
+            let gate_up = self.tensor(&fused, &[e, 2 * i, h])?;
+            let down = self.tensor(&format!("{p}.feed_forward.experts.down_proj"), &[e, h, i])?;
+            (
+                matrix(gate_up.clone(), i, 0),
+                matrix(gate_up, i, i),
+                matrix(down, h, 0),
+            )
+        } else if self
+            .source
+            .contains(&format!("{p}.feed_forward.experts.w1"))
+        {
+            // GGUF: each expert matrix already stacked, (E, rows, cols).
+            let stacked = |which: &str, shape: [usize; 2]| {
+                self.tensor(
+                    &format!("{p}.feed_forward.experts.{which}"),
+                    &[e, shape[0], shape[1]],
+                )
+            };
+            (
+                matrix(stacked("w1", [i, h])?, i, 0),
+                matrix(stacked("w3", [i, h])?, i, 0),
+                matrix(stacked("w2", [h, i])?, h, 0),
+            )
+        } else {
+            // As published: experts.K.w1 / w3 / w2, stacked here into one tensor each.
+            (
+                matrix(self.experts(p, "w1", moe, [i, h])?, i, 0),
+                matrix(self.experts(p, "w3", moe, [i, h])?, i, 0),
+                matrix(self.experts(p, "w2", moe, [h, i])?, h, 0),
+            )
+        };
+        // After the experts, so that a wrong expert count is reported on them.
+        let expert_bias = if moe.use_expert_bias {
+            Some(self.tensor(&format!("{p}.feed_forward.expert_bias"), &[e])?)
+        } else {
+            None
+        };
+        Ok(FeedForward::Moe(MoeWeights {
+            router: self.tensor(&format!("{p}.feed_forward.gate.weight"), &[e, h])?,
+            expert_bias,
+            gate,
+            up,
+            down,
+        }))
+    }
+
+    /// `experts.K.<which>.weight` for every expert, stacked into (experts, rows, cols).
+    fn experts(
+        &self,
+        p: &str,
+        which: &str,
+        moe: &MoeConfig,
+        shape: [usize; 2],
+    ) -> Result<GpuTensor> {
+        let extra = format!("{p}.feed_forward.experts.{}.{which}.weight", moe.n_experts);
+        if self.source.contains(&extra) {
+            return Err(Error::tensor(
+                self.source.path(),
+                extra,
+                format!(
+                    "exists, but config.json says num_experts is {}",
+                    moe.n_experts
+                ),
+            ));
+        }
+        let views = (0..moe.n_experts)
+            .map(|k| {
+                let view = self
+                    .source
+                    .get(&format!("{p}.feed_forward.experts.{k}.{which}.weight"))?;
+                view.expect_shape(&shape)?;
+                Ok(view)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = views[0].dtype;
+        if let Some(odd) = views.iter().find(|v| v.dtype != dtype) {
+            return Err(Error::tensor(
+                odd.path,
+                odd.name,
+                format!("is {} but expert 0 is {dtype}", odd.dtype),
+            ));
+        }
+        let name = format!("{p}.feed_forward.experts.{which}");
+        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes).collect();
+        GpuTensor::upload(
+            self.gpu,
+            &name,
+            dtype,
+            &[moe.n_experts, shape[0], shape[1]],
+            &parts,
+        )
+    }
+}
+
+impl Model {
+    /// Loads a model onto `gpu`: a GGUF file, or an HF directory (config.json,
+    /// safetensors, tokenizer.json).
+    pub fn load(path: &Path, gpu: Arc<Gpu>) -> Result<Model> {
+        if path.is_file() {
+            let file = GgufFile::open(path)?;
+            let config = crate::gguf::model_config(&file)?;
+            let tokenizer = Tokenizer::from_gguf(&file)?;
+            return Self::from_source(path, config, tokenizer, &GgufWeights::new(file), gpu);
+        }
+        if !path.is_dir() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such model file or directory",
+                ),
+            ));
+        }
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
+        let tokenizer = Tokenizer::from_dir(path)?;
+        let checkpoint = Checkpoint::open(path)?;
+        Self::from_source(path, config, tokenizer, &checkpoint, gpu)
+    }
+
+    /// As [`Model::load`], within `budget`: the weight files are checked against what
+    /// the budget has left before anything is uploaded, and the weights stay reserved
+    /// in it while the model lives. Its sessions and KV pools take their bytes from it
+    /// too, a session's context being what the budget holds.
+    pub fn load_within(path: &Path, gpu: Arc<Gpu>, budget: &Arc<VramBudget>) -> Result<Model> {
+        let what = format!("the weights of {}", path.display());
+        let planned = budget.reserve(&what, weight_file_bytes(path)?)?;
+        let mut model = Self::load(path, gpu)?;
+        drop(planned);
+        model.vram = Some(budget.reserve(&what, model.vram_bytes())?);
+        Ok(model)
+    }
+
+    fn from_source(
+        path: &Path,
+        config: ModelConfig,
+        tokenizer: Tokenizer,
+        source: &dyn WeightSource,
+        gpu: Arc<Gpu>,
+    ) -> Result<Model> {
+        let loader = Loader { gpu: &gpu, source };
+        let c = &config;
+        let h = c.hidden_size;
+        log::info!(
+            "loading {} ({} layers, {})",
+            path.display(),
+            c.n_layers(),
+            c.layer_pattern()
+        );
+
+        let mut layers = Vec::with_capacity(c.n_layers());
+        for (i, kind) in c.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let operator = match kind {
+                LayerKind::Conv => Operator::Conv(loader.conv(&p, c)?),
+                LayerKind::Attention => Operator::Attention(loader.attention(&p, c)?),
+            };
+            layers.push(Layer {
+                operator_norm: loader.tensor(&format!("{p}.operator_norm.weight"), &[h])?,
+                operator,
+                ffn_norm: loader.tensor(&format!("{p}.ffn_norm.weight"), &[h])?,
+                ffn: loader.feed_forward(&p, c, i)?,
+            });
+        }
+        let vocab_shape = [c.vocab_size, h];
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(loader.tensor("lm_head.weight", &vocab_shape)?)
+        };
+        let model = Model {
+            embed_tokens: loader.tensor("model.embed_tokens.weight", &vocab_shape)?,
+            final_norm: loader.tensor("model.embedding_norm.weight", &[h])?,
+            lm_head,
+            layers,
+            no_bias: gpu.zeros("no_bias", 1)?,
+            vram: None,
+            tokenizer,
+            config,
+            path: path.to_path_buf(),
+            gpu,
+        };
+        model.gpu.check()?;
+        log::info!(
+            "weights: {} parameters, {} bytes in VRAM",
+            model.parameter_count(),
+            model.weight_bytes()
+        );
+        Ok(model)
+    }
+}

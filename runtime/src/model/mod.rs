@@ -1,0 +1,355 @@
+//! An LFM2 model, top to bottom: config → weights (uploaded at file precision) →
+//! the forward graph of a session (a `match` per layer kind) → logits. Loading the
+//! weights from a checkpoint is `load.rs`; counting them (parameters, bytes) `size.rs`.
+
+mod load;
+mod size;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Step};
+use crate::ops::{
+    self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, ShortConv,
+};
+use crate::state::{LayerState, State};
+use crate::tokenizer::Tokenizer;
+use crate::vram::{Reservation, VramBudget};
+
+/// The operator of one decoder layer, with its weights.
+enum Operator {
+    Conv(ConvWeights),
+    Attention(AttentionWeights),
+}
+
+/// LIV gated short convolution.
+struct ConvWeights {
+    in_proj: GpuTensor,               // (3 · hidden, hidden): conv.in_proj.weight
+    in_proj_bias: Option<GpuTensor>,  // (3 · hidden)
+    conv: GpuTensor,                  // (hidden, 1, L): conv.conv.weight
+    conv_bias: Option<GpuTensor>,     // (hidden)
+    out_proj: GpuTensor,              // (hidden, hidden): conv.out_proj.weight
+    out_proj_bias: Option<GpuTensor>, // (hidden)
+}
+
+/// Grouped-query attention.
+struct AttentionWeights {
+    q_proj: GpuTensor,   // (heads · d, hidden): self_attn.q_proj.weight
+    k_proj: GpuTensor,   // (kv_heads · d, hidden)
+    v_proj: GpuTensor,   // (kv_heads · d, hidden)
+    out_proj: GpuTensor, // (hidden, heads · d): self_attn.out_proj.weight
+    q_norm: GpuTensor,   // (d): self_attn.q_layernorm.weight
+    k_norm: GpuTensor,   // (d): self_attn.k_layernorm.weight
+}
+
+/// The feed-forward of one decoder layer.
+// One per layer, built once at load: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum FeedForward {
+    /// SwiGLU: w2(silu(w1 x) · w3 x).
+    Dense {
+        w1: GpuTensor, // (ff, hidden): feed_forward.w1.weight, the gate
+        w3: GpuTensor, // (ff, hidden): feed_forward.w3.weight, the up projection
+        w2: GpuTensor, // (hidden, ff): feed_forward.w2.weight, the down projection
+    },
+    /// Sparse MoE: a sigmoid router picks top_k SwiGLU experts per token.
+    Moe(MoeWeights),
+}
+
+struct MoeWeights {
+    router: GpuTensor,              // (experts, hidden): feed_forward.gate.weight
+    expert_bias: Option<GpuTensor>, // (experts) f32: feed_forward.expert_bias
+    gate: ExpertMatrix,             // (experts, expert_ff, hidden): experts' w1
+    up: ExpertMatrix,               // (experts, expert_ff, hidden): experts' w3
+    down: ExpertMatrix,             // (experts, hidden, expert_ff): experts' w2
+}
+
+struct Layer {
+    operator_norm: GpuTensor, // (hidden)
+    operator: Operator,
+    ffn_norm: GpuTensor, // (hidden)
+    ffn: FeedForward,
+}
+
+pub struct Model {
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    pub gpu: Arc<Gpu>,
+    /// The GGUF file or HF directory it was loaded from.
+    pub path: PathBuf,
+    embed_tokens: GpuTensor,    // (vocab, hidden): model.embed_tokens.weight
+    final_norm: GpuTensor,      // (hidden): model.embedding_norm.weight, after the last layer
+    lm_head: Option<GpuTensor>, // (vocab, hidden) when the embedding is not tied
+    layers: Vec<Layer>,
+    /// Bound where a projection has no bias.
+    no_bias: wgpu::Buffer,
+    /// The weights' bytes in the VRAM budget the model was loaded within.
+    vram: Option<Reservation>,
+}
+
+/// A model's forward pass as recorded for a session.
+pub(crate) struct Graph {
+    pub steps: Vec<Step>,
+    /// Named intermediates, in graph order (`Session::trace` reads them).
+    pub taps: Vec<Tap>,
+}
+
+/// An intermediate of the forward pass, (n_tokens, hidden), named after the HF module
+/// that outputs it, readable once the first `after` steps have run.
+pub(crate) struct Tap {
+    pub after: usize,
+    pub name: String,
+    pub source: TapSource,
+}
+
+/// Which session buffer holds a tap's values.
+#[derive(Clone, Copy)]
+pub(crate) enum TapSource {
+    /// The residual stream (`State::x`).
+    Residual,
+    /// A norm's output (`State::xn`).
+    Normed,
+}
+
+impl Model {
+    /// The budget the model was loaded within, if any.
+    pub fn vram_budget(&self) -> Option<&Arc<VramBudget>> {
+        self.vram.as_ref().map(Reservation::budget)
+    }
+
+    /// Takes `bytes` for `what` from the model's budget, if it has one.
+    pub(crate) fn reserve(&self, what: &str, bytes: u64) -> Result<Option<Reservation>> {
+        self.vram_budget()
+            .map(|budget| budget.reserve(what, bytes))
+            .transpose()
+    }
+
+    /// The final norm's weights, a cheap witness of which weights these are (a
+    /// fine-tune changes them): session files check it.
+    pub(crate) fn final_norm(&self) -> &GpuTensor {
+        &self.final_norm
+    }
+
+    /// The forward pass over a batch, recorded once against a session's buffers, with
+    /// the points where its named intermediates can be read.
+    pub(crate) fn forward_graph(&self, s: &State) -> Result<Graph> {
+        let gpu = &*self.gpu;
+        let eps = self.config.norm_eps;
+        let mut steps = vec![ops::embedding(gpu, &s.tokens, &self.embed_tokens, &s.x)?];
+        let mut taps = Vec::new();
+        let mut tap = |steps: &Vec<Step>, name: String, source| {
+            taps.push(Tap {
+                after: steps.len(),
+                name,
+                source,
+            })
+        };
+        tap(&steps, "model.embed_tokens".into(), TapSource::Residual);
+        for (i, (layer, state)) in self.layers.iter().zip(&s.layers).enumerate() {
+            // h = x + operator(operator_norm(x))
+            steps.push(Step::Always(ops::rmsnorm(
+                gpu,
+                &s.x,
+                &layer.operator_norm,
+                eps,
+                &s.xn,
+            )?));
+            self.operator_steps(i, &layer.operator, state, s, &mut steps)?;
+            tap(
+                &steps,
+                format!("model.layers.{i}.operator"),
+                TapSource::Residual,
+            );
+            // out = h + ffn(ffn_norm(h))
+            steps.push(Step::Always(ops::rmsnorm(
+                gpu,
+                &s.x,
+                &layer.ffn_norm,
+                eps,
+                &s.xn,
+            )?));
+            self.ffn_steps(i, &layer.ffn, s, &mut steps)?;
+            tap(&steps, format!("model.layers.{i}"), TapSource::Residual);
+        }
+        // logits = final_norm(x) · embed_tokensᵀ (or lm_head)
+        steps.push(Step::Always(ops::rmsnorm(
+            gpu,
+            &s.x,
+            &self.final_norm,
+            eps,
+            &s.xn,
+        )?));
+        tap(&steps, "model.embedding_norm".into(), TapSource::Normed);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let output = if s.shape.all_logits {
+            LinearOutput::Rows
+        } else {
+            LinearOutput::LastRow
+        };
+        steps.push(self.linear(head, None, &s.xn, &s.logits, output)?);
+        Ok(Graph { steps, taps })
+    }
+
+    fn linear(
+        &self,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        output: LinearOutput,
+    ) -> Result<Step> {
+        ops::linear(
+            &self.gpu,
+            Linear {
+                weight,
+                bias,
+                x,
+                out,
+                output,
+            },
+            &self.no_bias,
+        )
+    }
+
+    /// Short conv or attention, its result added into the residual stream `s.x`.
+    fn operator_steps(
+        &self,
+        i: usize,
+        operator: &Operator,
+        state: &LayerState,
+        s: &State,
+        steps: &mut Vec<Step>,
+    ) -> Result<()> {
+        let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
+        match (operator, state) {
+            (Operator::Conv(w), LayerState::Conv { conv_state, .. }) => {
+                // in_proj → B, C, x; C · conv(B · x); out_proj
+                steps.push(self.linear(
+                    &w.in_proj,
+                    w.in_proj_bias.as_ref(),
+                    &s.xn,
+                    &s.bcx,
+                    LinearOutput::Rows,
+                )?);
+                let op = ShortConv {
+                    weight: &w.conv,
+                    bias: w.conv_bias.as_ref(),
+                    bcx: &s.bcx,
+                    state: conv_state,
+                    out: &s.mixed,
+                };
+                steps.push(Step::Always(ops::shortconv(gpu, &op, none)?));
+                steps.push(Step::Always(ops::shortconv_state(gpu, &op, none)?));
+                steps.push(self.linear(
+                    &w.out_proj,
+                    w.out_proj_bias.as_ref(),
+                    &s.mixed,
+                    &s.x,
+                    LinearOutput::Accumulate,
+                )?);
+            }
+            (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
+                // q, k, v; per-head norm + RoPE; k and v join the cache (f32 or f16).
+                steps.push(self.linear(&w.q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
+                steps.push(self.linear(&w.k_proj, None, &s.xn, &s.k, LinearOutput::Rows)?);
+                steps.push(self.linear(&w.v_proj, None, &s.xn, &s.v, LinearOutput::Rows)?);
+                let rope = |norm, x, heads| {
+                    ops::rope(gpu, norm, &s.rope_table, x, heads, c.norm_eps).map(Step::Always)
+                };
+                steps.push(rope(&w.q_norm, &s.q, c.n_heads)?);
+                steps.push(rope(&w.k_norm, &s.k, c.n_kv_heads)?);
+                let label = format!("model.layers.{i}.self_attn");
+                let cache = s.shape.kv_dtype.dtype();
+                let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
+                steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
+                let attend = [&s.q, &s.pages, k_cache, v_cache, &s.mixed];
+                steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
+                steps.push(self.linear(
+                    &w.out_proj,
+                    None,
+                    &s.mixed,
+                    &s.x,
+                    LinearOutput::Accumulate,
+                )?);
+            }
+            _ => {
+                return Err(Error::Gpu(format!(
+                    "layer {i}: session state does not match the layer kind"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Dense SwiGLU or sparse MoE, its result added into the residual stream `s.x`.
+    fn ffn_steps(
+        &self,
+        i: usize,
+        ffn: &FeedForward,
+        s: &State,
+        steps: &mut Vec<Step>,
+    ) -> Result<()> {
+        let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
+        let label = format!("model.layers.{i}.feed_forward");
+        match (ffn, &c.moe, &s.moe) {
+            (FeedForward::Dense { w1, w3, w2 }, _, _) => {
+                steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows)?);
+                steps.push(self.linear(w3, None, &s.xn, &s.up, LinearOutput::Rows)?);
+                steps.push(Step::Always(ops::swiglu(
+                    gpu, &label, &s.gate, &s.up, c.ff_size,
+                )?));
+                steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);
+            }
+            (FeedForward::Moe(w), Some(moe), Some(m)) => {
+                steps.push(self.linear(
+                    &w.router,
+                    None,
+                    &s.xn,
+                    &m.router_logits,
+                    LinearOutput::Rows,
+                )?);
+                let buffers = MoeBuffers {
+                    label: &label,
+                    config: moe,
+                    hidden: c.hidden_size,
+                    router_logits: &m.router_logits,
+                    expert_bias: w.expert_bias.as_ref(),
+                    expert_out: &m.expert_out,
+                    routes: &m.routes,
+                    slots: &m.slots,
+                    x: &s.x,
+                };
+                steps.push(Step::Always(ops::moe_route(gpu, &buffers, none)?));
+                steps.push(Step::Always(ops::moe_group(gpu, &buffers, none)?));
+                let expert = |weight, x, x_per_slot, out| {
+                    let op = ExpertLinear {
+                        weight,
+                        x,
+                        x_per_slot,
+                        out,
+                        top_k: moe.top_k,
+                        routes: &m.routes,
+                        slots: &m.slots,
+                    };
+                    ops::expert_linear(gpu, op, none)
+                };
+                steps.push(expert(&w.gate, &s.xn, false, &m.expert_gate)?);
+                steps.push(expert(&w.up, &s.xn, false, &m.expert_up)?);
+                let slot_width = moe.top_k * moe.expert_ff;
+                steps.push(Step::Always(ops::swiglu(
+                    gpu,
+                    &label,
+                    &m.expert_gate,
+                    &m.expert_up,
+                    slot_width,
+                )?));
+                steps.push(expert(&w.down, &m.expert_up, true, &m.expert_out)?);
+                steps.push(Step::Always(ops::moe_combine(gpu, &buffers, none)?));
+            }
+            _ => return Err(Error::Gpu(format!("layer {i}: session has no MoE buffers"))),
+        }
+        Ok(())
+    }
+}

@@ -12,7 +12,7 @@ use jni::sys::{jboolean, jfloat, jint, jintArray, jlong};
 use jni::JNIEnv;
 
 use crate::chat_session::ChatSession;
-use crate::error::{FfiError, LfmStatus};
+use crate::error::{FfiError, FfiResult, LfmStatus};
 use crate::generator::{GenerateParams, Generation, Stream};
 use crate::model::{backend, load_model, tokenize, AppModel, LoadOptions};
 use crate::shared_session::SharedSession;
@@ -290,11 +290,7 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionSave<'l>(
     session: jlong,
     path: JString<'l>,
 ) {
-    entry(&mut env, (), |env| {
-        let path = java_string(env, &path, "path")?;
-        session_of(session)?.lock()?.save(Path::new(&path))?;
-        Ok(())
-    })
+    with_file(&mut env, session, &path, |chat, path| chat.save(path))
 }
 
 #[no_mangle]
@@ -304,9 +300,19 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionLoad<'l>(
     session: jlong,
     path: JString<'l>,
 ) {
-    entry(&mut env, (), |env| {
-        let path = java_string(env, &path, "path")?;
-        session_of(session)?.lock()?.load(Path::new(&path))?;
+    with_file(&mut env, session, &path, ChatSession::load)
+}
+
+/// `op` on the session and the file at `path` (sessionSave, sessionLoad).
+fn with_file<'l>(
+    env: &mut JNIEnv<'l>,
+    session: jlong,
+    path: &JString<'l>,
+    op: impl FnOnce(&mut ChatSession, &Path) -> FfiResult<()>,
+) {
+    entry(env, (), |env| {
+        let path = java_string(env, path, "path")?;
+        op(&mut *session_of(session)?.lock()?, Path::new(&path))?;
         Ok(())
     })
 }

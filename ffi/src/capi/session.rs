@@ -6,7 +6,8 @@ use std::ptr;
 
 use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
 use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
-use crate::error::LfmStatus;
+use crate::chat_session::ChatSession;
+use crate::error::{FfiResult, LfmStatus};
 use crate::shared_session::SharedSession;
 
 /// # Safety
@@ -58,11 +59,7 @@ pub unsafe extern "C" fn lfm_session_save(
     session: *mut LfmSession,
     path: *const c_char,
 ) -> LfmStatus {
-    call(|| {
-        let session = &ref_arg(session, "session")?.0;
-        let path = str_arg(path, "path")?;
-        session.lock()?.save(Path::new(path))
-    })
+    with_file(session, path, |chat, path| chat.save(path))
 }
 
 /// # Safety
@@ -72,10 +69,19 @@ pub unsafe extern "C" fn lfm_session_load(
     session: *mut LfmSession,
     path: *const c_char,
 ) -> LfmStatus {
+    with_file(session, path, ChatSession::load)
+}
+
+/// `op` on the session and the file at `path`, checked as `lfm_session_save` says.
+unsafe fn with_file(
+    session: *mut LfmSession,
+    path: *const c_char,
+    op: impl FnOnce(&mut ChatSession, &Path) -> FfiResult<()>,
+) -> LfmStatus {
     call(|| {
         let session = &ref_arg(session, "session")?.0;
         let path = str_arg(path, "path")?;
-        session.lock()?.load(Path::new(path))
+        op(&mut *session.lock()?, Path::new(path))
     })
 }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use lfm_edge::generate::end_of_sequence_ids;
 use lfm_edge::{Error, Model, Sampler, Session, TextStream};
 
 use crate::error::{FfiError, FfiResult};
@@ -77,8 +78,6 @@ pub struct Stream<'a> {
 
 pub struct Generator {
     session: Session,
-    /// Tokens per forward pass while feeding a prompt.
-    batch: usize,
     /// The last generated token, streamed but not yet fed: the next call feeds it first,
     /// so ending a generation costs no forward pass and the cache still ends up holding
     /// every generated token.
@@ -87,16 +86,12 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Generates in `session`, feeding prompts `batch` tokens per pass.
-    pub fn new(session: Session, batch: usize) -> Generator {
-        let model = session.model();
-        let mut eos = model.config.eos_token_ids.clone();
-        eos.extend(&model.tokenizer.eos_token_ids);
+    /// Generates in `session`, feeding prompts in the session's batches.
+    pub fn new(session: Session) -> Generator {
         Generator {
-            batch: batch.clamp(1, session.max_context()),
+            eos: end_of_sequence_ids(session.model()),
             session,
             pending: None,
-            eos,
         }
     }
 
@@ -149,11 +144,9 @@ impl Generator {
         stream: Stream,
     ) -> FfiResult<Generation> {
         params.validate()?;
-        let vocab = self.model().config.vocab_size;
-        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
-            return Err(FfiError::InvalidArgument(format!(
-                "token id {id} is out of range: vocab_size is {vocab}"
-            )));
+        // All of it, before any chunk is fed.
+        if !prompt.is_empty() {
+            self.session.check_tokens(prompt)?;
         }
         let held = self.session.position();
         let feed: Vec<u32> = self.pending.iter().chain(prompt).copied().collect();
@@ -177,7 +170,7 @@ impl Generator {
             stop: StopReason::Cancelled,
         };
         let mut logits = Vec::new();
-        for chunk in feed.chunks(self.batch) {
+        for chunk in feed.chunks(self.session.options().batch) {
             if (stream.cancelled)() {
                 return Ok(generation);
             }

@@ -99,7 +99,7 @@ impl AppModel {
             Some(pool) => Session::new_in(pool, self.model.clone(), &options)?,
             None => Session::new(self.model.clone(), &options)?,
         };
-        Ok(ChatSession::new(Generator::new(session, options.batch)))
+        Ok(ChatSession::new(Generator::new(session)))
     }
 }
 

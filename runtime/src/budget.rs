@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::kv_pool::{blocks_for, KvPool};
 use crate::session::SessionOptions;
 use crate::state::{State, StateShape};
+use crate::vram::VramBudget;
 
 /// `1.5GiB`, `800MB`, `2G`, `4096`: KiB/MiB/GiB and bare K/M/G are powers of 1024,
 /// KB/MB/GB powers of 1000, a bare number is bytes.
@@ -162,15 +163,15 @@ fn largest_context(cap: usize, fits: impl Fn(usize) -> bool) -> Option<usize> {
     Some(fits_up_to)
 }
 
-/// `options` with the largest context (at most the requested one) that `available`
-/// bytes hold for a session, with a KV pool of its own or not.
+/// `options` with the largest context (at most the requested one) that what `budget`
+/// has left holds for a session, with a KV pool of its own or not.
 pub(crate) fn fit_session(
     c: &ModelConfig,
     options: &SessionOptions,
-    available: u64,
+    budget: &VramBudget,
     own_pool: bool,
-    budget: u64,
 ) -> Result<SessionOptions> {
+    let available = budget.available();
     let bytes = |context| match own_pool {
         true => session_bytes(c, options, context),
         false => session_scratch_bytes(c, options, context),
@@ -178,7 +179,7 @@ pub(crate) fn fit_session(
     let cap = options.shape(c.max_position_embeddings).max_context;
     let context = largest_context(cap, |context| bytes(context) <= available).ok_or_else(|| {
         Error::Budget {
-            budget,
+            budget: budget.total(),
             message: format!(
                 "a session of even one token needs {} bytes, and {available} bytes ({}) are left",
                 bytes(1),

@@ -59,13 +59,7 @@ pub struct Session {
 /// `options` with the context the model's VRAM budget has room for, if it has one.
 fn fit(model: &Model, options: &SessionOptions, own_pool: bool) -> Result<SessionOptions> {
     match model.vram_budget() {
-        Some(budget) => fit_session(
-            &model.config,
-            options,
-            budget.available(),
-            own_pool,
-            budget.total(),
-        ),
+        Some(budget) => fit_session(&model.config, options, budget, own_pool),
         None => Ok(options.clone()),
     }
 }
@@ -270,8 +264,9 @@ impl Session {
         self.feed(&[token])
     }
 
-    /// Fails on an empty batch or an id outside the vocabulary.
-    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+    /// Fails on an empty batch or an id outside the vocabulary (`feed` checks its
+    /// tokens so before feeding any).
+    pub fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab_size;
         if tokens.is_empty() {
             return Err(Error::Input("no tokens to feed (empty prompt)".into()));

@@ -79,21 +79,21 @@ import make_fixtures as hf
 
 OUT_DIR = hf.FIXTURES_DIR / "gguf"
 
-# The model for K-quants: every weight row a multiple of 256 elements.
+# The shapes of the models for K-quants: every weight row a multiple of 256 elements.
+KQUANT_SHAPES = {
+    "hidden_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 2,
+    "layer_types": ["conv", "full_attention"],
+    "intermediate_size": 256,
+    "conv_bias": False,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+}
 KQUANT_SOURCE = hf.FixtureSpec(
     name="lfm2-tiny-kquant",
     seed=2222,  # greedy margins of its Q4_K_M and Q5_K_M files above 0.1
-    config={
-        "hidden_size": 256,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "num_hidden_layers": 2,
-        "layer_types": ["conv", "full_attention"],
-        "intermediate_size": 256,
-        "block_auto_adjust_ff_dim": False,
-        "conv_bias": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
-    },
+    config={**KQUANT_SHAPES, "block_auto_adjust_ff_dim": False},
 )
 # The MoE model for K-quants: the experts' rows too. A dense conv layer, then an
 # attention MoE layer (Q4_K_M gives it Q4_K gate/up and Q6_K down expert stacks); the
@@ -102,12 +102,7 @@ KQUANT_MOE_SOURCE = hf.FixtureSpec(
     name="lfm2moe-tiny-kquant",
     seed=3338,  # greedy margin of its Q4_K_M file above 0.1
     config={
-        "hidden_size": 256,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "num_hidden_layers": 2,
-        "layer_types": ["conv", "full_attention"],
-        "intermediate_size": 256,
+        **KQUANT_SHAPES,
         "moe_intermediate_size": 256,
         "num_dense_layers": 1,
         "num_experts": 4,
@@ -115,8 +110,6 @@ KQUANT_MOE_SOURCE = hf.FixtureSpec(
         "use_expert_bias": True,
         "norm_topk_prob": True,
         "routed_scaling_factor": 1.0,  # a GGUF file carries none (see above)
-        "conv_bias": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
     },
     moe=True,
 )

@@ -1,31 +1,31 @@
-//! An app embedding lfm-edge: load a model once within a VRAM budget, open a session,
+//! An app embedding lfm-edge: open a model once within a VRAM budget, open a session,
 //! stream a reply, then a second turn that feeds only its new tokens.
 //!
 //! cargo run --release --example stream -- fixtures/lfm2-tiny-conv-first "Return the array"
+//! MODEL is a model folder, a .gguf file or hf:OWNER/REPO[:FILE].
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use lfm_edge::budget::parse_size;
+use lfm_edge::units::parse_size;
 use lfm_edge::{
-    generate, ChatTemplate, Flow, GenerateOptions, Gpu, GpuOptions, Message, Model, SamplerConfig,
-    Session, SessionOptions, VramBudget,
+    generate, ChatTemplate, Flow, GenerateOptions, LoadOptions, Message, Model, SamplerConfig,
+    Session, SessionOptions,
 };
 
 fn main() -> lfm_edge::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = PathBuf::from(
-        args.next()
-            .unwrap_or_else(|| "fixtures/lfm2-tiny-conv-first".into()),
-    );
+    let spec = args
+        .next()
+        .unwrap_or_else(|| "fixtures/lfm2-tiny-conv-first".into());
     let prompt = args.next().unwrap_or_else(|| "Return the array".into());
 
     // One GPU device and one copy of the weights, shared by every session, within
     // 1 GiB of VRAM for everything.
-    let gpu = Gpu::new(&GpuOptions::default())?;
-    let budget = VramBudget::new(parse_size("1GiB")?);
-    let model = Arc::new(Model::load_within(&path, gpu, &budget)?);
+    let options = LoadOptions {
+        vram_budget: Some(parse_size("1GiB")?),
+        ..LoadOptions::default()
+    };
+    let model = Model::open(&spec, &options)?;
 
     // The session's cache gets what the weights leave, up to 4096 tokens.
     let mut session = Session::new(model.clone(), &SessionOptions::default())?;

@@ -7,8 +7,10 @@
  *   cc -std=c11 -Wall -Wextra -pedantic -Iffi/include examples/c/generate.c \
  *      -Ltarget/release -llfm_edge_ffi -Wl,-rpath,"$PWD/target/release" -o generate
  *   ./generate fixtures/lfm2-tiny-conv-first --prompt "Return the array" --max-tokens 32
- *   ./generate fixtures/lfm2-tiny-conv-first --tokens 1,441,276 --ignore-eos
- *   ./generate MODEL --chat "Hi!" --chat "Tell me more." --max-tokens 64
+ *   ./generate fixtures/gguf/lfm2-tiny-kquant-Q4_K_M.gguf --tokens 1,441,276 --ignore-eos
+ *   ./generate models/lfm2-demo-Q8_0.gguf --chat "Hi!" --chat "Tell me more." \
+ *      --temperature 0.8 --top-p 0.9 --seed 2 --stop "."
+ * MODEL is a model folder, a .gguf file or hf:OWNER/REPO[:FILE].
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,6 +22,7 @@
 
 #define MAX_IDS 4096
 #define MAX_TURNS 16
+#define MAX_STOPS 8
 
 /* Set by Ctrl-C, read by the library before each forward pass. */
 static _Atomic int32_t cancel_flag;
@@ -39,7 +42,7 @@ static bool print_token(const char *text, size_t text_len, uint32_t token, void 
     generated_ids *generated = user_data;
     fwrite(text, 1, text_len, stdout);
     fflush(stdout);
-    if (generated->count < MAX_IDS) {
+    if (token != LFM_TOKEN_NONE && generated->count < MAX_IDS) {
         generated->ids[generated->count++] = token;
     }
     return true;
@@ -74,15 +77,18 @@ static size_t parse_ids(const char *text, uint32_t *ids, size_t capacity) {
 
 static int usage(const char *program) {
     fprintf(stderr,
-            "usage: %s MODEL_DIR (--prompt TEXT | --tokens IDS | --chat MESSAGE...)\n"
-            "          [--max-tokens N] [--temperature T] [--seed S] [--ignore-eos]\n",
+            "usage: %s MODEL (--prompt TEXT | --tokens IDS | --chat MESSAGE...)\n"
+            "          [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
+            "          [--min-p P] [--repetition-penalty R] [--presence-penalty P]\n"
+            "          [--frequency-penalty F] [--penalty-window N] [--seed S]\n"
+            "          [--stop TEXT]... [--ignore-eos]\n",
             program);
     return 2;
 }
 
 int main(int argc, char **argv) {
-    const char *prompt = NULL, *tokens = NULL, *turns[MAX_TURNS];
-    size_t n_turns = 0;
+    const char *prompt = NULL, *tokens = NULL, *turns[MAX_TURNS], *stops[MAX_STOPS];
+    size_t n_turns = 0, n_stops = 0;
     lfm_generate_options options = lfm_generate_options_default();
     if (argc < 3) {
         return usage(argv[0]);
@@ -107,8 +113,24 @@ int main(int argc, char **argv) {
             options.max_tokens = (uint32_t)strtoul(value, NULL, 10);
         } else if (strcmp(flag, "--temperature") == 0) {
             options.temperature = strtof(value, NULL);
+        } else if (strcmp(flag, "--top-k") == 0) {
+            options.top_k = (uint32_t)strtoul(value, NULL, 10);
+        } else if (strcmp(flag, "--top-p") == 0) {
+            options.top_p = strtof(value, NULL);
+        } else if (strcmp(flag, "--min-p") == 0) {
+            options.min_p = strtof(value, NULL);
+        } else if (strcmp(flag, "--repetition-penalty") == 0) {
+            options.repetition_penalty = strtof(value, NULL);
+        } else if (strcmp(flag, "--presence-penalty") == 0) {
+            options.presence_penalty = strtof(value, NULL);
+        } else if (strcmp(flag, "--frequency-penalty") == 0) {
+            options.frequency_penalty = strtof(value, NULL);
+        } else if (strcmp(flag, "--penalty-window") == 0) {
+            options.penalty_window = (uint32_t)strtoul(value, NULL, 10);
         } else if (strcmp(flag, "--seed") == 0) {
             options.seed = strtoull(value, NULL, 10);
+        } else if (strcmp(flag, "--stop") == 0 && n_stops < MAX_STOPS) {
+            stops[n_stops++] = value;
         } else {
             return usage(argv[0]);
         }
@@ -116,6 +138,8 @@ int main(int argc, char **argv) {
     if (!prompt && !tokens && n_turns == 0) {
         return usage(argv[0]);
     }
+    options.stop_strings = stops;
+    options.n_stop_strings = n_stops;
 
     lfm_model *model = NULL;
     lfm_status status = lfm_model_load(argv[1], NULL, &model);

@@ -13,6 +13,13 @@
  *   what failed and why (the file, tensor or value at fault).
  * - Every pointer argument is checked: NULL where one is required gives
  *   LFM_ERROR_NULL_ARGUMENT. Options pointers may be NULL for the defaults.
+ * - Options structs are versioned: each starts with `struct_size`, which its
+ *   lfm_*_options_default() sets. Start from the default and change fields:
+ *       lfm_generate_options options = lfm_generate_options_default();
+ *       options.top_p = 0.9f;
+ *   The library reads `struct_size` bytes, so an app built against this header keeps
+ *   working with a later library that appends fields (they take their defaults). A
+ *   struct_size the library does not know is LFM_ERROR_INVALID_ARGUMENT.
  * - Strings are UTF-8 and NUL-terminated; strings the library returns are owned by it.
  * - No Rust panic crosses this boundary: one is reported as LFM_ERROR_INTERNAL.
  *
@@ -86,20 +93,32 @@ typedef enum lfm_stop_reason {
     LFM_STOP_CALLBACK = 2,
     /* A cancel flag was set, or lfm_session_cancel was called. */
     LFM_STOP_CANCELLED = 3,
-    /* The session's context has no room for another token. */
-    LFM_STOP_CONTEXT_FULL = 4
+    /* The session's context, or the model's shared KV pool, has no room for another
+     * token. */
+    LFM_STOP_CONTEXT_FULL = 4,
+    /* One of options->stop_strings was produced (it is not streamed). */
+    LFM_STOP_STOP_STRING = 5
 } lfm_stop_reason;
+
+/* The token passed to the callback with text held back for a stop string that never
+ * completed, let go at the end of the generation. */
+#define LFM_TOKEN_NONE UINT32_MAX
 
 /* Opaque handles. */
 typedef struct lfm_model lfm_model;
 typedef struct lfm_session lfm_session;
 
 typedef struct lfm_model_options {
-    int32_t backend; /* an lfm_backend */
+    uint32_t struct_size; /* sizeof(lfm_model_options), set by lfm_model_options_default */
+    int32_t backend;      /* an lfm_backend */
     /* GPU memory for the weights and every session of this model (activations, conv
      * state, KV cache), reserved before anything is allocated: a session whose
      * context_length is 0 gets all the context the budget has left. 0 = no budget. */
     uint64_t vram_budget_bytes;
+    /* Lower the adapter's max_storage_buffer_binding_size / max_buffer_size to a
+     * phone's (larger weights are then bound or uploaded in parts); 0 = the adapter's. */
+    uint64_t max_binding_bytes;
+    uint64_t max_buffer_bytes;
     /* 0: each session has a KV cache of its own, sized to its context. N: one pool of
      * N tokens (in blocks of 16) shared by all the model's sessions, each taking blocks
      * as it grows; a session whose context_length is 0 may use all of it. A session
@@ -109,6 +128,7 @@ typedef struct lfm_model_options {
 } lfm_model_options;
 
 typedef struct lfm_session_options {
+    uint32_t struct_size;    /* set by lfm_session_options_default */
     uint32_t context_length; /* tokens the KV cache holds; 0 = 4096, or the shared
                               * pool's size, or with a VRAM budget all that the
                               * budget has left (capped at the
@@ -117,15 +137,34 @@ typedef struct lfm_session_options {
                               * 0 = 128 */
 } lfm_session_options;
 
+/*
+ * How to sample, as the command line's options: penalties over the recent tokens,
+ * then temperature (0: greedy, and the rest is skipped), top-k, top-p, min-p, and a
+ * seeded draw. Values out of range are LFM_ERROR_INVALID_ARGUMENT, naming the field.
+ */
 typedef struct lfm_generate_options {
-    uint32_t max_tokens; /* 0 feeds the prompt and generates nothing; default 256 */
-    float temperature;   /* 0 is greedy (the default) */
-    uint64_t seed;       /* the same seed gives the same tokens */
-    bool ignore_eos;     /* keep generating past end-of-sequence tokens */
+    uint32_t struct_size;     /* set by lfm_generate_options_default */
+    uint32_t max_tokens;      /* 0 feeds the prompt and generates nothing; default 256 */
+    float temperature;        /* >= 0; 0 is greedy (the default) */
+    uint32_t top_k;           /* keep the k most likely tokens; 0 = all */
+    float top_p;              /* in (0, 1]: keep the most likely tokens up to this mass */
+    float min_p;              /* in [0, 1]: keep tokens at least this fraction of the
+                               * most likely one's probability; 0 = all */
+    float repetition_penalty; /* > 0; 1 = none; above 1 discourages tokens seen (HF's) */
+    float presence_penalty;   /* subtracted once from a seen token's logit (OpenAI's) */
+    float frequency_penalty;  /* subtracted once per time a token was seen (OpenAI's) */
+    uint32_t penalty_window;  /* penalties look at the last N tokens; 0 = all held */
+    uint64_t seed;            /* the same seed gives the same tokens */
+    /* `n_stop_strings` UTF-8 strings that end the generation when produced (they are
+     * not streamed: text that may begin one is held back until it cannot); the
+     * pointers need only live during the call. NULL when n_stop_strings is 0. */
+    const char *const *stop_strings;
+    size_t n_stop_strings;
+    bool ignore_eos;          /* keep generating past end-of-sequence tokens */
 } lfm_generate_options;
 
 typedef struct lfm_generation {
-    size_t prompt_tokens;    /* tokens fed before the first sample */
+    size_t prompt_tokens;    /* tokens of the prompt the cache did not hold already */
     size_t generated_tokens;
     int32_t stop_reason;     /* an lfm_stop_reason */
 } lfm_generation;
@@ -133,8 +172,9 @@ typedef struct lfm_generation {
 /*
  * Called for each generated token with the text it completes: `text_len` bytes at
  * `text`, also NUL-terminated, valid only during the call. The text may be empty (a
- * token that ends inside a UTF-8 character: its bytes come with a later token).
- * Return true to go on, false to stop (LFM_STOP_CALLBACK).
+ * token that ends inside a UTF-8 character: its bytes come with a later token, or text
+ * held back because it may begin a stop string). `token` is LFM_TOKEN_NONE for held-back
+ * text let go at the end. Return true to go on, false to stop (LFM_STOP_CALLBACK).
  */
 typedef bool (*lfm_token_callback)(const char *text, size_t text_len, uint32_t token,
                                    void *user_data);
@@ -151,9 +191,16 @@ lfm_session_options lfm_session_options_default(void);
 lfm_generate_options lfm_generate_options_default(void);
 
 /*
- * Loads the model in directory `path` (config.json, model.safetensors or shards,
- * tokenizer.json, tokenizer_config.json) onto a GPU. `options` may be NULL. On
- * failure *out_model is NULL.
+ * Loads a model onto a GPU. `path` is one of:
+ * - a model folder as published on the Hugging Face hub: config.json,
+ *   model.safetensors (or model.safetensors.index.json and its shards),
+ *   tokenizer.json, and tokenizer_config.json for the chat template;
+ * - a .gguf file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K),
+ *   its quantized blocks kept as they are in VRAM;
+ * - "hf:OWNER/REPO" (a safetensors checkpoint) or "hf:OWNER/REPO:FILE" (a .gguf file
+ *   in the repository), fetched into the Hugging Face cache (HF_HOME, HF_ENDPOINT,
+ *   HF_TOKEN) unless it is there already.
+ * `options` may be NULL. On failure *out_model is NULL.
  */
 lfm_status lfm_model_load(const char *path, const lfm_model_options *options,
                           lfm_model **out_model);
@@ -245,10 +292,10 @@ lfm_status lfm_chat_add(lfm_session *session, const char *role, const char *cont
 /*
  * Adds a message and streams the assistant's reply, which joins the conversation
  * however it ended. The conversation is rendered with the model's chat template
- * (tokenizer_config.json), and only what this turn adds to what the cache holds is
- * fed, so each turn costs its own tokens. After lfm_generate on the same session, or
- * with a template that rewrites earlier turns, the cache starts over from the whole
- * conversation. Streaming, cancel and out_result as lfm_generate.
+ * (tokenizer_config.json, or the GGUF file's), and the cache keeps what it holds up to
+ * the first difference from the rendering: each turn feeds only what it adds. (After
+ * lfm_generate on the same session, or with a template that rewrites earlier turns,
+ * less is kept.) Streaming, cancel and out_result as lfm_generate.
  */
 lfm_status lfm_chat(lfm_session *session, const char *role, const char *content,
                     const lfm_generate_options *options, lfm_token_callback on_token,

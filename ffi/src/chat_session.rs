@@ -1,77 +1,117 @@
-//! A session as apps hold it: raw generation, and multi-turn chat through the model's
-//! template that keeps the cache across turns. Each turn renders the whole conversation
-//! and, when the rendering starts with the text the cache already holds, feeds only
-//! what the new turn adds; otherwise (a template that rewrites earlier turns, or raw
-//! generation in between) it starts the cache over from the rendered conversation.
-//! Starting over is the only fallback: the conv layers' state cannot be rolled back to
-//! a shorter prefix.
+//! A session as apps hold it, over the library's generation stack: a prompt goes in
+//! through `Session::prefill` / `Session::prefill_text` (whatever the cache already
+//! holds is kept), and `TokenStream` samples, streams and feeds. Two modes share it:
+//! raw generation, where each call continues the text of the previous one, and chat,
+//! where each turn renders the whole conversation with the model's template and only
+//! what differs from the cache is fed.
 
 use std::path::Path;
 
-use lfm_edge::{ChatTemplate, Error, Message};
+use lfm_edge::{
+    ChatTemplate, Error, Flow, GenerateOptions, Message, Session, StopReason, TokenStream,
+};
 
 use crate::error::{FfiError, FfiResult};
-use crate::generator::{GenerateParams, Generation, Generator, Stream};
 use crate::session_file::{self, AppState, SavedMessage};
 
+/// How a call streams: `on_token` gets each piece of text and its token (possibly
+/// empty text: UTF-8 characters are never split; no token for text held back for a
+/// stop string and let go at the end) and returns whether to go on; `cancelled` is
+/// polled before each forward pass.
+pub struct Stream<'a> {
+    pub cancelled: &'a dyn Fn() -> bool,
+    pub on_token: &'a mut dyn FnMut(&str, Option<u32>) -> bool,
+}
+
+/// How a call went.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Tokens of the prompt that the cache did not hold already.
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// What was streamed, concatenated.
+    pub text: String,
+    pub stop: StopReason,
+}
+
+/// `lfm_stop_reason`, Java's `StopReason` (ABI, never renumber).
+pub fn stop_code(stop: StopReason) -> i32 {
+    match stop {
+        StopReason::MaxTokens => 0,
+        StopReason::EndOfSequence => 1,
+        StopReason::Callback => 2,
+        StopReason::Cancelled => 3,
+        StopReason::ContextFull => 4,
+        StopReason::StopString => 5,
+    }
+}
+
 pub struct ChatSession {
-    generator: Generator,
+    session: Session,
+    /// The last generated token when the session does not hold it yet: raw generation
+    /// feeds it before what comes next (so ending a generation costs no forward pass).
+    pending: Option<u32>,
     messages: Vec<Message>,
-    /// The text of the tokens the session holds, when it holds a rendered conversation.
-    cached_text: Option<String>,
     /// Compiled on the first chat turn: raw generation never needs it.
     template: Option<ChatTemplate>,
 }
 
 impl ChatSession {
-    pub fn new(generator: Generator) -> ChatSession {
+    pub fn new(session: Session) -> ChatSession {
         ChatSession {
-            generator,
+            session,
+            pending: None,
             messages: Vec::new(),
-            cached_text: None,
             template: None,
         }
     }
 
-    pub fn generator(&self) -> &Generator {
-        &self.generator
+    /// Tokens the session holds: those in the cache and the pending one.
+    pub fn tokens_held(&self) -> usize {
+        self.session.position() + usize::from(self.pending.is_some())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.session.max_context()
+    }
+
+    /// Forgets the cache and the conversation.
+    pub fn reset(&mut self) {
+        self.session.reset();
+        self.pending = None;
+        self.messages.clear();
     }
 
     /// Writes the session to `path` (`session_file`): its cache and its conversation.
     pub fn save(&self, path: &Path) -> FfiResult<()> {
         let app = AppState {
             messages: self.messages.iter().map(SavedMessage::from).collect(),
-            cached_text: self.cached_text.clone(),
-            pending: self.generator.pending(),
+            pending: self.pending,
         };
-        session_file::write(path, &app, &self.generator.save_state()?)
+        session_file::write(path, &app, &self.session.save_state()?)
     }
 
     /// Replaces the session with the one saved at `path`, for the same model (its
     /// context must hold the saved tokens); on an error nothing changes.
     pub fn load(&mut self, path: &Path) -> FfiResult<()> {
         let (app, state) = session_file::read(path)?;
-        self.generator
-            .restore(&state, app.pending)
-            .map_err(|e| match e {
-                FfiError::Runtime(Error::SessionFile { message, .. }) => {
-                    FfiError::Runtime(Error::SessionFile {
-                        origin: path.display().to_string(),
-                        message,
-                    })
-                }
-                other => other,
-            })?;
+        let vocab = self.session.model().config.vocab_size;
+        if let Some(id) = app.pending.filter(|&id| id as usize >= vocab) {
+            return Err(FfiError::InvalidArgument(format!(
+                "{}: the saved pending token {id} is out of range: vocab_size is {vocab}",
+                path.display()
+            )));
+        }
+        self.session.restore_state(&state).map_err(|e| match e {
+            Error::SessionFile { message, .. } => Error::SessionFile {
+                origin: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        self.pending = app.pending;
         self.messages = app.messages.into_iter().map(Message::from).collect();
-        self.cached_text = app.cached_text;
         Ok(())
-    }
-
-    /// Forgets the cache and the conversation.
-    pub fn reset(&mut self) {
-        self.generator.reset();
-        self.messages.clear();
-        self.cached_text = None;
     }
 
     /// Continues the session with `prompt`: tokenized as `Tokenizer.encode` (bos
@@ -79,27 +119,39 @@ impl ChatSession {
     pub fn generate_text(
         &mut self,
         prompt: &str,
-        params: &GenerateParams,
+        options: &GenerateOptions,
         stream: Stream,
-    ) -> FfiResult<Generation> {
-        let add_special_tokens = self.generator.tokens_held() == 0;
+    ) -> FfiResult<Outcome> {
+        let add_special_tokens = self.tokens_held() == 0;
         let ids = self
-            .generator
+            .session
             .model()
             .tokenizer
             .encode_with(prompt, add_special_tokens)?;
-        self.generate_tokens(&ids, params, stream)
+        self.generate_tokens(&ids, options, stream)
     }
 
+    /// Continues the session with `prompt`, ids fed as they are.
     pub fn generate_tokens(
         &mut self,
         prompt: &[u32],
-        params: &GenerateParams,
+        options: &GenerateOptions,
         stream: Stream,
-    ) -> FfiResult<Generation> {
-        // The cache now holds text the conversation does not describe.
-        self.cached_text = None;
-        self.generator.generate(prompt, params, stream)
+    ) -> FfiResult<Outcome> {
+        if !prompt.is_empty() {
+            self.session.check_tokens(prompt)?;
+        }
+        let new: Vec<u32> = self.pending.iter().chain(prompt).copied().collect();
+        if new.is_empty() {
+            return Err(FfiError::InvalidArgument(
+                "the prompt is empty and there is no generated token to continue from".into(),
+            ));
+        }
+        let mut all = self.session.tokens().to_vec();
+        all.extend(new);
+        self.run(options, stream, |session, cancelled| {
+            session.prefill_until(&all, cancelled)
+        })
     }
 
     /// Adds a turn (a system prompt, an earlier exchange) without running the model.
@@ -113,52 +165,79 @@ impl ChatSession {
         &mut self,
         role: &str,
         content: &str,
-        params: &GenerateParams,
+        options: &GenerateOptions,
         stream: Stream,
-    ) -> FfiResult<Generation> {
-        params.validate()?;
-        let model = self.generator.model().clone();
+    ) -> FfiResult<Outcome> {
+        let model = self.session.model().clone();
         let template = match &mut self.template {
             Some(template) => template,
             empty => empty.insert(ChatTemplate::for_model(&model)?),
         };
         self.messages.push(Message::new(role, content));
-        let rendered = match template.render(&self.messages, true) {
-            Ok(text) => text,
+        let outcome = template
+            .render(&self.messages, true)
+            .map_err(FfiError::from)
+            .and_then(|rendered| {
+                // The rendered reply holds the pending token's text.
+                self.pending = None;
+                self.run(options, stream, |session, cancelled| {
+                    session.prefill_text_until(&rendered, cancelled)
+                })
+            });
+        match outcome {
+            Ok(outcome) => {
+                let reply = Message::new("assistant", outcome.text.as_str());
+                self.messages.push(reply);
+                Ok(outcome)
+            }
             Err(e) => {
                 self.messages.pop();
-                return Err(e.into());
+                Err(e)
             }
-        };
-        let new_text = match &self.cached_text {
-            Some(cached) if rendered.starts_with(cached.as_str()) => &rendered[cached.len()..],
-            _ => {
-                log::debug!("chat: the cache does not hold this conversation; starting over");
-                self.generator.reset();
-                &rendered
-            }
-        };
-        self.cached_text = None;
-        let generated = model
-            .tokenizer
-            .encode_with(new_text, false)
-            .map_err(Into::into)
-            .and_then(|ids| self.generator.generate(&ids, params, stream));
-        let generation = match generated {
-            Ok(generation) => generation,
-            Err(e) => {
-                self.messages.pop();
-                return Err(e);
-            }
-        };
-        if generation.prompt_complete {
-            // Special tokens included: exactly what the cache holds. Should decoding
-            // fail, the next turn merely starts over.
-            let reply = model.tokenizer.decode(&generation.tokens, false);
-            self.cached_text = reply.ok().map(|reply| rendered + &reply);
         }
-        self.messages
-            .push(Message::new("assistant", generation.text.as_str()));
-        Ok(generation)
+    }
+
+    /// Makes the cache hold the prompt with `prefill`, then generates into `stream`.
+    fn run(
+        &mut self,
+        options: &GenerateOptions,
+        stream: Stream,
+        prefill: impl FnOnce(&mut Session, &dyn Fn() -> bool) -> lfm_edge::Result<Vec<f32>>,
+    ) -> FfiResult<Outcome> {
+        options
+            .sampler
+            .validate()
+            .map_err(FfiError::InvalidArgument)?;
+        let before = self.session.tokens().to_vec();
+        let prefilled = prefill(&mut self.session, stream.cancelled);
+        let kept = before
+            .iter()
+            .zip(self.session.tokens())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut outcome = Outcome {
+            prompt_tokens: self.session.position() - kept,
+            generated_tokens: 0,
+            text: String::new(),
+            stop: StopReason::Cancelled,
+        };
+        let logits = match prefilled {
+            Err(Error::Cancelled) => return Ok(outcome),
+            fed => fed?,
+        };
+        self.pending = None;
+        let on_token = stream.on_token;
+        let generation = TokenStream::new(&mut self.session, logits, options)
+            .cancel_when(stream.cancelled)
+            .run(|chunk| match on_token(chunk.text, chunk.token) {
+                true => Flow::Continue,
+                false => Flow::Stop,
+            })?;
+        // A token the context has no room for is streamed, but never held.
+        self.pending = generation.unfed.filter(|_| self.session.has_room(1));
+        outcome.generated_tokens = generation.tokens.len();
+        outcome.text = generation.text;
+        outcome.stop = generation.stop;
+        Ok(outcome)
     }
 }

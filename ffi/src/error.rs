@@ -68,6 +68,8 @@ impl FfiError {
                 Error::Input(_) | Error::SessionFile { .. } => LfmStatus::InvalidArgument,
                 Error::ContextFull { .. } | Error::KvPoolFull { .. } => LfmStatus::ContextFull,
                 Error::Budget { .. } => LfmStatus::Budget,
+                // Callers turn a cancel into a stop reason; it never crosses.
+                Error::Cancelled => LfmStatus::Internal,
             },
             FfiError::Null(_) => LfmStatus::NullArgument,
             FfiError::InvalidArgument(_) => LfmStatus::InvalidArgument,

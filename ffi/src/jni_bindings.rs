@@ -7,14 +7,16 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
-use jni::objects::{JClass, JIntArray, JObject, JString, JThrowable, JValue};
-use jni::sys::{jboolean, jfloat, jint, jintArray, jlong};
+use jni::objects::{
+    JClass, JIntArray, JObject, JObjectArray, JString, JThrowable, JValue, JValueOwned,
+};
+use jni::sys::{jboolean, jint, jintArray, jlong};
 use jni::JNIEnv;
+use lfm_edge::{GenerateOptions, GpuOptions, LoadOptions, SamplerConfig};
 
-use crate::chat_session::ChatSession;
+use crate::chat_session::{stop_code, ChatSession, Outcome, Stream};
 use crate::error::{FfiError, FfiResult, LfmStatus};
-use crate::generator::{GenerateParams, Generation, Stream};
-use crate::model::{backend, load_model, tokenize, AppModel, LoadOptions};
+use crate::model::{backend, load_model, nonzero, tokenize, AppLoadOptions, AppModel};
 use crate::shared_session::SharedSession;
 
 const EXCEPTION_CLASS: &str = "dev/lfmedge/LfmException";
@@ -114,17 +116,71 @@ fn java_string(env: &mut JNIEnv, text: &JString, what: &'static str) -> JniResul
     Ok(env.get_string(text).map_err(jni_failure)?.into())
 }
 
-/// The generation parameters as the Java methods pass them.
-type JavaParams = (jint, jfloat, jlong, jboolean);
+/// A count Java passes as a signed number: negative is an error naming it, never
+/// "none" or "the default".
+fn count<T: TryFrom<i64>>(value: impl Into<i64>, name: &str) -> JniResult<T> {
+    let value = value.into();
+    T::try_from(value).map_err(|_| {
+        let why = if value < 0 {
+            "is negative"
+        } else {
+            "is too large"
+        };
+        FfiError::InvalidArgument(format!("{name} {value} {why}")).into()
+    })
+}
 
-fn params((max_tokens, temperature, seed, ignore_eos): JavaParams) -> JniResult<GenerateParams> {
-    let max_tokens = usize::try_from(max_tokens)
-        .map_err(|_| FfiError::InvalidArgument(format!("maxTokens {max_tokens} is negative")))?;
-    Ok(GenerateParams {
-        max_tokens,
-        temperature,
-        seed: seed as u64,
-        ignore_eos: ignore_eos != 0,
+/// The options in a `dev.lfmedge.GenerateParams`.
+fn generate_options(env: &mut JNIEnv, params: &JObject) -> JniResult<GenerateOptions> {
+    if params.is_null() {
+        return Err(FfiError::Null("params").into());
+    }
+    let mut field =
+        |name: &str, signature: &str| env.get_field(params, name, signature).map_err(jni_failure);
+    let int = |value: JValueOwned| value.i().map_err(jni_failure);
+    let float = |value: JValueOwned| value.f().map_err(jni_failure);
+    let max_tokens = int(field("maxTokens", "I")?)?;
+    let temperature = float(field("temperature", "F")?)?;
+    let top_k = int(field("topK", "I")?)?;
+    let top_p = float(field("topP", "F")?)?;
+    let min_p = float(field("minP", "F")?)?;
+    let repetition_penalty = float(field("repetitionPenalty", "F")?)?;
+    let presence_penalty = float(field("presencePenalty", "F")?)?;
+    let frequency_penalty = float(field("frequencyPenalty", "F")?)?;
+    let penalty_window = int(field("penaltyWindow", "I")?)?;
+    let seed = field("seed", "J")?.j().map_err(jni_failure)?;
+    let ignore_eos = field("ignoreEos", "Z")?.z().map_err(jni_failure)?;
+    let stop = JObjectArray::from(
+        field("stop", "[Ljava/lang/String;")?
+            .l()
+            .map_err(jni_failure)?,
+    );
+    let mut stop_strings = Vec::new();
+    if !stop.is_null() {
+        for i in 0..env.get_array_length(&stop).map_err(jni_failure)? {
+            let text = JString::from(
+                env.get_object_array_element(&stop, i)
+                    .map_err(jni_failure)?,
+            );
+            stop_strings.push(java_string(env, &text, "a stop string")?);
+            env.delete_local_ref(text).map_err(jni_failure)?;
+        }
+    }
+    Ok(GenerateOptions {
+        max_tokens: count(max_tokens, "maxTokens")?,
+        sampler: SamplerConfig {
+            temperature,
+            top_k: count(top_k, "topK")?,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            penalty_window: count(penalty_window, "penaltyWindow")?,
+            seed: seed as u64,
+        },
+        stop_strings,
+        ignore_eos,
     })
 }
 
@@ -133,20 +189,22 @@ fn params((max_tokens, temperature, seed, ignore_eos): JavaParams) -> JniResult<
 fn generate_into(
     env: &mut JNIEnv,
     session: jlong,
-    params: JavaParams,
+    params: &JObject,
     callback: &JObject,
-    body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> Result<Generation, FfiError>,
+    body: impl FnOnce(&mut ChatSession, &GenerateOptions, Stream) -> FfiResult<Outcome>,
 ) -> JniResult<jint> {
-    let params = self::params(params)?;
+    let options = generate_options(env, params)?;
     let shared = session_of(session)?;
     let mut chat = shared.lock()?;
     let mut callback_failure = None;
-    let generation = {
+    let outcome = {
         let cancelled = || shared.cancelled();
-        let mut on_token = |text: &str, token: u32| {
+        let mut on_token = |text: &str, token: Option<u32>| {
             if callback.is_null() {
                 return true;
             }
+            // -1: text held back for a stop string, let go at the end.
+            let token = token.map_or(-1, |id| id as jint);
             match deliver(env, callback, text, token) {
                 Ok(go_on) => go_on,
                 Err(error) => {
@@ -157,7 +215,7 @@ fn generate_into(
         };
         body(
             &mut chat,
-            &params,
+            &options,
             Stream {
                 cancelled: &cancelled,
                 on_token: &mut on_token,
@@ -167,14 +225,14 @@ fn generate_into(
     if let Some(error) = callback_failure {
         return Err(Failure::Jni(error));
     }
-    Ok(generation?.stop as jint)
+    Ok(stop_code(outcome?.stop))
 }
 
 fn deliver(
     env: &mut JNIEnv,
     callback: &JObject,
     text: &str,
-    token: u32,
+    token: jint,
 ) -> jni::errors::Result<bool> {
     let text = env.new_string(text)?;
     let go_on = env
@@ -182,7 +240,7 @@ fn deliver(
             callback,
             "onToken",
             "(Ljava/lang/String;I)Z",
-            &[JValue::Object(&text), JValue::Int(token as jint)],
+            &[JValue::Object(&text), JValue::Int(token)],
         )?
         .z()?;
     // One local reference per token would overflow the frame in a long generation.
@@ -208,16 +266,24 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_modelLoad<'l>(
     backend_code: jint,
     vram_budget_bytes: jlong,
     kv_pool_tokens: jint,
+    max_binding_bytes: jlong,
+    max_buffer_bytes: jlong,
 ) -> jlong {
     entry(&mut env, 0, |env| {
         let path = java_string(env, &path, "path")?;
-        let options = LoadOptions {
-            backend: backend(backend_code)?,
-            vram_budget_bytes: vram_budget_bytes.max(0) as u64,
-            kv_pool_tokens: kv_pool_tokens.max(0) as u32,
+        let options = AppLoadOptions {
+            load: LoadOptions {
+                gpu: GpuOptions {
+                    backend: backend(backend_code)?,
+                    max_binding_size: nonzero(count(max_binding_bytes, "maxBindingBytes")?),
+                    max_buffer_size: nonzero(count(max_buffer_bytes, "maxBufferBytes")?),
+                    ..GpuOptions::default()
+                },
+                vram_budget: nonzero(count(vram_budget_bytes, "vramBudgetBytes")?),
+            },
+            kv_pool_tokens: count(kv_pool_tokens, "kvPoolTokens")?,
         };
-        let model = load_model(Path::new(&path), &options)?;
-        Ok(handle_of(model))
+        Ok(handle_of(load_model(&path, &options)?))
     })
 }
 
@@ -256,8 +322,10 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionNew<'l>(
 ) -> jlong {
     entry(&mut env, 0, |_| {
         let model = model_of(model)?;
-        let positive = |value: jint| u32::try_from(value).unwrap_or(0);
-        let chat = model.open_session(positive(context_length), positive(batch))?;
+        let chat = model.open_session(
+            count(context_length, "contextLength")?,
+            count(batch, "batch")?,
+        )?;
         Ok(handle_of(SharedSession::new(chat)))
     })
 }
@@ -339,47 +407,34 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_sessionContext<'l>(
     entry(&mut env, std::ptr::null_mut(), |env| {
         let shared = session_of(session)?;
         let chat = shared.lock()?;
-        let generator = chat.generator();
-        int_array(
-            env,
-            &[generator.tokens_held() as u32, generator.capacity() as u32],
-        )
+        int_array(env, &[chat.tokens_held() as u32, chat.capacity() as u32])
     })
 }
 
 #[no_mangle]
-#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
 pub extern "system" fn Java_dev_lfmedge_LfmNative_generate<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     session: jlong,
     prompt: JString<'l>,
-    max_tokens: jint,
-    temperature: jfloat,
-    seed: jlong,
-    ignore_eos: jboolean,
+    params: JObject<'l>,
     callback: JObject<'l>,
 ) -> jint {
     entry(&mut env, -1, |env| {
         let prompt = java_string(env, &prompt, "prompt")?;
-        let params = (max_tokens, temperature, seed, ignore_eos);
-        generate_into(env, session, params, &callback, |chat, params, stream| {
-            chat.generate_text(&prompt, params, stream)
+        generate_into(env, session, &params, &callback, |chat, options, stream| {
+            chat.generate_text(&prompt, options, stream)
         })
     })
 }
 
 #[no_mangle]
-#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
 pub extern "system" fn Java_dev_lfmedge_LfmNative_generateTokens<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     session: jlong,
     tokens: JIntArray<'l>,
-    max_tokens: jint,
-    temperature: jfloat,
-    seed: jlong,
-    ignore_eos: jboolean,
+    params: JObject<'l>,
     callback: JObject<'l>,
 ) -> jint {
     entry(&mut env, -1, |env| {
@@ -397,9 +452,8 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_generateTokens<'l>(
                     .map_err(|_| FfiError::InvalidArgument(format!("token id {id} is negative")))
             })
             .collect::<Result<Vec<u32>, FfiError>>()?;
-        let params = (max_tokens, temperature, seed, ignore_eos);
-        generate_into(env, session, params, &callback, |chat, params, stream| {
-            chat.generate_tokens(&ids, params, stream)
+        generate_into(env, session, &params, &callback, |chat, options, stream| {
+            chat.generate_tokens(&ids, options, stream)
         })
     })
 }
@@ -421,25 +475,20 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_chatAdd<'l>(
 }
 
 #[no_mangle]
-#[allow(clippy::too_many_arguments)] // the Java method's parameters, one by one
 pub extern "system" fn Java_dev_lfmedge_LfmNative_chat<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     session: jlong,
     role: JString<'l>,
     content: JString<'l>,
-    max_tokens: jint,
-    temperature: jfloat,
-    seed: jlong,
-    ignore_eos: jboolean,
+    params: JObject<'l>,
     callback: JObject<'l>,
 ) -> jint {
     entry(&mut env, -1, |env| {
         let role = java_string(env, &role, "role")?;
         let content = java_string(env, &content, "content")?;
-        let params = (max_tokens, temperature, seed, ignore_eos);
-        generate_into(env, session, params, &callback, |chat, params, stream| {
-            chat.chat(&role, &content, params, stream)
+        generate_into(env, session, &params, &callback, |chat, options, stream| {
+            chat.chat(&role, &content, options, stream)
         })
     })
 }

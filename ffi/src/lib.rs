@@ -1,8 +1,8 @@
 //! lfm-edge for apps: a stable C ABI (declared in `ffi/include/lfm_edge.h`, built as a
 //! cdylib and a staticlib) and, with the `jni` feature, the JNI entry points of the
 //! Android library in `android/`. Both are thin boundaries over the same safe core:
-//! [`generator::Generator`] (the generation loop) and [`chat_session::ChatSession`]
-//! (raw generation plus multi-turn chat that keeps the cache across turns).
+//! [`model::load_model`] (the library's loader) and [`chat_session::ChatSession`]
+//! (raw generation plus multi-turn chat on the library's generation loop).
 //!
 //! No panic crosses either boundary: each entry point catches unwinding and reports it
 //! as an error (`LFM_ERROR_INTERNAL`, or a Java `LfmException`).
@@ -10,7 +10,6 @@
 pub mod capi;
 pub mod chat_session;
 pub mod error;
-pub mod generator;
 #[cfg(feature = "jni")]
 mod jni_bindings;
 pub mod model;

@@ -1,18 +1,13 @@
-//! Loading a model for an app: the GPU it runs on and its weights, shared by every
-//! session opened on it.
+//! Loading a model for an app through the library's one loader, plus what apps add:
+//! a KV pool its sessions may share.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use lfm_edge::kv_pool::{blocks_for, BLOCK_TOKENS};
-use lfm_edge::{
-    Backend, Gpu, GpuOptions, KvDtype, KvPool, Model, ModelConfig, Session, SessionOptions,
-    VramBudget,
-};
+use lfm_edge::{Backend, KvDtype, KvPool, LoadOptions, Model, Session, SessionOptions};
 
 use crate::chat_session::ChatSession;
 use crate::error::{FfiError, FfiResult};
-use crate::generator::Generator;
 
 /// `lfm_backend` (ABI, never renumber) to the runtime's backend.
 pub fn backend(code: i32) -> FfiResult<Backend> {
@@ -30,6 +25,11 @@ pub fn backend(code: i32) -> FfiResult<Backend> {
     })
 }
 
+/// 0 means "none" in the option structs of every binding.
+pub fn nonzero(value: u64) -> Option<u64> {
+    (value != 0).then_some(value)
+}
+
 /// A model as apps hold it: the weights, and the KV pool its sessions share when it
 /// was loaded with one.
 pub struct AppModel {
@@ -38,37 +38,20 @@ pub struct AppModel {
 }
 
 /// How an app loads a model: `lfm_model_options` and its Kotlin and Swift mirrors.
-pub struct LoadOptions {
-    pub backend: Backend,
-    /// 0: none; else the weights and every session stay within this many bytes.
-    pub vram_budget_bytes: u64,
+pub struct AppLoadOptions {
+    pub load: LoadOptions,
     /// 0: each session has a KV cache of its own; else one pool of this many tokens
     /// that all the model's sessions take blocks from as they grow.
     pub kv_pool_tokens: u32,
 }
 
-/// Loads a model, within a VRAM budget unless it is 0, with a shared KV pool unless
-/// its size is 0.
-pub fn load_model(dir: &Path, options: &LoadOptions) -> FfiResult<AppModel> {
-    // A missing or bad model fails before paying for GPU start-up.
-    ModelConfig::from_file(&dir.join("config.json"))?;
-    let budget =
-        (options.vram_budget_bytes != 0).then(|| VramBudget::new(options.vram_budget_bytes));
-    let gpu = Gpu::new(&GpuOptions {
-        backend: options.backend,
-        ..GpuOptions::default()
-    })?;
-    let model = Arc::new(match budget {
-        Some(budget) => Model::load_within(dir, gpu, &budget)?,
-        None => Model::load(dir, gpu)?,
-    });
+/// Opens the model `spec` names (a folder, a .gguf file, or hf:OWNER/REPO[:FILE]),
+/// with a shared KV pool unless its size is 0.
+pub fn load_model(spec: &str, options: &AppLoadOptions) -> FfiResult<AppModel> {
+    let model = Model::open(spec, &options.load)?;
     let pool = match options.kv_pool_tokens {
         0 => None,
-        tokens => Some(KvPool::new(
-            &model,
-            KvDtype::default(),
-            blocks_for(tokens as usize),
-        )?),
+        tokens => Some(model.kv_pool(KvDtype::default(), blocks_for(tokens as usize))?),
     };
     Ok(AppModel { model, pool })
 }
@@ -99,7 +82,7 @@ impl AppModel {
             Some(pool) => Session::new_in(pool, self.model.clone(), &options)?,
             None => Session::new(self.model.clone(), &options)?,
         };
-        Ok(ChatSession::new(Generator::new(session)))
+        Ok(ChatSession::new(session))
     }
 }
 

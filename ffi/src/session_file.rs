@@ -1,14 +1,13 @@
 //! An app's session saved to a file, to pick a conversation up again after the process
 //! is gone (a phone kills background apps): the runtime's session state (tokens, KV
 //! rows, conv state: no prompt is fed again) and what the C and JNI layers keep beside
-//! it (the conversation, the text the cache holds, the generated token not fed yet).
+//! it (the conversation, the generated token not fed yet).
 //!
 //! ```text
 //! magic "LFMAPP\0\0", version u32, json length u32, json, runtime session state
 //! ```
 //!
-//! The JSON: `{"messages": [{"role", "content"}], "cached_text": string|null,
-//! "pending": u32|null}`.
+//! The JSON: `{"messages": [{"role", "content"}], "pending": u32|null}`.
 
 use std::path::Path;
 
@@ -24,7 +23,6 @@ const VERSION: u32 = 1;
 #[derive(Serialize, Deserialize)]
 pub struct AppState {
     pub messages: Vec<SavedMessage>,
-    pub cached_text: Option<String>,
     pub pending: Option<u32>,
 }
 

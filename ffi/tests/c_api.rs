@@ -8,9 +8,10 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 use std::sync::OnceLock;
 
-use common::{fixture, reference};
+use common::{fixture, gguf_fixture, reference, GGUF_FIXTURES};
+use lfm_edge::StopReason;
 use lfm_edge_ffi::capi::*;
-use lfm_edge_ffi::generator::StopReason;
+use lfm_edge_ffi::chat_session::stop_code;
 use lfm_edge_ffi::LfmStatus;
 
 /// One model for the whole binary (never freed): it is shareable across threads.
@@ -103,7 +104,7 @@ unsafe extern "C" fn collect(
 fn options(max_tokens: u32) -> LfmGenerateOptions {
     LfmGenerateOptions {
         max_tokens,
-        ignore_eos: true,
+        ignore_eos: 1,
         ..lfm_generate_options_default()
     }
 }
@@ -260,7 +261,7 @@ fn greedy_generation_matches_the_reference() {
     assert_eq!(collected.ids, r.greedy_ids);
     assert_eq!(result.prompt_tokens, r.prompt_ids.len());
     assert_eq!(result.generated_tokens, 24);
-    assert_eq!(result.stop_reason, StopReason::MaxTokens as i32);
+    assert_eq!(result.stop_reason, stop_code(StopReason::MaxTokens));
     assert_eq!(session.context(), (r.prompt_ids.len() + 24, 4096));
 }
 
@@ -384,7 +385,7 @@ fn callbacks_stop_and_cancels_land_before_the_next_pass() {
         ..Collected::default()
     };
     let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
-    assert_eq!(result.stop_reason, StopReason::Callback as i32);
+    assert_eq!(result.stop_reason, stop_code(StopReason::Callback));
     assert_eq!(collected.ids, r.greedy_ids[..3]);
 
     // A cancel flag already set: nothing is fed.
@@ -397,7 +398,7 @@ fn callbacks_stop_and_cancels_land_before_the_next_pass() {
         &mut Collected::default(),
         &cancel,
     );
-    assert_eq!(result.stop_reason, StopReason::Cancelled as i32);
+    assert_eq!(result.stop_reason, stop_code(StopReason::Cancelled));
     assert_eq!((result.prompt_tokens, session.context().0), (0, 0));
 
     // From inside the callback: re-entering the session is refused, cancelling is not.
@@ -407,7 +408,7 @@ fn callbacks_stop_and_cancels_land_before_the_next_pass() {
     };
     let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
     assert_eq!(collected.reentrant_status, Some(LfmStatus::Busy));
-    assert_eq!(result.stop_reason, StopReason::Cancelled as i32);
+    assert_eq!(result.stop_reason, stop_code(StopReason::Cancelled));
     assert_eq!(collected.ids, r.greedy_ids[..1]);
 }
 
@@ -418,8 +419,10 @@ fn a_full_context_stops_generation_then_refuses_prompts() {
     let session = Session::new(capacity as u32);
     let mut collected = Collected::default();
     let result = generate_ids(&session, &r.prompt_ids, 24, &mut collected);
-    assert_eq!(result.stop_reason, StopReason::ContextFull as i32);
-    assert_eq!(collected.ids, r.greedy_ids[..4]);
+    assert_eq!(result.stop_reason, stop_code(StopReason::ContextFull));
+    // The fifth token is sampled from the fourth's logits and streamed, but the full
+    // context cannot hold it.
+    assert_eq!(collected.ids, r.greedy_ids[..5]);
     assert_eq!(session.context(), (capacity, capacity));
     let status = try_generate_tokens(&session, &[1], None, None, ptr::null(), ptr::null_mut());
     assert_eq!(status, LfmStatus::ContextFull);
@@ -431,7 +434,7 @@ fn chat_turns_feed_only_what_they_add() {
     let (first, reply) = chat(&session, "Hi", 6);
     let opening = "<|startoftext|><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
     assert_eq!(first.prompt_tokens, token_count(opening));
-    let ended = first.stop_reason == StopReason::EndOfSequence as i32;
+    let ended = first.stop_reason == stop_code(StopReason::EndOfSequence);
     assert_eq!(
         session.context().0,
         first.prompt_tokens + first.generated_tokens
@@ -446,13 +449,15 @@ fn chat_turns_feed_only_what_they_add() {
         "reply was {reply:?}"
     );
 
-    // Raw generation in between: the next turn starts over from the whole conversation.
+    // Raw generation in between: the next turn keeps the cache up to the first
+    // difference from the rendered conversation, and feeds the rest.
+    let held = session.context().0;
     generate_text(&session, " and", 2);
     let (third, _) = chat(&session, "Again", 2);
-    assert!(third.prompt_tokens > first.prompt_tokens + second.prompt_tokens);
-    assert_eq!(
-        session.context().0,
-        third.prompt_tokens + third.generated_tokens
+    let kept = session.context().0 - third.prompt_tokens - third.generated_tokens;
+    assert!(
+        kept >= first.prompt_tokens && kept < held,
+        "kept {kept} of {held}"
     );
 }
 
@@ -550,14 +555,14 @@ fn sessions_share_the_models_kv_pool() {
     assert_ok(status);
     assert_eq!(first.context().1, 48, "context 0 is the pool's size");
     let generation = generate_ids(&first, &prompt, 8, &mut Collected::default());
-    assert_eq!(generation.stop_reason, StopReason::MaxTokens as i32);
+    assert_eq!(generation.stop_reason, stop_code(StopReason::MaxTokens));
 
     // The first session holds two blocks: the second's prompt takes the last one, and
     // its first token finds the pool full.
     let (status, second) = Session::open(model, 0);
     assert_ok(status);
     let generation = generate_ids(&second, &prompt, 24, &mut Collected::default());
-    assert_eq!(generation.stop_reason, StopReason::ContextFull as i32);
+    assert_eq!(generation.stop_reason, stop_code(StopReason::ContextFull));
     assert_eq!(generation.generated_tokens, 1);
     let status = try_generate_tokens(&second, &[1, 2], None, None, ptr::null(), ptr::null_mut());
     assert_eq!(status, LfmStatus::ContextFull);
@@ -566,7 +571,7 @@ fn sessions_share_the_models_kv_pool() {
     // Freeing the first session gives its blocks back.
     drop(first);
     let generation = generate_ids(&second, &[], 24, &mut Collected::default());
-    assert_eq!(generation.stop_reason, StopReason::MaxTokens as i32);
+    assert_eq!(generation.stop_reason, stop_code(StopReason::MaxTokens));
     drop(second);
     unsafe { lfm_model_free(model) };
 }
@@ -605,4 +610,107 @@ fn a_saved_session_picks_the_conversation_up_in_another() {
     let missing = CString::new("/nonexistent/chat.lfm").unwrap();
     let status = unsafe { lfm_session_load(restored.0, missing.as_ptr()) };
     assert_eq!(status, LfmStatus::Io);
+}
+
+#[test]
+fn options_are_read_as_long_as_their_struct_size_says() {
+    let session = Session::new(0);
+    for size in [0, 8, std::mem::size_of::<LfmGenerateOptions>() as u32 + 8] {
+        let odd = LfmGenerateOptions {
+            struct_size: size,
+            ..options(4)
+        };
+        let status = try_generate_tokens(
+            &session,
+            &[1],
+            Some(&odd),
+            None,
+            ptr::null(),
+            ptr::null_mut(),
+        );
+        assert_eq!(status, LfmStatus::InvalidArgument);
+        assert!(
+            last_error().contains(&format!("lfm_generate_options.struct_size is {size}")),
+            "{}",
+            last_error()
+        );
+    }
+    let bad_session = LfmSessionOptions {
+        struct_size: 0,
+        ..lfm_session_options_default()
+    };
+    let mut out = ptr::dangling_mut();
+    let status = unsafe { lfm_session_new(model(), &bad_session, &mut out) };
+    assert_eq!(status, LfmStatus::InvalidArgument);
+    assert!(out.is_null());
+    assert!(last_error().contains("lfm_session_options_default()"));
+}
+
+#[test]
+fn quantized_gguf_files_load_and_stream_the_greedy_reference() {
+    for name in GGUF_FIXTURES {
+        let f = gguf_fixture(name);
+        let path = CString::new(f.path.to_str().unwrap()).unwrap();
+        let mut model = ptr::null_mut();
+        assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
+        let (status, session) = Session::open(model, 0);
+        assert_ok(status);
+        unsafe { lfm_model_free(model) };
+        let mut collected = Collected::default();
+        generate_tokens(
+            &session,
+            &f.prompt_ids,
+            options(24),
+            &mut collected,
+            ptr::null(),
+        );
+        assert_eq!(collected.ids, f.greedy_ids, "{name}");
+    }
+}
+
+#[test]
+fn stop_strings_end_the_generation_unstreamed() {
+    let r = reference();
+    let session = Session::new(0);
+    let mut full = Collected::default();
+    generate_tokens(&session, &r.prompt_ids, options(24), &mut full, ptr::null());
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let stop_c = CString::new(stop.clone()).unwrap();
+    let never = CString::new("\u{1F600}never\u{1F600}").unwrap();
+    let stops = [never.as_ptr(), stop_c.as_ptr()];
+    let with_stops = LfmGenerateOptions {
+        stop_strings: stops.as_ptr(),
+        n_stop_strings: stops.len(),
+        ..options(24)
+    };
+    unsafe { lfm_session_reset(session.0) };
+    let mut collected = Collected::default();
+    let result = generate_tokens(
+        &session,
+        &r.prompt_ids,
+        with_stops,
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(result.stop_reason, stop_code(StopReason::StopString));
+    assert_eq!(collected.text, full.text[..full.text.find(&stop).unwrap()]);
+    assert!(!collected.ids.contains(&TOKEN_NONE));
+
+    // A NULL array with a count is refused before anything runs.
+    let missing = LfmGenerateOptions {
+        n_stop_strings: 1,
+        ..options(4)
+    };
+    unsafe { lfm_session_reset(session.0) };
+    let status = try_generate_tokens(
+        &session,
+        &[1],
+        Some(&missing),
+        None,
+        ptr::null(),
+        ptr::null_mut(),
+    );
+    assert_eq!(status, LfmStatus::NullArgument);
+    assert_eq!(session.context().0, 0);
 }

@@ -8,8 +8,9 @@ use std::mem::{offset_of, size_of};
 use std::process::Command;
 
 use common::{compile_c, library_dir, repo_root, run};
+use lfm_edge::StopReason;
 use lfm_edge_ffi::capi::{LfmGenerateOptions, LfmGeneration, LfmModelOptions, LfmSessionOptions};
-use lfm_edge_ffi::generator::StopReason;
+use lfm_edge_ffi::chat_session::stop_code;
 use lfm_edge_ffi::LfmStatus;
 
 fn header() -> String {
@@ -123,6 +124,7 @@ fn structs_and_enums_match_the_library() {
         ("LFM_STOP_CALLBACK", StopReason::Callback),
         ("LFM_STOP_CANCELLED", StopReason::Cancelled),
         ("LFM_STOP_CONTEXT_FULL", StopReason::ContextFull),
+        ("LFM_STOP_STOP_STRING", StopReason::StopString),
     ];
     let backends = ["AUTO", "VULKAN", "METAL", "DX12", "GL"]
         .iter()
@@ -130,17 +132,39 @@ fn structs_and_enums_match_the_library() {
     let expected: Vec<(String, String, u64)> = layout!(
         LfmModelOptions,
         "lfm_model_options",
-        [backend, vram_budget_bytes, kv_pool_tokens]
+        [
+            struct_size,
+            backend,
+            vram_budget_bytes,
+            max_binding_bytes,
+            max_buffer_bytes,
+            kv_pool_tokens
+        ]
     )
     .chain(layout!(
         LfmSessionOptions,
         "lfm_session_options",
-        [context_length, batch]
+        [struct_size, context_length, batch]
     ))
     .chain(layout!(
         LfmGenerateOptions,
         "lfm_generate_options",
-        [max_tokens, temperature, seed, ignore_eos]
+        [
+            struct_size,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            penalty_window,
+            seed,
+            stop_strings,
+            n_stop_strings,
+            ignore_eos
+        ]
     ))
     .chain(layout!(
         LfmGeneration,
@@ -161,8 +185,13 @@ fn structs_and_enums_match_the_library() {
     .chain(
         stops
             .iter()
-            .map(|(name, s)| (name.to_string(), name.to_string(), *s as u64)),
+            .map(|(name, s)| (name.to_string(), name.to_string(), stop_code(*s) as u64)),
     )
+    .chain([(
+        "LFM_TOKEN_NONE".into(),
+        "LFM_TOKEN_NONE".into(),
+        u64::from(lfm_edge_ffi::capi::TOKEN_NONE),
+    )])
     .chain(
         backends
             .enumerate()

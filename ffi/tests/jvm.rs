@@ -9,7 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::{fixture, join_ids, library_dir, reference, repo_root, run};
+use common::{
+    fixture, gguf_fixture, join_ids, library_dir, reference, repo_root, run, GGUF_FIXTURES,
+};
 
 /// Compiles the bindings and tests/java's HostCheck, runs it, and returns its
 /// "name: value" lines.
@@ -36,7 +38,11 @@ fn host_check() -> BTreeMap<String, String> {
         .arg("dev.lfmedge.HostCheck")
         .arg(fixture())
         .arg(join_ids(&r.prompt_ids))
-        .arg(&r.prompt_text));
+        .arg(&r.prompt_text)
+        .args(GGUF_FIXTURES.iter().flat_map(|name| {
+            let f = gguf_fixture(name);
+            [f.path.display().to_string(), join_ids(&f.prompt_ids)]
+        })));
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -86,5 +92,21 @@ fn java_bindings_generate_on_the_fixture() {
         "{}",
         line("missing-model")
     );
+    assert_eq!(line("stop-string"), "STOP_STRING false");
+    for (name, needle) in [
+        ("negative-max-tokens", "2 maxTokens -1 is negative"),
+        ("negative-top-k", "2 topK -1 is negative"),
+        ("bad-top-p", "2 top_p 2 is not in (0, 1]"),
+        ("negative-context", "2 contextLength -1 is negative"),
+        ("negative-budget", "2 vramBudgetBytes -1 is negative"),
+        ("negative-pool", "2 kvPoolTokens -1 is negative"),
+    ] {
+        assert_eq!(line(name), needle);
+    }
+    // Quantized GGUF files load through the same loader and stream the greedy ids.
+    for name in GGUF_FIXTURES {
+        let f = gguf_fixture(name);
+        assert_eq!(line(&format!("gguf {name}.gguf")), &join_ids(&f.greedy_ids));
+    }
     assert!(lines.contains_key("done"));
 }

@@ -1,7 +1,8 @@
-//! Element types of weight tensors as they sit in VRAM: plain floats, or GGUF's
-//! quantized blocks kept as they are in the file. Kernels unpack them to f32.
+//! Element types as they sit in VRAM: weight tensors (plain floats, or GGUF's quantized
+//! blocks kept as they are in the file) and the KV cache. Kernels unpack them to f32.
 
 use std::fmt;
+use std::str::FromStr;
 
 // Quantized types keep ggml's names (Q4_K, not Q4K): they are what users read in files.
 #[allow(non_camel_case_types)]
@@ -88,6 +89,51 @@ impl fmt::Display for DType {
             DType::Q4_K => "Q4_K",
             DType::Q5_K => "Q5_K",
             DType::Q6_K => "Q6_K",
+        })
+    }
+}
+
+/// What a KV cache element is stored as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvDtype {
+    /// Half the memory; attention still accumulates in f32.
+    #[default]
+    F16,
+    F32,
+}
+
+impl KvDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F16 => 2,
+            KvDtype::F32 => 4,
+        }
+    }
+
+    pub fn dtype(self) -> DType {
+        match self {
+            KvDtype::F16 => DType::F16,
+            KvDtype::F32 => DType::F32,
+        }
+    }
+}
+
+impl FromStr for KvDtype {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvDtype::F16),
+            "f32" => Ok(KvDtype::F32),
+            other => Err(format!("unknown KV cache type {other:?} (f16, f32)")),
+        }
+    }
+}
+
+impl fmt::Display for KvDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KvDtype::F16 => "f16",
+            KvDtype::F32 => "f32",
         })
     }
 }

@@ -69,6 +69,11 @@ pub enum Error {
     #[error("session state {origin}: {message}")]
     SessionFile { origin: String, message: String },
 
+    /// A cancel hook stopped feeding a prompt between two batches; the session holds
+    /// the batches fed before it.
+    #[error("cancelled")]
+    Cancelled,
+
     /// A `--model hf:…` that could not be fetched; `spec` as the user wrote it.
     #[error("{spec}: {message}")]
     Hub { spec: String, message: String },

@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::session::Session;
@@ -53,8 +53,11 @@ pub enum StopReason {
     StopString,
     /// The callback returned [`Flow::Stop`].
     Callback,
-    /// The context is full and the session does not shift it.
+    /// The context is full and the session does not shift it, or the shared KV pool
+    /// has no block left for the next token.
     ContextFull,
+    /// The cancel hook ([`TokenStream::cancel_when`]) said so before a forward pass.
+    Cancelled,
 }
 
 /// Whether the generation goes on.
@@ -76,10 +79,11 @@ pub struct Chunk<'a> {
 
 #[derive(Clone, Debug)]
 pub struct Generation {
-    /// Sampled tokens (an end-of-sequence token excluded). All but the last are in the
-    /// session; the last is fed by whatever comes next (`Session::prefill` of the next
-    /// turn, or `Session::feed`).
+    /// Sampled tokens (an end-of-sequence token excluded).
     pub tokens: Vec<u32>,
+    /// The last of `tokens` when the session does not hold it yet: whatever comes next
+    /// feeds it (`Session::prefill` of the next turn, or `Session::feed`).
+    pub unfed: Option<u32>,
     /// Everything streamed, concatenated.
     pub text: String,
     pub stop: StopReason,
@@ -103,41 +107,9 @@ pub fn generate(
     session: &mut Session,
     logits: Vec<f32>,
     options: &GenerateOptions,
-    mut on_chunk: impl FnMut(Chunk<'_>) -> Flow,
+    on_chunk: impl FnMut(Chunk<'_>) -> Flow,
 ) -> Result<Generation> {
-    let mut stream = TokenStream::new(session, logits, options);
-    let mut text = String::new();
-    let mut stop = None;
-    while let Some(piece) = stream.next() {
-        let piece = piece?;
-        text.push_str(&piece.text);
-        let flow = on_chunk(Chunk {
-            text: &piece.text,
-            token: piece.token,
-        });
-        if flow == Flow::Stop && piece.token.is_some() {
-            stop = Some(stream.stop_reason().unwrap_or(StopReason::Callback));
-            break;
-        }
-    }
-    if stop == Some(StopReason::Callback) {
-        // Stopped by the callback: the text held back for a stop string still goes out.
-        let held = stream.finish();
-        if !held.is_empty() {
-            text.push_str(&held);
-            on_chunk(Chunk {
-                text: &held,
-                token: None,
-            });
-        }
-    }
-    Ok(Generation {
-        stop: stop
-            .or(stream.stop_reason())
-            .unwrap_or(StopReason::MaxTokens),
-        tokens: stream.tokens,
-        text,
-    })
+    TokenStream::new(session, logits, options).run(on_chunk)
 }
 
 /// A piece of streamed text, as [`TokenStream`] yields it.
@@ -181,6 +153,8 @@ pub struct TokenStream<'s> {
     stop: Option<StopReason>,
     /// Nothing more to yield.
     done: bool,
+    /// Polled before each forward pass.
+    cancelled: Option<&'s dyn Fn() -> bool>,
 }
 
 impl<'s> TokenStream<'s> {
@@ -205,7 +179,52 @@ impl<'s> TokenStream<'s> {
             unfed: None,
             stop: None,
             done: false,
+            cancelled: None,
         }
+    }
+
+    /// Ends the stream with [`StopReason::Cancelled`] before the first forward pass
+    /// after `cancelled` returns true (an app's cancel button, a closed connection).
+    pub fn cancel_when(mut self, cancelled: &'s dyn Fn() -> bool) -> Self {
+        self.cancelled = Some(cancelled);
+        self
+    }
+
+    /// Drives the stream to its end, handing each piece to `on_chunk`, which may stop
+    /// it ([`StopReason::Callback`]); the text held back for a stop string still goes
+    /// out, as a last chunk without a token.
+    pub fn run(mut self, mut on_chunk: impl FnMut(Chunk<'_>) -> Flow) -> Result<Generation> {
+        let mut text = String::new();
+        let mut stopped = false;
+        while let Some(piece) = self.next() {
+            let piece = piece?;
+            text.push_str(&piece.text);
+            let flow = on_chunk(Chunk {
+                text: &piece.text,
+                token: piece.token,
+            });
+            if flow == Flow::Stop && piece.token.is_some() {
+                stopped = self.stop.is_none();
+                break;
+            }
+        }
+        if stopped {
+            self.stop = Some(StopReason::Callback);
+            let held = self.finish();
+            if !held.is_empty() {
+                text.push_str(&held);
+                on_chunk(Chunk {
+                    text: &held,
+                    token: None,
+                });
+            }
+        }
+        Ok(Generation {
+            stop: self.stop.unwrap_or(StopReason::MaxTokens),
+            unfed: self.unfed,
+            tokens: self.tokens,
+            text,
+        })
     }
 
     /// Why the stream ends; `None` while it runs (or after an error).
@@ -236,11 +255,23 @@ impl<'s> TokenStream<'s> {
             return Ok(None);
         }
         if let Some(id) = self.unfed {
+            if self.cancelled.is_some_and(|cancelled| cancelled()) {
+                self.stop = Some(StopReason::Cancelled);
+                return Ok(None);
+            }
             if !self.session.has_room(1) {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            self.logits = self.session.step(id)?;
+            self.logits = match self.session.step(id) {
+                // A pool shared with other sessions has no block left: the token
+                // stays unfed, for a later call once they give blocks back.
+                Err(Error::KvPoolFull { .. }) => {
+                    self.stop = Some(StopReason::ContextFull);
+                    return Ok(None);
+                }
+                logits => logits?,
+            };
             self.unfed = None;
         }
         let id = self.sampler.sample(&self.logits);

@@ -1,8 +1,7 @@
 //! What `--model` names, turned into a local path: a path on disk as it is;
 //! `hf:OWNER/REPO[:FILE]` fetched from the Hugging Face hub into its standard cache
 //! (`HF_HOME`, default `~/.cache/huggingface`; `HF_ENDPOINT`; `HF_TOKEN` or the token
-//! file), with a progress bar and resumable downloads; nothing at all: the demo model
-//! bundled in the source tree.
+//! file), with a progress bar and resumable downloads.
 //!
 //! What the cache already holds is used as it is, without asking the hub, so a model
 //! fetched once also runs offline (to pick up a newer revision, delete its
@@ -14,13 +13,8 @@ use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::api::Siblings;
 use hf_hub::{Cache, Repo};
 
+use crate::error::{Error, Result};
 use crate::safetensors::weight_files;
-use crate::{Error, Result};
-
-/// The demo model that scripts/train_demo.py trains, in the GGUF file that
-/// scripts/make_demo_gguf.py makes of it, where the source tree keeps it.
-pub const BUNDLED_MODEL: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lfm2-demo-Q8_0.gguf");
 
 const HUB_PREFIX: &str = "hf:";
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -62,12 +56,9 @@ impl ModelSpec {
     }
 }
 
-/// The local path of a `--model` value (`None`: the bundled demo model), fetching
-/// what a hub spec names unless the cache holds it already.
-pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
-    let Some(spec) = spec else {
-        return bundled_model();
-    };
+/// The local path of a model name, fetching what a hub spec names unless the cache
+/// holds it already.
+pub fn resolve(spec: &str) -> Result<PathBuf> {
     match ModelSpec::parse(spec)? {
         ModelSpec::Path(path) => Ok(path),
         ModelSpec::Hub { repo, file } => {
@@ -77,19 +68,6 @@ pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
                 None => hub.checkpoint(),
             }
         }
-    }
-}
-
-fn bundled_model() -> Result<PathBuf> {
-    let path = PathBuf::from(BUNDLED_MODEL);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(Error::Input(format!(
-            "no --model given, and the bundled demo model is not at {} (it lives in the \
-             source tree's models/): pass --model PATH or --model hf:OWNER/REPO",
-            path.display()
-        )))
     }
 }
 

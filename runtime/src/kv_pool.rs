@@ -8,12 +8,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{LayerKind, ModelConfig};
+use crate::dtype::KvDtype;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
-use crate::model::Model;
 use crate::ops::{self, KvShift};
-use crate::session::KvDtype;
-use crate::vram::Reservation;
+use crate::vram::{Reservation, VramBudget};
 
 /// Rows per block: small enough that a fork copies little, large enough that the page
 /// table stays short.
@@ -43,26 +42,36 @@ pub struct KvPool {
 }
 
 impl KvPool {
-    /// A pool of `blocks` blocks for `model`'s sessions.
-    pub fn new(model: &Model, dtype: KvDtype, blocks: usize) -> Result<Arc<KvPool>> {
-        let c = &model.config;
+    /// A pool of `blocks` blocks for the sessions of a model of `config` on `gpu`,
+    /// its bytes taken from `budget` when there is one ([`crate::Model::kv_pool`]
+    /// passes the model's).
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        config: &ModelConfig,
+        budget: Option<&Arc<VramBudget>>,
+        dtype: KvDtype,
+        blocks: usize,
+    ) -> Result<Arc<KvPool>> {
+        let c = config;
         ops::check_cache_dtype(c, dtype.dtype())?;
         let blocks = blocks.max(1);
-        let vram = model.reserve(
-            &format!("a KV pool of {blocks} blocks"),
-            Self::bytes(c, dtype, blocks),
-        )?;
+        let vram = budget
+            .map(|budget| {
+                let what = format!("a KV pool of {blocks} blocks");
+                budget.reserve(&what, Self::bytes(c, dtype, blocks))
+            })
+            .transpose()?;
         let words = blocks * BLOCK_TOKENS * c.kv_dim() * dtype.bytes() / 4;
         let layers = (0..attention_layers(c))
             .map(|i| {
                 Ok((
-                    model.gpu.zeros(&format!("kv pool {i} k"), words)?,
-                    model.gpu.zeros(&format!("kv pool {i} v"), words)?,
+                    gpu.zeros(&format!("kv pool {i} k"), words)?,
+                    gpu.zeros(&format!("kv pool {i} v"), words)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(KvPool {
-            gpu: model.gpu.clone(),
+            gpu: gpu.clone(),
             config: c.clone(),
             dtype,
             blocks,
@@ -81,18 +90,16 @@ impl KvPool {
         (attention_layers(c) * 2 * per_layer) as u64
     }
 
-    /// Fails unless `model`'s sessions can keep their cache here: the same device and
-    /// attention shapes.
-    pub(crate) fn check_serves(&self, model: &Model) -> Result<()> {
-        let c = &model.config;
-        let same = Arc::ptr_eq(&self.gpu, &model.gpu)
-            && c.kv_dim() == self.config.kv_dim()
-            && attention_layers(c) == attention_layers(&self.config);
+    /// Fails unless the sessions of a model of `config` on `gpu` can keep their cache
+    /// here: the same device and attention shapes.
+    pub(crate) fn check_serves(&self, gpu: &Arc<Gpu>, config: &ModelConfig) -> Result<()> {
+        let same = Arc::ptr_eq(&self.gpu, gpu)
+            && config.kv_dim() == self.config.kv_dim()
+            && attention_layers(config) == attention_layers(&self.config);
         if !same {
-            return Err(Error::Input(format!(
-                "this KV pool was made for another model than {}",
-                model.path.display()
-            )));
+            return Err(Error::Input(
+                "this KV pool was made for another model (another device, or other attention shapes)".into(),
+            ));
         }
         Ok(())
     }

@@ -29,20 +29,22 @@ pub mod session;
 mod state;
 pub mod stop;
 pub mod tokenizer;
+pub mod units;
 pub mod vram;
 pub mod weights;
 
 pub use budget::MemoryPlan;
 pub use chat::{ChatTemplate, Message};
 pub use config::{LayerKind, ModelConfig};
+pub use dtype::KvDtype;
 pub use error::{Error, Result};
 pub use generate::{
     generate, Chunk, Flow, GenerateOptions, Generation, Piece, StopReason, TokenStream,
 };
 pub use gpu::{Backend, Gpu, GpuOptions};
 pub use kv_pool::KvPool;
-pub use model::Model;
+pub use model::{LoadOptions, Model};
 pub use sampler::{Sampler, SamplerConfig};
-pub use session::{ContextOverflow, KvDtype, Session, SessionOptions};
+pub use session::{ContextOverflow, Session, SessionOptions};
 pub use tokenizer::{TextStream, Tokenizer};
 pub use vram::VramBudget;

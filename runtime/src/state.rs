@@ -5,11 +5,11 @@
 //! allocated.
 
 use crate::config::{LayerKind, ModelConfig};
+use crate::dtype::KvDtype;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kv_pool::{blocks_for, KvPool};
 use crate::ops::rope_table;
-use crate::session::KvDtype;
 
 /// What one layer carries from batch to batch.
 pub enum LayerState {

@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::budget::format_size;
 use crate::error::{Error, Result};
+use crate::units::format_size;
 
 #[derive(Debug)]
 pub struct VramBudget {

@@ -173,7 +173,7 @@ fn info_describes_model_and_adapter() {
 fn missing_model_directory() {
     expect_error(
         &["info", "--model", "/nonexistent/model"],
-        &["/nonexistent/model/config.json"],
+        &["/nonexistent/model: no such model file or directory"],
     );
 }
 

@@ -63,12 +63,20 @@ pub fn load(name: &str) -> Arc<Model> {
     Arc::new(Model::load(&fixture(name), gpu()).unwrap())
 }
 
+/// The largest `|a - b|`; NaN when either side has a NaN anywhere, so that no
+/// tolerance (`err <= tol`) and no equality (`err == 0.0`) holds.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, |worst, d| {
+            if d.is_nan() || worst.is_nan() {
+                f32::NAN
+            } else {
+                worst.max(d)
+            }
+        })
 }
 
 /// `n` greedy tokens after `prompt`, decoding one token at a time through the cache.

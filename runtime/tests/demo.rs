@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use lfm_edge::hub::BUNDLED_MODEL;
 use lfm_edge::{sampler::argmax, Model, Session, SessionOptions};
 use serde::Deserialize;
+
+/// The GGUF file the commands run without --model.
+const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lfm2-demo-Q8_0.gguf");
 
 /// The fields checked here of models/lfm2-demo/reference.json and of the GGUF's .json.
 #[derive(Deserialize)]

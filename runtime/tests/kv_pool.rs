@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{load, max_abs_diff};
-use lfm_edge::{ContextOverflow, KvDtype, KvPool, Model, Session, SessionOptions};
+use lfm_edge::{ContextOverflow, KvDtype, Model, Session, SessionOptions};
 
 const SAME: f32 = 1e-4;
 
@@ -42,7 +42,7 @@ fn check(case: &str, got: &[f32], want: &[f32]) {
 #[test]
 fn forks_share_blocks_until_they_write() {
     let model = load("lfm2-tiny-attn-first");
-    let pool = KvPool::new(&model, KvDtype::F32, 20).unwrap();
+    let pool = model.kv_pool(KvDtype::F32, 20).unwrap();
     let (shared, a, b) = (tokens(40, 1), tokens(9, 2), tokens(30, 3));
     let mut parent = Session::new_in(&pool, model.clone(), &options()).unwrap();
     parent.feed(&shared).unwrap();
@@ -77,7 +77,7 @@ fn forks_share_blocks_until_they_write() {
 #[test]
 fn a_full_pool_is_an_error_naming_it() {
     let model = load("lfm2-tiny-conv-first");
-    let pool = KvPool::new(&model, KvDtype::F16, 3).unwrap();
+    let pool = model.kv_pool(KvDtype::F16, 3).unwrap();
     let mut one = Session::new_in(&pool, model.clone(), &options()).unwrap();
     one.feed(&tokens(40, 4)).unwrap();
     let mut two = Session::new_in(&pool, model, &options()).unwrap();
@@ -91,7 +91,7 @@ fn a_full_pool_is_an_error_naming_it() {
 #[test]
 fn a_shift_does_not_disturb_a_fork_sharing_the_blocks() {
     let model = load("lfm2-tiny-attn-first");
-    let pool = KvPool::new(&model, KvDtype::F32, 16).unwrap();
+    let pool = model.kv_pool(KvDtype::F32, 16).unwrap();
     let shifting = SessionOptions {
         max_context: 48,
         overflow: ContextOverflow::Shift,
@@ -120,7 +120,7 @@ fn a_saved_state_restores_into_a_shared_pool() {
     session.feed(&all[..25]).unwrap();
     let saved = session.save_state().unwrap();
     let want = session.feed(&all[25..]).unwrap();
-    let pool = KvPool::new(&model, KvDtype::F32, 8).unwrap();
+    let pool = model.kv_pool(KvDtype::F32, 8).unwrap();
     let mut restored = Session::new_in(&pool, model, &options()).unwrap();
     restored.restore_state(&saved).unwrap();
     assert_eq!(pool.free_blocks(), 8 - 2);

@@ -262,7 +262,7 @@ fn a_model_within_a_budget_gives_its_sessions_what_is_left() {
     assert_eq!(budget.used(), weights);
 
     // A shared pool takes its bytes when made, its sessions only their own.
-    let pool = KvPool::new(&model, KvDtype::F32, blocks_for(n / 2)).unwrap();
+    let pool = model.kv_pool(KvDtype::F32, blocks_for(n / 2)).unwrap();
     let pool_bytes = KvPool::bytes(&model.config, KvDtype::F32, blocks_for(n / 2));
     assert_eq!(budget.used(), weights + pool_bytes);
     let a = Session::new_in(&pool, model.clone(), &unbounded).unwrap();

@@ -115,3 +115,11 @@ fn reset_starts_over() {
         &r.logits,
     );
 }
+
+#[test]
+fn a_nan_is_never_within_tolerance() {
+    let nan = max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]);
+    assert!(nan.partial_cmp(&LOGITS_TOLERANCE).is_none() && nan != 0.0);
+    assert!(max_abs_diff(&[1.0], &[f32::NAN]).is_nan());
+    assert_eq!(max_abs_diff(&[1.0, -2.0], &[1.5, -2.0]), 0.5);
+}

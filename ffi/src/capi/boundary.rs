@@ -62,14 +62,6 @@ pub(crate) fn out_arg<T>(ptr: *mut T, name: &'static str) -> FfiResult<NonNull<T
     NonNull::new(ptr).ok_or(FfiError::Null(name))
 }
 
-/// An options struct, or its defaults when the caller passed NULL.
-///
-/// # Safety
-/// `ptr` is NULL or points to a live `T`.
-pub(crate) unsafe fn options_arg<T: Copy>(ptr: *const T, default: T) -> T {
-    ptr.as_ref().copied().unwrap_or(default)
-}
-
 /// Frees a handle made by `Box::into_raw` under the panic guard; NULL: nothing happens.
 ///
 /// # Safety

@@ -5,13 +5,14 @@ use std::ffi::{c_char, c_void};
 use std::slice;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use super::boundary::{call, options_arg, ref_arg, str_arg};
+use lfm_edge::GenerateOptions;
+
+use super::boundary::{call, ref_arg, str_arg};
 use super::types::{
-    lfm_generate_options_default, LfmGenerateOptions, LfmGeneration, LfmSession, LfmTokenCallback,
+    options_arg, LfmGenerateOptions, LfmGeneration, LfmSession, LfmTokenCallback, TOKEN_NONE,
 };
-use crate::chat_session::ChatSession;
+use crate::chat_session::{ChatSession, Outcome, Stream};
 use crate::error::{FfiError, FfiResult, LfmStatus};
-use crate::generator::{GenerateParams, Generation, Stream};
 
 /// The arguments every generating entry point takes after its input, in its order:
 /// the session, the options, the token callback and its user data, the caller's cancel
@@ -33,21 +34,22 @@ impl GenerateArgs {
     /// The pointer arguments are as the calling entry point documents them.
     unsafe fn run(
         self,
-        body: impl FnOnce(&mut ChatSession, &GenerateParams, Stream) -> FfiResult<Generation>,
+        body: impl FnOnce(&mut ChatSession, &GenerateOptions, Stream) -> FfiResult<Outcome>,
     ) -> FfiResult<()> {
         let GenerateArgs(session, options, on_token, user_data, cancel, out_result) = self;
         let session = &ref_arg(session, "session")?.0;
-        let params = options_arg(options, lfm_generate_options_default()).to_params();
+        let options = options_arg(options)?.to_options()?;
         let mut chat = session.lock()?;
         // The caller writes the flag from any thread while we read it: read it atomically.
         let flag = (!cancel.is_null()).then(|| AtomicI32::from_ptr(cancel.cast_mut()));
         let cancelled =
             || session.cancelled() || flag.is_some_and(|f| f.load(Ordering::Acquire) != 0);
-        let mut deliver = |text: &str, token: u32| match on_token {
+        let mut deliver = |text: &str, token: Option<u32>| match on_token {
             Some(callback) => {
                 let mut bytes = Vec::with_capacity(text.len() + 1);
                 bytes.extend_from_slice(text.as_bytes());
                 bytes.push(0);
+                let token = token.unwrap_or(TOKEN_NONE);
                 callback(bytes.as_ptr().cast(), text.len(), token, user_data)
             }
             None => true,
@@ -56,9 +58,9 @@ impl GenerateArgs {
             cancelled: &cancelled,
             on_token: &mut deliver,
         };
-        let generation = body(&mut chat, &params, stream)?;
+        let outcome = body(&mut chat, &options, stream)?;
         if let Some(out) = out_result.as_mut() {
-            *out = LfmGeneration::from(&generation);
+            *out = LfmGeneration::from(&outcome);
         }
         Ok(())
     }
@@ -66,7 +68,8 @@ impl GenerateArgs {
 
 /// # Safety
 /// `session` is a live handle; `prompt` a NUL-terminated string; `options` NULL or a
-/// live struct; `cancel` NULL or an int32_t that stays valid for the call;
+/// live struct of at least its `struct_size` bytes (its stop strings live and
+/// NUL-terminated); `cancel` NULL or an int32_t that stays valid for the call;
 /// `out_result` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn lfm_generate(
@@ -81,7 +84,7 @@ pub unsafe extern "C" fn lfm_generate(
     let args = GenerateArgs(session, options, on_token, user_data, cancel, out_result);
     call(|| {
         let prompt = str_arg(prompt, "prompt")?;
-        args.run(|chat, params, stream| chat.generate_text(prompt, params, stream))
+        args.run(|chat, options, stream| chat.generate_text(prompt, options, stream))
     })
 }
 
@@ -106,7 +109,7 @@ pub unsafe extern "C" fn lfm_generate_tokens(
             (true, _) => return Err(FfiError::Null("tokens")),
             (false, n) => slice::from_raw_parts(tokens, n),
         };
-        args.run(|chat, params, stream| chat.generate_tokens(tokens, params, stream))
+        args.run(|chat, options, stream| chat.generate_tokens(tokens, options, stream))
     })
 }
 
@@ -144,6 +147,6 @@ pub unsafe extern "C" fn lfm_chat(
     call(|| {
         let role = str_arg(role, "role")?;
         let content = str_arg(content, "content")?;
-        args.run(|chat, params, stream| chat.chat(role, content, params, stream))
+        args.run(|chat, options, stream| chat.chat(role, content, options, stream))
     })
 }

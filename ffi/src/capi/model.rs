@@ -1,16 +1,16 @@
 //! Loading and freeing a model, and tokenizing with its tokenizer.
 
 use std::ffi::c_char;
-use std::path::Path;
 use std::ptr;
 
-use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
-use super::types::{lfm_model_options_default, LfmModel, LfmModelOptions};
+use super::boundary::{call, free_box, out_arg, ref_arg, str_arg};
+use super::types::{options_arg, LfmModel, LfmModelOptions};
 use crate::error::{FfiError, LfmStatus};
 use crate::model::{load_model, tokenize};
 
 /// # Safety
-/// `path` is a NUL-terminated string; `options` is NULL (defaults) or a live struct;
+/// `path` is a NUL-terminated string; `options` is NULL (defaults) or a live struct of
+/// at least its `struct_size` bytes;
 /// `out_model` points to writable storage for the handle (NULL is written on failure).
 #[no_mangle]
 pub unsafe extern "C" fn lfm_model_load(
@@ -22,8 +22,8 @@ pub unsafe extern "C" fn lfm_model_load(
         let out = out_arg(out_model, "out_model")?;
         out.write(ptr::null_mut());
         let path = str_arg(path, "path")?;
-        let options = options_arg(options, lfm_model_options_default()).to_load_options()?;
-        let model = load_model(Path::new(path), &options)?;
+        let options = options_arg(options)?.to_load_options()?;
+        let model = load_model(path, &options)?;
         out.write(Box::into_raw(Box::new(LfmModel(model))));
         Ok(())
     })

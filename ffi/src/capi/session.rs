@@ -4,14 +4,15 @@ use std::ffi::c_char;
 use std::path::Path;
 use std::ptr;
 
-use super::boundary::{call, free_box, options_arg, out_arg, ref_arg, str_arg};
-use super::types::{lfm_session_options_default, LfmModel, LfmSession, LfmSessionOptions};
+use super::boundary::{call, free_box, out_arg, ref_arg, str_arg};
+use super::types::{options_arg, LfmModel, LfmSession, LfmSessionOptions};
 use crate::chat_session::ChatSession;
 use crate::error::{FfiResult, LfmStatus};
 use crate::shared_session::SharedSession;
 
 /// # Safety
-/// `model` is a live handle; `options` is NULL (defaults) or a live struct;
+/// `model` is a live handle; `options` is NULL (defaults) or a live struct of at least
+/// its `struct_size` bytes;
 /// `out_session` points to writable storage for the handle (NULL is written on failure).
 #[no_mangle]
 pub unsafe extern "C" fn lfm_session_new(
@@ -23,7 +24,7 @@ pub unsafe extern "C" fn lfm_session_new(
         let out = out_arg(out_session, "out_session")?;
         out.write(ptr::null_mut());
         let model = ref_arg(model, "model")?;
-        let options = options_arg(options, lfm_session_options_default());
+        let options = options_arg(options)?;
         let chat = model
             .0
             .open_session(options.context_length, options.batch)?;
@@ -108,8 +109,8 @@ pub unsafe extern "C" fn lfm_session_context(
         let used = out_arg(out_used, "out_used")?;
         let capacity = out_arg(out_capacity, "out_capacity")?;
         let chat = ref_arg(session, "session")?.0.lock()?;
-        used.write(chat.generator().tokens_held());
-        capacity.write(chat.generator().capacity());
+        used.write(chat.tokens_held());
+        capacity.write(chat.capacity());
         Ok(())
     })
 }

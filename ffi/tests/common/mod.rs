@@ -37,6 +37,32 @@ pub fn reference() -> Reference {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The GGUF fixtures apps load most (Q4_0, and a K-quant), each with the greedy ids
+/// that the runtime's tests hold the command line to (HF's, on the dequantized weights).
+pub const GGUF_FIXTURES: [&str; 2] = ["lfm2-tiny-conv-first-Q4_0", "lfm2-tiny-kquant-Q4_K_M"];
+
+pub struct GgufFixture {
+    pub path: PathBuf,
+    pub prompt_ids: Vec<u32>,
+    pub greedy_ids: Vec<u32>,
+}
+
+pub fn gguf_fixture(name: &str) -> GgufFixture {
+    #[derive(Deserialize)]
+    struct Expected {
+        prompt_ids: Vec<u32>,
+        greedy_ids: Vec<u32>,
+    }
+    let dir = repo_root().join("fixtures/gguf");
+    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+    let expected: Expected = serde_json::from_str(&text).unwrap();
+    GgufFixture {
+        path: dir.join(format!("{name}.gguf")),
+        prompt_ids: expected.prompt_ids,
+        greedy_ids: expected.greedy_ids,
+    }
+}
+
 pub fn join_ids(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }

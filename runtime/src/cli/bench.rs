@@ -2,7 +2,7 @@
 //! reads them by key).
 
 use lfm_edge::bench::{self, BenchOptions};
-use lfm_edge::budget::format_size;
+use lfm_edge::units::format_size;
 use lfm_edge::{Model, Result};
 
 pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> {

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lfm_edge::{
-    generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Model, Result, Session,
-    SessionOptions, StopReason,
-};
+use lfm_edge::{generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Result, StopReason};
+
+use super::model::ModelArgs;
 
 /// Set by Ctrl-C while an answer is being written; cleared before each answer.
 struct Interrupt {
@@ -38,13 +37,13 @@ fn install_interrupt() -> Result<Arc<Interrupt>> {
 }
 
 pub fn run(
-    model: Arc<Model>,
-    options: &SessionOptions,
+    args: &ModelArgs,
     system: Option<String>,
     generate_options: &GenerateOptions,
 ) -> Result<()> {
+    let model = args.load()?;
     let template = ChatTemplate::for_model(&model)?;
-    let mut session = Session::new(model.clone(), options)?;
+    let mut session = args.session(&model, false)?;
     let base: Vec<Message> = system
         .into_iter()
         .map(|s| Message::new("system", s))

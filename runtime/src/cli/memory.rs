@@ -2,11 +2,9 @@
 //! session is sized, planned before anything is allocated; `--max-binding`,
 //! `--max-buffer`: a phone's limits on a larger GPU.
 
-use std::path::Path;
-
 use clap::Args;
-use lfm_edge::budget::{format_size, parse_size, weight_file_bytes};
-use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, ModelConfig, Result, SessionOptions};
+use lfm_edge::units::{format_size, parse_size};
+use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, Result, SessionOptions};
 
 /// Without a budget, a session holds this many tokens unless told otherwise.
 const DEFAULT_CONTEXT: usize = 4096;
@@ -57,20 +55,6 @@ impl MemoryArgs {
             overflow: self.context_overflow,
             ..SessionOptions::default()
         }
-    }
-
-    /// Fails before the GPU starts when the budget cannot hold the weights in `path`.
-    pub fn check_before_load(&self, path: &Path) -> Result<()> {
-        let Some(budget) = self.vram_budget else {
-            return Ok(());
-        };
-        let config = if path.is_file() {
-            lfm_edge::gguf::model_config(&lfm_edge::gguf::GgufFile::open(path)?)?
-        } else {
-            ModelConfig::from_file(&path.join("config.json"))?
-        };
-        let weights = weight_file_bytes(path)?;
-        MemoryPlan::new(&config, weights, budget, &self.session_options(false), 1).map(|_| ())
     }
 
     /// The plan for one session of `model` within the budget, if there is one.

@@ -1,8 +1,14 @@
-//! Parts of the command line kept out of main.rs: memory and sampling options shared by
-//! the commands, the interactive chat, the benchmark's report, and the trace.
+//! The commands of the command line, one module each, and what they share: the model
+//! they open and its memory options, sampling options, token ids, the demo model.
 
 pub mod bench;
 pub mod chat;
+pub mod demo;
+pub mod generate;
+pub mod ids;
+pub mod info;
+pub mod logits;
 pub mod memory;
+pub mod model;
 pub mod sampling;
 pub mod trace;

@@ -5,15 +5,15 @@
 
 use std::path::Path;
 
-use lfm_edge::{npy, Error, Result, Session};
+use lfm_edge::{npy, Error, Result};
 
-pub fn run(
-    session: &mut Session,
-    tokens: &[u32],
-    out: &Path,
-    reference: Option<&Path>,
-) -> Result<()> {
-    let trace = session.trace(tokens)?;
+use super::ids;
+use super::model::ModelArgs;
+
+pub fn run(args: &ModelArgs, tokens: &str, out: &Path, reference: Option<&Path>) -> Result<()> {
+    let tokens = &ids::parse(tokens)?;
+    let model = args.load()?;
+    let trace = args.session(&model, false)?.trace(tokens)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let n = tokens.len();
     for intermediate in &trace.intermediates {
@@ -37,7 +37,16 @@ pub fn run(
                 path.display()
             )));
         }
-        let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        // A NaN anywhere shows as NaN (f32::max would drop it).
+        let max_abs = |v: &[f32]| {
+            v.iter().fold(0f32, |m, x| {
+                if m.is_nan() || x.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(x.abs())
+                }
+            })
+        };
         let diff: Vec<f32> = values.iter().zip(&want).map(|(a, b)| a - b).collect();
         println!(
             "{name}: max abs diff {:.3e} (max |reference| {:.3e})",

@@ -1,16 +1,22 @@
 //! An LFM2 model, top to bottom: config → weights (uploaded at file precision) →
-//! the forward graph of a session (a `match` per layer kind) → logits. Loading the
-//! weights from a checkpoint is `load.rs`; counting them (parameters, bytes) `size.rs`.
+//! the forward graph of a session (a `match` per layer kind) → logits. Opening a model
+//! by name is `open.rs`; loading the weights from a checkpoint `load.rs`; counting
+//! them (parameters, bytes) `size.rs`.
 
 mod load;
+mod open;
 mod size;
+
+pub use open::{config_of, LoadOptions};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::ModelConfig;
+use crate::dtype::KvDtype;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
+use crate::kv_pool::KvPool;
 use crate::ops::{
     self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, ShortConv,
 };
@@ -117,6 +123,12 @@ impl Model {
     /// The budget the model was loaded within, if any.
     pub fn vram_budget(&self) -> Option<&Arc<VramBudget>> {
         self.vram.as_ref().map(Reservation::budget)
+    }
+
+    /// A KV pool of `blocks` blocks that sessions of this model can share
+    /// ([`crate::Session::new_in`]), within the model's budget.
+    pub fn kv_pool(&self, dtype: KvDtype, blocks: usize) -> Result<Arc<KvPool>> {
+        KvPool::new(&self.gpu, &self.config, self.vram_budget(), dtype, blocks)
     }
 
     /// Takes `bytes` for `what` from the model's budget, if it has one.

@@ -11,6 +11,16 @@ impl Session {
     /// the longest prefix the cache already holds is kept (a new chat turn feeds only
     /// what it adds), the rest is rewound and fed.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.prefill_until(tokens, &|| false)
+    }
+
+    /// As [`Session::prefill`], polling `cancelled` before each batch fed
+    /// ([`Session::feed_until`]).
+    pub fn prefill_until(
+        &mut self,
+        tokens: &[u32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(Error::Input("no tokens to feed (empty prompt)".into()));
         }
@@ -24,7 +34,7 @@ impl Session {
         let keep = common.min(tokens.len() - 1);
         if keep < self.floor {
             self.reset();
-            return self.feed(tokens);
+            return self.feed_until(tokens, cancelled);
         }
         let start = self.restore_snapshot(keep)?;
         self.truncate(start);
@@ -32,7 +42,7 @@ impl Session {
             "prefill: {keep} of {} tokens cached, feeding from {start}",
             tokens.len()
         );
-        self.feed(&tokens[start..])
+        self.feed_until(&tokens[start..], cancelled)
     }
 
     /// Makes the cache hold `text`, a rendered conversation (special tokens included,
@@ -42,6 +52,15 @@ impl Session {
     /// split their text, and re-encoding the answer of a previous turn would otherwise
     /// lose the cache from its first difference.
     pub fn prefill_text(&mut self, text: &str) -> Result<Vec<f32>> {
+        self.prefill_text_until(text, &|| false)
+    }
+
+    /// As [`Session::prefill_text`], polling `cancelled` before each batch fed.
+    pub fn prefill_text_until(
+        &mut self,
+        text: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>> {
         let model = self.model().clone();
         let held = model.tokenizer.decode(self.tokens(), false)?;
         let ids = match text.strip_prefix(held.as_str()) {
@@ -52,7 +71,7 @@ impl Session {
             }
             _ => model.tokenizer.encode_with(text, false)?,
         };
-        self.prefill(&ids)
+        self.prefill_until(&ids, cancelled)
     }
 
     /// Forgets the tokens after position `to`, as if only the first `to` had been fed.

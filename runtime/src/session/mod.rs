@@ -15,7 +15,7 @@
 
 mod file;
 mod history;
-mod options;
+pub(crate) mod options;
 mod trace;
 
 use std::sync::Arc;
@@ -30,7 +30,8 @@ use crate::model::{Graph, Model, TapSource};
 use crate::state::State;
 use crate::vram::Reservation;
 
-pub use options::{ContextOverflow, KvDtype, SessionOptions};
+pub use crate::dtype::KvDtype;
+pub use options::{ContextOverflow, SessionOptions};
 pub use trace::{Intermediate, Trace};
 
 pub struct Session {
@@ -70,7 +71,7 @@ impl Session {
     pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {
         let options = &fit(&model, options, true)?;
         let shape = options.shape(model.config.max_position_embeddings);
-        let pool = KvPool::new(&model, shape.kv_dtype, blocks_for(shape.max_context))?;
+        let pool = model.kv_pool(shape.kv_dtype, blocks_for(shape.max_context))?;
         Self::with_pool(model, options, pool, true)
     }
 
@@ -97,7 +98,7 @@ impl Session {
     ) -> Result<Session> {
         let shape = options.shape(model.config.max_position_embeddings);
         let gpu = &model.gpu;
-        pool.check_serves(&model)?;
+        pool.check_serves(&model.gpu, &model.config)?;
         let vram = model.reserve(
             &format!("a session of {} tokens", shape.max_context),
             session_scratch_bytes(&model.config, options, shape.max_context),
@@ -230,6 +231,12 @@ impl Session {
     /// (vocab values), or of every token (n · vocab) when the session was created with
     /// `all_logits`.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.feed_until(tokens, &|| false)
+    }
+
+    /// As [`Session::feed`], polling `cancelled` before each batch: once it returns
+    /// true, [`Error::Cancelled`], the batches before it staying fed.
+    pub fn feed_until(&mut self, tokens: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Vec<f32>> {
         self.check_tokens(tokens)?;
         if !self.has_room(tokens.len()) {
             return Err(Error::ContextFull {
@@ -241,6 +248,9 @@ impl Session {
         let mut logits = Vec::new();
         let mut rest = tokens;
         while !rest.is_empty() {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
             let mut n = rest.len().min(self.options.batch);
             if self.position() + n > self.max_context() {
                 self.shift(n)?;

@@ -1,55 +1,9 @@
 //! How a session is sized and what it does when full.
 
-use std::fmt;
 use std::str::FromStr;
 
-use crate::dtype::DType;
+use crate::dtype::KvDtype;
 use crate::state::StateShape;
-
-/// What a KV cache element is stored as.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum KvDtype {
-    /// Half the memory; attention still accumulates in f32.
-    #[default]
-    F16,
-    F32,
-}
-
-impl KvDtype {
-    pub fn bytes(self) -> usize {
-        match self {
-            KvDtype::F16 => 2,
-            KvDtype::F32 => 4,
-        }
-    }
-
-    pub fn dtype(self) -> DType {
-        match self {
-            KvDtype::F16 => DType::F16,
-            KvDtype::F32 => DType::F32,
-        }
-    }
-}
-
-impl FromStr for KvDtype {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "f16" => Ok(KvDtype::F16),
-            "f32" => Ok(KvDtype::F32),
-            other => Err(format!("unknown KV cache type {other:?} (f16, f32)")),
-        }
-    }
-}
-
-impl fmt::Display for KvDtype {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KvDtype::F16 => "f16",
-            KvDtype::F32 => "f32",
-        })
-    }
-}
 
 /// What feeding does when the context is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -11,6 +11,7 @@ import java.util.StringJoiner;
  * with the fixture's HF reference.
  *
  * java -Djava.library.path=DIR dev.lfmedge.HostCheck MODEL_DIR PROMPT_IDS PROMPT_TEXT
+ *     [GGUF_FILE GGUF_PROMPT_IDS]...
  */
 public final class HostCheck {
     /** Collects what the callback streams; stops after {@code limit} tokens. */
@@ -54,6 +55,26 @@ public final class HostCheck {
         return out.toString();
     }
 
+    /** Greedy, past end-of-sequence tokens. */
+    private static GenerateParams params(int maxTokens) {
+        return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L, new String[0], true);
+    }
+
+    private static GenerateParams withStop(int maxTokens, String stop) {
+        return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L,
+            new String[] {stop}, true);
+    }
+
+    /** The status and message of what {@code call} throws, or "no error". */
+    private static String failure(Runnable call) {
+        try {
+            call.run();
+            return "no error";
+        } catch (LfmException e) {
+            return e.code + " " + e.getMessage();
+        }
+    }
+
     private static int[] parseIds(String csv) {
         String[] parts = csv.split(",");
         int[] ids = new int[parts.length];
@@ -68,35 +89,35 @@ public final class HostCheck {
         int[] promptIds = parseIds(args[1]);
         String promptText = args[2];
 
-        long model = LfmNative.modelLoad(modelDir, 0, 0, 0);
+        long model = LfmNative.modelLoad(modelDir, 0, 0, 0, 0, 0);
         long session = LfmNative.sessionNew(model, 0, 0);
         // Sessions keep the weights alive.
         LfmNative.modelFree(model);
-        model = LfmNative.modelLoad(modelDir, 0, 0, 0);
+        model = LfmNative.modelLoad(modelDir, 0, 0, 0, 0, 0);
 
         Collector greedy = new Collector(Integer.MAX_VALUE);
-        int stop = LfmNative.generateTokens(session, promptIds, 24, 0f, 0, true, greedy);
+        int stop = LfmNative.generateTokens(session, promptIds, params(24), greedy);
         System.out.println("greedy: " + greedy.joined());
         System.out.println("greedy-stop: " + StopReason.of(stop));
         System.out.println("greedy-text-utf8: " + hex(greedy.text.toString()));
 
         LfmNative.sessionReset(session);
         Collector fromText = new Collector(Integer.MAX_VALUE);
-        LfmNative.generate(session, promptText, 24, 0f, 0, true, fromText);
+        LfmNative.generate(session, promptText, params(24), fromText);
         System.out.println("text-prompt: " + fromText.joined());
 
         System.out.println("tokenize: " + join(LfmNative.tokenize(model, promptText, true)));
 
         LfmNative.sessionReset(session);
         Collector stopped = new Collector(3);
-        stop = LfmNative.generateTokens(session, promptIds, 24, 0f, 0, true, stopped);
+        stop = LfmNative.generateTokens(session, promptIds, params(24), stopped);
         System.out.println("callback-stop: " + StopReason.of(stop) + " " + stopped.ids.size());
 
         LfmNative.sessionReset(session);
         LfmNative.chatAdd(session, "system", "Be brief.");
         Collector reply = new Collector(Integer.MAX_VALUE);
-        LfmNative.chat(session, "user", "Hi", 4, 0f, 0, true, reply);
-        LfmNative.chat(session, "user", "More", 4, 0f, 0, true, reply);
+        LfmNative.chat(session, "user", "Hi", params(4), reply);
+        LfmNative.chat(session, "user", "More", params(4), reply);
         int[] context = LfmNative.sessionContext(session);
         System.out.println("chat: " + reply.ids.size() + " tokens, context " + context[0] + "/" + context[1]);
 
@@ -114,12 +135,12 @@ public final class HostCheck {
         }
 
         try {
-            LfmNative.generateTokens(session, new int[] {1, 99999}, 4, 0f, 0, true, null);
+            LfmNative.generateTokens(session, new int[] {1, 99999}, params(4), null);
         } catch (LfmException e) {
             System.out.println("out-of-vocab: " + e.code + " " + e.getMessage());
         }
         try {
-            LfmNative.generate(session, "x", 4, 0f, 0, true, (piece, token) -> {
+            LfmNative.generate(session, "x", params(4), (piece, token) -> {
                 throw new IllegalStateException("thrown by the callback");
             });
         } catch (IllegalStateException e) {
@@ -127,25 +148,61 @@ public final class HostCheck {
         }
         // Within a budget, with one KV pool of 3 blocks of 16 tokens for all the sessions:
         // the first session takes two, the second fills the third with its prompt.
-        long pooled = LfmNative.modelLoad(modelDir, 0, 64L << 20, 48);
+        long pooled = LfmNative.modelLoad(modelDir, 0, 64L << 20, 48, 0, 0);
         long first = LfmNative.sessionNew(pooled, 0, 0);
         long second = LfmNative.sessionNew(pooled, 0, 0);
-        int firstStop = LfmNative.generateTokens(first, promptIds, 8, 0f, 0, true, null);
-        int secondStop = LfmNative.generateTokens(second, promptIds, 24, 0f, 0, true, null);
+        int firstStop = LfmNative.generateTokens(first, promptIds, params(8), null);
+        int secondStop = LfmNative.generateTokens(second, promptIds, params(24), null);
         System.out.println("pooled: " + StopReason.of(firstStop) + " " + StopReason.of(secondStop)
             + " " + LfmNative.sessionContext(second)[0]);
         LfmNative.sessionFree(first);
         LfmNative.sessionFree(second);
         LfmNative.modelFree(pooled);
         try {
-            LfmNative.modelLoad(modelDir, 0, 1000, 0);
+            LfmNative.modelLoad(modelDir, 0, 1000, 0, 0, 0);
         } catch (LfmException e) {
             System.out.println("budget: " + e.code);
         }
         try {
-            LfmNative.modelLoad("/nonexistent/model", 0, 0, 0);
+            LfmNative.modelLoad("/nonexistent/model", 0, 0, 0, 0, 0);
         } catch (LfmException e) {
             System.out.println("missing-model: " + e.code + " " + e.getMessage());
+        }
+
+
+        // A stop string ends the generation; it is not streamed.
+        LfmNative.sessionReset(session);
+        String firstPiece = greedy.text.substring(0, Math.min(3, greedy.text.length()));
+        Collector untilStop = new Collector(Integer.MAX_VALUE);
+        stop = LfmNative.generateTokens(session, promptIds, withStop(24, firstPiece), untilStop);
+        System.out.println("stop-string: " + StopReason.of(stop) + " "
+            + untilStop.text.toString().contains(firstPiece));
+
+        // Bad values are errors naming them, never the defaults.
+        final long live = session;
+        final long liveModel = model;
+        System.out.println("negative-max-tokens: " + failure(() ->
+            LfmNative.generateTokens(live, promptIds, params(-1), null)));
+        System.out.println("negative-top-k: " + failure(() -> LfmNative.generateTokens(live,
+            promptIds, new GenerateParams(4, 0f, -1, 1f, 0f, 1f, 0f, 0f, 0, 0L, null, true), null)));
+        System.out.println("bad-top-p: " + failure(() -> LfmNative.generateTokens(live,
+            promptIds, new GenerateParams(4, 0f, 0, 2f, 0f, 1f, 0f, 0f, 0, 0L, null, true), null)));
+        System.out.println("negative-context: " + failure(() ->
+            LfmNative.sessionNew(liveModel, -1, 0)));
+        System.out.println("negative-budget: " + failure(() ->
+            LfmNative.modelLoad(modelDir, 0, -1, 0, 0, 0)));
+        System.out.println("negative-pool: " + failure(() ->
+            LfmNative.modelLoad(modelDir, 0, 0, -1, 0, 0)));
+
+        // GGUF files, quantized, through the same loader.
+        for (int i = 3; i + 1 < args.length; i += 2) {
+            long gguf = LfmNative.modelLoad(args[i], 0, 0, 0, 0, 0);
+            long ggufSession = LfmNative.sessionNew(gguf, 0, 0);
+            Collector ids = new Collector(Integer.MAX_VALUE);
+            LfmNative.generateTokens(ggufSession, parseIds(args[i + 1]), params(24), ids);
+            System.out.println("gguf " + new java.io.File(args[i]).getName() + ": " + ids.joined());
+            LfmNative.sessionFree(ggufSession);
+            LfmNative.modelFree(gguf);
         }
 
         LfmNative.sessionFree(session);

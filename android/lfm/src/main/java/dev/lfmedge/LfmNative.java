@@ -13,7 +13,10 @@ final class LfmNative {
 
     private LfmNative() {}
 
-    static native long modelLoad(String path, int backend, long vramBudgetBytes, int kvPoolTokens);
+    /** path: a model folder, a .gguf file, or hf:OWNER/REPO[:FILE]. 0 for a byte or token
+     *  count means none (the adapter's own limit for the binding and buffer sizes). */
+    static native long modelLoad(String path, int backend, long vramBudgetBytes,
+            int kvPoolTokens, long maxBindingBytes, long maxBufferBytes);
 
     static native void modelFree(long model);
 
@@ -38,14 +41,14 @@ final class LfmNative {
     /** {tokens held, capacity}. */
     static native int[] sessionContext(long session);
 
-    static native int generate(long session, String prompt, int maxTokens, float temperature,
-            long seed, boolean ignoreEos, TokenCallback callback);
+    static native int generate(long session, String prompt, GenerateParams params,
+            TokenCallback callback);
 
-    static native int generateTokens(long session, int[] tokens, int maxTokens,
-            float temperature, long seed, boolean ignoreEos, TokenCallback callback);
+    static native int generateTokens(long session, int[] tokens, GenerateParams params,
+            TokenCallback callback);
 
     static native void chatAdd(long session, String role, String content);
 
-    static native int chat(long session, String role, String content, int maxTokens,
-            float temperature, long seed, boolean ignoreEos, TokenCallback callback);
+    static native int chat(long session, String role, String content, GenerateParams params,
+            TokenCallback callback);
 }

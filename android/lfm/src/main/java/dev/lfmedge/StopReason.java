@@ -10,7 +10,9 @@ public enum StopReason {
     /** {@code cancel()} was called. */
     CANCELLED,
     /** The session's context has no room for another token. */
-    CONTEXT_FULL;
+    CONTEXT_FULL,
+    /** A stop string was produced (it is not streamed). */
+    STOP_STRING;
 
     static StopReason of(int code) {
         return values()[code];

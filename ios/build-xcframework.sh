@@ -17,7 +17,7 @@ done
 build=ios/build
 rm -rf "$build" ios/LfmEdgeFFI.xcframework
 mkdir -p "$build/headers" "$build/simulator"
-cp ffi/include/lfm_edge.h ios/module.modulemap "$build/headers/"
+cp ffi/include/lfm_edge.h ios/Apple/module.modulemap "$build/headers/"
 lipo -create \
     target/aarch64-apple-ios-sim/release/liblfm_edge_ffi.a \
     target/x86_64-apple-ios/release/liblfm_edge_ffi.a \

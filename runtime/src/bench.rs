@@ -95,11 +95,20 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
             "bench needs at least one prompt token, one generated token and one repeat".into(),
         ));
     }
+    // Checked before anything is sized from them: the run must fit the context.
+    let longest = options.prompt_tokens.max(options.gen_tokens);
+    let positions = model.config.max_position_embeddings;
+    if longest >= positions {
+        return Err(Error::Input(format!(
+            "bench: {longest} tokens do not fit the model's context of {positions} \
+             (max_position_embeddings)"
+        )));
+    }
     let batch = options.prompt_tokens.min(512);
     let mut session = Session::new(
         model.clone(),
         &SessionOptions {
-            max_context: options.prompt_tokens.max(options.gen_tokens) + 1,
+            max_context: longest + 1,
             batch,
             // Batches end on snapshot boundaries: keep the prompt's passes whole.
             snapshot_interval: batch,
@@ -107,6 +116,12 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
             ..SessionOptions::default()
         },
     )?;
+    if session.max_context() <= longest {
+        return Err(Error::Input(format!(
+            "bench: {longest} tokens do not fit the context of {} that the VRAM budget leaves",
+            session.max_context()
+        )));
+    }
     let tokens = prompt(options.prompt_tokens, model.config.vocab_size);
     let prefill = |session: &mut Session| -> Result<Duration> {
         session.reset();

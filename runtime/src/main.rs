@@ -2,6 +2,7 @@
 //! go to stdout; progress, the adapter choice and errors go to stderr; any failure exits
 //! with status 1.
 
+#[macro_use]
 mod cli;
 
 use std::path::PathBuf;
@@ -69,7 +70,7 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
         /// Wrap the prompt in the model's chat template as a user turn.
-        #[arg(long, requires = "prompt")]
+        #[arg(long, requires = "prompt", conflicts_with = "tokens")]
         chat: bool,
         /// A system prompt for --chat.
         #[arg(long, requires = "chat")]
@@ -129,6 +130,8 @@ fn main() -> ExitCode {
     .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing left to do or say.
+        Err(e) if cli::output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -183,7 +186,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Tokenize { model, text } => {
             let tokenizer = lfm_edge::Tokenizer::load(&model.path()?)?;
-            println!("{}", cli::ids::join(&tokenizer.encode(&text)?));
+            outln!("{}", cli::ids::join(&tokenizer.encode(&text)?))?;
             Ok(())
         }
         Command::Info { model } => cli::info::run(&model),

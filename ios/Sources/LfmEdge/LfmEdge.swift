@@ -4,7 +4,7 @@ import Foundation
 import LfmEdgeFFI
 
 /// A failure in the native library: its `lfm_status` and message.
-public struct LfmError: Error, CustomStringConvertible {
+public struct LfmError: Error, CustomStringConvertible, Sendable {
     public let status: UInt32
     public let message: String
     public var description: String { message }
@@ -18,51 +18,151 @@ private func check(_ status: lfm_status) throws {
     }
 }
 
+/// A count for the C library: a negative one is an error naming it (as in the Kotlin
+/// and JNI layers), never "the default".
+private func count(_ value: Int, _ name: String) throws -> UInt32 {
+    guard let count = UInt32(exactly: value) else {
+        let why = value < 0 ? "is negative" : "is too large"
+        throw LfmError(status: LFM_ERROR_INVALID_ARGUMENT.rawValue, message: "\(name) \(value) \(why)")
+    }
+    return count
+}
+
 /// The GPU API to run on; on iOS `.auto` is Metal.
 public enum Backend: Int32, Sendable {
     case auto = 0, vulkan, metal, dx12, gl
 }
 
+/// How to generate: the C library's `lfm_generate_options`, with its defaults. Sampling
+/// applies the penalties over the recent tokens, then temperature (0: greedy, and the
+/// rest is skipped), top-k, top-p, min-p, and a seeded draw. Values out of range throw
+/// an `LfmError` naming the field when the generation starts.
 public struct GenerateOptions: Sendable {
     /// 0 feeds the prompt and generates nothing.
     public var maxTokens: Int
-    /// 0 is greedy.
+    /// >= 0; 0 is greedy.
     public var temperature: Float
+    /// Keep the k most likely tokens; 0 = all.
+    public var topK: Int
+    /// In (0, 1]: keep the most likely tokens up to this probability mass.
+    public var topP: Float
+    /// In [0, 1]: keep tokens at least this fraction of the most likely one's probability.
+    public var minP: Float
+    /// > 0; 1 = none; above 1 discourages tokens seen (HF's).
+    public var repetitionPenalty: Float
+    /// Subtracted once from a seen token's logit (OpenAI's).
+    public var presencePenalty: Float
+    /// Subtracted once per time a token was seen (OpenAI's).
+    public var frequencyPenalty: Float
+    /// The penalties look at the last N tokens; 0 = all the session holds.
+    public var penaltyWindow: Int
     /// The same seed gives the same tokens.
     public var seed: UInt64
+    /// Texts that end the generation when produced; they are not streamed (text that may
+    /// begin one is held back until it cannot).
+    public var stop: [String]
     /// Keep generating past end-of-sequence tokens.
     public var ignoreEos: Bool
 
-    public init(maxTokens: Int = 256, temperature: Float = 0, seed: UInt64 = 0, ignoreEos: Bool = false) {
-        self.maxTokens = maxTokens
-        self.temperature = temperature
-        self.seed = seed
-        self.ignoreEos = ignoreEos
+    /// Each option left nil takes the library's default.
+    public init(
+        maxTokens: Int? = nil, temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil,
+        minP: Float? = nil, repetitionPenalty: Float? = nil, presencePenalty: Float? = nil,
+        frequencyPenalty: Float? = nil, penaltyWindow: Int? = nil, seed: UInt64? = nil,
+        stop: [String] = [], ignoreEos: Bool? = nil
+    ) {
+        let defaults = lfm_generate_options_default()
+        self.maxTokens = maxTokens ?? Int(defaults.max_tokens)
+        self.temperature = temperature ?? defaults.temperature
+        self.topK = topK ?? Int(defaults.top_k)
+        self.topP = topP ?? defaults.top_p
+        self.minP = minP ?? defaults.min_p
+        self.repetitionPenalty = repetitionPenalty ?? defaults.repetition_penalty
+        self.presencePenalty = presencePenalty ?? defaults.presence_penalty
+        self.frequencyPenalty = frequencyPenalty ?? defaults.frequency_penalty
+        self.penaltyWindow = penaltyWindow ?? Int(defaults.penalty_window)
+        self.seed = seed ?? defaults.seed
+        self.stop = stop
+        self.ignoreEos = ignoreEos ?? defaults.ignore_eos
     }
 
-    var native: lfm_generate_options {
-        lfm_generate_options(
-            max_tokens: UInt32(clamping: maxTokens), temperature: temperature, seed: seed,
-            ignore_eos: ignoreEos)
+    /// Calls `body` with the C options (from `lfm_generate_options_default`, so that
+    /// `struct_size` is set) and the stop strings as C strings, alive during the call.
+    func withNative<R>(_ body: (UnsafePointer<lfm_generate_options>) -> R) throws -> R {
+        var options = lfm_generate_options_default()
+        options.max_tokens = try count(maxTokens, "maxTokens")
+        options.temperature = temperature
+        options.top_k = try count(topK, "topK")
+        options.top_p = topP
+        options.min_p = minP
+        options.repetition_penalty = repetitionPenalty
+        options.presence_penalty = presencePenalty
+        options.frequency_penalty = frequencyPenalty
+        options.penalty_window = try count(penaltyWindow, "penaltyWindow")
+        options.seed = seed
+        options.ignore_eos = ignoreEos
+        let strings = stop.map { strdup($0) }
+        defer { strings.forEach { free($0) } }
+        let pointers = strings.map { UnsafePointer<CChar>($0) }
+        return pointers.withUnsafeBufferPointer { pointers in
+            options.stop_strings = pointers.isEmpty ? nil : pointers.baseAddress
+            options.n_stop_strings = pointers.count
+            return body(&options)
+        }
     }
+}
+
+/// Why a generation ended (`lfm_stop_reason`).
+public enum StopReason: Int32, Sendable {
+    case maxTokens = 0
+    /// The model produced an end-of-sequence token.
+    case endOfSequence = 1
+    /// The consumer stopped listening.
+    case callback = 2
+    /// `cancel()`, or the consuming task was cancelled.
+    case cancelled = 3
+    /// The session's context, or the model's shared KV pool, has no room for another token.
+    case contextFull = 4
+    /// One of the options' stop strings was produced (it is not streamed).
+    case stopString = 5
+}
+
+/// How a generating call ended.
+public struct Generation: Sendable, Equatable {
+    public let promptTokens: Int
+    public let generatedTokens: Int
+    /// nil for a reason this version does not know.
+    public let stopReason: StopReason?
+}
+
+/// One streamed token and the text it completes. The text is empty when the token ends
+/// inside a UTF-8 character, or may begin a stop string: it comes with a later token.
+public struct Token: Sendable, Equatable {
+    /// nil for held-back text let go at the end (a stop string that never completed).
+    public let id: UInt32?
+    public let text: String
 }
 
 /// An LFM2 model on the GPU. Thread-safe; sessions keep its weights alive.
 public final class LfmModel: @unchecked Sendable {
     let handle: OpaquePointer
 
-    /// Loads a model directory (config.json, model.safetensors, tokenizer.json,
-    /// tokenizer_config.json). Blocks while the weights upload: call it off the main actor.
+    /// Loads a model: a Hugging Face model folder (config.json, model.safetensors or its
+    /// shards, tokenizer.json, tokenizer_config.json), or a .gguf file. Blocks while the
+    /// weights upload: call it off the main actor.
     /// `vramBudgetBytes`: 0, or the bytes the weights and every session stay within.
+    /// `maxBindingBytes`, `maxBufferBytes`: 0 (the adapter's limits), or lower ones.
     /// `kvPoolTokens`: 0 (a KV cache per session), or one pool of that many tokens
     /// shared by all the model's sessions.
     public init(
         path: String, backend: Backend = .auto, vramBudgetBytes: UInt64 = 0,
-        kvPoolTokens: UInt32 = 0
+        maxBindingBytes: UInt64 = 0, maxBufferBytes: UInt64 = 0, kvPoolTokens: UInt32 = 0
     ) throws {
         var options = lfm_model_options_default()
         options.backend = backend.rawValue
         options.vram_budget_bytes = vramBudgetBytes
+        options.max_binding_bytes = maxBindingBytes
+        options.max_buffer_bytes = maxBufferBytes
         options.kv_pool_tokens = kvPoolTokens
         var model: OpaquePointer?
         try check(lfm_model_load(path, &options, &model))
@@ -77,107 +177,171 @@ public final class LfmModel: @unchecked Sendable {
         let sizing = lfm_tokenize(handle, text, addSpecialTokens, nil, 0, &count)
         if sizing != LFM_ERROR_BUFFER_TOO_SMALL { try check(sizing) }
         var ids = [UInt32](repeating: 0, count: count)
-        try check(lfm_tokenize(handle, text, addSpecialTokens, &ids, count, &count))
+        let capacity = count
+        try check(lfm_tokenize(handle, text, addSpecialTokens, &ids, capacity, &count))
         return ids
     }
 
     /// A new conversation (0 = the defaults: 4096 tokens, or the shared pool's size, or
     /// all that the model's VRAM budget has left; batch 128).
     public func makeSession(contextLength: Int = 0, batch: Int = 0) throws -> LfmSession {
-        var options = lfm_session_options(
-            context_length: UInt32(clamping: contextLength), batch: UInt32(clamping: batch))
+        var options = lfm_session_options_default()
+        options.context_length = try count(contextLength, "contextLength")
+        options.batch = try count(batch, "batch")
         var session: OpaquePointer?
         try check(lfm_session_new(handle, &options, &session))
         return LfmSession(handle: session!)
     }
 }
 
-/// A conversation: one call at a time (a second concurrent one throws LFM_ERROR_BUSY);
-/// `cancel()` from anywhere.
+/// A conversation. Its calls run one after another, in the order they were made: one
+/// made while another runs (a stream still finishing after its consumer left, say)
+/// waits for it, and the synchronous ones block meanwhile: keep them off the main actor
+/// while a generation may run. `cancel()` from anywhere.
 public final class LfmSession: @unchecked Sendable {
     let handle: OpaquePointer
+    /// Runs every call on the session, in order.
+    private let queue = DispatchQueue(label: "lfm-edge.session")
+    /// Written on `queue` only.
+    private var last: Generation?
 
     init(handle: OpaquePointer) { self.handle = handle }
 
     deinit { lfm_session_free(handle) }
 
-    /// Continues the session with `prompt` (tokenized with bos when the session is empty).
+    /// Continues the session with `prompt` (tokenized with bos when the session is
+    /// empty), streaming the text. Stop listening (leave the `for try await` loop, or
+    /// cancel its task) and the generation stops before its next forward pass.
     public func generate(_ prompt: String, options: GenerateOptions = .init()) -> AsyncThrowingStream<String, Error> {
-        stream(options) { session, options, callback, user in
-            lfm_generate(session, prompt, options, callback, user, nil, nil)
+        texts(generateTokens(prompt, options: options))
+    }
+
+    /// `generate`, streaming each token with its id.
+    public func generateTokens(_ prompt: String, options: GenerateOptions = .init()) -> AsyncThrowingStream<Token, Error> {
+        stream(options) { session, options, callback, user, cancel, result in
+            lfm_generate(session, prompt, options, callback, user, cancel, result)
         }
     }
 
     /// Adds `content` as a `role` turn and streams the assistant's reply (the model's chat
     /// template; each turn feeds only what it adds to the cache).
     public func chat(_ content: String, role: String = "user", options: GenerateOptions = .init()) -> AsyncThrowingStream<String, Error> {
-        stream(options) { session, options, callback, user in
-            lfm_chat(session, role, content, options, callback, user, nil, nil)
+        texts(chatTokens(content, role: role, options: options))
+    }
+
+    /// `chat`, streaming each token with its id.
+    public func chatTokens(_ content: String, role: String = "user", options: GenerateOptions = .init()) -> AsyncThrowingStream<Token, Error> {
+        stream(options) { session, options, callback, user, cancel, result in
+            lfm_chat(session, role, content, options, callback, user, cancel, result)
         }
     }
 
+    /// How the last generating call that finished ended; waits for a running one.
+    public var lastGeneration: Generation? { queue.sync { last } }
+
     /// Adds a turn (a system prompt, earlier turns) without running the model.
     public func addMessage(role: String, content: String) throws {
-        try check(lfm_chat_add(handle, role, content))
+        try queue.sync { try check(lfm_chat_add(handle, role, content)) }
     }
 
     /// Forgets the cache and the conversation.
-    public func reset() throws { try check(lfm_session_reset(handle)) }
+    public func reset() throws { try queue.sync { try check(lfm_session_reset(handle)) } }
 
     /// Writes the session (its cache, the conversation) to a file, e.g. when the app
     /// moves to the background; `load(from:)` picks it up in a later process.
-    public func save(to path: String) throws { try check(lfm_session_save(handle, path)) }
+    public func save(to path: String) throws {
+        try queue.sync { try check(lfm_session_save(handle, path)) }
+    }
 
     /// Replaces this session with one `save(to:)` wrote for the same model.
-    public func load(from path: String) throws { try check(lfm_session_load(handle, path)) }
+    public func load(from path: String) throws {
+        try queue.sync { try check(lfm_session_load(handle, path)) }
+    }
 
     /// Stops the running generation before its next forward pass.
     public func cancel() { _ = lfm_session_cancel(handle) }
 
     /// Tokens held, and how many the context can hold.
     public func context() throws -> (used: Int, capacity: Int) {
-        var used = 0, capacity = 0
-        try check(lfm_session_context(handle, &used, &capacity))
-        return (used, capacity)
+        try queue.sync {
+            var used = 0, capacity = 0
+            try check(lfm_session_context(handle, &used, &capacity))
+            return (used, capacity)
+        }
     }
 
-    /// Where the C callback sends text: the stream's continuation.
-    private final class Sink {
-        let continuation: AsyncThrowingStream<String, Error>.Continuation
-        init(_ continuation: AsyncThrowingStream<String, Error>.Continuation) { self.continuation = continuation }
-    }
-
-    private typealias Call = (
-        OpaquePointer, UnsafePointer<lfm_generate_options>, lfm_token_callback, UnsafeMutableRawPointer
-    ) -> lfm_status
-
-    /// Runs a blocking generating call on its own thread, its text yielded to the stream;
-    /// a consumer that stops listening cancels it.
-    private func stream(_ options: GenerateOptions, _ call: @escaping Call) -> AsyncThrowingStream<String, Error> {
+    /// The non-empty texts of `tokens`.
+    private func texts(_ tokens: AsyncThrowingStream<Token, Error>) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
-            continuation.onTermination = { [self] termination in
-                if case .cancelled = termination { cancel() }
-            }
-            let callback: lfm_token_callback = { text, length, _, user in
-                let sink = Unmanaged<Sink>.fromOpaque(user!).takeUnretainedValue()
-                guard length > 0, let text else { return true }
-                let piece = String(decoding: UnsafeRawBufferPointer(start: text, count: length), as: UTF8.self)
-                if case .terminated = sink.continuation.yield(piece) { return false }
-                return true
-            }
-            Thread { [self] in
-                let sink = Sink(continuation)
-                var native = options.native
-                let status = withExtendedLifetime(sink) {
-                    call(handle, &native, callback, Unmanaged.passUnretained(sink).toOpaque())
-                }
+            let task = Task {
                 do {
-                    try check(status)
+                    for try await token in tokens where !token.text.isEmpty {
+                        if case .terminated = continuation.yield(token.text) { break }
+                    }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
-            }.start()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Where the C callback sends tokens, and the flag that stops the call.
+    private final class Sink: @unchecked Sendable {
+        let continuation: AsyncThrowingStream<Token, Error>.Continuation
+        /// Read by the library as `const volatile int32_t *`: set once, to 1.
+        let cancelFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+
+        init(_ continuation: AsyncThrowingStream<Token, Error>.Continuation) {
+            self.continuation = continuation
+            cancelFlag.initialize(to: 0)
+        }
+
+        deinit { cancelFlag.deallocate() }
+    }
+
+    private typealias Call = @Sendable (
+        OpaquePointer, UnsafePointer<lfm_generate_options>, lfm_token_callback,
+        UnsafeMutableRawPointer, UnsafePointer<Int32>, UnsafeMutablePointer<lfm_generation>
+    ) -> lfm_status
+
+    /// Runs a blocking generating call on the session's queue, its tokens yielded to the
+    /// stream; a consumer that stops listening stops it through its cancel flag.
+    private func stream(_ options: GenerateOptions, _ call: @escaping Call) -> AsyncThrowingStream<Token, Error> {
+        AsyncThrowingStream { continuation in
+            let sink = Sink(continuation)
+            continuation.onTermination = { termination in
+                if case .cancelled = termination { sink.cancelFlag.pointee = 1 }
+            }
+            let callback: lfm_token_callback = { text, length, token, user in
+                let sink = Unmanaged<Sink>.fromOpaque(user!).takeUnretainedValue()
+                let piece = text.map {
+                    String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self)
+                } ?? ""
+                let id = token == UInt32.max ? nil : token  // LFM_TOKEN_NONE
+                if case .terminated = sink.continuation.yield(Token(id: id, text: piece)) { return false }
+                return true
+            }
+            queue.async { [self] in
+                var result = lfm_generation()
+                do {
+                    let status = try withExtendedLifetime(sink) {
+                        try options.withNative { native in
+                            call(handle, native, callback, Unmanaged.passUnretained(sink).toOpaque(),
+                                 sink.cancelFlag, &result)
+                        }
+                    }
+                    try check(status)
+                    last = Generation(
+                        promptTokens: result.prompt_tokens, generatedTokens: result.generated_tokens,
+                        stopReason: StopReason(rawValue: result.stop_reason))
+                    continuation.finish()
+                } catch {
+                    last = nil
+                    continuation.finish(throwing: error)
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! feeds only what the cache does not hold yet. Ctrl-C stops the answer being written;
 //! at the prompt it quits, as do Ctrl-D and /exit.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +28,8 @@ fn install_interrupt() -> Result<Arc<Interrupt>> {
         if handler.answering.load(Ordering::Acquire) {
             handler.stop.store(true, Ordering::Release);
         } else {
-            println!();
+            // The prompt's line ends; nothing can be done if stdout is gone.
+            let _ = super::output::write("\n");
             std::process::exit(130);
         }
     })
@@ -60,16 +61,20 @@ pub fn run(
         model.path.display(),
         session.max_context()
     );
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut stdin = std::io::stdin().lock();
     loop {
-        print!("> ");
-        std::io::stdout().flush().ok();
-        let Some(line) = lines.next() else {
-            println!();
-            return Ok(());
+        super::output::write("> ")?;
+        let mut bytes = Vec::new();
+        let read = stdin
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| Error::io("standard input", e))?;
+        if read == 0 {
+            return outln!();
+        }
+        let Ok(line) = String::from_utf8(bytes) else {
+            eprintln!("(that line is not UTF-8 text; type it again)");
+            continue;
         };
-        let line = line.map_err(|e| Error::Input(format!("reading stdin: {e}")))?;
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => return Ok(()),
@@ -98,12 +103,10 @@ pub fn run(
             .count();
         interrupt.stop.store(false, Ordering::Release);
         interrupt.answering.store(true, Ordering::Release);
-        let mut stdout = std::io::stdout().lock();
+        let mut written = Ok(());
         let answer = generate(&mut session, logits, generate_options, |chunk| {
-            let _ = stdout
-                .write_all(chunk.text.as_bytes())
-                .and_then(|_| stdout.flush());
-            if interrupt.stop.load(Ordering::Acquire) {
+            written = super::output::write(chunk.text);
+            if written.is_err() || interrupt.stop.load(Ordering::Acquire) {
                 Flow::Stop
             } else {
                 Flow::Continue
@@ -111,7 +114,8 @@ pub fn run(
         });
         interrupt.answering.store(false, Ordering::Release);
         let answer = answer?;
-        println!();
+        written?;
+        outln!()?;
         if answer.stop == StopReason::ContextFull {
             eprintln!("(context full: /reset starts over, or run with --context-overflow shift)");
         }

@@ -1,12 +1,10 @@
 //! `lfm-edge generate`: a prompt (text, ids, or a chat turn) and its continuation,
 //! streamed to stdout.
 
-use std::io::Write;
-
 use lfm_edge::{ChatTemplate, Chunk, Error, Flow, GenerateOptions, Message, Result, StopReason};
 
-use super::ids;
 use super::model::ModelArgs;
+use super::{ids, output};
 
 /// What to continue.
 pub enum Prompt {
@@ -46,17 +44,20 @@ pub fn run(
     };
     let mut session = args.session(&model, false)?;
     let logits = session.feed(&prompt_ids)?;
-    let mut stdout = std::io::stdout().lock();
+    // A failed write (a closed pipe) stops the generation before the next token.
+    let mut written = Ok(());
     let generated = lfm_edge::generate(&mut session, logits, options, |chunk: Chunk| {
-        let _ = stdout
-            .write_all(chunk.text.as_bytes())
-            .and_then(|_| stdout.flush());
-        Flow::Continue
+        written = output::write(chunk.text);
+        match written {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
+        }
     })?;
+    written?;
     if print_ids {
-        println!("\n{}", ids::join(&generated.tokens));
+        outln!("\n{}", ids::join(&generated.tokens))?;
     } else {
-        println!();
+        outln!()?;
     }
     if generated.stop == StopReason::ContextFull {
         eprintln!(

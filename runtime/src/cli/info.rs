@@ -8,45 +8,54 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     let model = args.load()?;
     let c = &model.config;
     let gpu = &model.gpu;
-    println!("model: {}", model.path.display());
-    println!("architecture: {}", c.architecture());
-    println!(
+    outln!("model: {}", model.path.display())?;
+    outln!("architecture: {}", c.architecture())?;
+    outln!(
         "layers: {} ({}; c = conv, A = attention)",
         c.n_layers(),
         c.layer_pattern()
-    );
-    println!(
+    )?;
+    outln!(
         "hidden: {}, ff: {}, heads: {} / kv {}, head_dim: {}, vocab: {}",
-        c.hidden_size, c.ff_size, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size
-    );
-    println!("parameters: {}", model.parameter_count());
+        c.hidden_size,
+        c.ff_size,
+        c.n_heads,
+        c.n_kv_heads,
+        c.head_dim,
+        c.vocab_size
+    )?;
+    outln!("parameters: {}", model.parameter_count())?;
     if let Some(moe) = &c.moe {
-        println!(
+        outln!(
             "experts: {} per MoE layer, top {} per token, {} dense layers first",
-            moe.n_experts, moe.top_k, moe.n_dense_layers
-        );
-        println!(
+            moe.n_experts,
+            moe.top_k,
+            moe.n_dense_layers
+        )?;
+        outln!(
             "active parameters per token: {}",
             model.active_parameter_count()
-        );
+        )?;
     }
-    println!("weight bytes: {}", model.weight_bytes());
+    outln!("weight bytes: {}", model.weight_bytes())?;
     for (dtype, tensors, bytes) in model.bytes_by_dtype() {
-        println!("  {dtype}: {tensors} tensors, {bytes} bytes");
+        outln!("  {dtype}: {tensors} tensors, {bytes} bytes")?;
     }
     for line in args.memory.describe(&model)? {
-        println!("{line}");
+        outln!("{line}")?;
     }
-    println!(
+    outln!(
         "adapter: {} ({:?}, {:?})",
-        gpu.info.name, gpu.info.backend, gpu.info.device_type
-    );
-    println!(
+        gpu.info.name,
+        gpu.info.backend,
+        gpu.info.device_type
+    )?;
+    outln!(
         "limits: max_buffer_size {}, max_storage_buffer_binding_size {}, max_compute_workgroup_size_x {}, max_compute_workgroups_per_dimension {}",
         gpu.limits.max_buffer_size,
         gpu.limits.max_storage_buffer_binding_size,
         gpu.limits.max_compute_workgroup_size_x,
         gpu.limits.max_compute_workgroups_per_dimension
-    );
+    )?;
     Ok(())
 }

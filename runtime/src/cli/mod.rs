@@ -1,6 +1,9 @@
 //! The commands of the command line, one module each, and what they share: the model
 //! they open and its memory options, sampling options, token ids, the demo model.
 
+#[macro_use]
+pub mod output;
+
 pub mod bench;
 pub mod chat;
 pub mod demo;

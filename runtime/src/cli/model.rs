@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use lfm_edge::model::LoadOptions;
 use lfm_edge::units::format_size;
-use lfm_edge::{Backend, GpuOptions, Model, Result, Session};
+use lfm_edge::{Backend, Error, GpuOptions, LoadOptions, Model, Result, Session};
 
 use super::demo;
 use super::memory::MemoryArgs;
@@ -55,6 +54,12 @@ impl ModelArgs {
 
     /// The command's one session, sized by the memory options.
     pub fn session(&self, model: &Arc<Model>, all_logits: bool) -> Result<Session> {
+        let positions = model.config.max_position_embeddings;
+        if let Some(context) = self.memory.context.filter(|&n| n > positions) {
+            return Err(Error::Input(format!(
+                "--context {context} is above the model's max_position_embeddings of {positions}"
+            )));
+        }
         let options = self.memory.session_options(all_logits);
         let session = Session::new(model.clone(), &options)?;
         if let Some(budget) = model.vram_budget() {

@@ -12,6 +12,10 @@ use super::model::ModelArgs;
 
 pub fn run(args: &ModelArgs, tokens: &str, out: &Path, reference: Option<&Path>) -> Result<()> {
     let tokens = &ids::parse(tokens)?;
+    if let Some(dir) = reference.filter(|dir| !dir.is_dir()) {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder");
+        return Err(Error::io(dir, missing));
+    }
     let model = args.load()?;
     let trace = args.session(&model, false)?.trace(tokens)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -22,12 +26,12 @@ pub fn run(args: &ModelArgs, tokens: &str, out: &Path, reference: Option<&Path>)
         let hidden = values.len() / n;
         npy::write_f32(&out.join(format!("{name}.npy")), n, hidden, values)?;
         let Some(reference) = reference else {
-            println!("{name}");
+            outln!("{name}")?;
             continue;
         };
         let path = reference.join(format!("{name}.npy"));
         if !path.exists() {
-            println!("{name}: no {}", path.display());
+            outln!("{name}: no {}", path.display())?;
             continue;
         }
         let (shape, want) = npy::read_f32(&path)?;
@@ -48,11 +52,11 @@ pub fn run(args: &ModelArgs, tokens: &str, out: &Path, reference: Option<&Path>)
             })
         };
         let diff: Vec<f32> = values.iter().zip(&want).map(|(a, b)| a - b).collect();
-        println!(
+        outln!(
             "{name}: max abs diff {:.3e} (max |reference| {:.3e})",
             max_abs(&diff),
             max_abs(&want)
-        );
+        )?;
     }
     Ok(())
 }

@@ -23,6 +23,20 @@ pub enum Backend {
     Gl,
 }
 
+/// With `Auto`, a `WGPU_BACKEND` that names no backend is an error, not a silent
+/// fallback to all of them.
+fn check_backend_env(backend: Backend) -> Result<()> {
+    let Some(value) = std::env::var("WGPU_BACKEND").ok().filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    if backend == Backend::Auto && wgpu::Backends::from_comma_list(&value).is_empty() {
+        return Err(Error::Input(format!(
+            "WGPU_BACKEND={value:?} names no backend (vulkan, metal, dx12, gl)"
+        )));
+    }
+    Ok(())
+}
+
 impl FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -109,6 +123,7 @@ fn best_adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
 
 impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Arc<Gpu>> {
+        check_backend_env(options.backend)?;
         // Auto tries the native APIs first and falls back to OpenGL ES only when none
         // has an adapter (probing GL on a headless machine is slow and noisy).
         let adapter = match options.backend {

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use crate::config::ModelConfig;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -13,6 +14,12 @@ struct Params {
     n_kv_heads: u32,
     scale: f32,
 }
+pub(super) const MIRROR: Mirror = mirror!(
+    Params,
+    Kernel::Attention,
+    "Params",
+    [head_dim, n_heads, n_kv_heads, scale]
+);
 
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
 /// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
@@ -10,6 +11,7 @@ struct Params {
     vec4s: u32,
     _pad: [u32; 3],
 }
+pub(super) const MIRROR: Mirror = mirror!(Params, Kernel::Copy, "Params", [vec4s]);
 
 /// Enough workgroups to keep any GPU's memory busy; copy.wgsl strides over the rest.
 const WORKGROUPS: u32 = 4096;

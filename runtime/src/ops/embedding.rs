@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::split::row_parts;
 use super::GpuTensor;
 use crate::error::Result;
@@ -13,6 +14,12 @@ struct Params {
     rows: u32,
     _pad: u32,
 }
+pub(super) const MIRROR: Mirror = mirror!(
+    Params,
+    Kernel::Embedding,
+    "Params",
+    [hidden, first_row, rows]
+);
 
 /// out (n_tokens, hidden) = table[tokens]; a table larger than one binding is gathered
 /// by one launch per row range.

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use crate::config::ModelConfig;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -11,6 +12,7 @@ struct StoreParams {
     kv_dim: u32,
     _pad: [u32; 3],
 }
+pub(super) const STORE_MIRROR: Mirror = mirror!(StoreParams, Kernel::KvStore, "Params", [kv_dim]);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -24,6 +26,12 @@ struct ShiftParams {
     rotate: u32,
     _pad: u32,
 }
+pub(super) const SHIFT_MIRROR: Mirror = mirror!(
+    ShiftParams,
+    Kernel::KvShift,
+    "Params",
+    [head_dim, n_heads, src, dst, rows, delta, rotate]
+);
 
 const WG: u32 = 256;
 

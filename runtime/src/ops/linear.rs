@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::split::row_parts;
 use super::GpuTensor;
 use crate::dtype::DType;
@@ -26,6 +27,27 @@ struct Params {
     expert_count: u32,
     _pad: [u32; 2],
 }
+pub(super) const MIRROR: Mirror = mirror!(
+    Params,
+    Kernel::Matvec,
+    "Params",
+    [
+        k,
+        n,
+        x_last,
+        out_col,
+        accumulate,
+        has_bias,
+        experts,
+        top_k,
+        expert_stride,
+        row_offset,
+        x_per_slot,
+        out_stride,
+        expert_first,
+        expert_count
+    ]
+);
 
 /// Where a projection's result goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@ mod attention;
 mod copy;
 mod embedding;
 mod kv;
+pub mod layout;
 mod linear;
 mod moe;
 mod rmsnorm;

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::config::MoeConfig;
 use crate::dtype::DType;
@@ -17,6 +18,19 @@ struct Params {
     use_bias: u32,
     _pad: [u32; 2],
 }
+pub(super) const MIRROR: Mirror = mirror!(
+    Params,
+    Kernel::MoeRoute,
+    "Params",
+    [
+        n_experts,
+        top_k,
+        hidden,
+        norm_topk_prob,
+        routed_scaling,
+        use_bias
+    ]
+);
 
 /// One MoE layer's routing: its config and the buffers moe.wgsl's entry points share.
 pub struct MoeBuffers<'a> {

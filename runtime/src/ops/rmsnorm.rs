@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
@@ -11,6 +12,7 @@ struct Params {
     eps: f32,
     _pad: [u32; 2],
 }
+pub(super) const MIRROR: Mirror = mirror!(Params, Kernel::RmsNorm, "Params", [n, eps]);
 
 /// out (n_tokens, n) = RMSNorm(x) * weight, one row per token.
 pub fn rmsnorm(

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
@@ -12,6 +13,7 @@ struct Params {
     eps: f32,
     _pad: u32,
 }
+pub(super) const MIRROR: Mirror = mirror!(Params, Kernel::Rope, "Params", [head_dim, n_heads, eps]);
 
 /// Per-head RMSNorm (`norm`, shared by all heads) then RoPE, in place on `x`
 /// (n_tokens, n_heads, head_dim): token t is at position step.pos + t.

@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -13,6 +14,12 @@ struct Params {
     has_bias: u32,
     _pad: u32,
 }
+pub(super) const MIRROR: Mirror = mirror!(
+    Params,
+    Kernel::ShortConv,
+    "Params",
+    [hidden, l_cache, has_bias]
+);
 
 /// The buffers of one conv layer's short convolution.
 pub struct ShortConv<'a> {

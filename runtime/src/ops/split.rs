@@ -55,7 +55,7 @@ pub(super) fn upload_rows(
             what: format!("{name} (one row of {row_bytes} bytes)"),
             limit: "max_buffer_size",
             needed: row_bytes as u64,
-            available: limit as u64,
+            available: gpu.limits.max_buffer_size,
         });
     }
     let buffers = (0..rows)
@@ -121,7 +121,7 @@ pub fn row_parts(gpu: &Gpu, tensor: &GpuTensor) -> Result<Vec<RowPart>> {
                 what: format!("{} ({step} rows of {row_bytes} bytes)", tensor.name),
                 limit: "max_storage_buffer_binding_size",
                 needed: step * row_bytes,
-                available: limit,
+                available: gpu.limits.max_storage_buffer_binding_size,
             });
         }
         parts.extend((0..in_buffer).step_by(per_binding).map(|at| {

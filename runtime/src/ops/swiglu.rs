@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::layout::{mirror, Mirror};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
@@ -10,6 +11,7 @@ struct Params {
     n: u32,
     _pad: [u32; 3],
 }
+pub(super) const MIRROR: Mirror = mirror!(Params, Kernel::SwiGlu, "Params", [n]);
 
 /// up (n_tokens, ff) = silu(gate) * up.
 pub fn swiglu(

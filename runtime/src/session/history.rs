@@ -216,7 +216,9 @@ impl Session {
         let discard = ((pos - keep) / 2).max(deficit);
         if discard > pos - keep {
             return Err(Error::Input(format!(
-                "context shift: a context of {capacity} tokens cannot hold the {keep} kept tokens and a batch of {needed}"
+                "the context of {capacity} tokens is full and cannot make room by shifting: it must \
+                 hold the {keep} tokens kept at its start plus the {needed} tokens fed at once; \
+                 give a longer context"
             )));
         }
         let gpu = &*self.model.gpu;

@@ -1,0 +1,233 @@
+// The Swift API on a real model: greedy streaming against the fixture's reference,
+// stopping and cancelling, stop strings, sampling options, errors and chat. ffi/tests/swift.rs runs these on Linux.
+//
+// LFM_EDGE_MODEL: the model (default: the tiny LFM2's Q4_0 GGUF fixture);
+// LFM_EDGE_REFERENCE: its reference JSON (prompt_ids, and greedy_ids for 24 greedy
+// tokens); LFM_EDGE_PROMPT_TEXT: the text of prompt_ids when the reference lacks it
+// (default: the safetensors fixture's, the same tokenizer).
+import Foundation
+import XCTest
+
+import LfmEdge
+
+/// The repository's fixtures folder, from this file's place in ios/Tests/LfmEdgeTests.
+private let fixtures = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("fixtures")
+
+private let environment = ProcessInfo.processInfo.environment
+
+private let modelPath = environment["LFM_EDGE_MODEL"]
+    ?? fixtures.appendingPathComponent("gguf/lfm2-tiny-conv-first-Q4_0.gguf").path
+
+private struct Reference: Decodable {
+    let prompt_text: String?
+    let prompt_ids: [UInt32]
+    let greedy_ids: [UInt32]
+}
+
+private let reference: Reference = {
+    let path = environment["LFM_EDGE_REFERENCE"]
+        ?? fixtures.appendingPathComponent("gguf/lfm2-tiny-conv-first-Q4_0.json").path
+    let data = try! Data(contentsOf: URL(fileURLWithPath: path))
+    return try! JSONDecoder().decode(Reference.self, from: data)
+}()
+
+private let promptText: String = {
+    if let text = reference.prompt_text ?? environment["LFM_EDGE_PROMPT_TEXT"] { return text }
+    let path = fixtures.appendingPathComponent("lfm2-tiny-conv-first/reference.json")
+    let data = try! Data(contentsOf: path)
+    return try! JSONDecoder().decode(Reference.self, from: data).prompt_text!
+}()
+
+/// One model for all the tests: it is shareable.
+private let sharedModel = Result { try LfmModel(path: modelPath) }
+
+private func model() throws -> LfmModel { try sharedModel.get() }
+
+/// Greedy and past end-of-sequence, as the reference was made.
+private func greedy(_ maxTokens: Int) -> GenerateOptions {
+    GenerateOptions(maxTokens: maxTokens, ignoreEos: true)
+}
+
+final class LfmEdgeTests: XCTestCase {
+    func testTheSwiftPromptIsTheReferencePrompt() throws {
+        XCTAssertEqual(try model().tokenize(promptText), reference.prompt_ids)
+    }
+
+    func testGreedyGenerationStreamsTheReference() async throws {
+        let session = try model().makeSession()
+        var tokens: [Token] = []
+        for try await token in session.generateTokens(promptText, options: greedy(24)) {
+            tokens.append(token)
+        }
+        XCTAssertEqual(tokens.compactMap(\.id), reference.greedy_ids)
+        let generation = try XCTUnwrap(session.lastGeneration)
+        XCTAssertEqual(generation.promptTokens, reference.prompt_ids.count)
+        XCTAssertEqual(generation.generatedTokens, 24)
+        XCTAssertEqual(generation.stopReason, .maxTokens)
+        XCTAssertEqual(try session.context().used, reference.prompt_ids.count + 24)
+
+        // The text stream is the same tokens' text, without the empty pieces.
+        let other = try model().makeSession()
+        var pieces: [String] = []
+        for try await piece in other.generate(promptText, options: greedy(24)) {
+            XCTAssertFalse(piece.isEmpty)
+            pieces.append(piece)
+        }
+        XCTAssertEqual(pieces.joined(), tokens.map(\.text).joined())
+        XCTAssertFalse(pieces.joined().isEmpty)
+    }
+
+    func testLeavingTheLoopStopsTheGenerationAndTheSessionGoesOn() async throws {
+        let session = try model().makeSession(contextLength: 4096)
+        var pieces = 0
+        for try await _ in session.generate(promptText, options: greedy(4000)) {
+            pieces += 1
+            if pieces == 3 { break }
+        }
+        // Waits for the call to end, then tells how.
+        let stopped = try XCTUnwrap(session.lastGeneration)
+        XCTAssert([.cancelled, .callback].contains(stopped.stopReason), "\(stopped)")
+        XCTAssertLessThan(stopped.generatedTokens, 4000)
+        try await assertGreedyAfterReset(session)
+    }
+
+    func testCancellingTheTaskStopsTheGeneration() async throws {
+        let session = try model().makeSession(contextLength: 4096)
+        let started = AsyncStream<Void>.makeStream()
+        let consumer = Task {
+            var pieces = 0
+            for try await _ in session.generate(promptText, options: greedy(4000)) {
+                pieces += 1
+                if pieces == 1 { started.continuation.yield() }
+            }
+            return pieces
+        }
+        for await _ in started.stream { break }
+        consumer.cancel()
+        let pieces = try await consumer.value
+        XCTAssertLessThan(pieces, 4000)
+        let stopped = try XCTUnwrap(session.lastGeneration)
+        XCTAssert([.cancelled, .callback].contains(stopped.stopReason), "\(stopped)")
+        XCTAssertLessThan(stopped.generatedTokens, 4000)
+        try await assertGreedyAfterReset(session)
+    }
+
+    func testCancelEndsTheStreamWithCancelled() async throws {
+        let session = try model().makeSession(contextLength: 4096)
+        var tokens = 0
+        for try await _ in session.generateTokens(promptText, options: greedy(4000)) {
+            tokens += 1
+            if tokens == 2 { session.cancel() }
+        }
+        XCTAssertLessThan(tokens, 4000)
+        XCTAssertEqual(session.lastGeneration?.stopReason, .cancelled)
+        try await assertGreedyAfterReset(session)
+    }
+
+    func testAStopStringEndsTheGeneration() async throws {
+        let session = try model().makeSession()
+        var full = ""
+        for try await piece in session.generate(promptText, options: greedy(24)) { full += piece }
+        // A stop string from the middle of what the model says, and where it first is.
+        let middle = full.index(full.startIndex, offsetBy: full.count / 2)
+        let stop = String(full[middle...].prefix(3))
+        let before = full[..<full.range(of: stop)!.lowerBound]
+
+        try session.reset()
+        var options = greedy(24)
+        options.stop = [stop, "a stop string never produced"]
+        var text = ""
+        for try await piece in session.generate(promptText, options: options) { text += piece }
+        XCTAssertEqual(session.lastGeneration?.stopReason, .stopString)
+        XCTAssertEqual(text, String(before))
+        XCTAssertFalse(text.contains(stop))
+
+        // Held-back text that never completes a stop string is let go at the end.
+        try session.reset()
+        options.stop = [String(full.suffix(1)) + "never produced after it"]
+        text = ""
+        for try await piece in session.generate(promptText, options: options) { text += piece }
+        XCTAssertEqual(session.lastGeneration?.stopReason, .maxTokens)
+        XCTAssertEqual(text, full)
+    }
+
+    func testOutOfRangeOptionsThrow() async throws {
+        let session = try model().makeSession()
+        var options = greedy(4)
+        options.topP = 2
+        do {
+            for try await _ in session.generate(promptText, options: options) {}
+            XCTFail("top_p 2 was accepted")
+        } catch let error as LfmError {
+            XCTAssert(error.message.contains("top_p"), error.message)
+        }
+        // Negative counts are errors naming them, as in the Kotlin and JNI layers.
+        options = greedy(4)
+        options.maxTokens = -1
+        do {
+            for try await _ in session.generate(promptText, options: options) {}
+            XCTFail("maxTokens -1 was accepted")
+        } catch let error as LfmError {
+            XCTAssertEqual(error.message, "maxTokens -1 is negative")
+        }
+        XCTAssertThrowsError(try model().makeSession(contextLength: -1)) { error in
+            XCTAssertEqual((error as? LfmError)?.message, "contextLength -1 is negative")
+        }
+        // Sampling with every option set still generates.
+        options = GenerateOptions(
+            maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.9, minP: 0.05,
+            repetitionPenalty: 1.1, presencePenalty: 0.1, frequencyPenalty: 0.1,
+            penaltyWindow: 64, seed: 7, ignoreEos: true)
+        var first: [UInt32] = []
+        for try await token in session.generateTokens(promptText, options: options) {
+            first += token.id.map { [$0] } ?? []
+        }
+        XCTAssertEqual(first.count, 8)
+        try session.reset()
+        var again: [UInt32] = []
+        for try await token in session.generateTokens(promptText, options: options) {
+            again += token.id.map { [$0] } ?? []
+        }
+        XCTAssertEqual(again, first, "the same seed gives the same tokens")
+    }
+
+    func testAMissingModelThrowsNamingThePath() {
+        let path = "/nonexistent/lfm-edge-swift-test-model"
+        XCTAssertThrowsError(try LfmModel(path: path)) { error in
+            guard let error = error as? LfmError else {
+                return XCTFail("not an LfmError: \(error)")
+            }
+            XCTAssertNotEqual(error.status, 0)
+            XCTAssert(error.message.contains(path), error.message)
+        }
+    }
+
+    func testChatRepliesWithText() async throws {
+        let session = try model().makeSession()
+        try session.addMessage(role: "system", content: "You are terse.")
+        var reply = ""
+        for try await piece in session.chat("Hi", options: greedy(8)) {
+            reply += piece
+        }
+        XCTAssertFalse(reply.isEmpty)
+        XCTAssertEqual(session.lastGeneration?.generatedTokens, 8)
+        var second = ""
+        for try await piece in session.chat("More", options: greedy(4)) {
+            second += piece
+        }
+        XCTAssertEqual(session.lastGeneration?.stopReason, .maxTokens)
+    }
+
+    /// The session, reset, generates the reference again.
+    private func assertGreedyAfterReset(_ session: LfmSession) async throws {
+        try session.reset()
+        XCTAssertEqual(try session.context().used, 0)
+        var ids: [UInt32] = []
+        for try await token in session.generateTokens(promptText, options: greedy(24)) {
+            ids += token.id.map { [$0] } ?? []
+        }
+        XCTAssertEqual(ids, reference.greedy_ids)
+    }
+}

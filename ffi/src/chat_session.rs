@@ -94,7 +94,7 @@ impl ChatSession {
     /// Replaces the session with the one saved at `path`, for the same model (its
     /// context must hold the saved tokens); on an error nothing changes.
     pub fn load(&mut self, path: &Path) -> FfiResult<()> {
-        let (app, state) = session_file::read(path)?;
+        let (app, state) = session_file::read(path, self.session.max_state_bytes())?;
         let vocab = self.session.model().config.vocab_size;
         if let Some(id) = app.pending.filter(|&id| id as usize >= vocab) {
             return Err(FfiError::InvalidArgument(format!(

@@ -209,8 +209,8 @@ impl<'s> TokenStream<'s> {
             }
         }
         if stopped {
-            self.stop = Some(StopReason::Callback);
             let held = self.finish();
+            self.stop = Some(StopReason::Callback);
             if !held.is_empty() {
                 text.push_str(&held);
                 on_chunk(Chunk {
@@ -237,11 +237,19 @@ impl<'s> TokenStream<'s> {
         &self.tokens
     }
 
-    /// Ends the stream where it is and returns the text held back for a possible stop
-    /// string (empty when there is none).
+    /// Ends the stream where it is and returns the text held back (for a possible stop
+    /// string, or the bytes of an unfinished character; empty when there is none).
     pub fn finish(&mut self) -> String {
         self.done = true;
-        self.stops.finish()
+        let tokenizer = &self.session.model().tokenizer;
+        // The ids decoded before; decoding them again cannot fail.
+        let tail = self.text.finish(tokenizer).unwrap_or_default();
+        let released = self.stops.push(&tail);
+        if released.stopped {
+            self.stop = Some(StopReason::StopString);
+            return released.text;
+        }
+        released.text + &self.stops.finish()
     }
 
     /// The next sampled piece, or `None` once a stop condition holds (recorded in

@@ -5,9 +5,14 @@
 //!
 //! What the cache already holds is used as it is, without asking the hub, so a model
 //! fetched once also runs offline (to pick up a newer revision, delete its
-//! `models--OWNER--REPO` folder from the cache).
+//! `models--OWNER--REPO` folder from the cache). With `HF_HUB_OFFLINE` set, as in
+//! huggingface_hub, the hub is never asked.
+//!
+//! Every name that becomes a path in the cache (owner, repository, file, and the shards
+//! a shard index lists) is checked first: hf-hub joins them to the cache folder as they
+//! come, so `..` or an absolute name would write outside it.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::api::Siblings;
@@ -35,6 +40,8 @@ pub enum ModelSpec {
 }
 
 impl ModelSpec {
+    /// The one place a `--model` value is checked: a hub spec comes back only with
+    /// names that stay inside the cache.
     pub fn parse(spec: &str) -> Result<ModelSpec> {
         let Some(rest) = spec.strip_prefix(HUB_PREFIX) else {
             return Ok(ModelSpec::Path(spec.into()));
@@ -49,11 +56,75 @@ impl ModelSpec {
                 "--model {spec}: expected hf:OWNER/REPO or hf:OWNER/REPO:FILE"
             )));
         }
+        let refused = |what: &str, name: &str, why: &str| {
+            Error::Input(format!("--model {spec}: the {what} {name:?} {why}"))
+        };
+        for (what, name) in ["owner", "repository"].into_iter().zip(&parts) {
+            if let Some(why) = bad_repo_part(name) {
+                return Err(refused(what, name, why));
+            }
+        }
+        if let Some(why) = file.and_then(bad_file_name) {
+            return Err(refused("file name", file.unwrap_or_default(), why));
+        }
         Ok(ModelSpec::Hub {
             repo: repo.to_string(),
             file: file.map(str::to_string),
         })
     }
+}
+
+/// Why `name` cannot be an owner or repository name on the hub, if it cannot: the
+/// hub's own rule (letters, digits, `-`, `_`, `.`; no `--` or `..`; a letter, digit or
+/// `_` at each end; at most 96 characters), which also keeps it one folder of the cache.
+fn bad_repo_part(name: &str) -> Option<&'static str> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if !name.chars().all(|c| word(c) || c == '-' || c == '.') {
+        Some("has a character other than letters, digits, '-', '_' and '.'")
+    } else if name.contains("..") || name.contains("--") {
+        Some("has '..' or '--' in it")
+    } else if !name.starts_with(word) || !name.ends_with(word) {
+        Some("must start and end with a letter, digit or '_'")
+    } else if name.len() > 96 {
+        Some("is longer than 96 characters")
+    } else {
+        None
+    }
+}
+
+/// Why `name` is not a plain relative path inside a repository, if it is not: what
+/// hf-hub joins to the snapshot folder must not leave it.
+fn bad_file_name(name: &str) -> Option<&'static str> {
+    let parts = || name.split('/');
+    if name.contains('\\') {
+        Some("has a backslash")
+    } else if name.chars().any(char::is_control) {
+        Some("has a control character (NUL, newline, ...)")
+    } else if name.starts_with('/') || Path::new(name).is_absolute() {
+        Some("is absolute")
+    } else if parts().any(|p| p == "..") {
+        Some("has a `..` component")
+    } else if parts().any(|p| p == ".") {
+        Some("has a `.` component")
+    } else if parts().any(str::is_empty) {
+        Some("has an empty component")
+    } else if !Path::new(name)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
+        Some("is not a plain relative path")
+    } else {
+        None
+    }
+}
+
+/// Whether `HF_HUB_OFFLINE` is set to a value huggingface_hub reads as true.
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        ["1", "true", "yes", "on"]
+            .iter()
+            .any(|yes| v.trim().eq_ignore_ascii_case(yes))
+    })
 }
 
 /// The local path of a model name, fetching what a hub spec names unless the cache
@@ -80,6 +151,8 @@ struct Hub {
     /// `HF_HOME/hub/models--OWNER--REPO`.
     cache_dir: PathBuf,
     cache: hf_hub::CacheRepo,
+    /// `HF_HUB_OFFLINE`: only the cache is read.
+    offline: bool,
 }
 
 impl Hub {
@@ -108,28 +181,40 @@ impl Hub {
             api: api.repo(repo.clone()),
             cache_dir: cache.path().join(repo.folder_name()),
             cache: cache.repo(repo),
+            offline: offline(),
         })
     }
 
     /// One file of the repository (a .gguf), from the cache or else downloaded.
     fn file(&self, name: &str) -> Result<PathBuf> {
+        if self.offline {
+            return self.cache.get(name).ok_or_else(|| self.not_cached(name));
+        }
         self.api.get(name).map_err(|e| self.error(Some(name), e))
     }
 
     /// The snapshot folder of a safetensors checkpoint: the cached one when it is
     /// complete, else the repository's current revision, fetched file by file.
     fn checkpoint(&self) -> Result<PathBuf> {
-        if let Some(dir) = self.cached_checkpoint() {
+        if let Some(dir) = self.cached_checkpoint()? {
             return Ok(dir);
         }
+        if self.offline {
+            return Err(self.not_cached("a whole checkpoint"));
+        }
         let info = self.api.info().map_err(|e| self.error(None, e))?;
+        if info.sha.is_empty() || !info.sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Hub {
+                spec: self.spec.clone(),
+                message: format!("the hub named the revision {:?}, not a commit", info.sha),
+            });
+        }
         let snapshot = self.cache_dir.join("snapshots").join(&info.sha);
         for name in self.checkpoint_files(&info.siblings)? {
             self.fetch_into(&snapshot, name)?;
         }
-        for shard in weight_files(&snapshot)? {
-            let name = shard.strip_prefix(&snapshot).unwrap_or(&shard);
-            self.fetch_into(&snapshot, &name.to_string_lossy())?;
+        for name in self.shard_names(&snapshot)? {
+            self.fetch_into(&snapshot, &name)?;
         }
         // Last: `cached_checkpoint` takes a snapshot with a config.json as complete.
         self.fetch_into(&snapshot, CONFIG)?;
@@ -137,11 +222,39 @@ impl Hub {
     }
 
     /// The cached snapshot of the last revision fetched, if it holds a whole checkpoint.
-    fn cached_checkpoint(&self) -> Option<PathBuf> {
-        let dir = self.cache.get(CONFIG)?.parent()?.to_path_buf();
-        let weights = weight_files(&dir).ok()?;
-        let complete = dir.join(TOKENIZER).exists() && weights.iter().all(|w| w.exists());
-        complete.then_some(dir)
+    fn cached_checkpoint(&self) -> Result<Option<PathBuf>> {
+        let config = self.cache.get(CONFIG);
+        let Some(dir) = config.and_then(|c| c.parent().map(Path::to_path_buf)) else {
+            return Ok(None);
+        };
+        if !dir.join(TOKENIZER).exists() || weight_files(&dir).is_err() {
+            return Ok(None);
+        }
+        let shards = self.shard_names(&dir)?;
+        Ok(shards.iter().all(|s| dir.join(s).exists()).then_some(dir))
+    }
+
+    /// The weight files of the checkpoint in `snapshot`, as names inside it; an index
+    /// naming a shard anywhere else is refused.
+    fn shard_names(&self, snapshot: &Path) -> Result<Vec<String>> {
+        let name = |path: &PathBuf| {
+            // An absolute name replaced the snapshot when joined, and stays absolute.
+            let name = path
+                .strip_prefix(snapshot)
+                .unwrap_or(path)
+                .to_string_lossy();
+            match bad_file_name(&name) {
+                None => Ok(name.into_owned()),
+                Some(why) => Err(Error::Hub {
+                    spec: self.spec.clone(),
+                    message: format!(
+                        "{WEIGHTS_INDEX} names the shard {name:?}, which {why}: \
+                         a shard must be a file inside the repository"
+                    ),
+                }),
+            }
+        };
+        weight_files(snapshot)?.iter().map(name).collect()
     }
 
     /// Which of the listed files make up the checkpoint besides config.json; the
@@ -204,6 +317,16 @@ impl Hub {
                 spec: self.spec.clone(),
                 message: format!("the repository changed while fetching {name}; run again"),
             })
+        }
+    }
+
+    fn not_cached(&self, what: &str) -> Error {
+        Error::Hub {
+            spec: self.spec.clone(),
+            message: format!(
+                "HF_HUB_OFFLINE is set and the cache ({}) does not hold {what}",
+                self.cache_dir.display()
+            ),
         }
     }
 
@@ -275,6 +398,41 @@ mod tests {
         for bad in ["hf:", "hf:LFM2", "hf:a/b/c", "hf:/b", "hf:a/", "hf:a/b:"] {
             let err = ModelSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains("hf:OWNER/REPO"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_that_leave_the_cache() {
+        let cases = [
+            ("hf:o/r:../../x.gguf", "`..` component"),
+            ("hf:o/r:a/../../x.gguf", "`..` component"),
+            ("hf:o/r:a/..", "`..` component"),
+            ("hf:o/r:/etc/passwd", "absolute"),
+            ("hf:o/r:a\\..\\x.gguf", "backslash"),
+            ("hf:o/r:x\0.gguf", "control character"),
+            ("hf:o/r:./x.gguf", "`.` component"),
+            ("hf:o/r:a//x.gguf", "empty component"),
+            ("hf:o/r:a/", "empty component"),
+            ("hf:../r", "'..'"),
+            ("hf:o/..", "'..'"),
+            ("hf:o/.", "start and end"),
+            ("hf:o/r.", "start and end"),
+            ("hf:-o/r", "start and end"),
+            ("hf:o--x/r", "'--'"),
+            ("hf:o/r\\x", "character other than"),
+            ("hf:o/r x", "character other than"),
+        ];
+        for (bad, why) in cases {
+            let err = ModelSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains(why), "{bad}: {err}");
+        }
+        let long = format!("hf:o/{}", "r".repeat(97));
+        assert!(ModelSpec::parse(&long).is_err());
+        for good in [
+            "hf:o/r:sub/dir/x.gguf",
+            "hf:Liquid_AI/LFM2.5-1.2B:x..y.gguf",
+        ] {
+            assert!(ModelSpec::parse(good).is_ok(), "{good}");
         }
     }
 }

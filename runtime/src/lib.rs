@@ -15,6 +15,7 @@ pub mod chat;
 pub mod config;
 pub mod dtype;
 pub mod error;
+pub mod files;
 pub mod generate;
 pub mod gguf;
 pub mod gpu;

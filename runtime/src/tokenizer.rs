@@ -155,4 +155,14 @@ impl TextStream {
         self.read = self.ids.len();
         Ok(new)
     }
+
+    /// The text not streamed yet, at the end: a character whose bytes never all came
+    /// shows as U+FFFD, as in a full decode (HF's `TextStreamer` ends the same way).
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<String> {
+        let before = tokenizer.decode(&self.ids[self.prefix..self.read], true)?;
+        let text = tokenizer.decode(&self.ids[self.prefix..], true)?;
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        Ok(text.get(before.len()..).unwrap_or_default().to_string())
+    }
 }

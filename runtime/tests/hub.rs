@@ -1,6 +1,8 @@
 //! `--model hf:OWNER/REPO[:FILE]` against a stand-in for the Hugging Face hub on
 //! 127.0.0.1: the first run downloads (resuming a partial file) and runs, the next runs
-//! from the cache with the server gone, and a missing repo, file or server is named.
+//! from the cache with the server gone, and a missing repo, file or server is named. A
+//! name that would leave the cache (from the user or a shard index) is refused before
+//! it is fetched, and `HF_HUB_OFFLINE` makes no request at all.
 
 mod common;
 
@@ -124,13 +126,17 @@ fn route(path: &str, range: &str, repos: &HashMap<String, PathBuf>) -> Response 
             None => not_found("RepoNotFound"),
         };
     }
-    let Some((repo, file)) = path.trim_start_matches('/').split_once("/resolve/main/") else {
-        return not_found("RepoNotFound");
+    let (dir, file) = match path.trim_start_matches('/').split_once("/resolve/main/") {
+        Some((repo, file)) => match repos.get(repo) {
+            Some(dir) => (Some(dir), file),
+            None => return not_found("RepoNotFound"),
+        },
+        None => (None, path),
     };
-    let Some(dir) = repos.get(repo) else {
-        return not_found("RepoNotFound");
-    };
-    let Ok(bytes) = std::fs::read(dir.join(file)) else {
+    let in_repo = dir
+        .filter(|_| Path::new(file).is_relative())
+        .and_then(|dir| std::fs::read(dir.join(file)).ok());
+    let Some(bytes) = in_repo.or_else(|| stray(file, repos)) else {
         return not_found("EntryNotFound");
     };
     let (start, end) = range.split_once('-').unwrap_or(("0", ""));
@@ -148,6 +154,15 @@ fn route(path: &str, range: &str, repos: &HashMap<String, PathBuf>) -> Response 
         ],
         body: bytes[start..end].to_vec(),
     }
+}
+
+/// What a hostile hub answers for a name that leaves its repository (an absolute one,
+/// or one with `..`, which the URL lost on the way): a file of the same last part.
+fn stray(file: &str, repos: &HashMap<String, PathBuf>) -> Option<Vec<u8>> {
+    let name = Path::new(file).file_name()?;
+    repos
+        .values()
+        .find_map(|dir| std::fs::read(dir.join(name)).ok())
 }
 
 /// The hub's answer to a repository's info request: its commit and its files.
@@ -195,13 +210,20 @@ fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// `lfm-edge ARGS` with the hub at `endpoint` and its cache under `hf_home`.
-fn lfm_edge(args: &[&str], hf_home: &Path, endpoint: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+/// `lfm-edge ARGS` with the hub at `endpoint` and its cache under `hf_home`, online.
+fn command(args: &[&str], hf_home: &Path, endpoint: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lfm-edge"));
+    command
         .args(args)
         .env("HF_HOME", hf_home)
         .env("HF_ENDPOINT", endpoint)
         .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE");
+    command
+}
+
+fn lfm_edge(args: &[&str], hf_home: &Path, endpoint: &str) -> Output {
+    command(args, hf_home, endpoint)
         .output()
         .expect("run lfm-edge")
 }
@@ -342,4 +364,136 @@ fn a_missing_repo_or_file_is_named() {
         tokenize("hf:test/gguf"),
         &["hf:test/gguf", "hf:test/gguf:FILE", "demo-Q8_0.gguf"],
     );
+}
+
+/// A checkpoint whose shard index names `shard`, with an `x.safetensors` and an
+/// `x.gguf` for a hostile hub to answer with.
+fn hostile_checkpoint(shard: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture(FIXTURES[0]).join(name), dir.path().join(name)).unwrap();
+    }
+    let index = serde_json::json!({ "weight_map": { "model.embed_tokens.weight": shard } });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("x.safetensors"), b"not weights").unwrap();
+    std::fs::write(dir.path().join("x.gguf"), b"GGUF").unwrap();
+    dir
+}
+
+#[test]
+fn names_that_leave_the_cache_are_refused_before_they_are_fetched() {
+    let outer = tempfile::tempdir().unwrap();
+    let home = outer.path().join("home");
+    // From HF_HOME/hub/models--OWNER--REPO/snapshots/COMMIT up to `outer`.
+    let up = "../../../../..";
+    let absolute = outer.path().join("abs/x");
+    let (up_shard, abs_shard) = (
+        format!("{up}/x.safetensors"),
+        format!("{}.safetensors", absolute.display()),
+    );
+    let (up_repo, abs_repo) = (
+        hostile_checkpoint(&up_shard),
+        hostile_checkpoint(&abs_shard),
+    );
+    let hub = FakeHub::start(&[
+        ("test/up", up_repo.path().to_path_buf()),
+        ("test/abs", abs_repo.path().to_path_buf()),
+    ]);
+    let tokenize = |model: &str| {
+        lfm_edge(
+            &["tokenize", "--model", model, "--text", "hi"],
+            &home,
+            &hub.url,
+        )
+    };
+
+    let files = [
+        ("hf:test/up:../../x.gguf".to_string(), "`..`"),
+        (format!("hf:test/up:{up}/x.gguf"), "`..`"),
+        ("hf:test/up:/etc/passwd".to_string(), "absolute"),
+        (
+            format!("hf:test/up:{}.gguf", absolute.display()),
+            "absolute",
+        ),
+    ];
+    for (spec, why) in &files {
+        expect_failure(tokenize(spec), &[spec, why]);
+    }
+    assert_eq!(hub.requests(), Vec::<String>::new());
+
+    for (spec, shard, why) in [
+        ("hf:test/up", &up_shard, "`..`"),
+        ("hf:test/abs", &abs_shard, "absolute"),
+    ] {
+        expect_failure(tokenize(spec), &[spec, shard, why]);
+    }
+    let requests = hub.requests();
+    assert!(
+        requests.iter().any(|r| r.contains("index.json")),
+        "{requests:#?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.contains("/x.")),
+        "a stray name was requested: {requests:#?}"
+    );
+
+    let outside: Vec<String> = std::fs::read_dir(outer.path())
+        .unwrap()
+        .map(|entry| file_name(&entry.unwrap().path()))
+        .collect();
+    assert_eq!(outside, ["home"], "written outside HF_HOME");
+    assert!(!home.join("hub/models--test--up/x.gguf").exists());
+}
+
+#[test]
+fn offline_uses_only_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let tiny = fixture(FIXTURES[0]);
+    let hub = FakeHub::start(&[
+        ("test/tiny", tiny.clone()),
+        ("test/gguf", tiny.with_file_name("gguf")),
+    ]);
+    let text = &reference(FIXTURES[0]).tokenizations[0];
+    let tokenize = |model: &str, offline: Option<&str>| {
+        let mut command = command(
+            &["tokenize", "--model", model, "--text", &text.text],
+            home.path(),
+            &hub.url,
+        );
+        if let Some(value) = offline {
+            command.env("HF_HUB_OFFLINE", value);
+        }
+        command.output().expect("run lfm-edge")
+    };
+    let models = [
+        "hf:test/tiny",
+        "hf:test/gguf:lfm2-tiny-conv-first-Q8_0.gguf",
+    ];
+
+    let cache = home.path().join("hub").display().to_string();
+    for model in models {
+        expect_failure(
+            tokenize(model, Some("1")),
+            &[model, "HF_HUB_OFFLINE is set", &cache, "does not hold"],
+        );
+    }
+    assert_eq!(hub.requests(), Vec::<String>::new());
+
+    for model in models {
+        let out = stdout(tokenize(model, Some("0")));
+        assert_eq!(out.trim(), join(&text.ids), "{model}");
+    }
+    let fetched = hub.requests().len();
+    assert!(fetched > 0);
+    for value in ["1", "true", "YES", "on"] {
+        for model in models {
+            let out = stdout(tokenize(model, Some(value)));
+            assert_eq!(out.trim(), join(&text.ids), "{model}");
+        }
+    }
+    assert_eq!(hub.requests().len(), fetched, "offline runs asked the hub");
 }

@@ -2,50 +2,44 @@
 //! format, little-endian throughout.
 //!
 //! ```text
-//! magic "LFMSESS\0", version u32, model fingerprint u64,
-//! kv dtype u32 (0 f32, 1 f16), snapshot interval u32, position u32, rewind floor u32,
+//! magic "LFMSESS\0", version u32, length u64 (of the whole state),
+//! model fingerprint u64, kv dtype u32 (0 f32, 1 f16), snapshot interval u32,
+//! position u32, rewind floor u32,
 //! tokens            position × u32
 //! per attention layer: K rows then V rows [0, position), as the cache stores them
 //! per conv layer:      conv state, (L−1) × hidden f32
 //! per conv layer:      snapshot slots 0 ..= position / interval
+//! checksum u64:     FNV-1a of every byte before it
 //! ```
 //!
 //! The fingerprint hashes the config's shapes, the parameter count, the weight bytes
 //! (their precision) and the final norm's weights, so a file made for another model,
-//! or another precision of the same one, is refused with a clear error.
+//! or another precision of the same one, is refused with a clear error. The length
+//! bounds what a load reads before it trusts anything else; the checksum refuses a
+//! damaged state, which would otherwise load as a different conversation.
 
 use std::path::Path;
 
 use super::{KvDtype, Session};
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
+use crate::files::{self, checksum, Fnv64};
 use crate::gpu::Gpu;
 use crate::model::Model;
 
 const MAGIC: &[u8; 8] = b"LFMSESS\0";
-const VERSION: u32 = 1;
-/// Magic, version, fingerprint, kv dtype, interval, position, floor.
-const HEADER_BYTES: usize = 8 + 4 + 8 + 4 * 4;
-
-/// FNV-1a, 64-bit: stable across platforms and releases, unlike `std`'s hasher.
-struct Fnv(u64);
-
-impl Fnv {
-    fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-}
+/// 2 added the length and the checksum.
+const VERSION: u32 = 2;
+/// Magic, version, length: what a load reads before the rest.
+const PREFIX_BYTES: usize = 8 + 4 + 8;
+/// The prefix, then fingerprint, kv dtype, interval, position, floor.
+const HEADER_BYTES: usize = PREFIX_BYTES + 8 + 4 * 4;
+const CHECKSUM_BYTES: usize = 8;
 
 /// Identifies the model a session state belongs to.
 pub fn fingerprint(model: &Model) -> Result<u64> {
     let c = &model.config;
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv64::new();
     for v in [
         c.vocab_size,
         c.hidden_size,
@@ -73,7 +67,7 @@ pub fn fingerprint(model: &Model) -> Result<u64> {
     let buffer = norm.buffer()?;
     let norm_bytes: Vec<u8> = model.gpu.read(buffer, 0, buffer.size())?;
     h.bytes(&norm_bytes);
-    Ok(h.0)
+    Ok(h.finish())
 }
 
 /// The byte ranges `runs` of `buffer`, one after the other, in one readback.
@@ -138,6 +132,26 @@ fn error(origin: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// The length `prefix` gives for the whole state, once its magic and version are
+/// checked.
+fn state_length(prefix: &[u8], origin: &str) -> Result<u64> {
+    let mut r = Reader {
+        bytes: prefix,
+        origin,
+    };
+    if r.take(8).ok() != Some(&MAGIC[..]) {
+        return Err(error(origin, "not an lfm-edge session state"));
+    }
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(error(
+            origin,
+            format!("format version {version}; this library reads version {VERSION}"),
+        ));
+    }
+    r.u64()
+}
+
 impl Session {
     /// Everything needed to continue this session in another process.
     pub fn save_state(&self) -> Result<Vec<u8>> {
@@ -145,9 +159,11 @@ impl Session {
         let gpu = &model.gpu;
         let pos = self.position();
         let interval = self.options().snapshot_interval;
-        let mut out = Vec::with_capacity(HEADER_BYTES + pos * 4);
+        let length = self.state_len(pos);
+        let mut out = Vec::with_capacity(length as usize);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&length.to_le_bytes());
         out.extend_from_slice(&fingerprint(model)?.to_le_bytes());
         for v in [
             kv_code(self.options().kv_dtype),
@@ -171,7 +187,28 @@ impl Session {
         for (_, snapshots) in state.conv_layers() {
             out.extend(gpu.read::<u8>(snapshots, 0, slots * size)?);
         }
+        out.extend_from_slice(&checksum(&out).to_le_bytes());
         Ok(out)
+    }
+
+    /// The bytes [`Session::save_state`] makes with `pos` tokens held.
+    fn state_len(&self, pos: usize) -> u64 {
+        let (config, state) = (&self.model().config, self.state());
+        let kv_row = (config.kv_dim() * self.options().kv_dtype.bytes()) as u64;
+        let kv_layers = self.kv_pool().layers().len() as u64;
+        let conv = state.conv_state_bytes(config) * state.conv_layers().count() as u64;
+        let slots = (pos / self.options().snapshot_interval + 1) as u64;
+        let pos = pos as u64;
+        (HEADER_BYTES + CHECKSUM_BYTES) as u64
+            + 4 * pos
+            + 2 * kv_layers * pos * kv_row
+            + conv * (1 + slots)
+    }
+
+    /// The most bytes [`Session::save_state`] makes for this session: with its whole
+    /// context held. A load refuses a longer state before reading it.
+    pub fn max_state_bytes(&self) -> u64 {
+        self.state_len(self.max_context())
     }
 
     /// Replaces this session's state with one [`Session::save_state`] made, for the
@@ -180,27 +217,61 @@ impl Session {
         self.restore_from(bytes, "bytes")
     }
 
+    /// Writes the state to `path` atomically: a failed save leaves the old file.
     pub fn save_file(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.save_state()?).map_err(|e| Error::io(path, e))
+        files::write_atomically(path, &self.save_state()?)
     }
 
+    /// Restores a state [`Session::save_file`] wrote, reading no more than its header
+    /// gives (and only from a regular file).
     pub fn restore_file(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        self.restore_from(&bytes, &path.display().to_string())
+        let origin = path.display().to_string();
+        let (mut file, file_len) = files::open_regular(path)?;
+        let mut bytes = Vec::new();
+        let prefix = file_len.min(PREFIX_BYTES as u64);
+        files::read_exactly(&mut file, path, prefix, &mut bytes)?;
+        let length = state_length(&bytes, &origin)?;
+        let most = self.max_state_bytes();
+        if length > most {
+            return Err(error(
+                &origin,
+                format!("its header gives {length} bytes, more than this session holds ({most})"),
+            ));
+        }
+        if file_len != length {
+            return Err(error(
+                &origin,
+                format!("is {file_len} bytes, its header gives {length}: truncated or damaged"),
+            ));
+        }
+        let rest = length.saturating_sub(prefix);
+        files::read_exactly(&mut file, path, rest, &mut bytes)?;
+        self.restore_from(&bytes, &origin)
     }
 
     fn restore_from(&mut self, bytes: &[u8], origin: &str) -> Result<()> {
-        let mut r = Reader { bytes, origin };
-        if r.take(8).ok() != Some(&MAGIC[..]) {
-            return Err(error(origin, "not an lfm-edge session state"));
-        }
-        let version = r.u32()?;
-        if version != VERSION {
+        let length = state_length(bytes, origin)?;
+        let (have, shortest) = (bytes.len() as u64, (HEADER_BYTES + CHECKSUM_BYTES) as u64);
+        if have < length || length < shortest {
             return Err(error(
                 origin,
-                format!("format version {version}; this build reads version {VERSION}"),
+                format!("truncated or damaged: {have} bytes, its header gives {length}"),
             ));
         }
+        if have > length {
+            return Err(error(
+                origin,
+                format!("has trailing bytes: {have} bytes, its header gives {length}"),
+            ));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+        if sum != checksum(body).to_le_bytes() {
+            return Err(error(origin, "is damaged: its checksum does not match"));
+        }
+        let mut r = Reader {
+            bytes: &body[PREFIX_BYTES..],
+            origin,
+        };
         let model = self.model().clone();
         if r.u64()? != fingerprint(&model)? {
             return Err(error(
@@ -230,7 +301,7 @@ impl Session {
             ));
         }
         let (pos, floor) = (r.u32()? as usize, r.u32()? as usize);
-        if pos > self.max_context() || floor > pos {
+        if pos > self.max_context() {
             return Err(error(
                 origin,
                 format!(
@@ -239,22 +310,29 @@ impl Session {
                 ),
             ));
         }
+        if floor > pos {
+            return Err(error(
+                origin,
+                format!("its rewind floor {floor} is past the {pos} tokens it holds"),
+            ));
+        }
+        let expected = self.state_len(pos);
+        if length != expected {
+            return Err(error(
+                origin,
+                format!("holds {length} bytes for {pos} tokens; this session lays them out in {expected}"),
+            ));
+        }
         let tokens: Vec<u32> = r
             .take(pos * 4)?
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let state = self.state();
-        let kv_row = (model.config.kv_dim() * want.bytes()) as u64;
-        let size = state.conv_state_bytes(&model.config);
-        let conv_layers = state.conv_layers().count() as u64;
-        let expected = 2 * self.kv_pool().layers().len() as u64 * pos as u64 * kv_row
-            + conv_layers * size * (1 + (pos / interval + 1) as u64);
-        match (r.bytes.len() as u64).cmp(&expected) {
-            std::cmp::Ordering::Less => return Err(error(origin, "truncated")),
-            std::cmp::Ordering::Greater => return Err(error(origin, "has trailing bytes")),
-            std::cmp::Ordering::Equal => {}
+        if !tokens.is_empty() {
+            self.check_tokens(&tokens)
+                .map_err(|e| error(origin, e.to_string()))?;
         }
+        let size = self.state().conv_state_bytes(&model.config) as usize;
         self.reserve(pos)?;
         let state = self.state();
         let gpu = &model.gpu;
@@ -267,7 +345,6 @@ impl Session {
                 }
             }
         }
-        let size = size as usize;
         for (conv_state, _) in state.conv_layers() {
             writes.push((conv_state, 0, r.take(size)?));
         }

@@ -26,8 +26,11 @@ public final class HostCheck {
 
         @Override
         public boolean onToken(String piece, int token) {
-            ids.add(token);
             text.append(piece);
+            if (token == -1) {
+                return true; // held-back text let go at the end: no token of its own
+            }
+            ids.add(token);
             return ids.size() < limit;
         }
 

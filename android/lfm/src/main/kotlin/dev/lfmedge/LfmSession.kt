@@ -2,56 +2,51 @@ package dev.lfmedge
 
 import java.util.concurrent.locks.ReentrantLock
 import kotlin.concurrent.withLock
+import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.channels.ProducerScope
 import kotlinx.coroutines.channels.awaitClose
-import kotlinx.coroutines.channels.trySendBlocking
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.job
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
 
 /**
  * A conversation with a model: its KV cache, and the chat turns so far. Calls take
  * turns (a second one waits for the first); [cancel] and [close] may come from any
  * thread. Generation streams either as a cold [Flow] of text pieces (collecting runs
  * the generation on [Dispatchers.IO]; cancelling the collector stops it before the
- * next forward pass) or, blocking, into a [TokenCallback].
+ * next forward pass) or, blocking, into a [TokenCallback]. Failures are [LfmException]s,
+ * thrown by the blocking calls and by the Flow's collect; [GenerateOptions] are checked
+ * when a generation starts.
  */
 class LfmSession internal constructor(private var handle: Long) : AutoCloseable {
     /** Held by every native call but [cancel]; close() waits for the running call. */
     private val callLock = ReentrantLock()
 
-    /** Guards the handle for [cancel], which runs beside a call. */
+    /** Guards the handle for [cancel], which runs beside a call, and [streaming]. */
     private val handleLock = Any()
+
+    /** The worker of the Flow whose native generation is running, if one is. */
+    private var streaming: Job? = null
 
     /**
      * Continues the session with [prompt] (tokenized with bos when the session is
-     * empty) and streams the continuation.
+     * empty; "" continues from the last generated token) and streams the continuation.
      */
     @JvmOverloads
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
-        stream { callback -> generate(prompt, options, callback) }
+        stream { session, callback -> LfmNative.generate(session, prompt, options.toParams(), callback) }
 
     /** As [generate], blocking, streaming into [callback]. */
     fun generate(prompt: String, options: GenerateOptions, callback: TokenCallback): StopReason =
-        StopReason.of(
-            call {
-                LfmNative.generate(
-                    it, prompt, options.maxTokens, options.temperature, options.seed,
-                    options.ignoreEos, callback,
-                )
-            },
-        )
+        StopReason.of(call { LfmNative.generate(it, prompt, options.toParams(), callback) })
 
     /** Continues the session with token ids, fed as they are (include bos yourself). */
     fun generateTokens(tokens: IntArray, options: GenerateOptions, callback: TokenCallback): StopReason =
-        StopReason.of(
-            call {
-                LfmNative.generateTokens(
-                    it, tokens, options.maxTokens, options.temperature, options.seed,
-                    options.ignoreEos, callback,
-                )
-            },
-        )
+        StopReason.of(call { LfmNative.generateTokens(it, tokens, options.toParams(), callback) })
 
     /**
      * Adds [content] as a [role] turn and streams the assistant's reply, rendered with the
@@ -62,18 +57,12 @@ class LfmSession internal constructor(private var handle: Long) : AutoCloseable 
         content: String,
         role: String = "user",
         options: GenerateOptions = GenerateOptions(),
-    ): Flow<String> = stream { callback -> chat(content, role, options, callback) }
+    ): Flow<String> =
+        stream { session, callback -> LfmNative.chat(session, role, content, options.toParams(), callback) }
 
     /** As [chat], blocking, streaming into [callback]. */
     fun chat(content: String, role: String, options: GenerateOptions, callback: TokenCallback): StopReason =
-        StopReason.of(
-            call {
-                LfmNative.chat(
-                    it, role, content, options.maxTokens, options.temperature, options.seed,
-                    options.ignoreEos, callback,
-                )
-            },
-        )
+        StopReason.of(call { LfmNative.chat(it, role, content, options.toParams(), callback) })
 
     /** Adds a turn (a system prompt, earlier turns) without running the model. */
     fun addMessage(role: String, content: String) = call { LfmNative.chatAdd(it, role, content) }
@@ -122,16 +111,50 @@ class LfmSession internal constructor(private var handle: Long) : AutoCloseable 
 
     private fun <T> call(native: (Long) -> T): T = callLock.withLock { native(live()) }
 
-    /** Runs a blocking generation on an IO thread, its pieces sent down a Flow. */
-    private fun stream(generation: (TokenCallback) -> StopReason): Flow<String> = callbackFlow {
+    /**
+     * Runs a blocking generation on an IO thread, its pieces sent down a Flow. When the
+     * collector goes away, the Flow's scope cancels the worker: a piece waiting for room
+     * in the buffer is dropped, the callback returns false, and the native generation is
+     * cancelled (only it: a later call on the session is left alone).
+     */
+    private fun stream(native: (Long, TokenCallback) -> Int): Flow<String> = callbackFlow {
         val worker = launch(Dispatchers.IO) {
+            val self = coroutineContext.job
+            val callback = TokenCallback { text, _ -> text.isEmpty() || deliver(text, self) }
             try {
-                generation(TokenCallback { text, _ -> text.isEmpty() || trySendBlocking(text).isSuccess })
+                call { session ->
+                    synchronized(handleLock) { streaming = self }
+                    try {
+                        native(session, callback)
+                    } finally {
+                        synchronized(handleLock) { streaming = null }
+                    }
+                }
                 close()
             } catch (e: Throwable) {
                 close(e)
             }
         }
-        awaitClose { if (worker.isActive) this@LfmSession.cancel() }
+        awaitClose {
+            synchronized(handleLock) {
+                if (streaming === worker && handle != 0L) LfmNative.sessionCancel(handle)
+            }
+        }
+    }
+
+    /**
+     * Sends [text] down the Flow, waiting while its buffer is full; false once the
+     * collector is gone. The wait is a child of [worker], so that cancelling the worker
+     * ends it (the channel itself is closed only when the worker completes).
+     */
+    private fun ProducerScope<String>.deliver(text: String, worker: Job): Boolean {
+        if (!worker.isActive) return false
+        val sent = trySend(text)
+        if (sent.isSuccess || sent.isClosed) return sent.isSuccess
+        return try {
+            runBlocking(worker) { runCatching { send(text) }.isSuccess }
+        } catch (e: CancellationException) {
+            false
+        }
     }
 }

@@ -21,6 +21,19 @@ pub const FIXTURES: [&str; 4] = [
 /// The bar for logits against HF transformers in f32.
 pub const LOGITS_TOLERANCE: f32 = 2e-3;
 
+/// A deterministic token sequence over the fixtures' vocabulary (bos first).
+pub fn tokens(n: usize, seed: u64) -> Vec<u32> {
+    let mut state = seed;
+    let mut ids = vec![1];
+    while ids.len() < n {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ids.push(2 + (state >> 33) as u32 % 1000);
+    }
+    ids
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures")

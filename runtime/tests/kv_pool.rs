@@ -5,16 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{load, max_abs_diff};
+use common::{load, max_abs_diff, tokens};
 use lfm_edge::{ContextOverflow, KvDtype, Model, Session, SessionOptions};
 
 const SAME: f32 = 1e-4;
-
-fn tokens(n: usize, seed: u32) -> Vec<u32> {
-    (0..n as u32)
-        .map(|i| 1 + (i * 7919 + seed * 104729) % 1000)
-        .collect()
-}
 
 fn options() -> SessionOptions {
     SessionOptions {

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{fixture, gpu, load, max_abs_diff, reference, FIXTURES};
+use common::{fixture, gpu, load, max_abs_diff, reference, tokens, FIXTURES};
 use lfm_edge::{
     generate, ContextOverflow, Error, Flow, GenerateOptions, KvDtype, Model, Piece, SamplerConfig,
     Session, SessionOptions, StopReason, TokenStream,
@@ -13,19 +13,6 @@ use lfm_edge::{
 
 /// Two runs of the runtime that batch the same tokens differently agree this closely.
 const SAME: f32 = 1e-4;
-
-/// A deterministic token sequence over the fixtures' vocabulary (bos first).
-fn tokens(n: usize, seed: u64) -> Vec<u32> {
-    let mut state = seed;
-    let mut ids = vec![1];
-    while ids.len() < n {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ids.push(2 + (state >> 33) as u32 % 1000);
-    }
-    ids
-}
 
 /// f32 cache, small batches and snapshots every 8 tokens, so short sequences cross
 /// many batch and snapshot boundaries.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{load, FIXTURES};
+use common::{load, tokens, FIXTURES};
 use lfm_edge::{KvDtype, Session, SessionOptions};
 
 fn options() -> SessionOptions {
@@ -20,19 +20,6 @@ fn options() -> SessionOptions {
         max_context: 64,
         ..SessionOptions::default()
     }
-}
-
-/// A deterministic token sequence over the fixture's vocabulary (bos first).
-fn tokens(n: usize, seed: u64) -> Vec<u32> {
-    let mut state = seed;
-    let mut ids = vec![1];
-    while ids.len() < n {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ids.push(2 + (state >> 33) as u32 % 1000);
-    }
-    ids
 }
 
 /// A session of the smallest fixture holding `n` tokens.

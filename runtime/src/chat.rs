@@ -7,8 +7,10 @@
 
 use minijinja::{context, Environment, ErrorKind, Value};
 
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::tokenizer::Tokenizer;
 
 /// One turn of a conversation, as HF's `messages` list holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,29 +37,42 @@ pub struct ChatTemplate {
 }
 
 const TEMPLATE_NAME: &str = "chat_template";
+/// The work one render may do, in minijinja's fuel: about one unit per instruction and
+/// per 64 bytes of data the template makes, so it bounds the time and the memory
+/// (about 256 MB) a template can take. A 4 MB conversation of 1000 turns takes ~200 000.
+const FUEL: u64 = 4_000_000;
+/// The longest rendered conversation, in bytes (some two million tokens of text).
+const MAX_OUTPUT: usize = 8 << 20;
 
 impl ChatTemplate {
     /// Compiles `source`; `bos_token` and `eos_token` are the texts the template sees.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         Self::compile(source, bos_token, eos_token)
-            .map_err(|e| Error::Input(format!("invalid chat template: {e:#}")))
+            .map_err(|e| Error::Input(format!("invalid chat template: {}", describe(&e))))
     }
 
-    /// The template `model` ships in tokenizer_config.json, with its bos and eos tokens.
+    /// The template `model` ships (in tokenizer_config.json or its GGUF file), with its
+    /// bos and eos tokens.
     pub fn for_model(model: &Model) -> Result<ChatTemplate> {
-        let config_path = model.path.join("tokenizer_config.json");
-        let source = model.tokenizer.chat_template.as_deref().ok_or_else(|| {
-            Error::config(&config_path, "the model has no chat_template to chat with")
-        })?;
+        Self::for_tokenizer(&model.tokenizer, &model.config)
+    }
+
+    /// As [`ChatTemplate::for_model`], from a model's tokenizer and config alone.
+    pub fn for_tokenizer(tokenizer: &Tokenizer, config: &ModelConfig) -> Result<ChatTemplate> {
+        let origin = tokenizer.template_path();
+        let source = tokenizer
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::config(origin, "the model has no chat_template to chat with"))?;
         let token_text = |id: Option<&u32>| match id {
-            Some(&id) => model.tokenizer.decode(&[id], false),
+            Some(&id) => tokenizer.decode(&[id], false),
             None => Ok(String::new()),
         };
-        let bos = token_text(model.config.bos_token_id.as_ref())?;
-        let eos_ids = &model.tokenizer.eos_token_ids;
-        let eos = token_text(eos_ids.first().or(model.config.eos_token_ids.first()))?;
+        let bos = token_text(config.bos_token_id.as_ref())?;
+        let eos_ids = &tokenizer.eos_token_ids;
+        let eos = token_text(eos_ids.first().or(config.eos_token_ids.first()))?;
         Self::compile(source, &bos, &eos)
-            .map_err(|e| Error::config(&config_path, format!("chat_template: {e:#}")))
+            .map_err(|e| Error::config(origin, format!("chat_template: {}", describe(&e))))
     }
 
     fn compile(
@@ -75,6 +90,7 @@ impl ChatTemplate {
         );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.set_fuel(Some(FUEL));
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())?;
         Ok(ChatTemplate {
             env,
@@ -90,19 +106,75 @@ impl ChatTemplate {
             .iter()
             .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
             .collect();
-        let template = self
+        let context = context! {
+            messages,
+            add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        let mut out = Capped::default();
+        let rendered = self
             .env
             .get_template(TEMPLATE_NAME)
-            .map_err(|e| Error::Input(format!("chat template: {e:#}")))?;
-        template
-            .render(context! {
-                messages,
-                add_generation_prompt,
-                bos_token => self.bos_token.as_str(),
-                eos_token => self.eos_token.as_str(),
-            })
-            .map_err(|e| Error::Input(format!("chat template: {e:#}")))
+            .and_then(|template| template.render_captured_to(context, &mut out));
+        if let Err(e) = rendered {
+            let message = match e.kind() {
+                _ if out.full => format!("its output passed {MAX_OUTPUT} bytes"),
+                ErrorKind::OutOfFuel => format!("it used up its fuel of {FUEL} steps"),
+                _ => return Err(Error::Input(format!("chat template: {}", describe(&e)))),
+            };
+            return Err(Error::Input(format!(
+                "the chat template ran too long: {message}{}",
+                at_line(&e)
+            )));
+        }
+        String::from_utf8(out.bytes)
+            .map_err(|e| Error::Input(format!("chat template: output is not UTF-8: {e}")))
     }
+}
+
+/// The rendered text, refused once it would pass `MAX_OUTPUT` bytes.
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_OUTPUT {
+            self.full = true;
+            return Err(std::io::Error::other("the output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A template error in one short line: its kind, the start of its detail and its line,
+/// never the template (which may be long) or the context.
+fn describe(e: &minijinja::Error) -> String {
+    const MAX_DETAIL: usize = 160;
+    let mut text = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+        text.push_str(": ");
+        text.extend(detail.chars().take(MAX_DETAIL));
+        if detail.chars().nth(MAX_DETAIL).is_some() {
+            text.push('…');
+        }
+    }
+    text + &at_line(e)
+}
+
+fn at_line(e: &minijinja::Error) -> String {
+    e.line()
+        .map(|n| format!(" at line {n}"))
+        .unwrap_or_default()
 }
 
 /// HF templates call this to refuse a conversation (e.g. roles that do not alternate).

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::weights::read_text;
 
 /// The operator of one decoder layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,16 @@ pub struct MoeConfig {
 
 /// The most experts the routing kernel handles (shaders/moe.wgsl `MAX_EXPERTS`).
 pub const MAX_EXPERTS: usize = 256;
+/// The most layers. This and the limits below lie far above any published model's, so
+/// that a corrupt count is refused here rather than in an allocation or in the size
+/// arithmetic of a memory plan.
+pub const MAX_LAYERS: usize = 1024;
+/// The widest hidden, feed-forward or vocabulary dimension.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most positions (`max_position_embeddings`).
+pub const MAX_CONTEXT: usize = 1 << 24;
+/// The longest convolution kernel (`conv_L_cache`) the conv kernels handle.
+pub const MAX_CONV_L_CACHE: usize = 16;
 
 /// Everything the runtime needs to know about a model's shapes.
 #[derive(Clone, Debug)]
@@ -94,6 +105,7 @@ pub struct ModelConfig {
     pub layers: Vec<LayerKind>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
+    /// `hidden_size / n_heads`, derived by [`ModelConfig::checked`].
     pub head_dim: usize,
     pub norm_eps: f32,
     pub rope_theta: f32,
@@ -109,10 +121,74 @@ pub struct ModelConfig {
     pub moe: Option<MoeConfig>,
 }
 
+/// A value that config.json and GGUF metadata both state; each format names it by its
+/// own key in messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    Layers,
+    Hidden,
+    Heads,
+    KvHeads,
+    Vocab,
+    FeedForward,
+    NormEps,
+    RopeTheta,
+    ConvLCache,
+    Context,
+    Experts,
+    ExpertsPerToken,
+    ExpertFeedForward,
+    DenseLayers,
+    RoutedScaling,
+}
+
+impl Key {
+    /// The key in config.json.
+    pub(crate) fn json(self) -> &'static str {
+        match self {
+            Key::Layers => "num_hidden_layers",
+            Key::Hidden => "hidden_size",
+            Key::Heads => "num_attention_heads",
+            Key::KvHeads => "num_key_value_heads",
+            Key::Vocab => "vocab_size",
+            Key::FeedForward => "the feed-forward width (from intermediate_size)",
+            Key::NormEps => "norm_eps",
+            Key::RopeTheta => "rope_theta",
+            Key::ConvLCache => "conv_L_cache",
+            Key::Context => "max_position_embeddings",
+            Key::Experts => "num_experts",
+            Key::ExpertsPerToken => "num_experts_per_tok",
+            Key::ExpertFeedForward => "moe_intermediate_size",
+            Key::DenseLayers => "num_dense_layers",
+            Key::RoutedScaling => "routed_scaling_factor",
+        }
+    }
+}
+
+/// `value` in `1..=max`, or a message naming `key`.
+fn in_range(key: &str, value: usize, max: usize) -> std::result::Result<(), String> {
+    if (1..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!("{key} is {value}, must be in 1..={max}"))
+}
+
+/// A positive finite `value`, or a message naming `key`.
+fn positive<T: Into<f64> + Copy + std::fmt::Debug>(
+    key: &str,
+    value: T,
+) -> std::result::Result<(), String> {
+    let v: f64 = value.into();
+    if v.is_finite() && v > 0.0 {
+        return Ok(());
+    }
+    Err(format!("{key} is {value:?}, must be positive and finite"))
+}
+
 impl ModelConfig {
     /// Reads and validates `<dir>/config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = read_text(path)?;
         Self::from_json(&text).map_err(|message| Error::config(path, message))
     }
 
@@ -128,63 +204,87 @@ impl ModelConfig {
             }
             None => return Err("model_type is missing".into()),
         };
-        let required = |value: Option<usize>, key: &str| {
-            value
-                .filter(|&v| v > 0)
-                .ok_or_else(|| format!("{key} is missing or zero"))
+        let required = |value: Option<usize>, key: Key| {
+            value.ok_or_else(|| format!("{} is missing", key.json()))
         };
-        let hidden_size = required(hf.hidden_size, "hidden_size")?;
-        let n_layers = required(hf.num_hidden_layers, "num_hidden_layers")?;
-        let n_heads = required(hf.num_attention_heads, "num_attention_heads")?;
-        let n_kv_heads = required(hf.num_key_value_heads, "num_key_value_heads")?;
-        let vocab_size = required(hf.vocab_size, "vocab_size")?;
-        if hidden_size % n_heads != 0 {
-            return Err(format!(
-                "hidden_size {hidden_size} is not a multiple of num_attention_heads {n_heads}"
-            ));
-        }
-        if n_heads % n_kv_heads != 0 {
-            return Err(format!(
-                "num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv_heads}"
-            ));
-        }
-        let head_dim = hidden_size / n_heads;
-        if head_dim % 2 != 0 || head_dim > 256 {
-            return Err(format!("head_dim {head_dim} must be even and at most 256"));
-        }
-        let conv_l_cache = hf.conv_l_cache.unwrap_or(3);
-        if conv_l_cache == 0 || conv_l_cache > 16 {
-            return Err(format!("conv_L_cache {conv_l_cache} must be in 1..=16"));
-        }
+        let n_layers = required(hf.num_hidden_layers, Key::Layers)?;
+        // Before the per-layer list is built from it.
+        in_range(Key::Layers.json(), n_layers, MAX_LAYERS)?;
         // lfm2_moe's dense layers use intermediate_size as is (Lfm2MoeMLP).
         let ff_size = if is_moe {
             hf.intermediate_size.unwrap_or(7168)
         } else {
             ff_size(&hf)?
         };
-        let moe = if is_moe {
-            Some(moe_config(&hf, n_layers)?)
-        } else {
-            None
-        };
-        Ok(ModelConfig {
-            vocab_size,
-            hidden_size,
+        ModelConfig {
+            vocab_size: required(hf.vocab_size, Key::Vocab)?,
+            hidden_size: required(hf.hidden_size, Key::Hidden)?,
             ff_size,
             layers: layer_kinds(&hf, n_layers)?,
-            n_heads,
-            n_kv_heads,
-            head_dim,
+            n_heads: required(hf.num_attention_heads, Key::Heads)?,
+            n_kv_heads: required(hf.num_key_value_heads, Key::KvHeads)?,
+            head_dim: 0,
             norm_eps: hf.norm_eps.unwrap_or(1e-5) as f32,
             rope_theta: rope_theta(&hf)? as f32,
-            conv_l_cache,
+            conv_l_cache: hf.conv_l_cache.unwrap_or(3),
             conv_bias: hf.conv_bias.unwrap_or(false),
             tie_word_embeddings: hf.tie_embedding.or(hf.tie_word_embeddings).unwrap_or(true),
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(128_000),
             bos_token_id: hf.bos_token_id,
             eos_token_ids: eos_ids(hf.eos_token_id.as_ref())?,
-            moe,
-        })
+            moe: is_moe.then(|| moe_config(&hf)),
+        }
+        .checked(Key::json)
+    }
+
+    /// Checks the values a config states, as config.json or GGUF metadata gave them,
+    /// and derives `head_dim`. `key` names a value as the format does, for messages.
+    pub(crate) fn checked<K: AsRef<str>>(
+        mut self,
+        key: impl Fn(Key) -> K,
+    ) -> std::result::Result<Self, String> {
+        let count = |k: Key, value, max| in_range(key(k).as_ref(), value, max);
+        count(Key::Layers, self.n_layers(), MAX_LAYERS)?;
+        count(Key::Hidden, self.hidden_size, MAX_WIDTH)?;
+        count(Key::Vocab, self.vocab_size, MAX_WIDTH)?;
+        count(Key::FeedForward, self.ff_size, MAX_WIDTH)?;
+        count(Key::Heads, self.n_heads, self.hidden_size)?;
+        count(Key::KvHeads, self.n_kv_heads, self.n_heads)?;
+        count(Key::ConvLCache, self.conv_l_cache, MAX_CONV_L_CACHE)?;
+        count(Key::Context, self.max_position_embeddings, MAX_CONTEXT)?;
+        let (hidden, heads, kv_heads) = (self.hidden_size, self.n_heads, self.n_kv_heads);
+        if hidden % heads != 0 || heads % kv_heads != 0 {
+            return Err(format!(
+                "{} {hidden} with {} {heads} and {} {kv_heads} does not split evenly into heads",
+                key(Key::Hidden).as_ref(),
+                key(Key::Heads).as_ref(),
+                key(Key::KvHeads).as_ref(),
+            ));
+        }
+        self.head_dim = hidden / heads;
+        if self.head_dim % 2 != 0 || self.head_dim > 256 {
+            return Err(format!(
+                "head_dim {} must be even and at most 256",
+                self.head_dim
+            ));
+        }
+        positive(key(Key::NormEps).as_ref(), self.norm_eps)?;
+        positive(key(Key::RopeTheta).as_ref(), self.rope_theta)?;
+        if let Some(moe) = &self.moe {
+            count(Key::Experts, moe.n_experts, MAX_EXPERTS)?;
+            count(Key::ExpertsPerToken, moe.top_k, moe.n_experts)?;
+            count(Key::ExpertFeedForward, moe.expert_ff, MAX_WIDTH)?;
+            if moe.n_dense_layers > self.n_layers() {
+                return Err(format!(
+                    "{} is {}, more than the {} layers",
+                    key(Key::DenseLayers).as_ref(),
+                    moe.n_dense_layers,
+                    self.n_layers()
+                ));
+            }
+            positive(key(Key::RoutedScaling).as_ref(), moe.routed_scaling_factor)?;
+        }
+        Ok(self)
     }
 
     /// Whether layer `i` has a sparse MoE feed-forward.
@@ -230,22 +330,20 @@ fn ff_size(hf: &HfConfig) -> std::result::Result<usize, String> {
     }
     let mut ff = (2.0 * configured as f64 / 3.0) as usize;
     if let Some(multiplier) = hf.block_ffn_dim_multiplier.unwrap_or(Some(1.0)) {
+        positive("block_ffn_dim_multiplier", multiplier)?;
         ff = (multiplier * ff as f64) as usize;
     }
     let multiple = hf.block_multiple_of.unwrap_or(256);
     if multiple == 0 {
         return Err("block_multiple_of is zero".into());
     }
-    let ff = multiple * ff.div_ceil(multiple);
-    if ff == 0 {
-        return Err("the feed-forward width works out to zero".into());
-    }
-    Ok(ff)
+    // Saturating: what a huge multiplier or multiple gives, MAX_WIDTH then refuses.
+    Ok(ff.div_ceil(multiple).saturating_mul(multiple))
 }
 
 /// transformers' `Lfm2MoeConfig` defaults are those of LFM2-8B-A1B.
-fn moe_config(hf: &HfConfig, n_layers: usize) -> std::result::Result<MoeConfig, String> {
-    let moe = MoeConfig {
+fn moe_config(hf: &HfConfig) -> MoeConfig {
+    MoeConfig {
         n_experts: hf.num_experts.unwrap_or(32),
         top_k: hf.num_experts_per_tok.unwrap_or(4),
         expert_ff: hf.moe_intermediate_size.unwrap_or(1792),
@@ -253,29 +351,7 @@ fn moe_config(hf: &HfConfig, n_layers: usize) -> std::result::Result<MoeConfig, 
         use_expert_bias: hf.use_expert_bias.unwrap_or(true),
         norm_topk_prob: hf.norm_topk_prob.unwrap_or(true),
         routed_scaling_factor: hf.routed_scaling_factor.unwrap_or(1.0) as f32,
-    };
-    if moe.n_experts == 0 || moe.n_experts > MAX_EXPERTS {
-        return Err(format!(
-            "num_experts {} must be in 1..={MAX_EXPERTS}",
-            moe.n_experts
-        ));
     }
-    if moe.top_k == 0 || moe.top_k > moe.n_experts {
-        return Err(format!(
-            "num_experts_per_tok {} must be in 1..=num_experts ({})",
-            moe.top_k, moe.n_experts
-        ));
-    }
-    if moe.expert_ff == 0 {
-        return Err("moe_intermediate_size is zero".into());
-    }
-    if moe.n_dense_layers > n_layers {
-        return Err(format!(
-            "num_dense_layers {} exceeds num_hidden_layers {n_layers}",
-            moe.n_dense_layers
-        ));
-    }
-    Ok(moe)
 }
 
 /// `layer_types` when present; otherwise `full_attn_idxs` (all attention when absent).
@@ -296,22 +372,17 @@ fn layer_kinds(hf: &HfConfig, n_layers: usize) -> std::result::Result<Vec<LayerK
             })
             .collect();
     }
-    let attention: Vec<usize> = match &hf.full_attn_idxs {
-        Some(idxs) => idxs.clone(),
-        None => (0..n_layers).collect(),
+    let Some(attention) = &hf.full_attn_idxs else {
+        return Ok(vec![LayerKind::Attention; n_layers]);
     };
-    if let Some(bad) = attention.iter().find(|&&i| i >= n_layers) {
-        return Err(format!("full_attn_idxs names layer {bad} of {n_layers}"));
+    let mut kinds = vec![LayerKind::Conv; n_layers];
+    for &i in attention {
+        let kind = kinds
+            .get_mut(i)
+            .ok_or_else(|| format!("full_attn_idxs names layer {i} of {n_layers}"))?;
+        *kind = LayerKind::Attention;
     }
-    Ok((0..n_layers)
-        .map(|i| {
-            if attention.contains(&i) {
-                LayerKind::Attention
-            } else {
-                LayerKind::Conv
-            }
-        })
-        .collect())
+    Ok(kinds)
 }
 
 /// `rope_parameters.rope_theta` (flat, or nested per layer type as transformers 5 may
@@ -413,7 +484,7 @@ mod tests {
             "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
             "num_experts": 4, "num_experts_per_tok": 5}"#;
         let err = ModelConfig::from_json(json).unwrap_err();
-        assert!(err.contains("num_experts_per_tok 5"), "{err}");
+        assert_eq!(err, "num_experts_per_tok is 5, must be in 1..=4");
     }
 
     #[test]
@@ -430,5 +501,110 @@ mod tests {
         );
         let err = ModelConfig::from_json(&json).unwrap_err();
         assert!(err.contains("layer_types has 1 entries"), "{err}");
+    }
+
+    /// Each value is refused with its key and what was found.
+    #[test]
+    fn values_that_make_no_model_are_named() {
+        for (from, to, expected) in [
+            (
+                "\"norm_eps\": 1e-05",
+                "-1e-05",
+                "norm_eps is -1e-5, must be positive and finite",
+            ),
+            (
+                "\"norm_eps\": 1e-05",
+                "1e-60",
+                "norm_eps is 0.0, must be positive and finite",
+            ),
+            (
+                "\"rope_theta\": 1000000.0",
+                "0",
+                "rope_theta is 0.0, must be positive and finite",
+            ),
+            (
+                "\"rope_theta\": 1000000.0",
+                "-1e4",
+                "rope_theta is -10000.0, must be positive",
+            ),
+            (
+                "\"rope_theta\": 1000000.0",
+                "1e300",
+                "rope_theta is inf, must be positive",
+            ),
+            (
+                "\"block_ffn_dim_multiplier\": 1.0",
+                "1e300",
+                "the feed-forward width (from intermediate_size) is 18446744073709551615",
+            ),
+            (
+                "\"block_ffn_dim_multiplier\": 1.0",
+                "-2",
+                "block_ffn_dim_multiplier is -2.0",
+            ),
+            (
+                "\"block_multiple_of\": 256",
+                "18446744073709551615",
+                "the feed-forward width (from intermediate_size) is 184467",
+            ),
+            (
+                "\"num_hidden_layers\": 16",
+                "100000",
+                "num_hidden_layers is 100000, must be in 1..=1024",
+            ),
+            (
+                "\"hidden_size\": 1024",
+                "0",
+                "hidden_size is 0, must be in 1..=1048576",
+            ),
+            (
+                "\"vocab_size\": 65536",
+                "18446744073709551615",
+                "vocab_size is 18446744073709551615",
+            ),
+            (
+                "\"num_attention_heads\": 16",
+                "0",
+                "num_attention_heads is 0",
+            ),
+            (
+                "\"conv_L_cache\": 3",
+                "0",
+                "conv_L_cache is 0, must be in 1..=16",
+            ),
+            (
+                "\"conv_L_cache\": 3",
+                "17",
+                "conv_L_cache is 17, must be in 1..=16",
+            ),
+            (
+                "\"bos_token_id\": 1",
+                "1, \"max_position_embeddings\": 0",
+                "max_position_embeddings is 0",
+            ),
+        ] {
+            let key = from.split(':').next().unwrap();
+            let json = LFM2_350M.replace(from, &format!("{key}: {to}"));
+            assert_ne!(json, LFM2_350M);
+            let err = ModelConfig::from_json(&json).unwrap_err();
+            assert!(err.starts_with(expected), "{to}: {err}");
+        }
+    }
+
+    /// Without `layer_types`, the kinds come from `full_attn_idxs` in linear time.
+    #[test]
+    fn many_layers_from_full_attn_idxs() {
+        let json = LFM2_350M
+            .replace("\"num_hidden_layers\": 16", "\"num_hidden_layers\": 1024")
+            .replace("[2, 5, 8, 10, 12, 14]", "[1023, 0]");
+        let c = ModelConfig::from_json(&json).unwrap();
+        assert_eq!(c.n_layers(), 1024);
+        assert_eq!(c.layer_pattern(), format!("A{}A", "c".repeat(1022)));
+        let json = json.replace("[1023, 0]", "[1024]");
+        let err = ModelConfig::from_json(&json).unwrap_err();
+        assert!(
+            err.starts_with("full_attn_idxs names layer 1024 of 1024"),
+            "{err}"
+        );
     }
 }

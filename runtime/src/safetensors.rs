@@ -2,7 +2,6 @@
 //! out as byte slices into the maps: nothing is copied or converted on the CPU.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -11,15 +10,23 @@ use serde::Deserialize;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::weights::{TensorView, WeightSource};
+use crate::files::open_regular;
+use crate::weights::{layer_count, read_text, TensorView, WeightSource};
 
+/// One tensor a safetensors header lists.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Byte range inside the file (header included in the offset).
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A tensor of a checkpoint: which of its files, and where in it.
 struct Entry {
     file: usize,
-    dtype: DType,
-    shape: Vec<usize>,
-    /// Byte range inside the file (header included in the offset).
-    start: usize,
-    end: usize,
+    tensor: TensorEntry,
 }
 
 pub struct Checkpoint {
@@ -34,14 +41,23 @@ struct ShardIndex {
 
 /// The weight files of the checkpoint in `dir`: `model.safetensors`, or the shards that
 /// `model.safetensors.index.json` lists (which need not exist yet: the hub module
-/// downloads them from this list).
+/// downloads them from this list). Those that exist are regular files.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = listed_files(dir)?;
+    for path in files.iter().filter(|p| p.exists()) {
+        open_regular(path)?;
+    }
+    Ok(files)
+}
+
+/// The files `dir`'s checkpoint names, whether or not they exist.
+fn listed_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     if single.exists() {
         Ok(vec![single])
     } else if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let text = read_text(&index)?;
         let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| Error::Weights {
             path: index.clone(),
             message: format!("invalid shard index: {e}"),
@@ -72,55 +88,71 @@ impl Checkpoint {
     }
 
     fn add_file(&mut self, path: PathBuf) -> Result<()> {
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let (file, _) = open_regular(&path)?;
         // SAFETY: the map is read-only; a checkpoint rewritten while loaded is outside
         // what any runtime can defend against, as with llama.cpp's mmap loading.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let bad = |message: String| Error::Weights {
-            path: path.clone(),
-            message,
-        };
-        // The safetensors crate checks the header and that every offset lies in the file.
-        let (header_len, metadata) = SafeTensors::read_metadata(&map[..])
-            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-        let data_start = 8 + header_len;
         let file_index = self.files.len();
-        for (name, info) in metadata.tensors() {
-            let dtype = match info.dtype {
-                StDtype::F32 => DType::F32,
-                StDtype::F16 => DType::F16,
-                StDtype::BF16 => DType::BF16,
-                other => {
-                    return Err(Error::tensor(
-                        &path,
-                        name,
-                        format!("dtype {other:?} is not supported (f32, f16, bf16)"),
-                    ))
-                }
-            };
-            let (start, end) = info.data_offsets;
-            let (start, end) = (data_start + start, data_start + end);
-            if end > map.len() {
-                return Err(bad(format!(
-                    "tensor {name} ends at byte {end}, past the end of the file ({} bytes)",
-                    map.len()
-                )));
-            }
+        for (name, tensor) in read_header(&map, &path)? {
             if self.tensors.contains_key(&name) {
                 return Err(Error::tensor(&path, name, "appears in more than one shard"));
             }
             let entry = Entry {
                 file: file_index,
-                dtype,
-                shape: info.shape.clone(),
-                start,
-                end,
+                tensor,
             };
             self.tensors.insert(name, entry);
         }
         self.files.push((path, map));
         Ok(())
     }
+}
+
+/// The tensors the header of `bytes`, a whole safetensors file, lists: each of a dtype
+/// the runtime reads and inside the file. `path` names the file in messages.
+pub fn read_header(bytes: &[u8], path: &Path) -> Result<Vec<(String, TensorEntry)>> {
+    let bad = |message: String| Error::Weights {
+        path: path.to_path_buf(),
+        message,
+    };
+    // The safetensors crate checks the header and that every offset lies in the file.
+    let (header_len, metadata) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let data_start = 8 + header_len;
+    let mut tensors = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let dtype = match info.dtype {
+            StDtype::F32 => DType::F32,
+            StDtype::F16 => DType::F16,
+            StDtype::BF16 => DType::BF16,
+            other => {
+                return Err(Error::tensor(
+                    path,
+                    name,
+                    format!("dtype {other:?} is not supported (f32, f16, bf16)"),
+                ))
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let (start, end) = (data_start + start, data_start + end);
+        if end > bytes.len() {
+            return Err(bad(format!(
+                "tensor {name} ends at byte {end}, past the end of the file ({} bytes)",
+                bytes.len()
+            )));
+        }
+        let shape = info.shape.clone();
+        tensors.push((
+            name,
+            TensorEntry {
+                dtype,
+                shape,
+                start,
+                end,
+            },
+        ));
+    }
+    Ok(tensors)
 }
 
 impl WeightSource for Checkpoint {
@@ -131,17 +163,22 @@ impl WeightSource for Checkpoint {
             .get_key_value(name)
             .ok_or_else(|| Error::tensor(self.path(), name, "missing from the checkpoint"))?;
         let (path, map) = &self.files[entry.file];
+        let tensor = &entry.tensor;
         Ok(TensorView {
             name: stored_name,
-            dtype: entry.dtype,
-            shape: entry.shape.clone(),
-            bytes: &map[entry.start..entry.end],
+            dtype: tensor.dtype,
+            shape: tensor.shape.clone(),
+            bytes: &map[tensor.start..tensor.end],
             path,
         })
     }
 
     fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    fn layer_count(&self) -> usize {
+        layer_count(self.tensors.keys().map(String::as_str), "model.layers.")
     }
 
     /// Where the checkpoint lives, for messages: the file, or the first shard's folder.

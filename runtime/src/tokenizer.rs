@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::weights::read_text;
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -15,6 +16,9 @@ pub struct Tokenizer {
     pub eos_token_ids: Vec<u32>,
     /// The Jinja chat template, when the model ships one.
     pub chat_template: Option<String>,
+    /// The file that holds (or would hold) the chat template, for messages:
+    /// tokenizer_config.json, or the GGUF file.
+    template_path: PathBuf,
 }
 
 /// `"<|im_end|>"` or `{"content": "<|im_end|>", ...}` as tokenizer_config.json spells tokens.
@@ -27,30 +31,42 @@ fn token_text(value: Option<&Value>) -> Option<&str> {
 }
 
 impl Tokenizer {
+    /// `tokenizer.json` and, when there is one, `tokenizer_config.json` in `dir`.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
-        if !path.exists() {
-            return Err(Error::io(
-                &path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found"),
-            ));
-        }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+        let json = read_text(&path)?;
+        let config_path = dir.join("tokenizer_config.json");
+        let config = match config_path.exists() {
+            true => Some(read_text(&config_path)?),
+            false => None,
+        };
+        Self::from_json(&json, config.as_deref(), dir)
+    }
+
+    /// The texts of `tokenizer.json` and `tokenizer_config.json`; `dir` names them in
+    /// messages.
+    pub fn from_json(json: &str, config: Option<&str>, dir: &Path) -> Result<Tokenizer> {
+        let path = dir.join("tokenizer.json");
+        let fail = |e: tokenizers::Error| Error::Tokenizer {
             path: path.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut inner: tokenizers::Tokenizer = json.parse().map_err(fail)?;
+        // transformers encodes without the file's padding and truncation unless asked;
+        // a fixed padding length would otherwise size every encoding.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(fail)?;
         let mut tokenizer = Tokenizer {
             inner,
             path,
             eos_token_ids: Vec::new(),
             chat_template: None,
+            template_path: dir.join("tokenizer_config.json"),
         };
-        let config_path = dir.join("tokenizer_config.json");
-        if config_path.exists() {
-            let text =
-                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-            let config: Value = serde_json::from_str(&text)
-                .map_err(|e| Error::config(&config_path, format!("invalid JSON: {e}")))?;
+        if let Some(text) = config {
+            let config: Value = serde_json::from_str(text).map_err(|e| {
+                Error::config(&tokenizer.template_path, format!("invalid JSON: {e}"))
+            })?;
             if let Some(eos) =
                 token_text(config.get("eos_token")).and_then(|t| tokenizer.token_id(t))
             {
@@ -80,7 +96,14 @@ impl Tokenizer {
             path: file.path().to_path_buf(),
             eos_token_ids: parts.eos_token_ids,
             chat_template: parts.chat_template,
+            template_path: file.path().to_path_buf(),
         })
+    }
+
+    /// The file that holds the chat template, or would: tokenizer_config.json, or the
+    /// GGUF file.
+    pub fn template_path(&self) -> &Path {
+        &self.template_path
     }
 
     fn error(&self, e: impl std::fmt::Display) -> Error {

@@ -425,3 +425,165 @@ fn bench_reports_speed_bandwidth_and_memory() {
         &["one repeat"],
     );
 }
+
+/// Fails unless `lfm-edge args` ends within 20 s; for inputs that once hung the loader
+/// or exhausted memory (the child is killed, and the test fails, instead of hanging).
+fn ends_in_time(args: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run lfm-edge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?} still running after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `expect_error`, after checking that the command ends in time.
+fn expect_error_in_time(args: &[&str], needles: &[&str]) {
+    ends_in_time(args);
+    expect_error(args, needles);
+}
+
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+#[test]
+fn a_billion_layers_are_refused_before_anything_is_allocated() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    edit_json(&dir.join("config.json"), |c| {
+        c["num_hidden_layers"] = 1_000_000_000.into();
+        c.as_object_mut().unwrap().remove("layer_types");
+    });
+    expect_error_in_time(
+        &["info", "--model", s(&dir)],
+        &["config.json", "num_hidden_layers is 1000000000"],
+    );
+}
+
+#[test]
+fn layer_count_must_match_the_checkpoint() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    edit_json(&dir.join("config.json"), |c| {
+        c["num_hidden_layers"] = 5.into();
+        c["layer_types"].as_array_mut().unwrap().pop();
+    });
+    expect_error(
+        &["info", "--model", s(&dir)],
+        &["model.safetensors", "6 layers", "the config has 5"],
+    );
+}
+
+/// A chat template through `generate --chat`, with `template` as its source.
+fn chat_with_template(template: &str, needles: &[&str]) -> String {
+    let (tmp, dir) = copy_fixture(FIXTURES[0]);
+    edit_json(&dir.join("tokenizer_config.json"), |c| {
+        c["chat_template"] = template.into();
+    });
+    let args = [
+        "generate",
+        "--model",
+        s(&dir),
+        "--chat",
+        "--prompt",
+        "Hi",
+        "--max-tokens",
+        "2",
+    ];
+    expect_error_in_time(&args, needles);
+    let stderr = String::from_utf8(lfm_edge(&args).stderr).unwrap();
+    drop(tmp);
+    stderr
+}
+
+#[test]
+fn chat_templates_that_run_too_long_are_stopped() {
+    let nested = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}\
+                  {% endfor %}{% endfor %}";
+    let silent = "{% for i in range(100000) %}{% for j in range(100000) %}\
+                  {% endfor %}{% endfor %}";
+    let doubling = "{% set ns = namespace(s='ab') %}{% for i in range(40) %}\
+                    {% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+    for template in [nested, silent, doubling] {
+        chat_with_template(template, &["the chat template ran too long"]);
+    }
+}
+
+#[test]
+fn chat_template_syntax_errors_take_one_short_line() {
+    let template = format!("{}{{% for m in messages %}}", "x".repeat(400_000));
+    let stderr = chat_with_template(
+        &template,
+        &["tokenizer_config.json", "syntax error", "line 1"],
+    );
+    // The log lines before it aside, the error is the last line, and a short one.
+    let (_, error) = stderr.split_once("error: ").unwrap();
+    assert_eq!(error.trim_end().lines().count(), 1, "{error}");
+    assert!(error.len() < 300, "{} bytes: {error}", error.len());
+}
+
+/// Replaces `file` in `dir` with a FIFO, which no writer will ever open.
+fn make_fifo(dir: &Path, file: &str) -> PathBuf {
+    let path = dir.join(file);
+    let _ = std::fs::remove_file(&path);
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    path
+}
+
+#[test]
+fn model_files_that_are_fifos_are_refused() {
+    for (fixture_name, file) in [
+        (FIXTURES[0], "config.json"),
+        (FIXTURES[0], "tokenizer.json"),
+        (FIXTURES[0], "tokenizer_config.json"),
+        (FIXTURES[0], "model.safetensors"),
+        (FIXTURES[1], "model.safetensors.index.json"),
+        (FIXTURES[1], "model-00002-of-00004.safetensors"),
+    ] {
+        let (_tmp, dir) = copy_fixture(fixture_name);
+        make_fifo(&dir, file);
+        expect_error_in_time(&["info", "--model", s(&dir)], &[file, "not a regular file"]);
+    }
+    // Neither a file nor a folder: refused (the GGUF reader's own check is in gguf.rs).
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = make_fifo(tmp.path(), "model.gguf");
+    expect_error_in_time(&["info", "--model", s(&gguf)], &["model.gguf"]);
+}
+
+/// Padding or truncation in tokenizer.json is ignored, as transformers ignores it
+/// unless asked: a fixed padding length would otherwise size every encoding.
+#[test]
+fn tokenizer_json_padding_and_truncation_are_ignored() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    edit_json(&dir.join("tokenizer.json"), |t| {
+        t["padding"] = serde_json::json!({
+            "strategy": {"Fixed": 1_000_000_000_000_000u64}, "direction": "Right",
+            "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<|pad|>"
+        });
+        t["truncation"] = serde_json::json!({
+            "direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 0
+        });
+    });
+    let tokenize = |model: &Path| {
+        stdout(&lfm_edge(&[
+            "tokenize",
+            "--model",
+            s(model),
+            "--text",
+            "Hello there",
+        ]))
+    };
+    assert_eq!(tokenize(&dir), tokenize(&fixture(FIXTURES[0])));
+}

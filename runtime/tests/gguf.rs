@@ -914,3 +914,231 @@ fn truncated_and_corrupted_files_never_panic() {
         }
     }
 }
+
+// ---------------------------------------------------------------- model metadata
+
+fn type_id(ty: ValueType) -> u32 {
+    (0..13)
+        .find(|&id| ValueType::from_id(id) == Some(ty))
+        .unwrap()
+}
+
+/// A value as a file stores it after its key: the type id, then the payload.
+fn encode(value: &Value) -> Vec<u8> {
+    [
+        &type_id(value.value_type()).to_le_bytes()[..],
+        &payload(value),
+    ]
+    .concat()
+}
+
+fn payload(value: &Value) -> Vec<u8> {
+    match value {
+        Value::U8(v) => v.to_le_bytes().to_vec(),
+        Value::I8(v) => v.to_le_bytes().to_vec(),
+        Value::U16(v) => v.to_le_bytes().to_vec(),
+        Value::I16(v) => v.to_le_bytes().to_vec(),
+        Value::U32(v) => v.to_le_bytes().to_vec(),
+        Value::I32(v) => v.to_le_bytes().to_vec(),
+        Value::F32(v) => v.to_le_bytes().to_vec(),
+        Value::Bool(v) => vec![u8::from(*v)],
+        Value::String(s) => gguf_string(s.as_bytes()),
+        Value::U64(v) => v.to_le_bytes().to_vec(),
+        Value::I64(v) => v.to_le_bytes().to_vec(),
+        Value::F64(v) => v.to_le_bytes().to_vec(),
+        Value::Array(ty, items) => {
+            let bytes: Vec<u8> = items.iter().flat_map(payload).collect();
+            // array_of's encoding, less the type id that encode() writes.
+            array_of(type_id(*ty), items.len() as u64, &bytes)[4..].to_vec()
+        }
+    }
+}
+
+/// The fixture `name` rebuilt with its metadata passed through `edit` (`None` drops the
+/// key) and its tensors as they are.
+fn edited(name: &str, edit: impl Fn(&str, &Value) -> Option<Value>) -> Vec<u8> {
+    let file = open(name);
+    let mut gguf = Gguf::new();
+    for (key, value) in file.metadata() {
+        if let Some(value) = edit(key, value) {
+            gguf = gguf.kv_raw(key.as_bytes(), &encode(&value));
+        }
+    }
+    for info in file.tensors() {
+        let dims: Vec<u64> = info.dims.iter().map(|&d| d as u64).collect();
+        let bytes = file.tensor(&info.name).unwrap().bytes;
+        gguf = gguf.tensor(&info.name, &dims, info.ggml_type, bytes);
+    }
+    gguf.build()
+}
+
+/// `name` with each of `changes` (key, new value) made.
+fn with_metadata(name: &str, changes: &[(&str, Value)]) -> Vec<u8> {
+    edited(name, |key, value| {
+        let new = changes.iter().find(|(k, _)| *k == key);
+        Some(new.map_or(value, |(_, v)| v).clone())
+    })
+}
+
+fn model_config_error(bytes: Vec<u8>) -> String {
+    let file = GgufFile::from_bytes(bytes, "edited.gguf").unwrap();
+    match lfm_edge::gguf::model_config(&file) {
+        Ok(config) => panic!("loaded: {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const LFM2_F32: &str = "lfm2-tiny-conv-first-F32";
+
+#[test]
+fn edited_fixture_reads_as_the_original() {
+    let original = lfm_edge::gguf::model_config(&open(LFM2_F32)).unwrap();
+    let file = GgufFile::from_bytes(edited(LFM2_F32, |_, v| Some(v.clone())), "same.gguf");
+    let copy = lfm_edge::gguf::model_config(&file.unwrap()).unwrap();
+    assert_eq!(format!("{copy:?}"), format!("{original:?}"));
+}
+
+/// The checks config.json gets, naming the GGUF key and the value found.
+#[test]
+fn model_metadata_is_checked_as_config_json_is() {
+    let eps = "lfm2.attention.layer_norm_rms_epsilon";
+    let theta = "lfm2.rope.freq_base";
+    let l_cache = "lfm2.shortconv.l_cache";
+    for (key, value, expected) in [
+        (
+            l_cache,
+            Value::U32(0),
+            "lfm2.shortconv.l_cache is 0, must be in 1..=16",
+        ),
+        (
+            l_cache,
+            Value::U32(17),
+            "lfm2.shortconv.l_cache is 17, must be in 1..=16",
+        ),
+        (
+            eps,
+            Value::F32(f32::NAN),
+            "lfm2.attention.layer_norm_rms_epsilon is NaN",
+        ),
+        (
+            eps,
+            Value::F32(-1e-5),
+            "lfm2.attention.layer_norm_rms_epsilon is -1e-5",
+        ),
+        (
+            eps,
+            Value::F32(0.0),
+            "lfm2.attention.layer_norm_rms_epsilon is 0.0",
+        ),
+        (
+            theta,
+            Value::F32(0.0),
+            "lfm2.rope.freq_base is 0.0, must be positive and finite",
+        ),
+        (theta, Value::F32(-1.0), "lfm2.rope.freq_base is -1.0"),
+        (
+            theta,
+            Value::F32(f32::INFINITY),
+            "lfm2.rope.freq_base is inf",
+        ),
+        (theta, Value::F64(1e300), "lfm2.rope.freq_base is inf"),
+        (
+            "lfm2.attention.head_count",
+            Value::U32(0),
+            "lfm2.attention.head_count is 0",
+        ),
+        (
+            "lfm2.embedding_length",
+            Value::U32(0),
+            "lfm2.embedding_length is 0",
+        ),
+    ] {
+        let err = model_config_error(with_metadata(LFM2_F32, &[(key, value)]));
+        let message = err.strip_prefix("edited.gguf: ");
+        assert!(
+            message.is_some_and(|m| m.starts_with(expected)),
+            "{key}: {err}"
+        );
+    }
+}
+
+#[test]
+fn block_count_must_match_the_blocks() {
+    let kv_heads = |n: usize| {
+        let all = open(LFM2_F32)
+            .get_u32_array("lfm2.attention.head_count_kv")
+            .unwrap();
+        let items = all.into_iter().take(n).map(Value::U32).collect();
+        (
+            "lfm2.attention.head_count_kv",
+            Value::Array(ValueType::U32, items),
+        )
+    };
+    for (n, expected) in [
+        (0, "lfm2.block_count is 0, must be in 1..=1024"),
+        (
+            5,
+            "lfm2.block_count is 5, the tensors hold 6 layers (blk.0 to blk.5)",
+        ),
+    ] {
+        let bytes = with_metadata(
+            LFM2_F32,
+            &[("lfm2.block_count", Value::U32(n)), kv_heads(n as usize)],
+        );
+        assert_eq!(
+            model_config_error(bytes),
+            format!("edited.gguf: {expected}")
+        );
+    }
+}
+
+/// A FIFO would block opening it until a writer came; it is refused at once.
+#[test]
+fn a_fifo_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipe.gguf");
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.unwrap().success());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let opened = path.clone();
+    std::thread::spawn(move || sender.send(GgufFile::open(&opened).err().map(|e| e.to_string())));
+    let err = receiver
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("GgufFile::open still waiting on a FIFO after 20 s")
+        .expect("a FIFO opened as a GGUF file");
+    assert_eq!(err, format!("{}: not a regular file", path.display()));
+}
+
+/// A broken template embedded in a GGUF file is reported against that file (this test
+/// runs the command line, on the GPU).
+#[test]
+fn chat_template_errors_name_the_gguf_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("templated.gguf");
+    let template = Value::String("{% for m in messages %}".into());
+    std::fs::write(
+        &path,
+        with_metadata(LFM2_F32, &[("tokenizer.chat_template", template)]),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
+        .args([
+            "generate",
+            "--chat",
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "2",
+            "--model",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: chat_template: syntax error", path.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tokenizer_config.json"), "{stderr}");
+}

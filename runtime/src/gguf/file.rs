@@ -1,7 +1,6 @@
 //! `GgufFile`: a parsed GGUF file over its memory map (or any owned buffer), with typed
 //! metadata look-ups and tensors handed out as slices of the map.
 
-use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +10,7 @@ use super::parse::{parse, Parsed};
 use super::tensor::{GgufTensor, TensorInfo};
 use super::value::Value;
 use crate::error::{Error, Result};
+use crate::files::open_regular;
 
 enum Storage {
     Mapped(Mmap),
@@ -36,7 +36,7 @@ pub struct GgufFile {
 impl GgufFile {
     /// Memory-maps `path` and checks its header, metadata and tensor table.
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (file, _) = open_regular(path)?;
         // SAFETY: the map is read-only; a file rewritten while loaded is outside what any
         // runtime can defend against, as with llama.cpp's mmap loading.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;

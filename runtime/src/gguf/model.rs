@@ -4,15 +4,16 @@
 use std::path::PathBuf;
 
 use super::{GgmlType, GgufFile};
-use crate::config::{LayerKind, ModelConfig, MoeConfig, MAX_EXPERTS};
+use crate::config::{Key, LayerKind, ModelConfig, MoeConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::weights::{TensorView, WeightSource};
+use crate::weights::{layer_count, TensorView, WeightSource};
 
 /// llama.cpp's `expert_gating_func` value for a sigmoid router.
 const GATING_SIGMOID: u32 = 2;
 
-/// `general.architecture` and its `<arch>.*` keys, read into a [`ModelConfig`].
+/// `general.architecture` and its `<arch>.*` keys, read into a [`ModelConfig`] and
+/// checked as config.json is, and against the layers the tensors hold.
 pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let arch = file.get_str("general.architecture")?;
     let is_moe = match arch {
@@ -25,17 +26,18 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
             ))
         }
     };
-    let key = |k: &str| format!("{arch}.{k}");
     let bad = |message: String| Error::gguf(file.path(), message);
-    let n_layers = file.get_u32(&key("block_count"))? as usize;
-    let hidden_size = file.get_u32(&key("embedding_length"))? as usize;
-    let n_heads = file.get_u32(&key("attention.head_count"))? as usize;
+    // The ff width is the gate's row count where the first block has a dense one.
+    let ff_rows = tensor_rows(file, "blk.0.ffn_gate.weight").ok();
+    let key = |k: Key| key_name(arch, k, ff_rows.is_some());
+    let u32_key = |k: Key| file.get_u32(&key(k)).map(|v| v as usize);
+    let n_layers = u32_key(Key::Layers)?;
     // Per layer: 0 marks a conv layer, else that attention layer's kv head count.
-    let kv_heads = file.get_u32_array(&key("attention.head_count_kv"))?;
+    let kv_heads = file.get_u32_array(&key(Key::KvHeads))?;
     if kv_heads.len() != n_layers {
         return Err(bad(format!(
             "{} has {} entries for {n_layers} layers",
-            key("attention.head_count_kv"),
+            key(Key::KvHeads),
             kv_heads.len()
         )));
     }
@@ -45,103 +47,111 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
             "attention layers with different kv head counts are not supported".into(),
         ));
     }
-    if n_heads == 0 || hidden_size % n_heads != 0 || n_heads % n_kv_heads != 0 {
-        return Err(bad(format!(
-            "{hidden_size} wide with {n_heads} heads and {n_kv_heads} kv heads does not split evenly"
-        )));
-    }
     let layers = kv_heads
         .iter()
-        .map(|&n| {
-            if n == 0 {
-                LayerKind::Conv
-            } else {
-                LayerKind::Attention
-            }
+        .map(|&n| match n {
+            0 => LayerKind::Conv,
+            _ => LayerKind::Attention,
         })
         .collect();
-    // The vocabulary is the embedding's row count; the ff width, the gate's.
-    let vocab_size = tensor_rows(file, "token_embd.weight")?;
-    let moe = if is_moe {
-        Some(moe_config(file, arch, n_layers)?)
-    } else {
-        None
-    };
-    let ff_size = match tensor_rows(file, "blk.0.ffn_gate.weight") {
-        Ok(rows) => rows,
-        Err(_) => file.get_u32(&key("feed_forward_length"))? as usize,
+    let ff_size = match ff_rows {
+        Some(rows) => rows,
+        None => u32_key(Key::FeedForward)?,
     };
     let eos = file.optional("tokenizer.ggml.eos_token_id", GgufFile::get_u32)?;
-    Ok(ModelConfig {
-        vocab_size,
-        hidden_size,
+    let config = ModelConfig {
+        // The vocabulary is the embedding's row count.
+        vocab_size: tensor_rows(file, "token_embd.weight")?,
+        hidden_size: u32_key(Key::Hidden)?,
         ff_size,
         layers,
-        n_heads,
+        n_heads: u32_key(Key::Heads)?,
         n_kv_heads,
-        head_dim: hidden_size / n_heads,
-        norm_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
+        head_dim: 0,
+        norm_eps: file.get_f32(&key(Key::NormEps))?,
         rope_theta: file
-            .optional(&key("rope.freq_base"), GgufFile::get_f32)?
+            .optional(&key(Key::RopeTheta), GgufFile::get_f32)?
             .unwrap_or(1e6),
-        conv_l_cache: file.get_u32(&key("shortconv.l_cache"))? as usize,
+        conv_l_cache: u32_key(Key::ConvLCache)?,
         conv_bias: file
             .tensors()
             .any(|t| t.name.ends_with("shortconv.in_proj.bias")),
         tie_word_embeddings: file.tensor_info("output.weight").is_none(),
         max_position_embeddings: file
-            .optional(&key("context_length"), GgufFile::get_u32)?
+            .optional(&key(Key::Context), GgufFile::get_u32)?
             .unwrap_or(128_000) as usize,
         bos_token_id: file.optional("tokenizer.ggml.bos_token_id", GgufFile::get_u32)?,
         eos_token_ids: eos.into_iter().collect(),
-        moe,
-    })
-}
-
-fn moe_config(file: &GgufFile, arch: &str, n_layers: usize) -> Result<MoeConfig> {
-    let key = |k: &str| format!("{arch}.{k}");
-    let bad = |message: String| Error::gguf(file.path(), message);
-    let gating = file
-        .optional(&key("expert_gating_func"), GgufFile::get_u32)?
-        .unwrap_or(GATING_SIGMOID);
-    if gating != GATING_SIGMOID {
+        moe: is_moe.then(|| moe_config(file, arch, key)).transpose()?,
+    }
+    .checked(key)
+    .map_err(bad)?;
+    let blocks = layer_count(file.tensors().map(|t| t.name.as_str()), "blk.");
+    if blocks != config.n_layers() {
+        let held = match blocks {
+            0 => "no layers".to_string(),
+            n => format!("{n} layers (blk.0 to blk.{})", n - 1),
+        };
         return Err(bad(format!(
-            "{} is {gating}; LFM2-MoE routes with a sigmoid (2)",
-            key("expert_gating_func")
+            "{} is {}, the tensors hold {held}",
+            key(Key::Layers),
+            config.n_layers()
         )));
     }
-    let moe = MoeConfig {
-        n_experts: file.get_u32(&key("expert_count"))? as usize,
-        top_k: file.get_u32(&key("expert_used_count"))? as usize,
-        expert_ff: file.get_u32(&key("expert_feed_forward_length"))? as usize,
-        n_dense_layers: file.get_u32(&key("leading_dense_block_count"))? as usize,
+    Ok(config)
+}
+
+/// Where a GGUF file states each value: an `<arch>.` key, or a tensor's rows.
+fn key_name(arch: &str, key: Key, ff_from_tensor: bool) -> String {
+    let suffix = match key {
+        Key::Vocab => return "token_embd.weight rows".into(),
+        Key::FeedForward if ff_from_tensor => return "blk.0.ffn_gate.weight rows".into(),
+        Key::FeedForward => "feed_forward_length",
+        Key::Layers => "block_count",
+        Key::Hidden => "embedding_length",
+        Key::Heads => "attention.head_count",
+        Key::KvHeads => "attention.head_count_kv",
+        Key::NormEps => "attention.layer_norm_rms_epsilon",
+        Key::RopeTheta => "rope.freq_base",
+        Key::ConvLCache => "shortconv.l_cache",
+        Key::Context => "context_length",
+        Key::Experts => "expert_count",
+        Key::ExpertsPerToken => "expert_used_count",
+        Key::ExpertFeedForward => "expert_feed_forward_length",
+        Key::DenseLayers => "leading_dense_block_count",
+        Key::RoutedScaling => "expert_weights_scale",
+    };
+    format!("{arch}.{suffix}")
+}
+
+/// The MoE keys; [`ModelConfig::checked`] checks them with the rest.
+fn moe_config(file: &GgufFile, arch: &str, key: impl Fn(Key) -> String) -> Result<MoeConfig> {
+    let gating_key = format!("{arch}.expert_gating_func");
+    let gating = file
+        .optional(&gating_key, GgufFile::get_u32)?
+        .unwrap_or(GATING_SIGMOID);
+    if gating != GATING_SIGMOID {
+        return Err(Error::gguf(
+            file.path(),
+            format!("{gating_key} is {gating}; LFM2-MoE routes with a sigmoid (2)"),
+        ));
+    }
+    let u32_key = |k: Key| file.get_u32(&key(k)).map(|v| v as usize);
+    Ok(MoeConfig {
+        n_experts: u32_key(Key::Experts)?,
+        top_k: u32_key(Key::ExpertsPerToken)?,
+        expert_ff: u32_key(Key::ExpertFeedForward)?,
+        n_dense_layers: u32_key(Key::DenseLayers)?,
         use_expert_bias: file
             .tensors()
             .any(|t| t.name.ends_with(".exp_probs_b.bias")),
         norm_topk_prob: file
-            .optional(&key("expert_weights_norm"), GgufFile::get_bool)?
+            .optional(&format!("{arch}.expert_weights_norm"), GgufFile::get_bool)?
             .unwrap_or(true),
         routed_scaling_factor: file
-            .optional(&key("expert_weights_scale"), GgufFile::get_f32)?
+            .optional(&key(Key::RoutedScaling), GgufFile::get_f32)?
             .unwrap_or(1.0),
-    };
-    if moe.n_experts == 0
-        || moe.n_experts > MAX_EXPERTS
-        || moe.top_k == 0
-        || moe.top_k > moe.n_experts
-    {
-        return Err(bad(format!(
-            "{} experts with {} used per token",
-            moe.n_experts, moe.top_k
-        )));
-    }
-    if moe.n_dense_layers > n_layers {
-        return Err(bad(format!(
-            "{} dense layers of {n_layers}",
-            moe.n_dense_layers
-        )));
-    }
-    Ok(moe)
+    })
 }
 
 /// Rows (outermost PyTorch dimension) of a 2-D tensor.
@@ -258,6 +268,10 @@ impl WeightSource for GgufWeights {
 
     fn contains(&self, hf: &str) -> bool {
         gguf_name(hf).is_some_and(|name| self.file.tensor_info(&name).is_some())
+    }
+
+    fn layer_count(&self) -> usize {
+        layer_count(self.file.tensors().map(|t| t.name.as_str()), "blk.")
     }
 
     fn path(&self) -> PathBuf {

@@ -1,6 +1,7 @@
 //! Loading a model: its config and tokenizer, then every weight tensor from a GGUF file
 //! or an HF checkpoint, its shape checked against the config, uploaded at file precision.
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -189,13 +190,11 @@ impl Model {
             return Self::from_source(path, config, tokenizer, &GgufWeights::new(file), gpu);
         }
         if !path.is_dir() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such model file or directory",
-                ),
-            ));
+            let (kind, message) = match path.exists() {
+                true => (ErrorKind::InvalidInput, "not a regular file or a directory"),
+                false => (ErrorKind::NotFound, "no such model file or directory"),
+            };
+            return Err(Error::io(path, std::io::Error::new(kind, message)));
         }
         let config = ModelConfig::from_file(&path.join("config.json"))?;
         let tokenizer = Tokenizer::from_dir(path)?;
@@ -232,6 +231,20 @@ impl Model {
             c.n_layers(),
             c.layer_pattern()
         );
+        // The config's sizes against the weights' before anything is sized from them:
+        // the layer count, then vocab and hidden by the embedding.
+        let found = source.layer_count();
+        if found != c.n_layers() {
+            return Err(Error::Weights {
+                path: source.path(),
+                message: format!(
+                    "the weights hold {found} layers, the config has {}",
+                    c.n_layers()
+                ),
+            });
+        }
+        let vocab_shape = [c.vocab_size, h];
+        let embed_tokens = loader.tensor("model.embed_tokens.weight", &vocab_shape)?;
 
         let mut layers = Vec::with_capacity(c.n_layers());
         for (i, kind) in c.layers.iter().enumerate() {
@@ -247,14 +260,13 @@ impl Model {
                 ffn: loader.feed_forward(&p, c, i)?,
             });
         }
-        let vocab_shape = [c.vocab_size, h];
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
             Some(loader.tensor("lm_head.weight", &vocab_shape)?)
         };
         let model = Model {
-            embed_tokens: loader.tensor("model.embed_tokens.weight", &vocab_shape)?,
+            embed_tokens,
             final_norm: loader.tensor("model.embedding_norm.weight", &[h])?,
             lm_head,
             layers,

@@ -30,6 +30,35 @@ fn token_text(value: Option<&Value>) -> Option<&str> {
     }
 }
 
+/// Refuses a post-processor template (at any depth, in a `Sequence` too) that names a
+/// special token its `special_tokens` lacks: tokenizers 0.23 loads one and panics on
+/// the first encoding. Any object holding a template is read as one, whatever its
+/// "type" says, so every object is looked at. (tokenizers also panics on a syntax
+/// error inside "decoder", which parsing the file as JSON first refuses.)
+fn check_templates(value: &Value) -> std::result::Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(check_templates),
+        Value::Object(object) => {
+            let templates = ["single", "pair"].into_iter();
+            let pieces = templates
+                .filter_map(|k| object.get(k)?.as_array())
+                .flatten();
+            for piece in pieces {
+                let Some(id) = piece["SpecialToken"]["id"].as_str() else {
+                    continue;
+                };
+                if value["special_tokens"].get(id).is_none() {
+                    return Err(format!(
+                        "post_processor: the template names the special token {id:?}, which its special_tokens lacks"
+                    ));
+                }
+            }
+            object.values().try_for_each(check_templates)
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Tokenizer {
     /// `tokenizer.json` and, when there is one, `tokenizer_config.json` in `dir`.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
@@ -51,6 +80,9 @@ impl Tokenizer {
             path: path.clone(),
             message: e.to_string(),
         };
+        // Checked first for what tokenizers 0.23 panics on instead of refusing.
+        let value: Value = serde_json::from_str(json).map_err(|e| fail(Box::new(e)))?;
+        check_templates(&value["post_processor"]).map_err(|e| fail(e.into()))?;
         let mut inner: tokenizers::Tokenizer = json.parse().map_err(fail)?;
         // transformers encodes without the file's padding and truncation unless asked;
         // a fixed padding length would otherwise size every encoding.

@@ -587,3 +587,40 @@ fn tokenizer_json_padding_and_truncation_are_ignored() {
     };
     assert_eq!(tokenize(&dir), tokenize(&fixture(FIXTURES[0])));
 }
+
+/// A syntax error inside tokenizer.json's decoder once panicked in the tokenizers crate
+/// (found by the tokenizer_json fuzz target).
+#[test]
+fn tokenizer_json_syntax_errors_are_errors() {
+    let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+    let path = dir.join("tokenizer.json");
+    let json = std::fs::read_to_string(&path).unwrap();
+    let broken = json.replacen("\"decoder\": {", "\"decoder\": {1: 2, ", 1);
+    assert_ne!(broken, json);
+    std::fs::write(&path, broken).unwrap();
+    expect_error(
+        &["tokenize", "--model", s(&dir), "--text", "Hi"],
+        &["tokenizer.json", "key must be a string"],
+    );
+}
+
+/// A post-processor template naming a special token it does not define once loaded,
+/// then panicked in the tokenizers crate on the first encoding (found by the
+/// tokenizer_json fuzz target).
+#[test]
+fn tokenizer_json_template_with_an_undefined_token_is_refused() {
+    // With its "type", and without (tokenizers reads the template all the same).
+    for type_key in ["type", "no type"] {
+        let (_tmp, dir) = copy_fixture(FIXTURES[0]);
+        edit_json(&dir.join("tokenizer.json"), |t| {
+            let processor = t["post_processor"].as_object_mut().unwrap();
+            let kind = processor.remove("type").unwrap();
+            processor.insert(type_key.into(), kind);
+            t["post_processor"]["single"][0]["SpecialToken"]["id"] = "<|nowhere|>".into();
+        });
+        expect_error(
+            &["tokenize", "--model", s(&dir), "--text", "Hi"],
+            &["tokenizer.json", "\"<|nowhere|>\""],
+        );
+    }
+}

@@ -207,3 +207,20 @@ fn options_that_would_be_ignored_are_refused() {
         "max_buffer_size of 1 bytes",
     );
 }
+
+#[test]
+fn a_model_that_is_a_fifo_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.gguf");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    expect_failure(
+        &["info", "--model", fifo.to_str().unwrap()],
+        &[],
+        1,
+        "model.gguf: not a regular file or a directory",
+    );
+}

@@ -51,16 +51,23 @@ impl Model {
 
 /// The config of the model at `path`, a GGUF file or a model folder.
 pub fn config_of(path: &Path) -> Result<ModelConfig> {
-    if !path.exists() {
-        let missing = std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such model file or directory",
-        );
-        return Err(Error::io(path, missing));
-    }
-    if path.is_file() {
-        crate::gguf::model_config(&GgufFile::open(path)?)
-    } else {
-        ModelConfig::from_file(&path.join("config.json"))
+    let kind = std::fs::metadata(path).map(|m| m.file_type());
+    match kind {
+        Ok(kind) if kind.is_file() => crate::gguf::model_config(&GgufFile::open(path)?),
+        Ok(kind) if kind.is_dir() => ModelConfig::from_file(&path.join("config.json")),
+        Ok(_) => {
+            let odd = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file or a directory",
+            );
+            Err(Error::io(path, odd))
+        }
+        Err(_) => {
+            let missing = std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such model file or directory",
+            );
+            Err(Error::io(path, missing))
+        }
     }
 }

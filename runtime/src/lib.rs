@@ -24,6 +24,7 @@ pub mod kv_pool;
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod perplexity;
 pub mod safetensors;
 pub mod sampler;
 pub mod session;

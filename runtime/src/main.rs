@@ -107,6 +107,32 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Perplexity and bits per byte of a text, as llama-perplexity chunks it (--context
+    /// tokens a chunk, default 512; the second half of each scored); with --kl-base, the
+    /// KL divergence, top-1 agreement and Δp against a baseline's saved log-probabilities.
+    Perplexity {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The text to score (UTF-8).
+        #[arg(long)]
+        file: PathBuf,
+        /// The most chunks to evaluate [default: all the text holds, or the baseline's].
+        #[arg(long)]
+        chunks: Option<usize>,
+        /// Tokens per forward pass [default: the context].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Save the model's log-probabilities of the scored positions as a baseline, in
+        /// llama.cpp's --kl-divergence-base format.
+        #[arg(long, conflicts_with = "kl_base")]
+        save_logits: Option<PathBuf>,
+        /// Compare the model with a baseline saved by --save-logits or by llama.cpp.
+        #[arg(long)]
+        kl_base: Option<PathBuf>,
+        /// Also print the results as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure prefill and decode speed as llama-bench does, and the adapter's bandwidth.
     Bench {
         #[command(flatten)]
@@ -190,6 +216,25 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info { model } => cli::info::run(&model),
+        Command::Perplexity {
+            model,
+            file,
+            chunks,
+            batch,
+            save_logits,
+            kl_base,
+            json,
+        } => {
+            let options = cli::perplexity::Options {
+                file,
+                chunks,
+                batch,
+                save_logits,
+                kl_base,
+                json,
+            };
+            cli::perplexity::run(&model, &options)
+        }
         Command::Bench {
             model,
             prompt_tokens,

@@ -13,5 +13,6 @@ pub mod info;
 pub mod logits;
 pub mod memory;
 pub mod model;
+pub mod perplexity;
 pub mod sampling;
 pub mod trace;

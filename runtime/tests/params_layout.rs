@@ -3,7 +3,8 @@
 //! struct of the GPU code is listed among them: no layout is kept in step by eye.
 
 use lfm_edge::gpu::HalfDecode;
-use lfm_edge::ops::layout::{Mirror, MIRRORED};
+use lfm_edge::ops::layout::Mirror;
+use lfm_edge::ops::MIRRORED;
 use naga::proc::Layouter;
 use naga::TypeInner;
 
@@ -76,7 +77,7 @@ fn every_repr_c_struct_is_mirrored() {
     assert_eq!(
         repr_c,
         MIRRORED.len(),
-        "src/ops and src/gpu declare {repr_c} #[repr(C)] structs; ops::layout::MIRRORED lists {}",
+        "src/ops and src/gpu declare {repr_c} #[repr(C)] structs; ops::MIRRORED lists {}",
         MIRRORED.len()
     );
 }

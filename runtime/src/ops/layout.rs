@@ -1,8 +1,9 @@
-//! The `#[repr(C)]` structs uploaded as WGSL structs, listed with their layouts so that
-//! tests/params_layout.rs can compare them with naga's layout of each shader.
+//! How a `#[repr(C)]` struct uploaded as a WGSL struct records its layout, so that
+//! tests/params_layout.rs can compare it with naga's layout of the shader; each op
+//! declares its own, and `ops::MIRRORED` lists them all.
 #![doc(hidden)]
 
-use crate::gpu::{Kernel, StepUniform};
+use crate::gpu::Kernel;
 
 /// A Rust struct and the WGSL struct it mirrors.
 #[derive(Clone, Copy, Debug)]
@@ -30,19 +31,3 @@ macro_rules! mirror {
     };
 }
 pub(crate) use mirror;
-
-/// Every mirrored struct: each kernel family's params and the step uniform.
-pub const MIRRORED: &[Mirror] = &[
-    super::attention::MIRROR,
-    super::copy::MIRROR,
-    super::embedding::MIRROR,
-    super::kv::STORE_MIRROR,
-    super::kv::SHIFT_MIRROR,
-    super::linear::MIRROR,
-    super::moe::MIRROR,
-    super::rmsnorm::MIRROR,
-    super::rope::MIRROR,
-    super::shortconv::MIRROR,
-    super::swiglu::MIRROR,
-    mirror!(StepUniform, Kernel::Copy, "Step", [n_tokens, pos]),
-];

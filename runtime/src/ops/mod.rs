@@ -28,7 +28,8 @@ pub use swiglu::swiglu;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Kernel, StepUniform};
+use layout::Mirror;
 
 /// A weight tensor resident in VRAM at its file precision. Clones share the buffers.
 #[derive(Clone)]
@@ -94,3 +95,20 @@ impl GpuTensor {
 fn outer_rows(shape: &[usize]) -> usize {
     shape.first().copied().unwrap_or(1).max(1)
 }
+
+/// Every mirrored struct: each kernel family's params and the step uniform.
+#[doc(hidden)]
+pub const MIRRORED: &[Mirror] = &[
+    attention::MIRROR,
+    copy::MIRROR,
+    embedding::MIRROR,
+    kv::STORE_MIRROR,
+    kv::SHIFT_MIRROR,
+    linear::MIRROR,
+    moe::MIRROR,
+    rmsnorm::MIRROR,
+    rope::MIRROR,
+    shortconv::MIRROR,
+    swiglu::MIRROR,
+    layout::mirror!(StepUniform, Kernel::Copy, "Step", [n_tokens, pos]),
+];

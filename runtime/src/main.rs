@@ -113,25 +113,8 @@ enum Command {
     Perplexity {
         #[command(flatten)]
         model: ModelArgs,
-        /// The text to score (UTF-8).
-        #[arg(long)]
-        file: PathBuf,
-        /// The most chunks to evaluate [default: all the text holds, or the baseline's].
-        #[arg(long)]
-        chunks: Option<usize>,
-        /// Tokens per forward pass [default: the context].
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Save the model's log-probabilities of the scored positions as a baseline, in
-        /// llama.cpp's --kl-divergence-base format.
-        #[arg(long, conflicts_with = "kl_base")]
-        save_logits: Option<PathBuf>,
-        /// Compare the model with a baseline saved by --save-logits or by llama.cpp.
-        #[arg(long)]
-        kl_base: Option<PathBuf>,
-        /// Also print the results as one JSON object on the last line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        options: cli::perplexity::Options,
     },
     /// Measure prefill and decode speed as llama-bench does, and the adapter's bandwidth.
     Bench {
@@ -216,25 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info { model } => cli::info::run(&model),
-        Command::Perplexity {
-            model,
-            file,
-            chunks,
-            batch,
-            save_logits,
-            kl_base,
-            json,
-        } => {
-            let options = cli::perplexity::Options {
-                file,
-                chunks,
-                batch,
-                save_logits,
-                kl_base,
-                json,
-            };
-            cli::perplexity::run(&model, &options)
-        }
+        Command::Perplexity { model, options } => cli::perplexity::run(&model, &options),
         Command::Bench {
             model,
             prompt_tokens,

@@ -11,12 +11,26 @@ use serde_json::{json, Map, Value};
 use super::model::ModelArgs;
 
 /// The command's own options (the model and memory ones are in `ModelArgs`).
+#[derive(clap::Args)]
 pub struct Options {
+    /// The text to score (UTF-8).
+    #[arg(long)]
     pub file: PathBuf,
+    /// The most chunks to evaluate [default: all the text holds, or the baseline's].
+    #[arg(long)]
     pub chunks: Option<usize>,
+    /// Tokens per forward pass [default: the context].
+    #[arg(long)]
     pub batch: Option<usize>,
+    /// Save the model's log-probabilities of the scored positions as a baseline, in
+    /// llama.cpp's --kl-divergence-base format.
+    #[arg(long, conflicts_with = "kl_base")]
     pub save_logits: Option<PathBuf>,
+    /// Compare the model with a baseline saved by --save-logits or by llama.cpp.
+    #[arg(long)]
     pub kl_base: Option<PathBuf>,
+    /// Also print the results as one JSON object on the last line.
+    #[arg(long)]
     pub json: bool,
 }
 

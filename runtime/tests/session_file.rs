@@ -37,6 +37,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Every position of a small file, else 2,000 spread by a fixed seed.
+/// Writes the checksum that matches the edited bytes, so that what is checked past it
+/// is what refuses them.
+fn reseal(bytes: &mut [u8]) {
+    let body = bytes.len() - 8;
+    let sum = fnv1a(&bytes[..body]);
+    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+}
+
 fn positions(len: usize) -> Vec<usize> {
     if len < 64 * 1024 {
         return (0..len).collect();
@@ -178,9 +186,7 @@ fn token_ids_outside_the_vocabulary_are_refused() {
     let vocab = load(FIXTURES[0]).config.vocab_size as u32;
     bytes[at + 8..at + 12].copy_from_slice(&(vocab + 5).to_le_bytes());
     // A checksum that matches: the ids themselves must be checked.
-    let body = bytes.len() - 8;
-    let sum = fnv1a(&bytes[..body]);
-    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    reseal(&mut bytes);
     let mut session = Session::new(load(FIXTURES[0]), &options()).unwrap();
     let err = session.restore_state(&bytes).unwrap_err().to_string();
     assert!(
@@ -256,9 +262,7 @@ fn a_rewind_floor_past_the_tokens_is_named_as_such() {
     // Magic 8, version 4, length 8, fingerprint 8, kv dtype 4, interval 4: then
     // position and floor.
     bytes[40..44].copy_from_slice(&7u32.to_le_bytes());
-    let body = bytes.len() - 8;
-    let sum = fnv1a(&bytes[..body]);
-    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    reseal(&mut bytes);
     let mut session = Session::new(load(FIXTURES[0]), &options()).unwrap();
     let err = session.restore_state(&bytes).unwrap_err().to_string();
     assert!(

@@ -1,13 +1,19 @@
-// Per-head RMSNorm followed by rotary position embedding, in place, for the q or k
-// heads of a batch (LFM2 normalises q and k per head before RoPE).
+// Per-head RMSNorm (where the model has q/k norms) followed by rotary position
+// embedding, in place, for the q or k heads of a batch; for q, then Llama 4's attention
+// temperature where the model has one (Ministral 3).
 // RoPE is the rotate-half form: element i pairs with i + head_dim/2. The cos/sin table
 // is computed once on the CPU in f32, as transformers does, so long positions keep
-// their precision. One workgroup per (token, head).
+// their precision; YaRN's attention factor scales cos and sin here, as transformers
+// scales its cos/sin. One workgroup per (token, head).
 
 struct Params {
     head_dim: u32,
     n_heads: u32,
     eps: f32,
+    has_norm: u32,
+    attention_factor: f32,
+    temperature_beta: f32, // 0: no temperature
+    temperature_floor: u32,
     _pad0: u32,
 }
 
@@ -15,6 +21,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read> table: array<f32>;   // (max_pos, head_dim / 2, 2): cos, sin
 @group(0) @binding(2) var<storage, read_write> x: array<f32>; // (n_tokens, n_heads, head_dim)
 @group(0) @binding(3) var<uniform> params: Params;
+
+fn norm_weight(i: u32) -> f32 {
+    if params.has_norm == 0u {
+        return 1.0;
+    }
+    return weight_value(norm[weight_word(i)], i);
+}
 
 @compute @workgroup_size(REDUCE_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -32,16 +45,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = x[base + i];
         sum += v * v;
     }
-    let scale = inverseSqrt(workgroup_sum(lid, sum) / f32(d) + params.eps);
+    // Uniform control flow: every invocation takes part in the reduction.
+    let total = workgroup_sum(lid, sum);
+    var scale = 1.0;
+    if params.has_norm != 0u {
+        scale = inverseSqrt(total / f32(d) + params.eps);
+    }
+    let pos = step.pos + t;
+    // 1 + beta · ln(1 + floor(pos / floor_scale)), after RoPE as in transformers.
+    let temperature = 1.0 + params.temperature_beta * log(1.0 + f32(pos / params.temperature_floor));
     let half = d / 2u;
-    let angle_base = (step.pos + t) * half;
+    let angle_base = pos * half;
     for (var i = lid; i < half; i += REDUCE_WG) {
-        let a = x[base + i] * scale * weight_value(norm[weight_word(i)], i);
+        var a = x[base + i];
         let j = i + half;
-        let b = x[base + j] * scale * weight_value(norm[weight_word(j)], j);
-        let c = table[(angle_base + i) * 2u];
-        let s = table[(angle_base + i) * 2u + 1u];
-        x[base + i] = a * c - b * s;
-        x[base + j] = b * c + a * s;
+        var b = x[base + j];
+        if params.has_norm != 0u {
+            a = a * scale * norm_weight(i);
+            b = b * scale * norm_weight(j);
+        }
+        let c = table[(angle_base + i) * 2u] * params.attention_factor;
+        let s = table[(angle_base + i) * 2u + 1u] * params.attention_factor;
+        x[base + i] = (a * c - b * s) * temperature;
+        x[base + j] = (b * c + a * s) * temperature;
     }
 }

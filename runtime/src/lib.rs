@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod hub;
 pub mod kv_pool;
 pub mod model;
+mod names;
 pub mod npy;
 pub mod ops;
 pub mod perplexity;

@@ -1,6 +1,7 @@
 //! HF safetensors checkpoints, single-file or sharded, memory-mapped. Tensors are handed
 //! out as byte slices into the maps: nothing is copied or converted on the CPU.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -8,9 +9,11 @@ use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
 use serde::Deserialize;
 
+use crate::config::Architecture;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::files::open_regular;
+use crate::names::HfNames;
 use crate::weights::{layer_count, read_text, TensorView, WeightSource};
 
 /// One tensor a safetensors header lists.
@@ -32,6 +35,8 @@ struct Entry {
 pub struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, Entry>,
+    /// How its tensors are named (LFM2's names until [`Checkpoint::named`] says).
+    names: HfNames,
 }
 
 #[derive(Deserialize)]
@@ -80,11 +85,18 @@ impl Checkpoint {
         let mut checkpoint = Checkpoint {
             files: Vec::new(),
             tensors: HashMap::new(),
+            names: HfNames::lfm2(),
         };
         for path in weight_files(dir)? {
             checkpoint.add_file(path)?;
         }
         Ok(checkpoint)
+    }
+
+    /// The checkpoint read as `architecture` names its tensors.
+    pub fn named(mut self, architecture: Architecture) -> Self {
+        self.names = HfNames::new(architecture, |name| self.tensors.contains_key(name));
+        self
     }
 
     fn add_file(&mut self, path: PathBuf) -> Result<()> {
@@ -158,27 +170,28 @@ pub fn read_header(bytes: &[u8], path: &Path) -> Result<Vec<(String, TensorEntry
 impl WeightSource for Checkpoint {
     /// The tensor called `name`, or an error naming it.
     fn get(&self, name: &str) -> Result<TensorView<'_>> {
-        let (stored_name, entry) = self
-            .tensors
-            .get_key_value(name)
-            .ok_or_else(|| Error::tensor(self.path(), name, "missing from the checkpoint"))?;
+        let name = self.names.to_file(name);
+        let (stored_name, entry) = self.tensors.get_key_value(name.as_ref()).ok_or_else(|| {
+            Error::tensor(self.path(), name.as_ref(), "missing from the checkpoint")
+        })?;
         let (path, map) = &self.files[entry.file];
         let tensor = &entry.tensor;
         Ok(TensorView {
             name: stored_name,
             dtype: tensor.dtype,
             shape: tensor.shape.clone(),
-            bytes: &map[tensor.start..tensor.end],
+            bytes: Cow::Borrowed(&map[tensor.start..tensor.end]),
             path,
         })
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(self.names.to_file(name).as_ref())
     }
 
     fn layer_count(&self) -> usize {
-        layer_count(self.tensors.keys().map(String::as_str), "model.layers.")
+        let prefix = self.names.layers_prefix();
+        layer_count(self.tensors.keys().map(String::as_str), &prefix)
     }
 
     /// Where the checkpoint lives, for messages: the file, or the first shard's folder.

@@ -68,16 +68,16 @@ pub struct State {
     pub tokens: wgpu::Buffer,     // (batch) u32
     pub x: wgpu::Buffer,          // (batch, hidden): the residual stream
     pub xn: wgpu::Buffer,         // (batch, hidden): normalised input of the current op
-    pub bcx: wgpu::Buffer,        // (batch, 3 · hidden): conv in_proj output (B, C, x)
-    pub q: wgpu::Buffer,          // (batch, heads · head_dim)
-    pub k: wgpu::Buffer,          // (batch, kv_heads · head_dim), before it joins the cache
-    pub v: wgpu::Buffer,          // (batch, kv_heads · head_dim), before it joins the cache
-    pub mixed: wgpu::Buffer,      // (batch, hidden): conv or attention output, before out_proj
-    pub gate: wgpu::Buffer,       // (batch, ff): w1 x
-    pub up: wgpu::Buffer,         // (batch, ff): w3 x, then silu(w1 x) · w3 x
-    pub logits: wgpu::Buffer,     // (batch or 1, vocab)
+    pub bcx: wgpu::Buffer, // (batch, 3 · hidden): conv in_proj output (B, C, x); empty without conv layers
+    pub q: wgpu::Buffer,   // (batch, heads · head_dim)
+    pub k: wgpu::Buffer,   // (batch, kv_heads · head_dim), before it joins the cache
+    pub v: wgpu::Buffer,   // (batch, kv_heads · head_dim), before it joins the cache
+    pub mixed: wgpu::Buffer, // (batch, max(hidden, heads · head_dim)): conv or attention output, before out_proj
+    pub gate: wgpu::Buffer,  // (batch, ff): w1 x
+    pub up: wgpu::Buffer,    // (batch, ff): w3 x, then silu(w1 x) · w3 x
+    pub logits: wgpu::Buffer, // (batch or 1, vocab)
     pub rope_table: wgpu::Buffer, // (max_context, head_dim / 2, 2)
-    pub pages: wgpu::Buffer,      // (max_context / BLOCK_TOKENS) u32: the page table
+    pub pages: wgpu::Buffer, // (max_context / BLOCK_TOKENS) u32: the page table
     pub layers: Vec<LayerState>,
     pub moe: Option<MoeState>,
     pub shape: StateShape,
@@ -90,11 +90,11 @@ fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 11] {
         ("tokens", b),
         ("x", b * h),
         ("xn", b * h),
-        ("bcx", b * 3 * h),
+        ("bcx", if c.has_conv_layers() { b * 3 * h } else { 0 }),
         ("q", b * c.n_heads * c.head_dim),
         ("k", b * c.kv_dim()),
         ("v", b * c.kv_dim()),
-        ("mixed", b * h),
+        ("mixed", b * h.max(c.q_dim())),
         ("gate", b * c.ff_size),
         ("up", b * c.ff_size),
         ("logits", s.logits_rows() * c.vocab_size),
@@ -182,7 +182,7 @@ impl State {
         };
         let [tokens, x, xn, bcx, q, k, v, mixed, gate, up, logits] =
             activations(c, &shape).map(|(label, len)| gpu.zeros(label, len));
-        let table = rope_table(c.rope_theta, c.head_dim, shape.max_context);
+        let table = rope_table(&c.rope, c.head_dim, shape.max_context);
         Ok(State {
             tokens: tokens?,
             x: x?,

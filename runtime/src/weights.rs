@@ -1,6 +1,7 @@
 //! Where a model's tensors come from: a safetensors checkpoint or a GGUF file, both
 //! addressed by HF tensor names so the model code has one vocabulary.
 
+use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -8,14 +9,15 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::files;
 
-/// One tensor, borrowed from its memory map.
+/// One tensor, borrowed from its memory map (or, where a format stores it reordered,
+/// its bytes put back in the order the model code expects).
 pub struct TensorView<'a> {
     /// The name the source stores it under (HF's, or GGUF's for a GGUF file).
     pub name: &'a str,
     pub dtype: DType,
     /// PyTorch order, outermost first.
     pub shape: Vec<usize>,
-    pub bytes: &'a [u8],
+    pub bytes: Cow<'a, [u8]>,
     pub path: &'a Path,
 }
 

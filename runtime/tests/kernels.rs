@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use common::Rng;
 use half::{bf16, f16};
+use lfm_edge::config::{Architecture, AttentionTemperature, Rope, Yarn};
 use lfm_edge::dtype::DType;
 use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions};
 use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
@@ -321,24 +322,33 @@ fn linear_every_output_mode_dtype_and_path() {
     report("linear", worst);
 }
 
-/// Per-head RMSNorm then rotate-half RoPE over `x` (n_tokens, n_heads, d): batch token
-/// t is at position `pos + t`. The angles are recomputed here in f64, independently of
-/// `ops::rope_table`.
-fn rope_ref(x: &[f32], norm: &[f32], n_heads: usize, batch: Batch) -> Vec<f32> {
-    let d = norm.len();
+/// Per-head RMSNorm (where `norm` is given) then rotate-half RoPE over `x` (n_tokens,
+/// n_heads, d) with cos/sin scaled by `factor`, then q's attention temperature
+/// `1 + beta · ln(1 + floor(position / floor_scale))`: batch token t is at position
+/// `pos + t`. The angles are recomputed here in f64, independently of `ops::rope_table`.
+fn rope_ref(x: &[f32], norm: Option<&[f32]>, d: usize, rope: &Rope, batch: Batch) -> Vec<f32> {
     let half = d / 2;
+    let n_heads = x.len() / d / batch.n_tokens as usize;
+    let factor = rope.attention_factor() as f64;
     let mut out = x.to_vec();
     for t in 0..batch.n_tokens as usize {
-        let position = (batch.pos as usize + t) as f64;
+        let position = batch.pos as usize + t;
+        let temperature = rope.temperature.map_or(1.0, |temp| {
+            1.0 + temp.beta as f64 * (1.0 + (position / temp.floor_scale) as f64).ln()
+        });
         for head in 0..n_heads {
             let base = (t * n_heads + head) * d;
-            let normed = rmsnorm_ref(&x[base..][..d], norm, ROPE_EPS);
+            let normed = match norm {
+                Some(norm) => rmsnorm_ref(&x[base..][..d], norm, ROPE_EPS),
+                None => x[base..][..d].iter().map(|&v| v as f64).collect(),
+            };
             for i in 0..half {
-                let angle = position / ROPE_THETA.powf(2.0 * i as f64 / d as f64);
+                let angle = position as f64 / ROPE_THETA.powf(2.0 * i as f64 / d as f64);
                 let (sin, cos) = angle.sin_cos();
+                let (sin, cos) = (sin * factor, cos * factor);
                 let (a, b) = (normed[i], normed[i + half]);
-                out[base + i] = (a * cos - b * sin) as f32;
-                out[base + i + half] = (b * cos + a * sin) as f32;
+                out[base + i] = ((a * cos - b * sin) * temperature) as f32;
+                out[base + i + half] = ((b * cos + a * sin) * temperature) as f32;
             }
         }
     }
@@ -348,27 +358,71 @@ fn rope_ref(x: &[f32], norm: &[f32], n_heads: usize, batch: Batch) -> Vec<f32> {
 const ROPE_THETA: f64 = 10_000.0;
 const ROPE_EPS: f32 = 1e-5;
 
+/// A config for the rope kernel: LFM2's plain RoPE with q/k norms, or (`ministral`)
+/// no norms, an attention factor and an attention temperature that steps every 5
+/// positions.
+fn rope_config(d: usize, ministral: bool) -> ModelConfig {
+    let mut c = attention_config(2, 1, d);
+    c.norm_eps = ROPE_EPS;
+    c.rope = Rope::plain(ROPE_THETA as f32);
+    if ministral {
+        c.architecture = Architecture::Ministral3;
+        c.rope.yarn = Some(Yarn {
+            factor: 1.0,
+            original_context: 5,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor: 1.25,
+            truncate: true,
+        });
+        c.rope.temperature = Some(AttentionTemperature {
+            beta: 0.1,
+            floor_scale: 5,
+        });
+    }
+    c
+}
+
 #[test]
 fn rope_normalises_and_rotates_heads() {
     let (n_heads, batch) = (3, Batch::new(4, 9));
     let mut rng = Rng(4);
     let mut worst = 0.0f32;
+    let none = no_bias();
     for d in [16, 64] {
         let max_pos = (batch.pos + batch.n_tokens) as usize;
-        let table = ops::rope_table(ROPE_THETA as f32, d, max_pos);
+        let table = ops::rope_table(&Rope::plain(ROPE_THETA as f32), d, max_pos);
         let table = gpu()
             .upload("rope table", bytemuck::cast_slice(&table))
             .unwrap();
-        for dtype in [DType::F32, DType::BF16] {
-            let (norm, norm_values) = weight("q_layernorm", dtype, &[d], &rng.vec(d, 1.5));
-            let x_values = rng.vec(batch.n_tokens as usize * n_heads * d, 2.0);
-            let want = rope_ref(&x_values, &norm_values, n_heads, batch);
-            for limit in grid_limits() {
-                let x = buffer("x", &x_values);
-                let op = ops::rope(gpu(), &norm, &table, &x, n_heads, ROPE_EPS);
-                run(batch, limit, &[&op.unwrap()]);
-                let case = format!("rope d {d} {dtype} limit {limit}");
-                worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
+        for (ministral, is_q) in [(false, true), (true, true), (true, false)] {
+            let c = rope_config(d, ministral);
+            let mut rope = c.rope.clone();
+            if !is_q {
+                rope.temperature = None;
+            }
+            for dtype in [DType::F32, DType::BF16] {
+                let (norm, norm_values) = weight("q_layernorm", dtype, &[d], &rng.vec(d, 1.5));
+                let norm = (!ministral).then_some((norm, norm_values));
+                let x_values = rng.vec(batch.n_tokens as usize * n_heads * d, 2.0);
+                let norm_values = norm.as_ref().map(|(_, v)| v.as_slice());
+                let want = rope_ref(&x_values, norm_values, d, &rope, batch);
+                for limit in grid_limits() {
+                    let x = buffer("x", &x_values);
+                    let op = ops::Rope {
+                        label: "rope",
+                        norm: norm.as_ref().map(|(t, _)| t),
+                        table: &table,
+                        x: &x,
+                        heads: n_heads,
+                        is_q,
+                    };
+                    let step = ops::rope(gpu(), &c, &op, &none);
+                    run(batch, limit, &[&step.unwrap()]);
+                    let case =
+                        format!("rope d {d} {dtype} ministral {ministral} q {is_q} limit {limit}");
+                    worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
+                }
             }
         }
     }
@@ -700,7 +754,7 @@ fn kv_shift_moves_rows_and_rotates_keys_back() {
     let kv = config.kv_dim();
     let (rows, max_pos) = (48, 48);
     let blocks = lfm_edge::kv_pool::blocks_for(rows);
-    let table = ops::rope_table(ROPE_THETA as f32, d, max_pos);
+    let table = ops::rope_table(&Rope::plain(ROPE_THETA as f32), d, max_pos);
     let table = gpu()
         .upload("rope table", bytemuck::cast_slice(&table))
         .unwrap();

@@ -19,7 +19,7 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> 
     outln!("model: {}", model.path.display())?;
     outln!(
         "shape: {}, {} layers, hidden {}, {} parameters ({} active)",
-        c.architecture(),
+        c.architecture.name(),
         c.n_layers(),
         c.hidden_size,
         model.parameter_count(),

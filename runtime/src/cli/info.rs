@@ -1,6 +1,6 @@
 //! `lfm-edge info`: what a model is, what it takes in memory, and the adapter.
 
-use lfm_edge::Result;
+use lfm_edge::{ModelConfig, Result};
 
 use super::model::ModelArgs;
 
@@ -9,7 +9,10 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     let c = &model.config;
     let gpu = &model.gpu;
     outln!("model: {}", model.path.display())?;
-    outln!("architecture: {}", c.architecture())?;
+    outln!("architecture: {}", c.architecture.name())?;
+    if let Some(skipped) = c.skipped {
+        outln!("not loaded: {skipped} (the checkpoint's; only the language model runs)")?;
+    }
     outln!(
         "layers: {} ({}; c = conv, A = attention)",
         c.n_layers(),
@@ -24,6 +27,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         c.head_dim,
         c.vocab_size
     )?;
+    outln!("attention: {}", attention_details(c))?;
     outln!("parameters: {}", model.parameter_count())?;
     if let Some(moe) = &c.moe {
         outln!(
@@ -58,4 +62,36 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         gpu.limits.max_compute_workgroups_per_dimension
     )?;
     Ok(())
+}
+
+/// RoPE and what else sets an architecture's attention apart.
+fn attention_details(c: &ModelConfig) -> String {
+    let mut parts = vec![format!("RoPE theta {}", c.rope.theta)];
+    if let Some(y) = &c.rope.yarn {
+        parts.push(format!(
+            "YaRN factor {} over {} positions (attention factor {:.4})",
+            y.factor, y.original_context, y.attention_factor
+        ));
+    }
+    if let Some(t) = &c.rope.temperature {
+        parts.push(format!(
+            "attention temperature beta {} every {} positions",
+            t.beta, t.floor_scale
+        ));
+    }
+    if c.architecture.qk_norm() {
+        parts.push("q/k RMSNorm".into());
+    }
+    if c.attention_bias {
+        parts.push("q/k/v/o biases".into());
+    }
+    parts.push(
+        if c.tie_word_embeddings {
+            "tied output head"
+        } else {
+            "untied output head"
+        }
+        .into(),
+    );
+    parts.join(", ")
 }

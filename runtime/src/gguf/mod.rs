@@ -16,11 +16,13 @@ mod parse;
 mod tensor;
 mod tokenizer;
 mod value;
+mod weights;
 
 pub use dequant::dequantize;
 pub use file::GgufFile;
 pub use ggml_type::GgmlType;
-pub use model::{model_config, GgufWeights};
+pub use model::model_config;
 pub use tensor::{GgufTensor, TensorInfo};
 pub use tokenizer::{tokenizer_from_gguf, GgufTokenizer};
 pub use value::{Value, ValueType};
+pub use weights::GgufWeights;

@@ -1,13 +1,13 @@
-//! A GGUF file as a model: the config from `<arch>.*` metadata, and the tensors under
-//! the HF names the model code asks for (llama.cpp's names and shapes translated).
+//! A GGUF file's model config, from its `<arch>.*` metadata (its tensors under the
+//! model code's names are `weights.rs`).
 
-use std::path::PathBuf;
-
-use super::{GgmlType, GgufFile};
-use crate::config::{Key, LayerKind, ModelConfig, MoeConfig};
-use crate::dtype::DType;
+use super::{GgufFile, Value};
+use crate::config::{
+    mscale, Architecture, AttentionTemperature, Key, LayerKind, ModelConfig, MoeConfig, Rope, Yarn,
+    MAX_LAYERS,
+};
 use crate::error::{Error, Result};
-use crate::weights::{layer_count, TensorView, WeightSource};
+use crate::weights::layer_count;
 
 /// llama.cpp's `expert_gating_func` value for a sigmoid router.
 const GATING_SIGMOID: u32 = 2;
@@ -16,24 +16,20 @@ const GATING_SIGMOID: u32 = 2;
 /// checked as config.json is, and against the layers the tensors hold.
 pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
     let arch = file.get_str("general.architecture")?;
-    let is_moe = match arch {
-        "lfm2" => false,
-        "lfm2moe" => true,
-        other => {
-            return Err(Error::gguf(
-                file.path(),
-                format!("general.architecture {other:?} is not supported (lfm2, lfm2moe)"),
-            ))
-        }
-    };
+    let architecture = architecture(file, arch)?;
+    let lfm2 = matches!(architecture, Architecture::Lfm2 | Architecture::Lfm2Moe);
     let bad = |message: String| Error::gguf(file.path(), message);
     // The ff width is the gate's row count where the first block has a dense one.
     let ff_rows = tensor_rows(file, "blk.0.ffn_gate.weight").ok();
     let key = |k: Key| key_name(arch, k, ff_rows.is_some());
     let u32_key = |k: Key| file.get_u32(&key(k)).map(|v| v as usize);
     let n_layers = u32_key(Key::Layers)?;
-    // Per layer: 0 marks a conv layer, else that attention layer's kv head count.
-    let kv_heads = file.get_u32_array(&key(Key::KvHeads))?;
+    // LFM2: per layer, 0 marks a conv layer, else that attention layer's kv head count.
+    // The others state one count for every layer.
+    let kv_heads = match file.get(&key(Key::KvHeads)) {
+        Some(Value::Array(..)) => file.get_u32_array(&key(Key::KvHeads))?,
+        _ => vec![file.get_u32(&key(Key::KvHeads))?; n_layers.min(MAX_LAYERS)],
+    };
     if kv_heads.len() != n_layers {
         return Err(bad(format!(
             "{} has {} entries for {n_layers} layers",
@@ -47,6 +43,9 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
             "attention layers with different kv head counts are not supported".into(),
         ));
     }
+    if !lfm2 && kv_heads.contains(&0) {
+        return Err(bad(format!("{} is 0", key(Key::KvHeads))));
+    }
     let layers = kv_heads
         .iter()
         .map(|&n| match n {
@@ -58,8 +57,16 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         Some(rows) => rows,
         None => u32_key(Key::FeedForward)?,
     };
+    let head_dim = file.optional(&format!("{arch}.attention.key_length"), GgufFile::get_u32)?;
+    let value_dim = file.optional(&format!("{arch}.attention.value_length"), GgufFile::get_u32)?;
+    if value_dim.is_some() && value_dim != head_dim {
+        return Err(bad(format!(
+            "{arch}.attention.value_length {value_dim:?} differs from key_length {head_dim:?}"
+        )));
+    }
     let eos = file.optional("tokenizer.ggml.eos_token_id", GgufFile::get_u32)?;
     let config = ModelConfig {
+        architecture,
         // The vocabulary is the embedding's row count.
         vocab_size: tensor_rows(file, "token_embd.weight")?,
         hidden_size: u32_key(Key::Hidden)?,
@@ -67,12 +74,11 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         layers,
         n_heads: u32_key(Key::Heads)?,
         n_kv_heads,
-        head_dim: 0,
+        head_dim: head_dim.unwrap_or(0) as usize,
         norm_eps: file.get_f32(&key(Key::NormEps))?,
-        rope_theta: file
-            .optional(&key(Key::RopeTheta), GgufFile::get_f32)?
-            .unwrap_or(1e6),
-        conv_l_cache: u32_key(Key::ConvLCache)?,
+        rope: rope(file, arch, lfm2)?,
+        attention_bias: file.tensor_info("blk.0.attn_q.bias").is_some(),
+        conv_l_cache: if lfm2 { u32_key(Key::ConvLCache)? } else { 1 },
         conv_bias: file
             .tensors()
             .any(|t| t.name.ends_with("shortconv.in_proj.bias")),
@@ -82,7 +88,10 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
             .unwrap_or(128_000) as usize,
         bos_token_id: file.optional("tokenizer.ggml.bos_token_id", GgufFile::get_u32)?,
         eos_token_ids: eos.into_iter().collect(),
-        moe: is_moe.then(|| moe_config(file, arch, key)).transpose()?,
+        moe: (architecture == Architecture::Lfm2Moe)
+            .then(|| moe_config(file, arch, key))
+            .transpose()?,
+        skipped: None,
     }
     .checked(key)
     .map_err(bad)?;
@@ -99,6 +108,71 @@ pub fn model_config(file: &GgufFile) -> Result<ModelConfig> {
         )));
     }
     Ok(config)
+}
+
+/// The architecture llama.cpp's name stands for.
+fn architecture(file: &GgufFile, arch: &str) -> Result<Architecture> {
+    Ok(match arch {
+        "lfm2" => Architecture::Lfm2,
+        "lfm2moe" => Architecture::Lfm2Moe,
+        "qwen3" => Architecture::Qwen3,
+        "mistral3" => Architecture::Ministral3,
+        other => {
+            return Err(Error::gguf(
+                file.path(),
+                format!(
+                "general.architecture {other:?} is not supported (lfm2, lfm2moe, qwen3, mistral3)"
+            ),
+            ))
+        }
+    })
+}
+
+/// `<arch>.rope.*` as llama.cpp reads it: the base, YaRN where `rope.scaling.type` is
+/// "yarn" (its attention factor as llama.cpp derives it, taking `mscale` as 1), and
+/// the attention temperature (`attention.temperature_scale`), which llama.cpp applies
+/// every `rope.scaling.original_context_length` positions.
+fn rope(file: &GgufFile, arch: &str, lfm2: bool) -> Result<Rope> {
+    let f32_key = |name: &str| file.optional(&format!("{arch}.{name}"), GgufFile::get_f32);
+    // llama.cpp's default base is 1e4; LFM2 files always state theirs, 1e6.
+    let theta = f32_key("rope.freq_base")?.unwrap_or(if lfm2 { 1e6 } else { 1e4 });
+    let mut rope = Rope::plain(theta);
+    let scaling_key = format!("{arch}.rope.scaling.type");
+    match file.optional(&scaling_key, GgufFile::get_str)? {
+        None | Some("none") => {}
+        Some("yarn") => {
+            let original_key = format!("{arch}.rope.scaling.original_context_length");
+            let original = file.get_u32(&original_key)? as usize;
+            let factor = f32_key("rope.scaling.factor")?.unwrap_or(1.0);
+            let log_mul = f32_key("rope.scaling.yarn_log_multiplier")?.unwrap_or(0.0) as f64;
+            let f = factor as f64;
+            let attention_factor = match log_mul {
+                0.0 => mscale(f, 1.0),
+                _ => mscale(f, 1.0) / mscale(f, log_mul),
+            } * f32_key("rope.scaling.attn_factor")?.unwrap_or(1.0) as f64;
+            rope.yarn = Some(Yarn {
+                factor,
+                original_context: original,
+                beta_fast: f32_key("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                beta_slow: f32_key("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                attention_factor: attention_factor as f32,
+                truncate: true,
+            });
+            if let Some(beta) = f32_key("attention.temperature_scale")?.filter(|&b| b != 0.0) {
+                rope.temperature = Some(AttentionTemperature {
+                    beta,
+                    floor_scale: original,
+                });
+            }
+        }
+        Some(other) => {
+            return Err(Error::gguf(
+                file.path(),
+                format!("{scaling_key} is {other:?}; only \"none\" and \"yarn\" are supported"),
+            ))
+        }
+    }
+    Ok(rope)
 }
 
 /// Where a GGUF file states each value: an `<arch>.` key, or a tensor's rows.
@@ -166,115 +240,5 @@ fn tensor_rows(file: &GgufFile, name: &str) -> Result<usize> {
             name,
             format!("shape {shape:?} is not a matrix"),
         )),
-    }
-}
-
-/// llama.cpp's name for an HF tensor name of an LFM2 model.
-fn gguf_name(hf: &str) -> Option<String> {
-    let global = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.embedding_norm.weight" => Some("token_embd_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(name) = global {
-        return Some(name.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let name = match rest {
-        "operator_norm.weight" => "attn_norm.weight",
-        "ffn_norm.weight" => "ffn_norm.weight",
-        "conv.in_proj.weight" => "shortconv.in_proj.weight",
-        "conv.in_proj.bias" => "shortconv.in_proj.bias",
-        "conv.conv.weight" => "shortconv.conv.weight",
-        "conv.conv.bias" => "shortconv.conv.bias",
-        "conv.out_proj.weight" => "shortconv.out_proj.weight",
-        "conv.out_proj.bias" => "shortconv.out_proj.bias",
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.out_proj.weight" => "attn_output.weight",
-        "self_attn.q_layernorm.weight" => "attn_q_norm.weight",
-        "self_attn.k_layernorm.weight" => "attn_k_norm.weight",
-        "feed_forward.w1.weight" => "ffn_gate.weight",
-        "feed_forward.w3.weight" => "ffn_up.weight",
-        "feed_forward.w2.weight" => "ffn_down.weight",
-        "feed_forward.gate.weight" => "ffn_gate_inp.weight",
-        "feed_forward.expert_bias" => "exp_probs_b.bias",
-        // GGUF stacks each expert matrix: (experts, rows, cols).
-        "feed_forward.experts.w1" => "ffn_gate_exps.weight",
-        "feed_forward.experts.w3" => "ffn_up_exps.weight",
-        "feed_forward.experts.w2" => "ffn_down_exps.weight",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{name}"))
-}
-
-fn dtype(t: GgmlType) -> Option<DType> {
-    Some(match t {
-        GgmlType::F32 => DType::F32,
-        GgmlType::F16 => DType::F16,
-        GgmlType::BF16 => DType::BF16,
-        GgmlType::Q8_0 => DType::Q8_0,
-        GgmlType::Q4_0 => DType::Q4_0,
-        GgmlType::Q4_1 => DType::Q4_1,
-        GgmlType::Q5_0 => DType::Q5_0,
-        GgmlType::Q5_1 => DType::Q5_1,
-        GgmlType::Q4_K => DType::Q4_K,
-        GgmlType::Q5_K => DType::Q5_K,
-        GgmlType::Q6_K => DType::Q6_K,
-        _ => return None,
-    })
-}
-
-/// A GGUF file's tensors under HF names.
-pub struct GgufWeights {
-    file: GgufFile,
-}
-
-impl GgufWeights {
-    pub fn new(file: GgufFile) -> GgufWeights {
-        GgufWeights { file }
-    }
-}
-
-impl WeightSource for GgufWeights {
-    fn get(&self, hf: &str) -> Result<TensorView<'_>> {
-        let name = gguf_name(hf)
-            .ok_or_else(|| Error::tensor(self.file.path(), hf, "has no GGUF counterpart"))?;
-        let tensor = self.file.tensor(&name)?;
-        let ggml_type = tensor.info.ggml_type;
-        let dtype = dtype(ggml_type).ok_or_else(|| {
-            Error::tensor(
-                self.file.path(),
-                &name,
-                format!("has type {}, which is not supported", ggml_type.name()),
-            )
-        })?;
-        let mut shape = tensor.info.shape();
-        if hf.ends_with("conv.conv.weight") && shape.len() == 2 {
-            // llama.cpp drops the depthwise conv's middle dimension: (hidden, L).
-            shape.insert(1, 1);
-        }
-        Ok(TensorView {
-            name: &tensor.info.name,
-            dtype,
-            shape,
-            bytes: tensor.bytes,
-            path: self.file.path(),
-        })
-    }
-
-    fn contains(&self, hf: &str) -> bool {
-        gguf_name(hf).is_some_and(|name| self.file.tensor_info(&name).is_some())
-    }
-
-    fn layer_count(&self) -> usize {
-        layer_count(self.file.tensors().map(|t| t.name.as_str()), "blk.")
-    }
-
-    fn path(&self) -> PathBuf {
-        self.file.path().to_path_buf()
     }
 }

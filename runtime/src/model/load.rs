@@ -27,7 +27,7 @@ impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
         let view = self.source.get(name)?;
         view.expect_shape(shape)?;
-        GpuTensor::upload(self.gpu, name, view.dtype, &view.shape, &[view.bytes])
+        GpuTensor::upload(self.gpu, name, view.dtype, &view.shape, &[&view.bytes])
     }
 
     fn bias(&self, present: bool, name: &str, len: usize) -> Result<Option<GpuTensor>> {
@@ -54,13 +54,26 @@ impl Loader<'_> {
         let tensor = |name: &str, shape: &[usize]| {
             self.tensor(&format!("{p}.self_attn.{name}.weight"), shape)
         };
+        let bias = |name: &str, len| {
+            self.bias(c.attention_bias, &format!("{p}.self_attn.{name}.bias"), len)
+        };
+        let norm = |name: &str| {
+            c.architecture
+                .qk_norm()
+                .then(|| tensor(name, &[d]))
+                .transpose()
+        };
         Ok(AttentionWeights {
-            q_proj: tensor("q_proj", &[c.n_heads * d, h])?,
+            q_proj: tensor("q_proj", &[c.q_dim(), h])?,
+            q_bias: bias("q_proj", c.q_dim())?,
             k_proj: tensor("k_proj", &[c.kv_dim(), h])?,
+            k_bias: bias("k_proj", c.kv_dim())?,
             v_proj: tensor("v_proj", &[c.kv_dim(), h])?,
-            out_proj: tensor("out_proj", &[h, c.n_heads * d])?,
-            q_norm: tensor("q_layernorm", &[d])?,
-            k_norm: tensor("k_layernorm", &[d])?,
+            v_bias: bias("v_proj", c.kv_dim())?,
+            out_proj: tensor("out_proj", &[h, c.q_dim()])?,
+            out_bias: bias("out_proj", h)?,
+            q_norm: norm("q_layernorm")?,
+            k_norm: norm("k_layernorm")?,
         })
     }
 
@@ -168,7 +181,7 @@ impl Loader<'_> {
             ));
         }
         let name = format!("{p}.feed_forward.experts.{which}");
-        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes).collect();
+        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes.as_ref()).collect();
         GpuTensor::upload(
             self.gpu,
             &name,
@@ -187,7 +200,8 @@ impl Model {
             let file = GgufFile::open(path)?;
             let config = crate::gguf::model_config(&file)?;
             let tokenizer = Tokenizer::from_gguf(&file)?;
-            return Self::from_source(path, config, tokenizer, &GgufWeights::new(file), gpu);
+            let weights = GgufWeights::new(file, &config);
+            return Self::from_source(path, config, tokenizer, &weights, gpu);
         }
         if !path.is_dir() {
             let (kind, message) = match path.exists() {
@@ -198,7 +212,7 @@ impl Model {
         }
         let config = ModelConfig::from_file(&path.join("config.json"))?;
         let tokenizer = Tokenizer::from_dir(path)?;
-        let checkpoint = Checkpoint::open(path)?;
+        let checkpoint = Checkpoint::open(path)?.named(config.architecture);
         Self::from_source(path, config, tokenizer, &checkpoint, gpu)
     }
 

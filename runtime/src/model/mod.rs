@@ -1,5 +1,8 @@
-//! An LFM2 model, top to bottom: config → weights (uploaded at file precision) →
-//! the forward graph of a session (a `match` per layer kind) → logits. Opening a model
+//! A model, top to bottom: config → weights (uploaded at file precision) → the forward
+//! graph of a session (a `match` per layer kind) → logits. One graph serves every
+//! architecture: LFM2's conv and attention layers, LFM2-MoE's sparse feed-forward, and
+//! the all-attention Qwen3 and Ministral 3, whose attention differs only in its
+//! weights (q/k norms, biases) and its RoPE. Opening a model
 //! by name is `open.rs`; loading the weights from a checkpoint `load.rs`; counting
 //! them (parameters, bytes) `size.rs`.
 
@@ -18,13 +21,15 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
 use crate::kv_pool::KvPool;
 use crate::ops::{
-    self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, ShortConv,
+    self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, Rope, ShortConv,
 };
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
 use crate::vram::{Reservation, VramBudget};
 
 /// The operator of one decoder layer, with its weights.
+// One per layer, built once at load: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Operator {
     Conv(ConvWeights),
     Attention(AttentionWeights),
@@ -42,12 +47,16 @@ struct ConvWeights {
 
 /// Grouped-query attention.
 struct AttentionWeights {
-    q_proj: GpuTensor,   // (heads · d, hidden): self_attn.q_proj.weight
-    k_proj: GpuTensor,   // (kv_heads · d, hidden)
-    v_proj: GpuTensor,   // (kv_heads · d, hidden)
-    out_proj: GpuTensor, // (hidden, heads · d): self_attn.out_proj.weight
-    q_norm: GpuTensor,   // (d): self_attn.q_layernorm.weight
-    k_norm: GpuTensor,   // (d): self_attn.k_layernorm.weight
+    q_proj: GpuTensor,           // (heads · d, hidden): self_attn.q_proj.weight
+    q_bias: Option<GpuTensor>,   // (heads · d) where the config has attention_bias
+    k_proj: GpuTensor,           // (kv_heads · d, hidden)
+    k_bias: Option<GpuTensor>,   // (kv_heads · d)
+    v_proj: GpuTensor,           // (kv_heads · d, hidden)
+    v_bias: Option<GpuTensor>,   // (kv_heads · d)
+    out_proj: GpuTensor,         // (hidden, heads · d): self_attn.out_proj.weight
+    out_bias: Option<GpuTensor>, // (hidden)
+    q_norm: Option<GpuTensor>,   // (d): self_attn.q_layernorm.weight (not Ministral 3's)
+    k_norm: Option<GpuTensor>,   // (d): self_attn.k_layernorm.weight
 }
 
 /// The feed-forward of one decoder layer.
@@ -263,16 +272,29 @@ impl Model {
                 )?);
             }
             (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
-                // q, k, v; per-head norm + RoPE; k and v join the cache (f32 or f16).
-                steps.push(self.linear(&w.q_proj, None, &s.xn, &s.q, LinearOutput::Rows)?);
-                steps.push(self.linear(&w.k_proj, None, &s.xn, &s.k, LinearOutput::Rows)?);
-                steps.push(self.linear(&w.v_proj, None, &s.xn, &s.v, LinearOutput::Rows)?);
-                let rope = |norm, x, heads| {
-                    ops::rope(gpu, norm, &s.rope_table, x, heads, c.norm_eps).map(Step::Always)
+                // q, k, v; per-head norm (where the model has one) + RoPE, q then
+                // scaled by position (where it has an attention temperature); k and v
+                // join the cache (f32 or f16).
+                let rows = |weight, bias: &Option<GpuTensor>, out| {
+                    self.linear(weight, bias.as_ref(), &s.xn, out, LinearOutput::Rows)
                 };
-                steps.push(rope(&w.q_norm, &s.q, c.n_heads)?);
-                steps.push(rope(&w.k_norm, &s.k, c.n_kv_heads)?);
+                steps.push(rows(&w.q_proj, &w.q_bias, &s.q)?);
+                steps.push(rows(&w.k_proj, &w.k_bias, &s.k)?);
+                steps.push(rows(&w.v_proj, &w.v_bias, &s.v)?);
                 let label = format!("model.layers.{i}.self_attn");
+                let rope = |norm: &Option<GpuTensor>, x, heads, is_q| {
+                    let op = Rope {
+                        label: &label,
+                        norm: norm.as_ref(),
+                        table: &s.rope_table,
+                        x,
+                        heads,
+                        is_q,
+                    };
+                    ops::rope(gpu, c, &op, none).map(Step::Always)
+                };
+                steps.push(rope(&w.q_norm, &s.q, c.n_heads, true)?);
+                steps.push(rope(&w.k_norm, &s.k, c.n_kv_heads, false)?);
                 let cache = s.shape.kv_dtype.dtype();
                 let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
                 steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
@@ -280,7 +302,7 @@ impl Model {
                 steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
                 steps.push(self.linear(
                     &w.out_proj,
-                    None,
+                    w.out_bias.as_ref(),
                     &s.mixed,
                     &s.x,
                     LinearOutput::Accumulate,

@@ -20,14 +20,21 @@ impl Model {
                             .flatten(),
                     );
                 }
-                Operator::Attention(w) => all.extend([
-                    &w.q_proj,
-                    &w.k_proj,
-                    &w.v_proj,
-                    &w.out_proj,
-                    &w.q_norm,
-                    &w.k_norm,
-                ]),
+                Operator::Attention(w) => {
+                    all.extend([&w.q_proj, &w.k_proj, &w.v_proj, &w.out_proj]);
+                    all.extend(
+                        [
+                            &w.q_bias,
+                            &w.k_bias,
+                            &w.v_bias,
+                            &w.out_bias,
+                            &w.q_norm,
+                            &w.k_norm,
+                        ]
+                        .into_iter()
+                        .flatten(),
+                    );
+                }
             }
             match &l.ffn {
                 FeedForward::Dense { w1, w3, w2 } => all.extend([w1, w3, w2]),

@@ -21,7 +21,7 @@ pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
 pub use linear::{expert_linear, linear, ExpertLinear, ExpertMatrix, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_group, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;
-pub use rope::{rope, rope_table};
+pub use rope::{rope, rope_table, Rope};
 pub use shortconv::{shortconv, shortconv_state, ShortConv};
 pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;

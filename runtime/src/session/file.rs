@@ -54,7 +54,13 @@ pub fn fingerprint(model: &Model) -> Result<u64> {
     for kind in &c.layers {
         h.u64(matches!(kind, LayerKind::Attention) as u64);
     }
-    h.u64(c.rope_theta.to_bits() as u64);
+    h.bytes(c.architecture.name().as_bytes());
+    // The rotation the cached keys carry.
+    h.u64(c.rope.theta.to_bits() as u64);
+    for &f in &c.rope.inv_freq(c.head_dim) {
+        h.u64(f.to_bits() as u64);
+    }
+    h.u64(c.rope.attention_factor().to_bits() as u64);
     h.u64(c.norm_eps.to_bits() as u64);
     if let Some(m) = &c.moe {
         for v in [m.n_experts, m.top_k, m.expert_ff, m.n_dense_layers] {

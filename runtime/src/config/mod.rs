@@ -1,10 +1,18 @@
-//! `config.json` as HF transformers writes it for `model_type` `lfm2` and `lfm2_moe`, turned into the
-//! sizes the runtime needs. Defaults and derived sizes follow `Lfm2Config` exactly, so a
-//! checkpoint that loads in transformers loads here unchanged.
+//! A model's shapes, as the runtime needs them, from HF's `config.json` or GGUF
+//! metadata. Each architecture has its reader (`lfm2.rs`, `transformer.rs`) whose
+//! defaults and derived sizes follow transformers' config class exactly, so a
+//! checkpoint that loads in transformers loads here unchanged; `rope.rs` reads the
+//! rotary embedding's settings.
+
+mod lfm2;
+mod rope;
+mod transformer;
+
+pub(crate) use rope::mscale;
+pub use rope::{AttentionTemperature, Rope, Yarn};
 
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -15,55 +23,39 @@ use crate::weights::read_text;
 pub enum LayerKind {
     /// Gated short convolution (LIV conv).
     Conv,
-    /// Grouped-query attention with RoPE and per-head q/k RMSNorm.
+    /// Grouped-query attention with RoPE (and, per architecture, q/k RMSNorm).
     Attention,
 }
 
-/// The fields of HF's `config.json` we read. Older LFM2 configs spell some keys
-/// differently (`block_ff_dim`, `tie_embedding`, `theta`, `full_attn_idxs`).
-#[derive(Deserialize)]
-struct HfConfig {
-    model_type: Option<String>,
-    vocab_size: Option<usize>,
-    hidden_size: Option<usize>,
-    intermediate_size: Option<usize>,
-    block_ff_dim: Option<usize>,
-    num_hidden_layers: Option<usize>,
-    num_attention_heads: Option<usize>,
-    num_key_value_heads: Option<usize>,
-    max_position_embeddings: Option<usize>,
-    norm_eps: Option<f64>,
-    conv_bias: Option<bool>,
-    #[serde(rename = "conv_L_cache")]
-    conv_l_cache: Option<usize>,
-    block_multiple_of: Option<usize>,
-    // `Some(None)` is an explicit `null`: the multiplier is skipped, as in transformers.
-    #[serde(default, deserialize_with = "explicit_null")]
-    block_ffn_dim_multiplier: Option<Option<f64>>,
-    block_auto_adjust_ff_dim: Option<bool>,
-    full_attn_idxs: Option<Vec<usize>>,
-    layer_types: Option<Vec<String>>,
-    rope_parameters: Option<Value>,
-    rope_theta: Option<f64>,
-    theta: Option<f64>,
-    tie_word_embeddings: Option<bool>,
-    tie_embedding: Option<bool>,
-    bos_token_id: Option<u32>,
-    eos_token_id: Option<Value>,
-    // lfm2_moe
-    num_experts: Option<usize>,
-    num_experts_per_tok: Option<usize>,
-    moe_intermediate_size: Option<usize>,
-    num_dense_layers: Option<usize>,
-    use_expert_bias: Option<bool>,
-    norm_topk_prob: Option<bool>,
-    routed_scaling_factor: Option<f64>,
+/// The model families the runtime reads: one forward graph, different layer patterns,
+/// weight names and attention details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// LFM2: short-conv and attention layers, dense SwiGLU.
+    Lfm2,
+    /// LFM2-MoE (LFM2-8B-A1B): LFM2 with sparse MoE feed-forwards.
+    Lfm2Moe,
+    /// Qwen3: attention layers with per-head q/k RMSNorm.
+    Qwen3,
+    /// Ministral 3: attention layers, YaRN RoPE and Llama 4's attention temperature.
+    Ministral3,
 }
 
-fn explicit_null<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<f64>>, D::Error> {
-    Option::<f64>::deserialize(d).map(Some)
+impl Architecture {
+    /// The `model_type` of its HF config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Lfm2 => "lfm2",
+            Architecture::Lfm2Moe => "lfm2_moe",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Ministral3 => "ministral3",
+        }
+    }
+
+    /// Whether attention normalises q and k per head before RoPE.
+    pub fn qk_norm(self) -> bool {
+        self != Architecture::Ministral3
+    }
 }
 
 /// The sparse feed-forward of LFM2-MoE (LFM2-8B-A1B): after `n_dense_layers` dense
@@ -98,6 +90,7 @@ pub const MAX_CONV_L_CACHE: usize = 16;
 /// Everything the runtime needs to know about a model's shapes.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
+    pub architecture: Architecture,
     pub vocab_size: usize,
     pub hidden_size: usize,
     /// Feed-forward width after transformers' auto-adjust rule.
@@ -105,10 +98,13 @@ pub struct ModelConfig {
     pub layers: Vec<LayerKind>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
-    /// `hidden_size / n_heads`, derived by [`ModelConfig::checked`].
+    /// As the config states it, or `hidden_size / n_heads` (derived by
+    /// [`ModelConfig::checked`] where a reader leaves it 0).
     pub head_dim: usize,
     pub norm_eps: f32,
-    pub rope_theta: f32,
+    pub rope: Rope,
+    /// Whether q, k, v and o projections carry biases (Qwen3's `attention_bias`).
+    pub attention_bias: bool,
     /// Kernel length of the causal depthwise convolution (`conv_L_cache`).
     pub conv_l_cache: usize,
     /// Whether in_proj, the convolution and out_proj carry biases.
@@ -119,6 +115,9 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// `Some` for lfm2_moe.
     pub moe: Option<MoeConfig>,
+    /// What the checkpoint holds besides the language model, which is not loaded (the
+    /// vision tower and projector of a Mistral3ForConditionalGeneration).
+    pub skipped: Option<&'static str>,
 }
 
 /// A value that config.json and GGUF metadata both state; each format names it by its
@@ -192,49 +191,39 @@ impl ModelConfig {
         Self::from_json(&text).map_err(|message| Error::config(path, message))
     }
 
+    /// Reads a config.json by its `model_type`.
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let hf: HfConfig = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        let is_moe = match hf.model_type.as_deref() {
-            Some("lfm2") => false,
-            Some("lfm2_moe") => true,
-            Some(other) => {
-                return Err(format!(
-                    "model_type {other:?} is not supported (this runtime reads \"lfm2\" and \"lfm2_moe\")"
-                ))
+        let json: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let model_type = |json: &Value| {
+            json.get("model_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let config = match model_type(&json).as_deref() {
+            Some("lfm2") => lfm2::read(json, false),
+            Some("lfm2_moe") => lfm2::read(json, true),
+            Some("qwen3") => transformer::read(json, Architecture::Qwen3),
+            Some("ministral3") => transformer::read(json, Architecture::Ministral3),
+            // Mistral3ForConditionalGeneration: a vision tower beside a Ministral 3.
+            Some("mistral3") => {
+                let text = json.get("text_config").cloned().ok_or("text_config is missing")?;
+                match model_type(&text).as_deref() {
+                    Some("ministral3") => transformer::read(text, Architecture::Ministral3)
+                        .map(|c| ModelConfig {
+                            skipped: Some("the vision tower and multimodal projector"),
+                            ..c
+                        }),
+                    other => Err(format!(
+                        "text_config.model_type {other:?} is not supported (\"ministral3\" is)"
+                    )),
+                }
             }
-            None => return Err("model_type is missing".into()),
-        };
-        let required = |value: Option<usize>, key: Key| {
-            value.ok_or_else(|| format!("{} is missing", key.json()))
-        };
-        let n_layers = required(hf.num_hidden_layers, Key::Layers)?;
-        // Before the per-layer list is built from it.
-        in_range(Key::Layers.json(), n_layers, MAX_LAYERS)?;
-        // lfm2_moe's dense layers use intermediate_size as is (Lfm2MoeMLP).
-        let ff_size = if is_moe {
-            hf.intermediate_size.unwrap_or(7168)
-        } else {
-            ff_size(&hf)?
-        };
-        ModelConfig {
-            vocab_size: required(hf.vocab_size, Key::Vocab)?,
-            hidden_size: required(hf.hidden_size, Key::Hidden)?,
-            ff_size,
-            layers: layer_kinds(&hf, n_layers)?,
-            n_heads: required(hf.num_attention_heads, Key::Heads)?,
-            n_kv_heads: required(hf.num_key_value_heads, Key::KvHeads)?,
-            head_dim: 0,
-            norm_eps: hf.norm_eps.unwrap_or(1e-5) as f32,
-            rope_theta: rope_theta(&hf)? as f32,
-            conv_l_cache: hf.conv_l_cache.unwrap_or(3),
-            conv_bias: hf.conv_bias.unwrap_or(false),
-            tie_word_embeddings: hf.tie_embedding.or(hf.tie_word_embeddings).unwrap_or(true),
-            max_position_embeddings: hf.max_position_embeddings.unwrap_or(128_000),
-            bos_token_id: hf.bos_token_id,
-            eos_token_ids: eos_ids(hf.eos_token_id.as_ref())?,
-            moe: is_moe.then(|| moe_config(&hf)),
-        }
-        .checked(Key::json)
+            Some(other) => Err(format!(
+                "model_type {other:?} is not supported (this runtime reads \"lfm2\", \"lfm2_moe\", \"qwen3\", \"ministral3\" and \"mistral3\")"
+            )),
+            None => Err("model_type is missing".into()),
+        }?;
+        config.checked(Key::json)
     }
 
     /// Checks the values a config states, as config.json or GGUF metadata gave them,
@@ -253,7 +242,8 @@ impl ModelConfig {
         count(Key::ConvLCache, self.conv_l_cache, MAX_CONV_L_CACHE)?;
         count(Key::Context, self.max_position_embeddings, MAX_CONTEXT)?;
         let (hidden, heads, kv_heads) = (self.hidden_size, self.n_heads, self.n_kv_heads);
-        if hidden % heads != 0 || heads % kv_heads != 0 {
+        let derived = self.head_dim == 0;
+        if (derived && hidden % heads != 0) || heads % kv_heads != 0 {
             return Err(format!(
                 "{} {hidden} with {} {heads} and {} {kv_heads} does not split evenly into heads",
                 key(Key::Hidden).as_ref(),
@@ -261,7 +251,9 @@ impl ModelConfig {
                 key(Key::KvHeads).as_ref(),
             ));
         }
-        self.head_dim = hidden / heads;
+        if derived {
+            self.head_dim = hidden / heads;
+        }
         if self.head_dim % 2 != 0 || self.head_dim > 256 {
             return Err(format!(
                 "head_dim {} must be even and at most 256",
@@ -269,7 +261,7 @@ impl ModelConfig {
             ));
         }
         positive(key(Key::NormEps).as_ref(), self.norm_eps)?;
-        positive(key(Key::RopeTheta).as_ref(), self.rope_theta)?;
+        rope::check(&self.rope, key(Key::RopeTheta).as_ref())?;
         if let Some(moe) = &self.moe {
             count(Key::Experts, moe.n_experts, MAX_EXPERTS)?;
             count(Key::ExpertsPerToken, moe.top_k, moe.n_experts)?;
@@ -292,12 +284,14 @@ impl ModelConfig {
         self.moe.as_ref().is_some_and(|m| i >= m.n_dense_layers)
     }
 
-    pub fn architecture(&self) -> &'static str {
-        if self.moe.is_some() {
-            "lfm2_moe"
-        } else {
-            "lfm2"
-        }
+    /// Width of the attention output, `n_heads · head_dim` (not always `hidden_size`).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Whether any layer is a short convolution.
+    pub fn has_conv_layers(&self) -> bool {
+        self.layers.contains(&LayerKind::Conv)
     }
 
     pub fn n_layers(&self) -> usize {
@@ -321,89 +315,7 @@ impl ModelConfig {
     }
 }
 
-/// transformers' `Lfm2MLP`: with `block_auto_adjust_ff_dim`, take 2/3 of the configured
-/// width, scale by `block_ffn_dim_multiplier`, round up to `block_multiple_of`.
-fn ff_size(hf: &HfConfig) -> std::result::Result<usize, String> {
-    let configured = hf.block_ff_dim.or(hf.intermediate_size).unwrap_or(12288);
-    if !hf.block_auto_adjust_ff_dim.unwrap_or(true) {
-        return Ok(configured);
-    }
-    let mut ff = (2.0 * configured as f64 / 3.0) as usize;
-    if let Some(multiplier) = hf.block_ffn_dim_multiplier.unwrap_or(Some(1.0)) {
-        positive("block_ffn_dim_multiplier", multiplier)?;
-        ff = (multiplier * ff as f64) as usize;
-    }
-    let multiple = hf.block_multiple_of.unwrap_or(256);
-    if multiple == 0 {
-        return Err("block_multiple_of is zero".into());
-    }
-    // Saturating: what a huge multiplier or multiple gives, MAX_WIDTH then refuses.
-    Ok(ff.div_ceil(multiple).saturating_mul(multiple))
-}
-
-/// transformers' `Lfm2MoeConfig` defaults are those of LFM2-8B-A1B.
-fn moe_config(hf: &HfConfig) -> MoeConfig {
-    MoeConfig {
-        n_experts: hf.num_experts.unwrap_or(32),
-        top_k: hf.num_experts_per_tok.unwrap_or(4),
-        expert_ff: hf.moe_intermediate_size.unwrap_or(1792),
-        n_dense_layers: hf.num_dense_layers.unwrap_or(2),
-        use_expert_bias: hf.use_expert_bias.unwrap_or(true),
-        norm_topk_prob: hf.norm_topk_prob.unwrap_or(true),
-        routed_scaling_factor: hf.routed_scaling_factor.unwrap_or(1.0) as f32,
-    }
-}
-
-/// `layer_types` when present; otherwise `full_attn_idxs` (all attention when absent).
-fn layer_kinds(hf: &HfConfig, n_layers: usize) -> std::result::Result<Vec<LayerKind>, String> {
-    if let Some(types) = &hf.layer_types {
-        if types.len() != n_layers {
-            return Err(format!(
-                "layer_types has {} entries but num_hidden_layers is {n_layers}",
-                types.len()
-            ));
-        }
-        return types
-            .iter()
-            .map(|t| match t.as_str() {
-                "conv" | "short_conv" => Ok(LayerKind::Conv),
-                "full_attention" | "attention" => Ok(LayerKind::Attention),
-                other => Err(format!("unknown layer type {other:?} in layer_types")),
-            })
-            .collect();
-    }
-    let Some(attention) = &hf.full_attn_idxs else {
-        return Ok(vec![LayerKind::Attention; n_layers]);
-    };
-    let mut kinds = vec![LayerKind::Conv; n_layers];
-    for &i in attention {
-        let kind = kinds
-            .get_mut(i)
-            .ok_or_else(|| format!("full_attn_idxs names layer {i} of {n_layers}"))?;
-        *kind = LayerKind::Attention;
-    }
-    Ok(kinds)
-}
-
-/// `rope_parameters.rope_theta` (flat, or nested per layer type as transformers 5 may
-/// write it), else the top-level `theta` / `rope_theta`, else transformers' 1e6.
-fn rope_theta(hf: &HfConfig) -> std::result::Result<f64, String> {
-    if let Some(params) = &hf.rope_parameters {
-        let nested = params.get("full_attention").unwrap_or(params);
-        if let Some(rope_type) = nested.get("rope_type").and_then(Value::as_str) {
-            if rope_type != "default" {
-                return Err(format!(
-                    "rope_type {rope_type:?} is not supported (only \"default\")"
-                ));
-            }
-        }
-        if let Some(theta) = nested.get("rope_theta").and_then(Value::as_f64) {
-            return Ok(theta);
-        }
-    }
-    Ok(hf.theta.or(hf.rope_theta).unwrap_or(1e6))
-}
-
+/// `eos_token_id`: one id, a list, or none.
 fn eos_ids(value: Option<&Value>) -> std::result::Result<Vec<u32>, String> {
     let as_id = |v: &Value| {
         v.as_u64()
@@ -439,7 +351,7 @@ mod tests {
         assert_eq!(c.head_dim, 64);
         assert_eq!(c.kv_dim(), 512);
         assert_eq!(c.eos_token_ids, vec![7]);
-        assert_eq!(c.rope_theta, 1e6);
+        assert_eq!(c.rope.theta, 1e6);
     }
 
     #[test]
@@ -458,7 +370,7 @@ mod tests {
             "layer_types": ["full_attention", "conv"],
             "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#;
         let c = ModelConfig::from_json(json).unwrap();
-        assert_eq!(c.rope_theta, 10000.0);
+        assert_eq!(c.rope.theta, 10000.0);
         assert_eq!(c.ff_size, 24);
         assert_eq!(c.layers, vec![LayerKind::Attention, LayerKind::Conv]);
     }

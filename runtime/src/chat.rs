@@ -245,6 +245,51 @@ mod tests {
         assert!(err.to_string().contains("invalid chat template"), "{err}");
     }
 
+    /// Qwen3's and Ministral 3's published templates (llama.cpp's models/templates copies
+    /// in fixtures/templates) render as transformers' apply_chat_template renders them
+    /// (rendered.json, by scripts/make_template_references.py), refusals included.
+    #[test]
+    fn qwen3_and_ministral3_templates_render_as_transformers_does() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/templates");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let reference: serde_json::Value = serde_json::from_str(&read("rendered.json")).unwrap();
+        let text = |value: &serde_json::Value| value.as_str().unwrap().to_owned();
+        let messages = |case: &serde_json::Value| -> Vec<Message> {
+            let messages = case["messages"].as_array().unwrap();
+            messages
+                .iter()
+                .map(|m| Message::new(text(&m["role"]), text(&m["content"])))
+                .collect()
+        };
+        for case in reference["rendered"].as_array().unwrap() {
+            // Template kwargs (Qwen3's enable_thinking) are not ours to pass yet.
+            if !case["kwargs"].as_object().unwrap().is_empty() {
+                continue;
+            }
+            let source = read(case["template"].as_str().unwrap());
+            let template = ChatTemplate::new(
+                &source,
+                &text(&case["bos_token"]),
+                &text(&case["eos_token"]),
+            );
+            let add_generation_prompt = case["add_generation_prompt"].as_bool().unwrap();
+            let rendered = template
+                .unwrap()
+                .render(&messages(case), add_generation_prompt);
+            assert_eq!(rendered.unwrap(), text(&case["text"]), "{}", case["name"]);
+        }
+        for case in reference["refused"].as_array().unwrap() {
+            let source = read(case["template"].as_str().unwrap());
+            let template = ChatTemplate::new(&source, "<s>", "</s>").unwrap();
+            let err = template.render(&messages(case), true).unwrap_err();
+            let expected = text(&case["error"]);
+            assert!(
+                matches!(&err, Error::Input(m) if m.contains(&expected)),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn trims_blocks_like_transformers() {
         let t = ChatTemplate::new("{% if true %}\n  x\n{% endif %}\n", "", "").unwrap();

@@ -309,7 +309,7 @@ fn tokenizer_from_metadata_encodes_as_tokenizer_json() {
 fn tokenizer_refuses_other_models_and_pre_tokenizers() {
     for (model, pre, expected) in [
         ("llama", "lfm2", "only \"gpt2\""),
-        ("gpt2", "qwen2", "tokenizer.ggml.pre is \"qwen2\""),
+        ("gpt2", "qwen35", "tokenizer.ggml.pre is \"qwen35\""),
     ] {
         let bytes = Gguf::new()
             .kv_str("tokenizer.ggml.model", model)

@@ -3,11 +3,13 @@
 //!
 //! llama.cpp's converter writes a byte-level BPE (`tokenizer.ggml.model` = "gpt2") as the
 //! vocabulary, a type per token, the merges and a pre-tokenizer name; the name stands for
-//! the split regex that llama.cpp's llama-vocab.cpp hard-codes for it. LFM2's ("lfm2") is
-//! LLAMA_VOCAB_PRE_TYPE_LLAMA3, the llama-3 regex.
+//! the split regex that llama.cpp's llama-vocab.cpp hard-codes for it, and for a few
+//! defaults. `PRE_TOKENIZERS` lists the names we know with what tokenizer.json does for
+//! them: LFM2's "lfm2" (llama-3's split), Qwen's "qwen2" and Mistral's "tekken".
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -17,22 +19,80 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior};
 use super::file::GgufFile;
 use crate::error::{Error, Result};
 
-/// Pre-tokenizer names that llama.cpp maps to LLAMA_VOCAB_PRE_TYPE_LLAMA3.
-const LLAMA3_PRE_NAMES: [&str; 9] = [
-    "llama3",
-    "llama-v3",
-    "llama-bpe",
-    "falcon3",
-    "falcon-h1",
-    "pixtral",
-    "midm-2.0",
-    "lfm2",
-    "jina-v5-nano",
-];
+/// What a family of `tokenizer.ggml.pre` names means: llama.cpp's split (as tokenizer.json
+/// spells it; llama.cpp runs an equivalent rewrite without `(?i:…)`) and what the
+/// family's tokenizer.json does beside it.
+struct PreTokenizer {
+    /// The names llama-vocab.cpp gives this split.
+    names: &'static [&'static str],
+    split: &'static str,
+    /// tokenizer.json normalizes the text to NFC before the split (llama.cpp never does).
+    nfc: bool,
+    /// A piece that is one token in the vocabulary is that token, whatever the merges
+    /// would make of it (tiktoken's rule; tokenizer.json's `ignore_merges`).
+    ignore_merges: bool,
+    /// llama.cpp's default for adding bos, when the file has no
+    /// `tokenizer.ggml.add_bos_token`.
+    add_bos: bool,
+}
 
-/// The llama-3 split as tokenizer.json spells it (llama.cpp runs an equivalent rewrite
-/// without the case-insensitive group).
+/// Numbers in runs of up to three digits.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// llama-3's, with digits one at a time.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Words split at case changes (camelCase in two), no contractions, digits one at a time,
+/// '/' kept with the punctuation before it.
+const TEKKEN_SPLIT: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The names llama.cpp (llama-vocab.cpp, `llama_vocab::impl::load`) maps to these splits.
+const PRE_TOKENIZERS: [PreTokenizer; 4] = [
+    // LLAMA_VOCAB_PRE_TYPE_LLAMA3. llama.cpp ignores merges for these, but LFM2's
+    // tokenizer.json does not, and that is the one we match.
+    PreTokenizer {
+        names: &[
+            "llama3",
+            "llama-v3",
+            "llama-bpe",
+            "falcon3",
+            "falcon-h1",
+            "pixtral",
+            "midm-2.0",
+            "lfm2",
+            "jina-v5-nano",
+        ],
+        split: LLAMA3_SPLIT,
+        nfc: false,
+        ignore_merges: false,
+        add_bos: true,
+    },
+    // LLAMA_VOCAB_PRE_TYPE_QWEN2: Qwen's tokenizers and those derived from them, whose
+    // tokenizer.json (transformers' Qwen2Tokenizer) normalizes to NFC.
+    PreTokenizer {
+        names: &["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez"],
+        split: QWEN2_SPLIT,
+        nfc: true,
+        ignore_merges: false,
+        add_bos: false,
+    },
+    // Other pre types with Qwen2's split (STABLELM2, HUNYUAN, SOLAR_OPEN), as llama.cpp
+    // runs them: without normalization.
+    PreTokenizer {
+        names: &["stablelm2", "hunyuan", "solar-open"],
+        split: QWEN2_SPLIT,
+        nfc: false,
+        ignore_merges: false,
+        add_bos: false,
+    },
+    // LLAMA_VOCAB_PRE_TYPE_TEKKEN: tiktoken ranks turned into merges, so whole tokens
+    // win (transformers' tekken converter sets ignore_merges, as llama.cpp does).
+    PreTokenizer {
+        names: &["tekken"],
+        split: TEKKEN_SPLIT,
+        nfc: false,
+        ignore_merges: true,
+        add_bos: true,
+    },
+];
 
 /// `tokenizer.ggml.token_type` values (llama.h's llama_token_type).
 const TOKEN_TYPE_NORMAL: i32 = 1;
@@ -51,7 +111,7 @@ pub struct GgufTokenizer {
 }
 
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
-    check_model(file)?;
+    let pre = pre_tokenizer_of(file)?;
     let tokens = file.get_str_array("tokenizer.ggml.tokens")?;
     let types = match file.optional("tokenizer.ggml.token_type", GgufFile::get_i32_array)? {
         Some(types) if types.len() != tokens.len() => {
@@ -70,8 +130,13 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
     let token_id = |key: &str| token_id(file, key, tokens.len());
     let fail = |message: String| Error::gguf(file.path(), message);
 
-    let mut tokenizer = tokenizers::Tokenizer::new(bpe(file, &tokens, &types)?);
-    tokenizer.with_pre_tokenizer(Some(pre_tokenizer()?));
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe(file, &tokens, &types, pre)?);
+    if pre.nfc {
+        tokenizer
+            .with_normalizer(Some(NFC))
+            .map_err(|e| fail(format!("normalizer: {e}")))?;
+    }
+    tokenizer.with_pre_tokenizer(Some(split_then_bytes(pre.split)?));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
     // Added tokens are matched whole in the input, before the split. USER_DEFINED is the
     // converter's name for tokenizer.json's non-special added tokens.
@@ -89,11 +154,14 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
         .add_tokens(added(TOKEN_TYPE_USER_DEFINED, false))
         .map_err(|e| fail(format!("user-defined tokens: {e}")))?;
 
-    // llama.cpp adds bos by default for the llama-3 pre-tokenizers.
-    let add_bos = file.optional("tokenizer.ggml.add_bos_token", GgufFile::get_bool)?;
-    let add_eos = file.optional("tokenizer.ggml.add_eos_token", GgufFile::get_bool)?;
-    let bos = token_id("tokenizer.ggml.bos_token_id")?.filter(|_| add_bos.unwrap_or(true));
-    let eos = token_id("tokenizer.ggml.eos_token_id")?.filter(|_| add_eos.unwrap_or(false));
+    // The file's choice, else llama.cpp's default for the pre-tokenizer name.
+    let add = |key: &str, default: bool| -> Result<bool> {
+        Ok(file.optional(key, GgufFile::get_bool)?.unwrap_or(default))
+    };
+    let add_bos = add("tokenizer.ggml.add_bos_token", pre.add_bos)?;
+    let add_eos = add("tokenizer.ggml.add_eos_token", false)?;
+    let bos = token_id("tokenizer.ggml.bos_token_id")?.filter(|_| add_bos);
+    let eos = token_id("tokenizer.ggml.eos_token_id")?.filter(|_| add_eos);
     let affixes = [bos, eos].map(|id| id.map(|id| (tokens[id as usize], id)));
     if affixes.iter().any(Option::is_some) {
         tokenizer.with_post_processor(Some(template(affixes).map_err(fail)?));
@@ -115,8 +183,8 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
     })
 }
 
-/// A byte-level BPE with a pre-tokenizer whose regex is known.
-fn check_model(file: &GgufFile) -> Result<()> {
+/// The pre-tokenizer of a byte-level BPE, if its name is one we know.
+fn pre_tokenizer_of(file: &GgufFile) -> Result<&'static PreTokenizer> {
     let model = file.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
         return Err(Error::gguf(
@@ -126,17 +194,22 @@ fn check_model(file: &GgufFile) -> Result<()> {
             ),
         ));
     }
-    let pre = file.get_str("tokenizer.ggml.pre")?;
-    if !LLAMA3_PRE_NAMES.contains(&pre) {
-        return Err(Error::gguf(
+    let name = file.get_str("tokenizer.ggml.pre")?;
+    let known = PRE_TOKENIZERS.iter().find(|pre| pre.names.contains(&name));
+    known.ok_or_else(|| {
+        let supported: Vec<&str> = PRE_TOKENIZERS
+            .iter()
+            .flat_map(|pre| pre.names)
+            .copied()
+            .collect();
+        Error::gguf(
             file.path(),
             format!(
-                "tokenizer.ggml.pre is {pre:?}; supported: {}",
-                LLAMA3_PRE_NAMES.join(", ")
+                "tokenizer.ggml.pre is {name:?}; supported: {}",
+                supported.join(", ")
             ),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// The token id stored under `key`, if any, checked to be one of the `n_tokens`.
@@ -155,7 +228,7 @@ fn token_id(file: &GgufFile, key: &str, n_tokens: usize) -> Result<Option<u32>> 
 
 /// The BPE model: every token but the converter's `[PAD{i}]` fillers (UNUSED) at its id,
 /// the merges as "left right".
-fn bpe(file: &GgufFile, tokens: &[&str], types: &[i32]) -> Result<BPE> {
+fn bpe(file: &GgufFile, tokens: &[&str], types: &[i32], pre: &PreTokenizer) -> Result<BPE> {
     let fail = |message: String| Error::gguf(file.path(), message);
     let mut vocab = Vocab::default();
     for (id, (token, &ty)) in tokens.iter().zip(types).enumerate() {
@@ -182,18 +255,19 @@ fn bpe(file: &GgufFile, tokens: &[&str], types: &[i32]) -> Result<BPE> {
         .collect::<Result<Vec<_>>>()?;
     BPE::builder()
         .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre.ignore_merges)
         .build()
         .map_err(|e| fail(format!("tokenizer.ggml.merges: {e}")))
 }
 
-/// The llama-3 regex split, then bytes mapped to printable characters (GPT-2's byte level).
-fn pre_tokenizer() -> Result<Sequence> {
+/// The regex split, then bytes mapped to printable characters (GPT-2's byte level).
+fn split_then_bytes(regex: &str) -> Result<Sequence> {
     let split = Split::new(
-        SplitPattern::Regex(LLAMA3_SPLIT.to_owned()),
+        SplitPattern::Regex(regex.to_owned()),
         SplitDelimiterBehavior::Isolated,
         false,
     )
-    .map_err(|e| Error::Input(format!("the llama-3 split regex: {e}")))?;
+    .map_err(|e| Error::Input(format!("the split regex {regex:?}: {e}")))?;
     let byte_level = ByteLevel::new(false, true, false);
     Ok(Sequence::new(vec![split.into(), byte_level.into()]))
 }

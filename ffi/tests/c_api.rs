@@ -8,7 +8,10 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 use std::sync::OnceLock;
 
-use common::{fixture, gguf_fixture, reference, GGUF_FIXTURES};
+use common::{
+    architecture_fixture, fixture, gguf_fixture, reference, GgufFixture, ARCHITECTURE_FIXTURES,
+    GGUF_FIXTURES,
+};
 use lfm_edge::StopReason;
 use lfm_edge_ffi::capi::*;
 use lfm_edge_ffi::chat_session::stop_code;
@@ -653,23 +656,34 @@ fn options_are_read_as_long_as_their_struct_size_says() {
 #[test]
 fn quantized_gguf_files_load_and_stream_the_greedy_reference() {
     for name in GGUF_FIXTURES {
-        let f = gguf_fixture(name);
-        let path = CString::new(f.path.to_str().unwrap()).unwrap();
-        let mut model = ptr::null_mut();
-        assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
-        let (status, session) = Session::open(model, 0);
-        assert_ok(status);
-        unsafe { lfm_model_free(model) };
-        let mut collected = Collected::default();
-        generate_tokens(
-            &session,
-            &f.prompt_ids,
-            options(24),
-            &mut collected,
-            ptr::null(),
-        );
-        assert_eq!(collected.ids, f.greedy_ids, "{name}");
+        stream_the_greedy_reference(name, gguf_fixture(name));
     }
+}
+
+/// Qwen3 and Ministral 3 go through the same C ABI as LFM2.
+#[test]
+fn other_architectures_load_and_stream_the_greedy_reference() {
+    for name in ARCHITECTURE_FIXTURES {
+        stream_the_greedy_reference(name, architecture_fixture(name));
+    }
+}
+
+fn stream_the_greedy_reference(name: &str, f: GgufFixture) {
+    let path = CString::new(f.path.to_str().unwrap()).unwrap();
+    let mut model = ptr::null_mut();
+    assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
+    let (status, session) = Session::open(model, 0);
+    assert_ok(status);
+    unsafe { lfm_model_free(model) };
+    let mut collected = Collected::default();
+    generate_tokens(
+        &session,
+        &f.prompt_ids,
+        options(24),
+        &mut collected,
+        ptr::null(),
+    );
+    assert_eq!(collected.ids, f.greedy_ids, "{name}");
 }
 
 #[test]

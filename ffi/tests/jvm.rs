@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::{
-    fixture, gguf_fixture, join_ids, library_dir, reference, repo_root, run, GGUF_FIXTURES,
+    architecture_fixture, fixture, gguf_fixture, join_ids, library_dir, reference, repo_root, run,
+    GgufFixture, ARCHITECTURE_FIXTURES, GGUF_FIXTURES,
 };
 
 /// Compiles the bindings and tests/java's HostCheck, runs it, and returns its
@@ -39,16 +40,22 @@ fn host_check() -> BTreeMap<String, String> {
         .arg(fixture())
         .arg(join_ids(&r.prompt_ids))
         .arg(&r.prompt_text)
-        .args(GGUF_FIXTURES.iter().flat_map(|name| {
-            let f = gguf_fixture(name);
-            [f.path.display().to_string(), join_ids(&f.prompt_ids)]
-        })));
+        .args(models().flat_map(|(_, f)| [f.path.display().to_string(), join_ids(&f.prompt_ids)])));
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .filter_map(|line| line.split_once(": ").or(Some((line, ""))))
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect()
+}
+
+/// The models HostCheck loads beside the fixture, each with HF's greedy ids.
+fn models() -> impl Iterator<Item = (&'static str, GgufFixture)> {
+    let gguf = GGUF_FIXTURES.iter().map(|&name| (name, gguf_fixture(name)));
+    let others = ARCHITECTURE_FIXTURES
+        .iter()
+        .map(|&name| (name, architecture_fixture(name)));
+    gguf.chain(others)
 }
 
 #[test]
@@ -103,10 +110,15 @@ fn java_bindings_generate_on_the_fixture() {
     ] {
         assert_eq!(line(name), needle);
     }
-    // Quantized GGUF files load through the same loader and stream the greedy ids.
-    for name in GGUF_FIXTURES {
-        let f = gguf_fixture(name);
-        assert_eq!(line(&format!("gguf {name}.gguf")), &join_ids(&f.greedy_ids));
+    // Quantized GGUF files and the other architectures load through the same loader
+    // and stream the greedy ids.
+    for (name, f) in models() {
+        let file = f.path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            line(&format!("gguf {file}")),
+            &join_ids(&f.greedy_ids),
+            "{name}"
+        );
     }
     assert!(lines.contains_key("done"));
 }

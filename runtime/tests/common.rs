@@ -11,11 +11,14 @@ use serde::Deserialize;
 use wgpu::util::DeviceExt;
 
 /// The tiny checkpoints made by scripts/make_fixtures.py.
-pub const FIXTURES: [&str; 4] = [
+pub const FIXTURES: [&str; 7] = [
     "lfm2-tiny-conv-first",
     "lfm2-tiny-attn-first",
     "lfm2moe-tiny",
     "lfm2moe-tiny-fused",
+    "qwen3-tiny",
+    "qwen3-tiny-bias",
+    "ministral3-tiny",
 ];
 
 /// The bar for logits against HF transformers in f32.

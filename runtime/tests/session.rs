@@ -199,7 +199,14 @@ fn saved_state_refuses_another_model_or_cache() {
 
 #[test]
 fn a_full_context_errors_or_shifts() {
-    let model = load(FIXTURES[0]);
+    // A hybrid model, and one whose RoPE is YaRN with an attention temperature.
+    for name in ["lfm2-tiny-conv-first", "ministral3-tiny"] {
+        full_context_errors_or_shifts(name);
+    }
+}
+
+fn full_context_errors_or_shifts(name: &str) {
+    let model = load(name);
     let full = SessionOptions {
         max_context: 24,
         ..options()

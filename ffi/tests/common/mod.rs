@@ -41,23 +41,48 @@ pub fn reference() -> Reference {
 /// that the runtime's tests hold the command line to (HF's, on the dequantized weights).
 pub const GGUF_FIXTURES: [&str; 2] = ["lfm2-tiny-conv-first-Q4_0", "lfm2-tiny-kquant-Q4_K_M"];
 
+/// The other architectures, as HF folders (under fixtures/) and GGUF files (under
+/// fixtures/gguf/, `.gguf` left off), each with HF's greedy ids.
+pub const ARCHITECTURE_FIXTURES: [&str; 2] = ["qwen3-tiny", "ministral3-tiny"];
+
+/// A model file or folder and the greedy ids that HF gives for its prompt.
 pub struct GgufFixture {
     pub path: PathBuf,
     pub prompt_ids: Vec<u32>,
     pub greedy_ids: Vec<u32>,
 }
 
+#[derive(Deserialize)]
+struct Expected {
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+}
+
+fn read_expected(path: &Path) -> Expected {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 pub fn gguf_fixture(name: &str) -> GgufFixture {
-    #[derive(Deserialize)]
-    struct Expected {
-        prompt_ids: Vec<u32>,
-        greedy_ids: Vec<u32>,
-    }
     let dir = repo_root().join("fixtures/gguf");
-    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
-    let expected: Expected = serde_json::from_str(&text).unwrap();
+    let expected = read_expected(&dir.join(format!("{name}.json")));
     GgufFixture {
         path: dir.join(format!("{name}.gguf")),
+        prompt_ids: expected.prompt_ids,
+        greedy_ids: expected.greedy_ids,
+    }
+}
+
+/// An entry of [`ARCHITECTURE_FIXTURES`]: a GGUF fixture, or an HF folder and its
+/// reference.json.
+pub fn architecture_fixture(name: &str) -> GgufFixture {
+    if let Some(gguf) = name.strip_prefix("gguf/") {
+        return gguf_fixture(gguf);
+    }
+    let path = repo_root().join("fixtures").join(name);
+    let expected = read_expected(&path.join("reference.json"));
+    GgufFixture {
+        path,
         prompt_ids: expected.prompt_ids,
         greedy_ids: expected.greedy_ids,
     }

@@ -2,11 +2,17 @@
 
 The GGUF files are made the way users get them: llama.cpp's own converter
 (`convert_hf_to_gguf.py`) turns the tiny HF fixtures of `make_fixtures.py` (dense
-`lfm2` and MoE `lfm2moe`) into F32/F16/BF16/Q8_0 files, and llama.cpp's
-`llama-quantize` makes the other types from the F32 file. K-quants need rows that
-are a multiple of 256 elements, more than the tiny fixtures' hidden and expert
-sizes (32 to 96), so two slightly larger models (hidden 256, one dense, one MoE,
-made with make_fixtures.py's conventions) are converted for them.
+`lfm2`, MoE `lfm2moe`, `qwen3`, and Ministral 3 as `mistral3`) into
+F32/F16/BF16/Q8_0 files, and llama.cpp's `llama-quantize` makes the other types
+from the F32 file. K-quants need rows that are a multiple of 256 elements, more
+than the tiny fixtures' hidden and expert sizes (32 to 96), so three slightly
+larger models (hidden 256: LFM2 dense and MoE, Qwen3; made with make_fixtures.py's
+conventions) are converted for them.
+
+The converter writes Ministral 3's q_proj/k_proj rows permuted (its LlamaModel
+`permute`: each head's rotate-half pairs (i, i + d/2) become adjacent rows
+(2i, 2i + 1), for ggml's interleaved RoPE); the references un-permute them.
+Qwen3's it writes as they are (NEOX RoPE).
 
 llama.cpp's converter writes no `lfm2moe.expert_weights_scale` (nor
 `expert_weights_norm`): LFM2-MoE's `routed_scaling_factor` does not reach the GGUF
@@ -24,8 +30,9 @@ For every GGUF file this writes, beside it:
   eos ignored) with its minimum top-1/top-2 logit margin; for the F16 and Q8_0
   files, llama.cpp's own greedy continuation too (see below) where it agrees;
 - `<file>.logits.npy`: float32 logits [n_prompt, vocab] of HF transformers'
-  Lfm2ForCausalLM / Lfm2MoeForCausalLM in f32 on exactly the weights gguf-py
-  dequantizes from the file.
+  text model (Lfm2ForCausalLM, Lfm2MoeForCausalLM, Qwen3ForCausalLM,
+  Ministral3ForCausalLM; the `.json`'s `hf_class`) in f32 on exactly the weights
+  gguf-py dequantizes from the file.
 
 And `dequant/<TYPE>.json` per supported type: raw blocks (random ones and ones
 taken from the fixture files) with gguf-py's dequantization as f32 bits, and
@@ -42,8 +49,10 @@ Needs llama.cpp's source, which ships inside the llama-cpp-python sdist:
     cmake --build build --target llama-quantize -j2
 
 then `python scripts/make_gguf_fixtures.py --llama-cpp .../vendor/llama.cpp`
-(with scripts/requirements.txt installed). The converter runs with its own
-bundled gguf-py; the references use the pinned `gguf` package.
+(with scripts/requirements.txt installed; `--only SOURCE...` remakes only the
+files of those HF sources and leaves the rest of fixtures/gguf as it is). The
+converter runs with its own bundled gguf-py; the references use the pinned `gguf`
+package.
 
 `llama_cpp_greedy_ids`: the script compiles `llama_cpp_greedy.cpp` (beside it; needs
 a C++ compiler) against the static libraries that build leaves in build/, and runs it
@@ -54,8 +63,9 @@ ones (F16 weights take f16 activations, Q8_0 weights Q8_0-quantized ones): its
 prompt logits are up to 0.55 off HF's on the dense Q8_0 file, and up to 0.7 (F16)
 and 1.7 (Q8_0) on the MoE files where a router's top-k flips, so near-ties flip. Its
 ids are recorded only where they equal HF's `greedy_ids`; where not, the script
-prints where they part. llama.cpp's LFM2 loader knows no conv biases, so it refuses
-lfm2-tiny-attn-first (conv_bias=true): that file gets none.
+prints where they part. A file llama.cpp refuses to load gets none: its LFM2 loader
+knows no conv biases, so it refuses lfm2-tiny-attn-first (conv_bias=true), and its
+Qwen3 loader no attention biases, so it refuses qwen3-tiny-bias.
 """
 
 import argparse
@@ -111,10 +121,31 @@ KQUANT_MOE_SOURCE = hf.FixtureSpec(
         "norm_topk_prob": True,
         "routed_scaling_factor": 1.0,  # a GGUF file carries none (see above)
     },
-    moe=True,
+    arch=hf.LFM2_MOE,
 )
-# Made here (in a temporary directory), not committed as HF fixtures.
-GENERATED_SOURCES = (KQUANT_SOURCE, KQUANT_MOE_SOURCE)
+# Qwen3 for K-quants, untied (Q4_K_M gives its output Q6_K), 4 heads of 64: q/k norms
+# and the attention width 256 too.
+KQUANT_QWEN3_SOURCE = hf.FixtureSpec(
+    name="qwen3-tiny-kquant",
+    seed=7305,  # greedy margin of its Q4_K_M file above 0.1
+    config={
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 256,
+        "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+    },
+    arch=hf.QWEN3,
+)
+
+# llama.cpp's names of the pre-tokenizers (its `tokenizer.ggml.pre`) that split as the
+# fixtures' tokenizers do, by config.json's model_type.
+GGUF_PRE_TOKENIZER = {"lfm2": "lfm2", "lfm2_moe": "lfm2", "qwen3": "qwen2", "mistral3": "tekken"}
+# The families whose q/k rows the converter permutes (see the docstring).
+PERMUTED_QK = {"mistral3"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,11 @@ class GgufSpec:
 
 CONV, ATTN, KQ = "lfm2-tiny-conv-first", "lfm2-tiny-attn-first", KQUANT_SOURCE.name
 MOE, KQ_MOE = "lfm2moe-tiny", KQUANT_MOE_SOURCE.name
+QWEN3, QWEN3_BIAS, KQ_QWEN3 = "qwen3-tiny", "qwen3-tiny-bias", KQUANT_QWEN3_SOURCE.name
+MINISTRAL3 = "ministral3-tiny"
+# Made here (in a temporary directory), not committed as HF fixtures, each with the
+# tokenizer (and so the prompt ids) of the fixture named beside it.
+GENERATED_SOURCES = ((KQUANT_SOURCE, CONV), (KQUANT_MOE_SOURCE, CONV), (KQUANT_QWEN3_SOURCE, QWEN3))
 SPECS = [
     GgufSpec(CONV, "f32"),
     GgufSpec(CONV, "bf16"),
@@ -167,6 +203,22 @@ SPECS = [
     GgufSpec(MOE, "q5_0", ("--pure",)),
     GgufSpec(MOE, "q5_1", ("--pure",)),
     GgufSpec(KQ_MOE, "q5_k_m"),
+    # Qwen3 and Ministral 3, after every LFM2 file (dequant/ samples those).
+    GgufSpec(QWEN3, "f32"),
+    GgufSpec(QWEN3, "f16"),
+    GgufSpec(QWEN3, "bf16"),
+    GgufSpec(QWEN3, "q8_0"),
+    GgufSpec(QWEN3, "q4_0", ("--pure",)),
+    GgufSpec(QWEN3_BIAS, "f32"),
+    GgufSpec(QWEN3_BIAS, "f16"),
+    GgufSpec(QWEN3_BIAS, "bf16"),
+    GgufSpec(QWEN3_BIAS, "q8_0"),
+    GgufSpec(KQ_QWEN3, "q4_k_m"),
+    GgufSpec(MINISTRAL3, "f32"),
+    GgufSpec(MINISTRAL3, "f16"),
+    GgufSpec(MINISTRAL3, "bf16"),
+    GgufSpec(MINISTRAL3, "q8_0"),
+    GgufSpec(MINISTRAL3, "q4_0", ("--pure",)),
 ]
 
 # The types whose greedy continuation llama.cpp's is checked against (see the docstring).
@@ -180,12 +232,12 @@ PLAIN_VALUES = 32
 
 CONVERT_WRAPPER = """
 import runpy, sys
-llama_cpp, *argv = sys.argv[1:]
+llama_cpp, pre, *argv = sys.argv[1:]
 sys.path[:0] = [llama_cpp, llama_cpp + "/gguf-py"]
 from conversion import base, lfm2
 # The converter names the pre-tokenizer by hashing a tokenization; our tiny
-# tokenizer's hash is unknown to it, but it splits exactly as LFM2's does.
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "lfm2"
+# tokenizers' hashes are unknown to it, but they split exactly as `pre` does.
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
 # It squeezes every conv.conv tensor from [H, 1, L] to [H, L], which fails on the
 # 1-D conv.conv.bias of conv_bias models (published LFM2s have none): pass that as is.
 squeezing = lfm2.LFM2Model.modify_tensors
@@ -208,7 +260,8 @@ def fnv1a64(data: bytes) -> str:
 
 
 def convert(llama_cpp: Path, hf_dir: Path, outtype: str, out: Path) -> None:
-    cmd = [sys.executable, "-c", CONVERT_WRAPPER, str(llama_cpp), str(hf_dir), "--outtype", outtype, "--outfile", str(out)]
+    pre = GGUF_PRE_TOKENIZER[hf.arch_of(hf_dir).model_type]
+    cmd = [sys.executable, "-c", CONVERT_WRAPPER, str(llama_cpp), pre, str(hf_dir), "--outtype", outtype, "--outfile", str(out)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -223,16 +276,27 @@ def build_llama_cpp_greedy(llama_cpp: Path, out: Path) -> Path:
     build = llama_cpp / "build"
     libs = [build / "src/libllama.a", *(build / f"ggml/src/lib{lib}.a" for lib in ("ggml", "ggml-cpu", "ggml-base"))]
     source = Path(__file__).with_name("llama_cpp_greedy.cpp")
+    # ggml uses OpenMP where the compiler has it (GGML_OPENMP's default): link its runtime.
+    openmp = ["-fopenmp"] if "GGML_OPENMP:BOOL=ON" in (build / "CMakeCache.txt").read_text() else []
     cmd = ["c++", "-O2", "-std=c++17", f"-I{llama_cpp}/include", f"-I{llama_cpp}/ggml/include", str(source),
-           *map(str, libs), "-lpthread", "-ldl", "-lm", "-o", str(out)]
+           *map(str, libs), *openmp, "-lpthread", "-ldl", "-lm", "-o", str(out)]
     subprocess.run(cmd, check=True)
     return out
 
 
-def llama_cpp_greedy(tool: Path, path: Path, prompt_ids: list[int]) -> tuple[list[int], list[float]]:
-    """llama.cpp's greedy tokens (eos ignored) and their top-1/top-2 logit margins."""
+# llama_cpp_greedy.cpp's exit status when llama.cpp refuses the model file.
+LOAD_FAILED = 2
+
+
+def llama_cpp_greedy(tool: Path, path: Path, prompt_ids: list[int]) -> tuple[list[int], list[float]] | None:
+    """llama.cpp's greedy tokens (eos ignored) and their top-1/top-2 logit margins, or
+    None where llama.cpp cannot load the file."""
     cmd = [str(tool), str(path), str(hf.GREEDY_STEPS), *map(str, prompt_ids)]
-    lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode == LOAD_FAILED:
+        return None
+    run.check_returncode()
+    lines = run.stdout.splitlines()
     steps = [line.split() for line in lines]
     assert len(steps) == hf.GREEDY_STEPS, lines
     return [int(token) for token, _ in steps], [float(margin) for _, margin in steps]
@@ -242,16 +306,19 @@ def llama_cpp_reference(
     tool: Path,
     spec: GgufSpec,
     path: Path,
-    config: PretrainedConfig,
     model: torch.nn.Module,
     prompt_ids: list[int],
     greedy_ids: list[int],
 ) -> dict:
     """`llama_cpp_greedy_ids` for the json where llama.cpp's continuation equals HF's;
     else prints where and by how much they part."""
-    if spec.outtype not in LLAMA_CPP_GREEDY_TYPES or config.conv_bias:
+    if spec.outtype not in LLAMA_CPP_GREEDY_TYPES:
         return {}
-    ids, margins = llama_cpp_greedy(tool, path, prompt_ids)
+    greedy = llama_cpp_greedy(tool, path, prompt_ids)
+    if greedy is None:
+        print(f"{path.name}: llama.cpp cannot load it: no llama_cpp_greedy_ids")
+        return {}
+    ids, margins = greedy
     if ids == greedy_ids:
         return {"llama_cpp_greedy_ids": ids, "llama_cpp_greedy_min_margin": min(margins)}
     k = next(i for i, (a, b) in enumerate(zip(ids, greedy_ids)) if a != b)
@@ -263,11 +330,12 @@ def llama_cpp_reference(
     return {}
 
 
-def make_generated_source(spec: hf.FixtureSpec, out_dir: Path) -> None:
-    """A hidden-256 model, seeded like make_fixtures.py's, with their tokenizer."""
+def make_generated_source(spec: hf.FixtureSpec, tokenizer_from: str, out_dir: Path) -> None:
+    """A hidden-256 model, seeded like make_fixtures.py's, with the tokenizer of the
+    fixture `tokenizer_from`."""
     hf.save_model(spec, out_dir)
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(hf.FIXTURES_DIR / CONV / name, out_dir / name)
+        shutil.copy(hf.FIXTURES_DIR / tokenizer_from / name, out_dir / name)
 
 
 def dequantized(reader: gguf.GGUFReader) -> dict[str, tuple[gguf.ReaderTensor, np.ndarray]]:
@@ -294,10 +362,10 @@ def config_overrides(config: PretrainedConfig, reader: gguf.GGUFReader) -> dict:
 FUSED_EXPERTS = {"gate_up_proj": ("w1", "w3"), "down_proj": ("w2",)}
 
 
-def converter_names(hf_name: str) -> list[str]:
+def converter_names(hf_name: str, tied: bool) -> list[str]:
     """The names, as the converter hands them to gguf-py's name table, of the tensors
     that make up one HF parameter (in the order it concatenates them)."""
-    if hf_name == "lm_head.weight":  # tied: not in the file, it is the embedding
+    if hf_name == "lm_head.weight" and tied:  # not in the file, it is the embedding
         return ["model.embed_tokens.weight"]
     if hf_name.endswith(".expert_bias"):  # the converter renames it so, for exp_probs_b.bias
         return [hf_name + ".bias"]
@@ -307,24 +375,41 @@ def converter_names(hf_name: str) -> list[str]:
     return [hf_name]
 
 
+def unpermute(rows: np.ndarray, n_head: int) -> np.ndarray:
+    """Undoes the converter's LlamaModel.permute of q_proj/k_proj rows: per head, rows
+    (2i, 2i + 1) back to (i, i + head_dim/2)."""
+    shape = rows.shape
+    return rows.reshape(n_head, shape[0] // n_head // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+
+
 def load_dequantized_model(config: PretrainedConfig, reader: gguf.GGUFReader, tensors: dict) -> torch.nn.Module:
-    """Lfm2(Moe)ForCausalLM in f32 with every weight taken from the GGUF file, mapped back
-    to its HF name by gguf-py's own name table (the one the converter used)."""
-    _, model_class = hf.model_classes(isinstance(config, Lfm2MoeConfig))
-    model = model_class(config).to(torch.float32).eval()
+    """The family's text-only causal LM (for Ministral 3 Ministral3ForCausalLM, the
+    language model of the checkpoint's Mistral3ForConditionalGeneration) in f32 with
+    every weight taken from the GGUF file, mapped back to its HF name by gguf-py's own
+    name table (the one the converter used)."""
+    family = hf.ARCHS[config.model_type]
+    text = config.get_text_config()
+    model = family.causal_lm(config).to(torch.float32).eval()
     arch = gguf.MODEL_ARCH[reader.get_field("general.architecture").contents().upper()]
-    name_map = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    name_map = gguf.get_tensor_name_map(arch, text.num_hidden_layers)
+    heads = {"q_proj": text.num_attention_heads, "k_proj": text.num_key_value_heads}
     state, used = {}, set()
     for hf_name, param in model.state_dict().items():
-        names = [name_map.get_name(n, try_suffixes=(".weight", ".bias")) for n in converter_names(hf_name)]
+        names = [
+            name_map.get_name(n, try_suffixes=(".weight", ".bias"))
+            for n in converter_names(hf_name, text.tie_word_embeddings)
+        ]
         used.update(names)
         parts = [tensors[name][1] for name in names]
         value = np.concatenate(parts, axis=-2) if len(parts) > 1 else parts[0]
+        projection = hf_name.split(".")[-2]
+        if config.model_type in PERMUTED_QK and projection in heads:
+            value = unpermute(value, heads[projection])
         # reshape: the converter squeezed the conv kernel [H, 1, L] to [H, L].
         state[hf_name] = torch.from_numpy(np.ascontiguousarray(value)).reshape(param.shape)
     assert used == set(tensors), f"GGUF tensors with no HF parameter: {set(tensors) - used}"
     model.load_state_dict(state)
-    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    hf.check_tying(model)
     return model
 
 
@@ -334,16 +419,15 @@ def write_references(spec: GgufSpec, path: Path, source_dir: Path, greedy_tool: 
     config = AutoConfig.from_pretrained(source_dir)
     overrides = config_overrides(config, reader)
     config.update(overrides)
-    config._attn_implementation = "eager"
+    config.get_text_config()._attn_implementation = "eager"
     model = load_dequantized_model(config, reader, tensors)
-    # The generated models share conv-first's tokenizer, so its prompt ids too.
-    generated = {source.name for source in GENERATED_SOURCES}
-    prompt_fixture = CONV if spec.source in generated else spec.source
+    # The generated models share a fixture's tokenizer, so its prompt ids too.
+    prompt_fixture = {source.name: fixture for source, fixture in GENERATED_SOURCES}.get(spec.source, spec.source)
     prompt_ids = json.loads((hf.FIXTURES_DIR / prompt_fixture / "reference.json").read_text())["prompt_ids"]
     with torch.no_grad():
         logits = hf.forward_logits(model, prompt_ids)
         greedy_ids, min_margin = hf.greedy_continuation(model, prompt_ids)
-    llama_cpp = llama_cpp_reference(greedy_tool, spec, path, config, model, prompt_ids, greedy_ids)
+    llama_cpp = llama_cpp_reference(greedy_tool, spec, path, model, prompt_ids, greedy_ids)
     np.save(path.with_suffix(".logits.npy"), logits.numpy().astype("<f4"))
     hf.write_json(
         path.with_suffix(".json"),
@@ -369,6 +453,7 @@ def write_references(spec: GgufSpec, path: Path, source_dir: Path, greedy_tool: 
             "transformers_version": transformers.__version__,
             "torch_version": torch.__version__,
             "gguf_version": importlib.metadata.version("gguf"),
+            "hf_class": type(model).__name__,
         },
     )
     assert min_margin >= hf.MIN_GREEDY_MARGIN, f"{path.name}: greedy margin {min_margin} too small"
@@ -404,7 +489,7 @@ def fixture_blocks(qtype: gguf.GGMLQuantizationType) -> np.ndarray:
 
 def write_dequant_references() -> None:
     out_dir = OUT_DIR / "dequant"
-    out_dir.mkdir()
+    out_dir.mkdir(exist_ok=True)
     rng = np.random.default_rng(20240)
     for name in SUPPORTED_TYPES:
         qtype = gguf.GGMLQuantizationType[name]
@@ -436,25 +521,34 @@ def write_type_table(llama_cpp: Path) -> None:
 
 
 def main() -> None:
+    names = list(dict.fromkeys(spec.source for spec in SPECS))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source dir, built as above")
+    parser.add_argument(
+        "--only", nargs="+", choices=names, metavar="SOURCE",
+        help=f"remake only these sources' files (of {names}), not dequant/ nor ggml_types.json",
+    )
     args = parser.parse_args()
     llama_cpp = args.llama_cpp.resolve()
+    only = set(args.only or names)
 
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    shutil.rmtree(OUT_DIR, ignore_errors=True)
-    OUT_DIR.mkdir(parents=True)
+    # Overwrites its files and deletes nothing: make_lowbit_fixtures.py writes here too.
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         greedy_tool = build_llama_cpp_greedy(llama_cpp, tmp / "llama_cpp_greedy")
-        sources = {name: hf.FIXTURES_DIR / name for name in (CONV, ATTN, MOE)}
-        for generated in GENERATED_SOURCES:
-            sources[generated.name] = tmp / generated.name
-            make_generated_source(generated, sources[generated.name])
-        for source, hf_dir in sources.items():
-            convert(llama_cpp, hf_dir, "f32", tmp / f"{source}-F32.gguf")
-        for spec in SPECS:
+        generated = {source.name: (source, fixture) for source, fixture in GENERATED_SOURCES}
+        sources = {}
+        for name in (name for name in names if name in only):
+            if name in generated:
+                sources[name] = tmp / name
+                make_generated_source(*generated[name], sources[name])
+            else:
+                sources[name] = hf.FIXTURES_DIR / name
+            convert(llama_cpp, sources[name], "f32", tmp / f"{name}-F32.gguf")
+        for spec in (spec for spec in SPECS if spec.source in only):
             out = OUT_DIR / spec.file_name
             if spec.converted:
                 convert(llama_cpp, sources[spec.source], spec.outtype, out)
@@ -462,8 +556,9 @@ def main() -> None:
                 quantize(llama_cpp, tmp / f"{spec.source}-F32.gguf", spec, out)
             write_references(spec, out, sources[spec.source], greedy_tool)
             print(f"wrote {out} ({out.stat().st_size} bytes)")
-    write_dequant_references()
-    write_type_table(llama_cpp)
+    if args.only is None:
+        write_dequant_references()
+        write_type_table(llama_cpp)
 
 
 if __name__ == "__main__":

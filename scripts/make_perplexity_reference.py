@@ -113,7 +113,7 @@ def main() -> None:
     pieces = chunks(tokens)
     first = CONTEXT // 2
 
-    base = load_reference_model(BASE, moe=False)
+    base = load_reference_model(BASE)
     reader = gguf.GGUFReader(VARIANT)
     config = AutoConfig.from_pretrained(BASE)
     config._attn_implementation = "eager"

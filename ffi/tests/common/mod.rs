@@ -43,7 +43,12 @@ pub const GGUF_FIXTURES: [&str; 2] = ["lfm2-tiny-conv-first-Q4_0", "lfm2-tiny-kq
 
 /// The other architectures, as HF folders (under fixtures/) and GGUF files (under
 /// fixtures/gguf/, `.gguf` left off), each with HF's greedy ids.
-pub const ARCHITECTURE_FIXTURES: [&str; 2] = ["qwen3-tiny", "ministral3-tiny"];
+pub const ARCHITECTURE_FIXTURES: [&str; 4] = [
+    "qwen3-tiny",
+    "ministral3-tiny",
+    "gguf/qwen3-tiny-kquant-Q4_K_M",
+    "gguf/ministral3-tiny-Q4_0",
+];
 
 /// A model file or folder and the greedy ids that HF gives for its prompt.
 pub struct GgufFixture {

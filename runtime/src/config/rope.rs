@@ -230,6 +230,34 @@ mod tests {
         assert!((inv[63] - plain[63] / 16.0).abs() <= plain[63] * 1e-6);
     }
 
+    /// transformers' `_compute_yarn_parameters` on Ministral 3 8B's config, through the
+    /// ramp between extrapolated and interpolated pairs (24 to 32).
+    #[test]
+    fn yarn_frequencies_match_transformers() {
+        let params: Value = serde_json::from_str(
+            r#"{"rope_type": "yarn", "rope_theta": 1e6, "factor": 16.0,
+                "original_max_position_embeddings": 16384, "beta_fast": 32.0,
+                "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 0.5}"#,
+        )
+        .unwrap();
+        let rope = from_json(Some(&params), None, 262144).unwrap();
+        let inv = rope.inv_freq(128);
+        for (i, want) in [
+            (10, 0.11547820270061493),
+            (20, 0.01333521492779255),
+            (24, 0.004382954444736242),
+            (28, 0.0013251795899122953),
+            (32, 0.0003382352879270911),
+            (40, 1.1114246262877714e-05),
+            (63, 7.75586102008674e-08),
+        ] {
+            let err = (inv[i] as f64 - want).abs() / want;
+            assert!(err < 1e-6, "inv_freq[{i}] {} vs {want}", inv[i]);
+        }
+        let factor = rope.attention_factor() as f64;
+        assert!((factor - 1.121751143713058).abs() < 1e-6, "{factor}");
+    }
+
     #[test]
     fn unknown_rope_type_is_named() {
         let params: Value = serde_json::from_str(r#"{"rope_type": "longrope"}"#).unwrap();

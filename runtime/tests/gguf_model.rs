@@ -113,3 +113,25 @@ fn vram_holds_the_quantized_bytes() {
         );
     }
 }
+
+/// llama.cpp's converter writes f32 weights as they are, but Ministral 3's q/k rows in
+/// its own order: its F32 file and the HF folder it came from give the same logits.
+#[test]
+fn a_gguf_file_and_its_folder_give_the_same_logits() {
+    let options = SessionOptions {
+        all_logits: true,
+        kv_dtype: lfm_edge::KvDtype::F32,
+        ..SessionOptions::default()
+    };
+    for name in ["qwen3-tiny", "ministral3-tiny"] {
+        let prompt = common::reference(name).prompt_ids;
+        let logits = |path: PathBuf| {
+            let model = Arc::new(Model::load(&path, gpu()).unwrap());
+            Session::new(model, &options).unwrap().feed(&prompt).unwrap()
+        };
+        let folder = logits(common::fixture(name));
+        let file = logits(common::fixture("gguf").join(format!("{name}-F32.gguf")));
+        let err = max_abs_diff(&folder, &file);
+        assert!(err <= 1e-5, "{name}: folder and F32 GGUF differ by {err}");
+    }
+}

@@ -3,12 +3,13 @@
 // step, every weight word once (through a Stream where blocks start mid-word), and a
 // block's scales once per row.
 
-// Elements per step along a row: a block, or a K-quant scale group whose nibbles share
-// bytes (64 elements of Q4_K/Q5_K, a 128-element half block of Q6_K).
+// Elements per step along a row: a block (32 elements, Q2_0's 64, Q1_0's 128), or a
+// K-quant scale group whose nibbles share bytes (64 elements of Q4_K/Q5_K, a
+// 128-element half block of Q6_K).
 fn unit_elements() -> u32 {
     switch WEIGHT_DTYPE {
-        case DTYPE_Q4_K, DTYPE_Q5_K: { return 64u; }
-        case DTYPE_Q6_K: { return 128u; }
+        case DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q2_0: { return 64u; }
+        case DTYPE_Q6_K, DTYPE_Q1_0: { return 128u; }
         default: { return 32u; }
     }
 }
@@ -171,6 +172,57 @@ fn unit_dots(u: RowIndex, xb: u32, acc: ptr<function, Rows>) {
                 let total = dot(first[j], vec4<f32>(s03.x, s03.z, s47.x, s47.z))
                     + dot(second[j], vec4<f32>(s03.y, s03.w, s47.y, s47.w));
                 (*acc)[j] += f16_at(block + 208u) * total;
+            }
+        }
+        case DTYPE_Q1_0: {
+            // d, 16 bytes of signs (bit i % 8 of byte i / 8 is element i, set for +d):
+            // dot = d (Σ x where set - Σ x where clear) = d (2 Σ_set x - Σ x), Σ x shared
+            // by the thread's rows. Word i of the signs covers elements 32i .. 32i + 31.
+            var qs: array<Stream, MAX_ROWS>;
+            var plus: Rows;
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                qs[j] = stream_at(u[j] * 18u + 2u);
+            }
+            var xs = 0.0;
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                    qs[j] = advance(qs[j]);
+                }
+                for (var v = 0u; v < 8u; v++) {
+                    let xv = x4(xb + 32u * i + 4u * v);
+                    xs += sum4(xv);
+                    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                        plus[j] += dot(bits4(qs[j].word >> (4u * v)), xv);
+                    }
+                }
+            }
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                (*acc)[j] += f16_at(u[j] * 18u) * (2.0 * plus[j] - xs);
+            }
+        }
+        case DTYPE_Q2_0: {
+            // d, 16 bytes of 2-bit codes (bits 2 (i % 4) of byte i / 4): dot =
+            // d (Σ q x - Σ x). Word i covers elements 16i .. 16i + 15, byte v of it four.
+            var qs: array<Stream, MAX_ROWS>;
+            var qx: Rows;
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                qs[j] = stream_at(u[j] * 18u + 2u);
+            }
+            var xs = 0.0;
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                    qs[j] = advance(qs[j]);
+                }
+                for (var v = 0u; v < 4u; v++) {
+                    let xv = x4(xb + 16u * i + 4u * v);
+                    xs += sum4(xv);
+                    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                        qx[j] += dot(codes4(qs[j].word >> (8u * v)), xv);
+                    }
+                }
+            }
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                (*acc)[j] += f16_at(u[j] * 18u) * (qx[j] - xs);
             }
         }
         default: {}

@@ -11,6 +11,8 @@ const DTYPE_Q5_1: u32 = 7u;
 const DTYPE_Q4_K: u32 = 8u;
 const DTYPE_Q5_K: u32 = 9u;
 const DTYPE_Q6_K: u32 = 10u;
+const DTYPE_Q1_0: u32 = 11u;
+const DTYPE_Q2_0: u32 = 12u;
 
 fn byte_at(b: u32) -> u32 {
     return (load_word(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
@@ -46,6 +48,16 @@ fn bytes4(w: u32) -> vec4<f32> {
 fn i8x4(w: u32) -> vec4<f32> {
     let v = bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u));
     return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Bits 0..3 of `b` as 0.0 or 1.0 (Q1_0's signs, lowest first).
+fn bits4(b: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(b) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+}
+
+// The four 2-bit codes in bits 0..7 of `b` (Q2_0), lowest first.
+fn codes4(b: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(b) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u));
 }
 
 // Bits 0..3 of `bits` moved to bit 0 of bytes 0..3.
@@ -133,6 +145,20 @@ fn weight_at(e: u32) -> f32 {
             let scale = i8_at(b + 192u + 8u * half + l / 16u + 2u * quarter);
             return f16_at(b + 208u) * scale * (f32(low | (high << 4u)) - 32.0);
         }
+        case DTYPE_Q1_0: {
+            // d, 16 bytes of signs: bit i % 8 of byte i / 8, set for +d.
+            let b = (e / 128u) * 18u;
+            let i = e % 128u;
+            let d = f16_at(b);
+            return select(-d, d, ((byte_at(b + 2u + i / 8u) >> (i % 8u)) & 1u) == 1u);
+        }
+        case DTYPE_Q2_0: {
+            // d, 16 bytes of codes: bits 2 (i % 4) of byte i / 4; x = (q - 1) d.
+            let b = (e / 64u) * 18u;
+            let i = e % 64u;
+            let q = (byte_at(b + 2u + i / 4u) >> (2u * (i % 4u))) & 3u;
+            return (f32(q) - 1.0) * f16_at(b);
+        }
         default: {
             return weight_value(load_word(weight_word(e)), e);
         }
@@ -151,8 +177,8 @@ fn k_scale_min(scales: u32, j: u32) -> vec2<f32> {
 }
 
 // Elements 32g .. 32g + 31 of a GGUF tensor, dequantized: a whole Q4/Q5/Q8 block, or
-// one 32-element sub-block of a K-quant block. Kernels that reuse each weight many
-// times decode it this way, scales once per 32 elements.
+// one 32-element part of a K-quant, Q1_0 or Q2_0 block. Kernels that reuse each weight
+// many times decode it this way, scales once per 32 elements.
 fn group32(g: u32) -> array<vec4<f32>, 8> {
     var w: array<vec4<f32>, 8>;
     switch WEIGHT_DTYPE {
@@ -230,6 +256,26 @@ fn group32(g: u32) -> array<vec4<f32>, 8> {
                 let low = (ql.word >> (4u * (quarter / 2u))) & NIBBLES;
                 let high = ((qh.word >> (2u * quarter)) & 0x03030303u) << 4u;
                 w[i] = scale[i / 4u] * (bytes4(low | high) - 32.0);
+            }
+        }
+        case DTYPE_Q1_0: {
+            // Quarter g % 4 of block g / 4: the 32 sign bits of qs bytes 4 (g % 4) ..
+            // + 3, one (even-offset) word; x = d (2 bit - 1).
+            let b = (g / 4u) * 18u;
+            let d = f16_at(b);
+            let bits = u32_at(b + 2u + 4u * (g % 4u));
+            for (var i = 0u; i < 8u; i++) {
+                w[i] = d * (2.0 * bits4(bits >> (4u * i)) - 1.0);
+            }
+        }
+        case DTYPE_Q2_0: {
+            // Half g % 2 of block g / 2: qs bytes 8 (g % 2) .. + 7, four codes each.
+            let b = (g / 2u) * 18u;
+            let d = f16_at(b);
+            let qs = b + 2u + 8u * (g % 2u);
+            let words = array<u32, 2>(u32_at(qs), u32_at(qs + 4u));
+            for (var i = 0u; i < 8u; i++) {
+                w[i] = d * (codes4(words[i / 4u] >> (8u * (i % 4u))) - 1.0);
             }
         }
         default: {}

@@ -19,6 +19,10 @@ pub enum DType {
     Q4_K,
     Q5_K,
     Q6_K,
+    /// 1 bit per weight: ±d per 128-weight block (Bonsai's weights).
+    Q1_0,
+    /// 2 bits per weight: {−1, 0, +1, +2}·d per 64-weight block.
+    Q2_0,
 }
 
 impl DType {
@@ -28,6 +32,8 @@ impl DType {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
             DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
+            DType::Q1_0 => 128,
+            DType::Q2_0 => 64,
         }
     }
 
@@ -44,6 +50,7 @@ impl DType {
             DType::Q4_K => 144,
             DType::Q5_K => 176,
             DType::Q6_K => 210,
+            DType::Q1_0 | DType::Q2_0 => 18,
         }
     }
 
@@ -54,6 +61,12 @@ impl DType {
 
     pub fn is_quantized(self) -> bool {
         self.block_elements() > 1
+    }
+
+    /// Bits of storage per weight, scales included (Q1_0: 18 bytes for 128 weights,
+    /// 1.125), as `info` and `bench` report it.
+    pub fn bits_per_weight(self) -> f64 {
+        (8 * self.block_bytes()) as f64 / self.block_elements() as f64
     }
 
     /// The value of the `WEIGHT_DTYPE` override constant (shaders/common.wgsl and
@@ -71,6 +84,8 @@ impl DType {
             DType::Q4_K => 8.0,
             DType::Q5_K => 9.0,
             DType::Q6_K => 10.0,
+            DType::Q1_0 => 11.0,
+            DType::Q2_0 => 12.0,
         }
     }
 }
@@ -89,6 +104,8 @@ impl fmt::Display for DType {
             DType::Q4_K => "Q4_K",
             DType::Q5_K => "Q5_K",
             DType::Q6_K => "Q6_K",
+            DType::Q1_0 => "Q1_0",
+            DType::Q2_0 => "Q2_0",
         })
     }
 }

@@ -180,11 +180,16 @@ fn fixtures_have_llama_cpp_lfm2_layout() {
     }
 }
 
+/// The 1- and 2-bit files (scripts/make_lowbit_fixtures.py; tested in lowbit.rs).
+const LOW_BIT_FILES: [&str; 2] = ["qwen3-tiny-lowbit-Q1_0", "qwen3-tiny-lowbit-Q2_0"];
+
 #[test]
 fn fixtures_hold_every_supported_type() {
     let found: BTreeSet<&str> = FILES
         .iter()
-        .flat_map(|(name, _)| {
+        .map(|(name, _)| *name)
+        .chain(LOW_BIT_FILES)
+        .flat_map(|name| {
             open(name)
                 .tensors()
                 .map(|t| t.ggml_type.name())

@@ -816,3 +816,165 @@ fn copy_moves_whole_buffers() {
         "past the end"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// 1- and 2-bit GGUF weights (Q1_0, Q2_0)
+// ---------------------------------------------------------------------------------
+
+/// The adapters the low-bit kernels run on: the GPU launch shapes with integer half
+/// decoding, the CPU ones with the device's own, and the device's own shapes with 16 KiB
+/// bindings, so that the tables and matrices below are bound in several row ranges.
+fn low_bit_gpus() -> &'static [Arc<Gpu>; 3] {
+    static GPUS: OnceLock<[Arc<Gpu>; 3]> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        use lfm_edge::gpu::{HalfDecode, Tuning};
+        [
+            GpuOptions {
+                tuning: Some(Tuning::GPU),
+                halves: Some(HalfDecode::Integer),
+                ..GpuOptions::default()
+            },
+            GpuOptions {
+                tuning: Some(Tuning::CPU),
+                ..GpuOptions::default()
+            },
+            GpuOptions {
+                max_binding_size: Some(LOW_BIT_BINDING),
+                ..GpuOptions::default()
+            },
+        ]
+        .map(|options| Gpu::new(&options).expect("no wgpu adapter"))
+    })
+}
+
+const LOW_BIT_BINDING: u64 = 16 << 10;
+
+/// Random blocks of `dtype` (every bit pattern), their f16 scales finite and of either
+/// sign, and the weights `gguf::dequantize` reads from them.
+fn low_bit_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec<f32>) {
+    let ggml = match dtype {
+        DType::Q1_0 => lfm_edge::gguf::GgmlType::Q1_0,
+        DType::Q2_0 => lfm_edge::gguf::GgmlType::Q2_0,
+        other => panic!("{other} is not a low-bit type"),
+    };
+    let mut bytes: Vec<u8> = (0..dtype.bytes_for(elements))
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    for block in bytes.chunks_mut(dtype.block_bytes()) {
+        let d = f16::from_f32(0.05 * rng.uniform(1.0));
+        block[..2].copy_from_slice(&d.to_le_bytes());
+    }
+    let values = lfm_edge::gguf::dequantize(ggml, &bytes).unwrap();
+    (bytes, values)
+}
+
+fn upload_on(gpu: &Gpu, name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> GpuTensor {
+    GpuTensor::upload(gpu, name, dtype, shape, &[bytes]).unwrap()
+}
+
+fn buffer_on(gpu: &Gpu, label: &str, values: &[f32]) -> wgpu::Buffer {
+    let b = gpu.zeros(label, values.len()).unwrap();
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+    b
+}
+
+/// The embedding gather reads rows of packed bits exactly: 18-byte rows (Q1_0 at 128
+/// wide, half of them starting mid-word), and tables bound in several row ranges.
+#[test]
+fn low_bit_embedding_gathers_rows() {
+    let mut rng = Rng(41);
+    let tokens: [u32; 7] = [0, 999, 3, 517, 998, 1, 640];
+    let mut parts_seen = 0;
+    for dtype in [DType::Q1_0, DType::Q2_0] {
+        for hidden in [128, 256] {
+            let vocab = 1000;
+            let (bytes, values) = low_bit_weights(dtype, vocab * hidden, &mut rng);
+            let want: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| &values[t as usize * hidden..][..hidden])
+                .copied()
+                .collect();
+            for gpu in low_bit_gpus() {
+                let table = upload_on(gpu, "embed", dtype, &[vocab, hidden], &bytes);
+                parts_seen = parts_seen.max(ops::row_parts(gpu, &table).unwrap().len());
+                let ids = gpu.upload("tokens", bytemuck::cast_slice(&tokens)).unwrap();
+                let out = gpu.zeros("out", want.len()).unwrap();
+                let step = ops::embedding(gpu, &ids, &table, &out).unwrap();
+                let max = gpu.limits.max_compute_workgroups_per_dimension;
+                let n = tokens.len() as u32;
+                common::run_dispatches(gpu, n, 0, max, &step.dispatches(n));
+                let got = gpu.read_f32(&out, want.len()).unwrap();
+                let case = format!("embedding {dtype} hidden {hidden}, {:?}", gpu.limits);
+                assert_close(&case, &got, &want, 0.0);
+            }
+        }
+    }
+    assert!(parts_seen > 1, "no table was split");
+}
+
+/// Matvec (one token, and the last-row logits path) and matmul (a batch) of Q1_0 and
+/// Q2_0 weights under both launch shapes and split bindings, against f64 dot products
+/// of the dequantized weights. The error is taken relative to the sum of the terms'
+/// magnitudes: random signs make large terms that cancel.
+#[test]
+fn low_bit_projections_match_the_dequantizer() {
+    let mut rng = Rng(42);
+    let mut worst = 0.0f64;
+    let mut parts_seen = 0;
+    for (dtype, widths) in [(DType::Q1_0, [128, 384]), (DType::Q2_0, [64, 192])] {
+        for k in widths {
+            // 600 rows of 1 or 3 blocks: 18-byte blocks start mid-word in every other
+            // row; at 3 blocks the matrix takes several 16 KiB bindings.
+            let n = 600;
+            let (bytes, w) = low_bit_weights(dtype, n * k, &mut rng);
+            for n_tokens in [1usize, 5] {
+                let x = rng.vec(n_tokens * k, 1.0);
+                for gpu in low_bit_gpus() {
+                    let weight = upload_on(gpu, "w", dtype, &[n, k], &bytes);
+                    parts_seen = parts_seen.max(ops::row_parts(gpu, &weight).unwrap().len());
+                    let x_buffer = buffer_on(gpu, "x", &x);
+                    let none = gpu.zeros("none", 1).unwrap();
+                    for output in [LinearOutput::Rows, LinearOutput::LastRow] {
+                        let rows: Vec<usize> = match output {
+                            LinearOutput::LastRow => vec![n_tokens - 1],
+                            _ => (0..n_tokens).collect(),
+                        };
+                        let out = gpu.zeros("out", rows.len() * n).unwrap();
+                        let op = Linear {
+                            weight: &weight,
+                            bias: None,
+                            x: &x_buffer,
+                            out: &out,
+                            output,
+                        };
+                        let step = ops::linear(gpu, op, &none).unwrap();
+                        let max = gpu.limits.max_compute_workgroups_per_dimension;
+                        let count = n_tokens as u32;
+                        common::run_dispatches(gpu, count, 0, max, &step.dispatches(count));
+                        let got = gpu.read_f32(&out, rows.len() * n).unwrap();
+                        for (o, &t) in rows.iter().enumerate() {
+                            for j in 0..n {
+                                let (xr, wr) = (&x[t * k..][..k], &w[j * k..][..k]);
+                                let want = dot(xr, wr);
+                                let magnitude: f64 =
+                                    xr.iter().zip(wr).map(|(&a, &b)| (a * b).abs() as f64).sum();
+                                let err = (got[o * n + j] as f64 - want).abs() / (1.0 + magnitude);
+                                assert!(
+                                    err < 1e-5,
+                                    "{dtype} {n}x{k}, {n_tokens} tokens, {output:?}, {:?}, \
+                                     binding {}: row {j} of token {t} is {}, expected {want}",
+                                    gpu.tuning.prefill,
+                                    gpu.limits.max_storage_buffer_binding_size,
+                                    got[o * n + j]
+                                );
+                                worst = worst.max(err);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(parts_seen > 1, "no matrix was split");
+    report("low-bit linear", worst as f32);
+}

@@ -43,7 +43,10 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     }
     outln!("weight bytes: {}", model.weight_bytes())?;
     for (dtype, tensors, bytes) in model.bytes_by_dtype() {
-        outln!("  {dtype}: {tensors} tensors, {bytes} bytes")?;
+        outln!(
+            "  {dtype}: {tensors} tensors, {bytes} bytes, {} bits per weight",
+            dtype.bits_per_weight()
+        )?;
     }
     for line in args.memory.describe(&model)? {
         outln!("{line}")?;

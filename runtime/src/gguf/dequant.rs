@@ -1,7 +1,8 @@
 //! CPU dequantization of the supported types: the reference the GPU kernels are tested
 //! against, not a runtime path. Each block is decoded as gguf-py's `gguf.quants` does,
 //! in the same f32 operations in the same order, so results match it bit for bit
-//! (block layouts: ggml-common.h).
+//! (block layouts: ggml-common.h). Q1_0 and Q2_0, which gguf-py cannot decode, are
+//! ggml-quants.c's `dequantize_row_q1_0` / `dequantize_row_q2_0` transcribed.
 
 use half::f16;
 
@@ -22,6 +23,8 @@ pub fn dequantize(ggml_type: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
         GgmlType::Q4_K => q4_k,
         GgmlType::Q5_K => q5_k,
         GgmlType::Q6_K => q6_k,
+        GgmlType::Q1_0 => q1_0,
+        GgmlType::Q2_0 => q2_0,
         other => {
             return Err(Error::Input(format!(
                 "dequantizing {other} is not supported"
@@ -155,4 +158,93 @@ fn q6_k(b: &[u8], out: &mut Vec<f32>) {
         let q = (low | (high << 4)) as i8 - 32;
         (d * f32::from(scales[e / 16] as i8)) * f32::from(q)
     }));
+}
+
+/// d (f16), 16 bytes of signs: bit j % 8 of byte j / 8 is element j, 1 for +d and 0
+/// for −d (ggml-quants.c, `dequantize_row_q1_0`).
+fn q1_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 0);
+    let neg_d = -d;
+    let qs = &b[2..18];
+    out.extend((0..128).map(|j| {
+        let bit = (qs[j / 8] >> (j % 8)) & 1;
+        if bit == 1 {
+            d
+        } else {
+            neg_d
+        }
+    }));
+}
+
+/// d (f16), 16 bytes of 2-bit codes: bits 2·(j % 4) of byte j / 4 are element j's
+/// code q, x = (q − 1) · d, so codes 0..3 are −d, 0, +d, +2d (`dequantize_row_q2_0`).
+fn q2_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 0);
+    let qs = &b[2..18];
+    out.extend((0..64).map(|j| {
+        let q = (qs[j / 4] >> (2 * (j % 4))) & 0x03;
+        (i32::from(q) - 1) as f32 * d
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block with scale `d` and the given code bytes.
+    fn block(d: f32, qs: [u8; 16]) -> Vec<u8> {
+        let mut b = f16::from_f32(d).to_le_bytes().to_vec();
+        b.extend(qs);
+        b
+    }
+
+    #[test]
+    fn q1_0_bits_are_signs_lsb_first() {
+        // Byte 0 = 0b0000_0101: elements 0 and 2 are +d, 1 and 3..7 −d; byte 15's top
+        // bit is element 127.
+        let mut qs = [0u8; 16];
+        qs[0] = 0b0000_0101;
+        qs[15] = 0x80;
+        let values = dequantize(GgmlType::Q1_0, &block(0.5, qs)).unwrap();
+        assert_eq!(values.len(), 128);
+        assert_eq!(&values[..8], [0.5, -0.5, 0.5, -0.5, -0.5, -0.5, -0.5, -0.5]);
+        assert!(values[8..127].iter().all(|&v| v == -0.5));
+        assert_eq!(values[127], 0.5);
+        // All ones: every weight +d; a zero scale gives signed zeros.
+        assert!(dequantize(GgmlType::Q1_0, &block(0.25, [0xff; 16]))
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.25));
+        let zero = dequantize(GgmlType::Q1_0, &block(0.0, [0; 16])).unwrap();
+        assert!(zero.iter().all(|v| v.to_bits() == (-0.0f32).to_bits()));
+    }
+
+    #[test]
+    fn q2_0_codes_are_minus_one_to_two() {
+        // Byte 0 = 0b11_10_01_00: codes 0, 1, 2, 3 for elements 0..3; byte 15 = 0b10 <<
+        // 6: element 63 is code 2.
+        let mut qs = [0b0101_0101u8; 16]; // code 1 (zero) everywhere else
+        qs[0] = 0b1110_0100;
+        qs[15] = 0b1001_0101;
+        let d = 1.5;
+        let values = dequantize(GgmlType::Q2_0, &block(d, qs)).unwrap();
+        assert_eq!(values.len(), 64);
+        assert_eq!(&values[..4], [-1.5, 0.0, 1.5, 3.0]);
+        assert!(values[4..63].iter().all(|&v| v == 0.0));
+        assert_eq!(values[63], 1.5);
+    }
+
+    #[test]
+    fn low_bit_blocks_are_18_bytes() {
+        // Two blocks read back to back; a partial one is refused.
+        let two = [block(1.0, [0xff; 16]), block(2.0, [0; 16])].concat();
+        let q1 = dequantize(GgmlType::Q1_0, &two).unwrap();
+        assert_eq!((q1.len(), q1[127], q1[128]), (256, 1.0, -2.0));
+        let q2 = dequantize(GgmlType::Q2_0, &two).unwrap();
+        assert_eq!((q2.len(), q2[63], q2[64]), (128, 2.0, -2.0));
+        let err = dequantize(GgmlType::Q2_0, &two[..20])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not whole Q2_0 blocks of 18 bytes"), "{err}");
+    }
 }

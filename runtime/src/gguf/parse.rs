@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::cursor::{Cursor, Parse};
-use super::tensor::{read_tensor_info, TensorInfo, MIN_TENSOR_INFO_SIZE};
+use super::tensor::{check_id_42, read_tensor_info, TensorInfo, MIN_TENSOR_INFO_SIZE};
 use super::value::{Value, ValueType};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -66,6 +66,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Parse<Parsed> {
             bytes.len()
         ));
     }
+    check_id_42(
+        &raw_tensors,
+        alignment,
+        (bytes.len() as u64).saturating_sub(data_offset),
+    )?;
     let (mut tensors, mut tensor_index) = (Vec::new(), HashMap::new());
     for raw in raw_tensors {
         let info = raw.locate(data_offset, alignment, bytes.len())?;

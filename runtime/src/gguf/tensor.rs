@@ -143,6 +143,110 @@ fn byte_size(ggml_type: GgmlType, dims: &[u64]) -> Parse<u64> {
         .ok_or_else(|| format!("dimensions {dims:?} of type {ggml_type} overflow the byte size"))
 }
 
+/// A block layout that files have stored under ggml id 42, which ggml now gives to
+/// Q2_0 (64 weights per 18-byte block).
+struct Id42Layout {
+    block_size: u64,
+    block_bytes: u64,
+    what: &'static str,
+}
+
+const ID_42_LAYOUTS: [Id42Layout; 3] = [
+    Id42Layout {
+        block_size: 64,
+        block_bytes: 18,
+        what: "ggml's Q2_0 (64 weights per 18-byte block)",
+    },
+    // PrismML's prism-v5 fork (the first Ternary Bonsai `*-Q2_0.gguf` files); the
+    // fork now calls it PQ2_0, id 142.
+    Id42Layout {
+        block_size: 128,
+        block_bytes: 34,
+        what: "the group-128 Q2_0 of PrismML's older llama.cpp fork (128 weights per \
+               34-byte block, now PQ2_0, id 142)",
+    },
+    Id42Layout {
+        block_size: 128,
+        block_bytes: 18,
+        what: "an older fork's Q1_0_g128 (128 weights per 18-byte block, now Q1_0, id 41)",
+    },
+];
+
+/// Which layout the file's id-42 tensors are in, told by the room each has in the data
+/// section (the distance to the next tensor's data, or to the end of the file): ggml
+/// and gguf-py place every tensor right after the previous one, padded to the
+/// alignment. Nothing else in a file says it (`general.file_type` names a mixture, not
+/// a block size), so only ggml's Q2_0 is read, and a file whose tensors fit another
+/// layout, or fit several, is refused with the reason.
+pub(crate) fn check_id_42(raw: &[RawTensorInfo], alignment: u64, data_len: u64) -> Parse<()> {
+    let ours: Vec<&RawTensorInfo> = raw
+        .iter()
+        .filter(|t| t.ggml_type == GgmlType::Q2_0)
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let mut starts: Vec<u64> = raw.iter().map(|t| t.offset).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut possible = [true; ID_42_LAYOUTS.len()];
+    // The first tensor that rules ggml's Q2_0 out, for the message.
+    let mut witness = None;
+    for t in &ours {
+        let next = starts.iter().find(|&&s| s > t.offset).copied();
+        let room = next.unwrap_or(data_len).saturating_sub(t.offset);
+        // read_tensor_info checked the element count.
+        let elements = t.dims.iter().product::<u64>();
+        let row = t.dims.first().copied().unwrap_or(1);
+        for (layout, ok) in ID_42_LAYOUTS.iter().zip(&mut possible) {
+            let bytes = elements / layout.block_size * layout.block_bytes;
+            // No larger than Q2_0's size, which read_tensor_info checked; padded, it
+            // may still pass u64::MAX in a corrupt file.
+            let fits = bytes
+                .checked_next_multiple_of(alignment)
+                .is_some_and(|padded| {
+                    match next {
+                        Some(_) => room == padded,
+                        // The last tensor: with or without the padding after it.
+                        None => (bytes..=padded).contains(&room),
+                    }
+                });
+            *ok &= row % layout.block_size == 0 && fits;
+        }
+        if !possible[0] && witness.is_none() {
+            witness = Some((t.name.as_str(), room, t.n_bytes));
+        }
+    }
+    let others: Vec<&str> = ID_42_LAYOUTS[1..]
+        .iter()
+        .zip(&possible[1..])
+        .filter(|(_, &ok)| ok)
+        .map(|(layout, _)| layout.what)
+        .collect();
+    let q2_0 = ID_42_LAYOUTS[0].what;
+    match (possible[0], &others[..]) {
+        (true, []) => Ok(()),
+        (true, _) => Err(format!(
+            "type id 42 is {q2_0}, but files have also stored {} under it, and the sizes \
+             of this file's id-42 tensors fit either: refused rather than guessed",
+            others.join(", and ")
+        )),
+        (false, found) => {
+            let (name, room, need) = witness.unwrap_or_default();
+            let verdict = match found {
+                [one] => format!("they are laid out as {one}"),
+                [] => "no one layout fits them all".to_string(),
+                _ => format!("several layouts fit them: {}", found.join("; ")),
+            };
+            Err(format!(
+                "tensor {name}: type id 42 is {q2_0}, {need} bytes here, but the tensor \
+                 has {room} bytes up to the next tensor or the end of the data; over the \
+                 file's id-42 tensors, {verdict}: refused rather than read as Q2_0"
+            ))
+        }
+    }
+}
+
 /// A tensor borrowed from the file: its bytes are a slice of the map, never a copy.
 #[derive(Clone, Copy, Debug)]
 pub struct GgufTensor<'a> {

@@ -72,6 +72,8 @@ fn dtype(t: GgmlType) -> Option<DType> {
         GgmlType::Q4_K => DType::Q4_K,
         GgmlType::Q5_K => DType::Q5_K,
         GgmlType::Q6_K => DType::Q6_K,
+        GgmlType::Q1_0 => DType::Q1_0,
+        GgmlType::Q2_0 => DType::Q2_0,
         _ => return None,
     })
 }

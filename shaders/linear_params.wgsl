@@ -16,6 +16,6 @@ struct Params {
     out_stride: u32,     // output row width (n unless split)
     expert_first: u32,   // experts expert_first .. + expert_count are in this binding
     expert_count: u32,   //   (a stack larger than one binding is bound in parts)
-    _pad0: u32,
-    _pad1: u32,
+    gated: u32,          // 1: out = silu(gate) * y, the gate bound at the bias binding (matvec)
+    combine: u32,        // 1: each row sums the token's slots, by route weight, into out (matvec)
 }

@@ -10,11 +10,15 @@
 // Expert mode (MoE, experts > 0): one matvec per routed slot s of the token, with the
 // weight matrix of the expert the router chose for that slot; only those k experts'
 // weights are read. A stack larger than one binding is launched once per part, each
-// launch computing the slots whose expert its part holds. Params: linear_params.wgsl.
+// launch computing the slots whose expert its part holds. Two epilogues fuse the rest
+// of the MoE feed-forward into the expert matvecs: `gated` (the up projection) writes
+// silu(gate) * y, the gate projection's output bound where a bias would be; `combine`
+// (the down projection) gives each output row the sum over the token's k slots of
+// route weight * y, added into the residual stream. Params: linear_params.wgsl.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k), 16-byte padded
 @group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>; // (n, k)
-@group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n) or unused
+@group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n), gated: the gate (rows, n) f32, or unused
 @group(0) @binding(3) var<storage, read> routing: array<u32>;   // routes (n_tokens, top_k, 2): expert, weight bits
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // (rows, n)
 @group(0) @binding(5) var<uniform> params: Params;
@@ -52,26 +56,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // A slot's rows are padded to whole groups: the rows of a thread share one x row.
     let groups_per_slot = (params.n + ROWS_PER_THREAD - 1u) / ROWS_PER_THREAD;
     let first = (group % groups_per_slot) * ROWS_PER_THREAD;
-    let live = group / groups_per_slot < max(params.top_k, 1u);
+    let combine = params.combine == 1u;
+    // With combine, one output row per row of the matrix, whatever the slots.
+    let live = group / groups_per_slot < select(max(params.top_k, 1u), 1u, combine);
     // Threads past the last slot compute slot 0 and drop it: no branch that differs
     // per thread surrounds the loads.
-    let slot = select(0u, group / groups_per_slot, live);
-    var w_first = 0u;
-    var x_row = select(0u, step.n_tokens - 1u, params.x_last == 1u);
-    // Whether this binding holds the slot's expert (always, when dense).
-    var held = true;
-    if params.experts > 0u {
-        let expert = routing[slot * 2u] - params.expert_first; // wraps below the part
-        held = expert < params.expert_count;
-        w_first = select(0u, expert, held) * (params.expert_stride / params.k) + params.row_offset;
-        x_row = select(0u, slot, params.x_per_slot == 1u);
+    let first_slot = select(0u, group / groups_per_slot, live);
+    // The slots this thread's rows add up: its own, or with combine the token's k (the
+    // bound clamped by the routing buffer's length, as a bounds check).
+    let summed = select(1u, min(params.top_k, arrayLength(&routing) / 2u), combine);
+    var sums: Rows;
+    // Whether this binding holds the expert of a slot summed (always, when dense).
+    var held = false;
+    for (var i = 0u; i < summed; i++) {
+        let slot = first_slot + i;
+        var w_first = 0u;
+        var x_row = select(0u, step.n_tokens - 1u, params.x_last == 1u);
+        var holds = true;
+        var weight = 1.0;
+        if params.experts > 0u {
+            let expert = routing[slot * 2u] - params.expert_first; // wraps below the part
+            holds = expert < params.expert_count;
+            w_first = select(0u, expert, holds) * (params.expert_stride / params.k) + params.row_offset;
+            x_row = select(0u, slot, params.x_per_slot == 1u);
+            weight = select(1.0, bitcast<f32>(routing[slot * 2u + 1u]), combine);
+        }
+        var w_rows: RowIndex;
+        for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+            w_rows[j] = w_first + min(first + j, params.n - 1u);
+        }
+        // Slots of other parts read no weights.
+        let slot_sums = dots(w_rows, x_row * params.k, lane, select(0u, params.k, holds));
+        for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+            sums[j] += weight * slot_sums[j];
+        }
+        held = held || holds;
     }
-    var w_rows: RowIndex;
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        w_rows[j] = w_first + min(first + j, params.n - 1u);
-    }
-    // Slots of other parts read no weights.
-    let sums = dots(w_rows, x_row * params.k, lane, select(0u, params.k, held));
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
         partial[lid * ROWS_PER_THREAD + j] = sums[j];
     }
@@ -89,8 +109,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let b = params.out_col + row;
             y += float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, b)], b);
         }
-        let out_row = select(0u, slot, params.experts > 0u);
+        let out_row = select(0u, first_slot, params.experts > 0u && !combine);
         let o = out_row * params.out_stride + params.out_col + row;
+        if params.gated == 1u {
+            let g = bitcast<f32>(bias[o]);
+            y = g / (1.0 + exp(-g)) * y;
+        }
         if params.accumulate == 1u {
             out[o] += y;
         } else {

@@ -1,10 +1,18 @@
 // Sparse mixture-of-experts routing for LFM2-MoE, around the expert matmuls:
-// route:   per token, sigmoid router scores; the top-k experts by score + expert bias;
-//          their weights are the scores without the bias, normalised to sum 1 when
-//          norm_topk_prob, times routed_scaling_factor (as transformers' Lfm2MoeTopKRouter).
-// group:   per expert, the list of routed slots (t * top_k + s) that chose it, so the
-//          prefill matmul reads each expert's weights once.
-// combine: x[t] += sum_s weight[t, s] * expert_out[t * top_k + s], the residual add.
+// route:   one workgroup for the whole batch. Per token, sigmoid router scores; the
+//          top-k experts by score + expert bias; their weights are the scores without
+//          the bias, normalised to sum 1 when norm_topk_prob, times routed_scaling_factor
+//          (as transformers' Lfm2MoeTopKRouter). Then, per expert, the list of routed
+//          slots (t * top_k + s) that chose it, so that a batch's matmul reads each
+//          expert's weights once (a single token's expert matvecs read `routes` alone).
+// combine: x[t] += sum_s weight[t, s] * expert_out[t * top_k + s], the residual add of a
+//          batch (a single token's down projection adds its slots into x itself).
+//
+// Mesa 22's lavapipe substitutes the values of uniforms that alone decide a branch or
+// bound a loop, and where that halves the kernel or unrolls its loops (a few experts,
+// a small top-k) it compiles the kernel again at every dispatch: milliseconds each, ten
+// times a token's weights on an 8-expert model. So loop bounds here are clamped by
+// buffer lengths (arrayLength: a bounds check too) and uniform flags feed selects.
 
 struct Params {
     n_experts: u32,
@@ -26,63 +34,80 @@ struct Params {
 @group(0) @binding(6) var<uniform> params: Params;
 
 const WG: u32 = 64u;
-const MAX_EXPERTS: u32 = 256u;
+
+// Experts and slots per token, as many as the buffers hold.
+fn n_experts() -> u32 {
+    return min(params.n_experts, arrayLength(&router_logits));
+}
+
+fn top_k() -> u32 {
+    return min(params.top_k, arrayLength(&routes) / 2u);
+}
 
 fn score(t: u32, e: u32) -> f32 {
     return 1.0 / (1.0 + exp(-router_logits[t * params.n_experts + e]));
 }
 
-@compute @workgroup_size(WG)
-fn route(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) lid: u32) {
-    let t = flat_workgroup(wid, nwg) * WG + lid;
-    if t >= step.n_tokens {
-        return;
-    }
-    var taken: array<bool, MAX_EXPERTS>;
+// What experts are ranked by: the score, plus the expert's bias where the model has one
+// (a select, not a branch on the uniform: lavapipe would specialise that too).
+fn key(t: u32, e: u32) -> f32 {
+    let word = min(float_word(BIAS_DTYPE, e), arrayLength(&expert_bias) - 1u);
+    let bias = float_value(BIAS_DTYPE, expert_bias[word], e);
+    return score(t, e) + select(0.0, bias, params.use_bias == 1u);
+}
+
+// Token t's top-k experts and their weights, into routes.
+fn route_token(t: u32) {
+    let experts = n_experts();
+    let k = top_k();
+    // Pick s is the best expert ranked below pick s - 1, in the order (key descending,
+    // index ascending): no per-thread list of what is taken.
+    var prev = 0u;
+    var prev_key = 0.0;
     var total = 0.0;
-    for (var s = 0u; s < params.top_k; s++) {
-        // Highest score + bias not yet taken; the lowest index wins ties.
+    for (var s = 0u; s < k; s++) {
         var best = 0u;
         var best_key = -3.0e38;
-        for (var e = 0u; e < params.n_experts; e++) {
-            var key = score(t, e);
-            if params.use_bias == 1u {
-                key += float_value(BIAS_DTYPE, expert_bias[float_word(BIAS_DTYPE, e)], e);
-            }
-            if !taken[e] && key > best_key {
+        for (var e = 0u; e < experts; e++) {
+            let key = key(t, e);
+            let below = s == 0u || key < prev_key || (key == prev_key && e > prev);
+            if below && key > best_key {
                 best = e;
                 best_key = key;
             }
         }
-        taken[best] = true;
+        prev = best;
+        prev_key = best_key;
         let weight = score(t, best);
         total += weight;
-        routes[(t * params.top_k + s) * 2u] = best;
-        routes[(t * params.top_k + s) * 2u + 1u] = bitcast<u32>(weight);
+        routes[(t * k + s) * 2u] = best;
+        routes[(t * k + s) * 2u + 1u] = bitcast<u32>(weight);
     }
     let scale = select(1.0, 1.0 / (total + 1e-6), params.norm_topk_prob == 1u) * params.routed_scaling;
-    for (var s = 0u; s < params.top_k; s++) {
-        let i = (t * params.top_k + s) * 2u + 1u;
+    for (var s = 0u; s < k; s++) {
+        let i = (t * k + s) * 2u + 1u;
         routes[i] = bitcast<u32>(bitcast<f32>(routes[i]) * scale);
     }
 }
 
 @compute @workgroup_size(WG)
-fn group(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) lid: u32) {
-    let e = flat_workgroup(wid, nwg) * WG + lid;
-    if e >= params.n_experts {
-        return;
+fn route(@builtin(local_invocation_index) lid: u32) {
+    for (var t = lid; t < step.n_tokens; t += WG) {
+        route_token(t);
     }
-    var count = 0u;
-    for (var slot = 0u; slot < step.n_tokens * params.top_k; slot++) {
-        if routes[slot * 2u] == e {
-            slots[params.n_experts + e * step.n_tokens + count] = slot;
-            count++;
+    storageBarrier();
+    workgroupBarrier();
+    let slot_count = step.n_tokens * top_k();
+    for (var e = lid; e < n_experts(); e += WG) {
+        var count = 0u;
+        for (var slot = 0u; slot < slot_count; slot++) {
+            if routes[slot * 2u] == e {
+                slots[params.n_experts + e * step.n_tokens + count] = slot;
+                count++;
+            }
         }
+        slots[e] = count;
     }
-    slots[e] = count;
 }
 
 @compute @workgroup_size(WG)
@@ -95,7 +120,7 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let t = i / params.hidden;
     let c = i % params.hidden;
     var sum = 0.0;
-    for (var s = 0u; s < params.top_k; s++) {
+    for (var s = 0u; s < top_k(); s++) {
         let slot = t * params.top_k + s;
         sum += bitcast<f32>(routes[slot * 2u + 1u]) * expert_out[slot * params.hidden + c];
     }

@@ -100,6 +100,17 @@ typedef enum lfm_stop_reason {
     LFM_STOP_STOP_STRING = 5
 } lfm_stop_reason;
 
+/* What lfm_generate_options.constraint holds. */
+typedef enum lfm_constraint_kind {
+    LFM_CONSTRAINT_NONE = 0,
+    /* A JSON schema (llguidance's subset): the output is a JSON value valid against it. */
+    LFM_CONSTRAINT_JSON_SCHEMA = 1,
+    /* A regex (Rust's syntax) that matches the whole output. */
+    LFM_CONSTRAINT_REGEX = 2,
+    /* A grammar in llguidance's Lark dialect (%json {...} embeds a schema). */
+    LFM_CONSTRAINT_LARK = 3
+} lfm_constraint_kind;
+
 /* The token passed to the callback with text held back for a stop string that never
  * completed, let go at the end of the generation. */
 #define LFM_TOKEN_NONE UINT32_MAX
@@ -161,6 +172,18 @@ typedef struct lfm_generate_options {
     const char *const *stop_strings;
     size_t n_stop_strings;
     bool ignore_eos;          /* keep generating past end-of-sequence tokens */
+    /* Since the second version of this struct (an app built against the first passes
+     * the first's struct_size and gets no constraint): what the output must be. The
+     * tokens the constraint forbids are masked before sampling, every option above
+     * still applying, and end-of-sequence tokens are allowed only where it may end.
+     * A constraint that does not compile, or allows nothing, is
+     * LFM_ERROR_INVALID_ARGUMENT before any token, the message naming where it is
+     * wrong; one that max_tokens cuts short stops with LFM_STOP_MAX_TOKENS. */
+    uint64_t constraint_kind; /* an lfm_constraint_kind; 64 bits wide so that it starts
+                               * past the first version's padding on every ABI */
+    const char *constraint;   /* the JSON schema, regex or Lark grammar (UTF-8); NULL
+                               * with LFM_CONSTRAINT_NONE; needs only live during the
+                               * call */
 } lfm_generate_options;
 
 typedef struct lfm_generation {

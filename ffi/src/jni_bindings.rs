@@ -181,6 +181,7 @@ fn generate_options(env: &mut JNIEnv, params: &JObject) -> JniResult<GenerateOpt
         },
         stop_strings,
         ignore_eos,
+        constraint: None,
     })
 }
 

@@ -731,3 +731,69 @@ fn stop_strings_end_the_generation_unstreamed() {
     assert_eq!(status, LfmStatus::NullArgument);
     assert_eq!(session.context().0, 0);
 }
+
+#[test]
+fn a_constraint_shapes_the_output_and_a_bad_one_is_refused() {
+    let session = Session::new(0);
+    let regex = CString::new("[0-9]{3}").unwrap();
+    let constrained = LfmGenerateOptions {
+        constraint_kind: CONSTRAINT_REGEX as _,
+        constraint: regex.as_ptr(),
+        ignore_eos: 0,
+        ..options(16)
+    };
+    let mut collected = Collected::default();
+    let result = generate_tokens(&session, &[1], constrained, &mut collected, ptr::null());
+    assert_eq!(collected.text.len(), 3, "{:?}", collected.text);
+    assert!(
+        collected.text.chars().all(|c| c.is_ascii_digit()),
+        "{:?}",
+        collected.text
+    );
+    assert_eq!(result.stop_reason, stop_code(StopReason::EndOfSequence));
+    // An app built against the first version of the struct: no constraint, whatever
+    // lies past its end.
+    let first_version = LfmGenerateOptions {
+        struct_size: std::mem::offset_of!(LfmGenerateOptions, constraint_kind) as u32,
+        ..constrained
+    };
+    let mut collected = Collected::default();
+    generate_tokens(&session, &[1], first_version, &mut collected, ptr::null());
+    assert_eq!(collected.ids.len(), 16);
+    // Refusals, before any token.
+    let schema =
+        CString::new(r#"{"type": "object", "properties": {"n": {"type": "intger"}}}"#).unwrap();
+    for (kind, text, why) in [
+        (
+            CONSTRAINT_JSON_SCHEMA,
+            schema.as_ptr(),
+            "JSON schema at /properties/n: Invalid type: intger",
+        ),
+        (CONSTRAINT_LARK, regex.as_ptr(), "grammar"),
+        (CONSTRAINT_REGEX, ptr::null(), "constraint"),
+        (
+            9,
+            regex.as_ptr(),
+            "constraint_kind 9 is not an lfm_constraint_kind",
+        ),
+    ] {
+        let bad = LfmGenerateOptions {
+            constraint_kind: kind as _,
+            constraint: text,
+            ..options(4)
+        };
+        let mut collected = Collected::default();
+        let mut result = LfmGeneration::default();
+        let status = try_generate_tokens(
+            &session,
+            &[1],
+            Some(&bad),
+            Some(&mut collected),
+            ptr::null(),
+            &mut result,
+        );
+        assert_ne!(status, LfmStatus::Ok);
+        assert!(last_error().contains(why), "{}", last_error());
+        assert!(collected.ids.is_empty());
+    }
+}

@@ -94,6 +94,7 @@ fn library_ids(model: &std::path::Path, prompt: &[u32], sampler: SamplerConfig) 
         sampler,
         stop_strings: Vec::new(),
         ignore_eos: true,
+        constraint: None,
     };
     lfm_edge::generate(&mut session, logits, &options, |_| lfm_edge::Flow::Continue)
         .unwrap()

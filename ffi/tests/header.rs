@@ -9,7 +9,10 @@ use std::process::Command;
 
 use common::{compile_c, library_dir, repo_root, run};
 use lfm_edge::StopReason;
-use lfm_edge_ffi::capi::{LfmGenerateOptions, LfmGeneration, LfmModelOptions, LfmSessionOptions};
+use lfm_edge_ffi::capi::{
+    LfmGenerateOptions, LfmGeneration, LfmModelOptions, LfmSessionOptions, CONSTRAINT_JSON_SCHEMA,
+    CONSTRAINT_LARK, CONSTRAINT_NONE, CONSTRAINT_REGEX,
+};
 use lfm_edge_ffi::chat_session::stop_code;
 use lfm_edge_ffi::LfmStatus;
 
@@ -126,6 +129,12 @@ fn structs_and_enums_match_the_library() {
         ("LFM_STOP_CONTEXT_FULL", StopReason::ContextFull),
         ("LFM_STOP_STOP_STRING", StopReason::StopString),
     ];
+    let constraint_kinds = [
+        ("LFM_CONSTRAINT_NONE", CONSTRAINT_NONE),
+        ("LFM_CONSTRAINT_JSON_SCHEMA", CONSTRAINT_JSON_SCHEMA),
+        ("LFM_CONSTRAINT_REGEX", CONSTRAINT_REGEX),
+        ("LFM_CONSTRAINT_LARK", CONSTRAINT_LARK),
+    ];
     let backends = ["AUTO", "VULKAN", "METAL", "DX12", "GL"]
         .iter()
         .map(|name| format!("LFM_BACKEND_{name}"));
@@ -163,7 +172,9 @@ fn structs_and_enums_match_the_library() {
             seed,
             stop_strings,
             n_stop_strings,
-            ignore_eos
+            ignore_eos,
+            constraint_kind,
+            constraint
         ]
     ))
     .chain(layout!(
@@ -192,6 +203,11 @@ fn structs_and_enums_match_the_library() {
         "LFM_TOKEN_NONE".into(),
         u64::from(lfm_edge_ffi::capi::TOKEN_NONE),
     )])
+    .chain(
+        constraint_kinds
+            .iter()
+            .map(|(name, kind)| (name.to_string(), name.to_string(), *kind)),
+    )
     .chain(
         backends
             .enumerate()

@@ -8,6 +8,10 @@
 //! of weights a token reads. A copy kernel measures that bandwidth on the same adapter,
 //! so decode can be reported as a fraction of it.
 
+mod profile;
+
+pub use profile::{profile, profile_timed, FamilyTime, Profile};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -144,6 +144,45 @@ pub(crate) fn fit_session(
     })
 }
 
+/// Sessions sharing one KV pool in what `budget` has left (a server's): the largest
+/// context (at most the requested one) for which `sessions` sessions' scratch and a
+/// pool holding one whole context fit; and the pool's blocks: `sessions` whole
+/// contexts, or as many as are left, sessions then competing for them.
+pub fn fit_shared_pool(
+    c: &ModelConfig,
+    options: &SessionOptions,
+    budget: &VramBudget,
+    sessions: usize,
+) -> Result<(SessionOptions, usize)> {
+    let available = budget.available();
+    let sessions = sessions.max(1);
+    let scratch = |context| sessions as u64 * session_scratch_bytes(c, options, context);
+    let per_block = KvPool::bytes(c, options.kv_dtype, 1);
+    let bytes = |context| scratch(context) + blocks_for(context) as u64 * per_block;
+    let cap = options.shape(c.max_position_embeddings).max_context;
+    let context = largest_context(cap, |context| bytes(context) <= available).ok_or_else(|| {
+        Error::Budget {
+            budget: budget.total(),
+            message: format!(
+                "{sessions} session(s) sharing a pool of even one token need {} bytes, and \
+                 {available} bytes ({}) are left",
+                bytes(1),
+                format_size(available)
+            ),
+        }
+    })?;
+    let whole = sessions * blocks_for(context);
+    let blocks = match per_block {
+        0 => whole,
+        _ => (((available - scratch(context)) / per_block) as usize).min(whole),
+    };
+    let options = SessionOptions {
+        max_context: context,
+        ..options.clone()
+    };
+    Ok((options, blocks))
+}
+
 impl MemoryPlan {
     /// Plans `sessions` sessions of `options` next to `weights` bytes of weights in
     /// `budget`: the context is the most tokens that fit, capped at `options.max_context`.

@@ -1,16 +1,21 @@
 //! A model's chat template (the Jinja `chat_template` of tokenizer_config.json) rendered
 //! the way HF transformers' `apply_chat_template` renders it: the same whitespace
 //! options (`trim_blocks`, `lstrip_blocks`), loop controls, Python string methods, the
-//! `bos_token` / `eos_token` variables and `raise_exception`. The text it gives already
+//! `bos_token` / `eos_token` variables, `raise_exception`, and transformers' `tojson`
+//! (Python's `json.dumps` spacing, keys in order, nothing HTML-escaped). Tools go in
+//! as the `tools` variable; a template that ignores them gets LFM2's tool list in its
+//! system turn instead ([`ChatTemplate::render_with_tools`]). The text it gives already
 //! holds the special tokens, bos included: encode it with
 //! [`Tokenizer::encode_with`](crate::Tokenizer::encode_with)`(text, false)`.
 
+use minijinja::value::Kwargs;
 use minijinja::{context, Environment, ErrorKind, Value};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
+use crate::tools::{Tools, TOOL_LIST_END, TOOL_LIST_START, TOOL_RESPONSE_END, TOOL_RESPONSE_START};
 
 /// One turn of a conversation, as HF's `messages` list holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +39,9 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads a `tools` variable; when it does not, tools are listed in the
+    /// system turn and tool results wrapped as LFM2's template does.
+    reads_tools: bool,
 }
 
 const TEMPLATE_NAME: &str = "chat_template";
@@ -90,24 +98,53 @@ impl ChatTemplate {
         );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
         env.set_fuel(Some(FUEL));
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())?;
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
+            reads_tools: source.contains("tools"),
         })
     }
 
     /// The conversation as the model reads it; with `add_generation_prompt`, followed by
     /// the opening of the assistant's turn.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// As [`ChatTemplate::render`], with the tools the model may call: the template's
+    /// `tools` variable, or, when it has no such variable, LFM2's
+    /// `List of tools: <|tool_list_start|>[…]<|tool_list_end|>` at the end of the
+    /// system turn (one is added when there is none) and `tool` messages wrapped in
+    /// `<|tool_response_start|>…<|tool_response_end|>`.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&Tools>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let tools = tools.filter(|t| !t.is_empty()).map(Tools::to_json);
+        let mut messages = messages.to_vec();
+        if !self.reads_tools {
+            for m in messages.iter_mut().filter(|m| m.role == "tool") {
+                m.content = format!("{TOOL_RESPONSE_START}{}{TOOL_RESPONSE_END}", m.content);
+            }
+            if let Some(tools) = &tools {
+                list_tools_in_system_turn(&mut messages, tools);
+            }
+        }
+        let tools =
+            (tools.filter(|_| self.reads_tools)).map(|t| Value::from(minijinja::value::Serde(t)));
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
             .collect();
         let context = context! {
             messages,
+            tools,
             add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
@@ -131,6 +168,94 @@ impl ChatTemplate {
         String::from_utf8(out.bytes)
             .map_err(|e| Error::Input(format!("chat template: output is not UTF-8: {e}")))
     }
+}
+
+/// LFM2's rendering of tools, for a template without it: the list after the system
+/// prompt (on its own line), in a system turn made for it when there is none.
+fn list_tools_in_system_turn(messages: &mut Vec<Message>, tools: &[serde_json::Value]) {
+    let listed: Vec<String> = tools.iter().map(python_json).collect();
+    let list = format!(
+        "List of tools: {TOOL_LIST_START}[{}]{TOOL_LIST_END}",
+        listed.join(", ")
+    );
+    match messages.first_mut() {
+        Some(system) if system.role == "system" => {
+            if !system.content.is_empty() {
+                system.content.push('\n');
+            }
+            system.content += &list;
+        }
+        _ => messages.insert(0, Message::new("system", list)),
+    }
+}
+
+/// JSON as Python's `json.dumps` writes it by default: `", "` between items, `": "`
+/// after keys, keys in their order, non-ASCII text as it is.
+pub fn python_json(value: &serde_json::Value) -> String {
+    python_json_indented(value, None)
+}
+
+fn python_json_indented(value: &serde_json::Value, indent: Option<usize>) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let written = match indent {
+        Some(n) => {
+            let indent = vec![b' '; n];
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
+            value.serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out, formatter,
+            ))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            PythonSpacing,
+        )),
+    };
+    // Serialising a JSON value into memory cannot fail, and gives UTF-8.
+    debug_assert!(written.is_ok());
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `json.dumps`'s default separators.
+struct PythonSpacing;
+
+impl serde_json::ser::Formatter for PythonSpacing {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// transformers' `tojson` filter: `json.dumps(x, ensure_ascii=False, indent=indent)`,
+/// unlike Jinja's, which HTML-escapes and sorts keys.
+fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let json = serde_json::to_value(value)
+        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    Ok(Value::from_safe_string(python_json_indented(&json, indent)))
 }
 
 /// The rendered text, refused once it would pass `MAX_OUTPUT` bytes.

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::constraint::{Allowed, Constraint, Guide};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
@@ -31,6 +32,10 @@ pub struct GenerateOptions {
     pub stop_strings: Vec<String>,
     /// Keep generating past end-of-sequence tokens.
     pub ignore_eos: bool,
+    /// What the output must be (a JSON schema, a regex, a grammar): the tokens it
+    /// forbids are masked before the sampling chain, and end-of-sequence tokens are
+    /// allowed only where it may end.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateOptions {
@@ -40,14 +45,18 @@ impl Default for GenerateOptions {
             sampler: SamplerConfig::default(),
             stop_strings: Vec::new(),
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
+    /// `max_tokens` ran out ("length"); under a constraint the output may be
+    /// incomplete ([`Generation::grammar_complete`]).
     MaxTokens,
-    /// An end-of-sequence token (`eos`, `<|im_end|>`), which is not kept.
+    /// An end-of-sequence token (`eos`, `<|im_end|>`), which is not kept; or, under a
+    /// constraint with `ignore_eos`, a grammar that allows nothing more.
     EndOfSequence,
     /// A stop string appeared in the text.
     StopString,
@@ -87,6 +96,9 @@ pub struct Generation {
     /// Everything streamed, concatenated.
     pub text: String,
     pub stop: StopReason,
+    /// Under a constraint: whether the output is a whole sentence of its grammar (with a
+    /// trigger: whether it is not inside one). `None` without a constraint.
+    pub grammar_complete: Option<bool>,
 }
 
 /// The tokens that end a generation: the config's and tokenizer's end-of-sequence
@@ -155,6 +167,10 @@ pub struct TokenStream<'s> {
     done: bool,
     /// Polled before each forward pass.
     cancelled: Option<&'s dyn Fn() -> bool>,
+    /// The constraint's parser, when there is one.
+    guide: Option<Guide>,
+    /// A constraint that did not compile: the first `next` returns it, before any token.
+    refused: Option<Error>,
 }
 
 impl<'s> TokenStream<'s> {
@@ -167,6 +183,13 @@ impl<'s> TokenStream<'s> {
         };
         let mut sampler = Sampler::with_config(options.sampler.clone());
         sampler.accept(session.tokens());
+        let (guide, refused) = match &options.constraint {
+            Some(constraint) => match Guide::new(constraint, &model.tokenizer, &eos) {
+                Ok(guide) => (Some(guide), None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, None),
+        };
         TokenStream {
             session,
             logits,
@@ -180,6 +203,8 @@ impl<'s> TokenStream<'s> {
             stop: None,
             done: false,
             cancelled: None,
+            guide,
+            refused,
         }
     }
 
@@ -220,6 +245,7 @@ impl<'s> TokenStream<'s> {
             }
         }
         Ok(Generation {
+            grammar_complete: self.guide.as_mut().map(Guide::is_complete),
             stop: self.stop.unwrap_or(StopReason::MaxTokens),
             unfed: self.unfed,
             tokens: self.tokens,
@@ -255,6 +281,9 @@ impl<'s> TokenStream<'s> {
     /// The next sampled piece, or `None` once a stop condition holds (recorded in
     /// `self.stop`).
     fn step(&mut self) -> Result<Option<Piece>> {
+        if let Some(e) = self.refused.take() {
+            return Err(e);
+        }
         if self.stop.is_some() {
             return Ok(None);
         }
@@ -282,10 +311,20 @@ impl<'s> TokenStream<'s> {
             };
             self.unfed = None;
         }
+        if let Some(guide) = &mut self.guide {
+            // Forbidden tokens go before the sampling chain sees the logits.
+            if guide.mask(&mut self.logits)? == Allowed::Nothing {
+                self.stop = Some(StopReason::EndOfSequence);
+                return Ok(None);
+            }
+        }
         let id = self.sampler.sample(&self.logits);
         if self.eos.contains(&id) {
             self.stop = Some(StopReason::EndOfSequence);
             return Ok(None);
+        }
+        if let Some(guide) = &mut self.guide {
+            guide.accept(id)?;
         }
         self.tokens.push(id);
         self.unfed = Some(id);

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cli::generate::Prompt;
 use cli::model::ModelArgs;
-use cli::sampling::SamplingArgs;
+use cli::sampling::{ConstraintArgs, SamplingArgs, ToolArgs};
 use lfm_edge::Result;
 
 #[derive(Parser)]
@@ -81,6 +81,29 @@ enum Command {
         /// Also print the generated ids, comma-separated, as the last line.
         #[arg(long)]
         print_ids: bool,
+        #[command(flatten)]
+        constraint: ConstraintArgs,
+        /// Tools the model may call, a JSON array in OpenAI's shape
+        /// ([{"type": "function", "function": {"name", "description", "parameters"}}]).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "chat",
+            conflicts_with = "constraint"
+        )]
+        tools: Option<PathBuf>,
+        /// auto: the model chooses (a call it opens is constrained); required: it calls
+        /// tools; none: it is not constrained; NAME: it calls that tool.
+        #[arg(
+            long,
+            value_name = "auto|required|none|NAME",
+            default_value = "auto",
+            requires = "tools"
+        )]
+        tool_choice: String,
+        /// Print the parsed tool calls as one JSON array on the last line.
+        #[arg(long, requires = "tools", conflicts_with = "print_ids")]
+        print_tool_calls: bool,
     },
     /// Chat in the terminal through the model's chat template.
     Chat {
@@ -94,6 +117,9 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
+        /// Every answer a JSON value valid against the JSON schema in FILE.
+        #[arg(long, value_name = "FILE")]
+        json_schema: Option<PathBuf>,
     },
     /// Print the ids tokenizer.json gives for a text, comma-separated.
     Tokenize {
@@ -129,6 +155,21 @@ enum Command {
         /// Measured runs of each, after one warm-up.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Also time each dispatch of --gen-tokens decoded tokens: time per kernel
+        /// family per token, and the fixed cost of a token outside its kernels.
+        #[arg(long)]
+        profile: bool,
+    },
+    /// Serve the model over HTTP with OpenAI's API (/v1/chat/completions,
+    /// /v1/completions, /v1/models, /health) until SIGINT or SIGTERM: --parallel
+    /// sessions share one KV cache, and a request continues the session that already
+    /// holds the most of its prompt.
+    #[cfg(feature = "server")]
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        options: cli::serve::Options,
     },
 }
 
@@ -172,10 +213,28 @@ fn run(cli: Cli) -> Result<()> {
             system,
             ignore_eos,
             print_ids,
+            constraint,
+            tools,
+            tool_choice,
+            print_tool_calls,
         } => {
-            let options = sampling.options(max_tokens, ignore_eos)?;
+            let mut options = sampling.options(max_tokens, ignore_eos)?;
+            options.constraint = constraint.constraint()?;
+            let Ok(choice) = tool_choice.parse();
+            let tools = match tools {
+                Some(path) => Some(ToolArgs {
+                    tools: cli::sampling::tools(&path)?,
+                    choice,
+                    print_calls: print_tool_calls,
+                }),
+                None => None,
+            };
             let prompt = match (prompt, tokens) {
-                (Some(user), _) if chat => Prompt::Chat { user, system },
+                (Some(user), _) if chat => Prompt::Chat {
+                    user,
+                    system,
+                    tools,
+                },
                 (Some(text), _) => Prompt::Text(text),
                 (None, Some(ids)) => Prompt::Ids(ids),
                 (None, None) => {
@@ -189,8 +248,12 @@ fn run(cli: Cli) -> Result<()> {
             system,
             max_tokens,
             sampling,
+            json_schema,
         } => {
-            let options = sampling.options(max_tokens, false)?;
+            let mut options = sampling.options(max_tokens, false)?;
+            if let Some(path) = json_schema {
+                options.constraint = Some(cli::sampling::json_schema(&path)?);
+            }
             cli::chat::run(&model, system, &options)
         }
         Command::Tokenize { model, text } => {
@@ -205,6 +268,7 @@ fn run(cli: Cli) -> Result<()> {
             prompt_tokens,
             gen_tokens,
             repeat,
+            profile,
         } => {
             let options = lfm_edge::bench::BenchOptions {
                 prompt_tokens,
@@ -212,7 +276,9 @@ fn run(cli: Cli) -> Result<()> {
                 repeat,
                 kv_dtype: model.memory.kv_cache,
             };
-            cli::bench::run(&model.load()?, &options)
+            cli::bench::run(&model.load()?, &options, profile)
         }
+        #[cfg(feature = "server")]
+        Command::Serve { model, options } => cli::serve::run(&model, &options),
     }
 }

@@ -1,7 +1,10 @@
 //! Picks the next token from a row of logits, on the CPU.
 //!
 //! The chain follows HF transformers' `generate` (its logits processors, then its
-//! warpers, in that order), with OpenAI's presence and frequency penalties added:
+//! warpers, in that order), with OpenAI's presence and frequency penalties added. Under a
+//! constraint (a JSON schema, regex or grammar), the generation loop has set the logits
+//! of the tokens it forbids to −∞ before the chain (`Guide::mask` in `constraint/`):
+//! every step below keeps them out, penalties included (−∞ stays −∞).
 //!
 //! 1. penalties over the recent tokens: repetition (HF: a seen token's logit is divided
 //!    by the penalty when positive, multiplied when negative), then frequency and

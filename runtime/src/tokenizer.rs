@@ -3,6 +3,7 @@
 //! special tokens and the chat template; or the same rebuilt from a GGUF file's metadata.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -19,6 +20,8 @@ pub struct Tokenizer {
     /// The file that holds (or would hold) the chat template, for messages:
     /// tokenizer_config.json, or the GGUF file.
     template_path: PathBuf,
+    /// The bytes of every token as a trie, for constrained decoding; built on first use.
+    constraint_vocabulary: OnceLock<Arc<crate::constraint::Vocabulary>>,
 }
 
 /// `"<|im_end|>"` or `{"content": "<|im_end|>", ...}` as tokenizer_config.json spells tokens.
@@ -94,6 +97,7 @@ impl Tokenizer {
             eos_token_ids: Vec::new(),
             chat_template: None,
             template_path: dir.join("tokenizer_config.json"),
+            constraint_vocabulary: OnceLock::new(),
         };
         if let Some(text) = config {
             let config: Value = serde_json::from_str(text).map_err(|e| {
@@ -129,6 +133,7 @@ impl Tokenizer {
             eos_token_ids: parts.eos_token_ids,
             chat_template: parts.chat_template,
             template_path: file.path().to_path_buf(),
+            constraint_vocabulary: OnceLock::new(),
         })
     }
 
@@ -172,6 +177,17 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// What constrained decoding needs of the vocabulary: every token's bytes in a trie
+    /// and the grammar compiler over it, built once (some milliseconds for 64k tokens).
+    pub fn constraint_vocabulary(&self) -> Result<Arc<crate::constraint::Vocabulary>> {
+        if let Some(vocabulary) = self.constraint_vocabulary.get() {
+            return Ok(vocabulary.clone());
+        }
+        let eos = self.eos_token_ids.first().copied();
+        let built = Arc::new(crate::constraint::Vocabulary::new(&self.inner, eos)?);
+        Ok(self.constraint_vocabulary.get_or_init(|| built).clone())
     }
 }
 

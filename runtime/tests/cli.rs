@@ -426,6 +426,48 @@ fn bench_reports_speed_bandwidth_and_memory() {
     );
 }
 
+#[test]
+fn bench_profile_times_each_kernel_family() {
+    let model = fixture("lfm2moe-tiny");
+    let out = stdout(&lfm_edge(&[
+        "bench",
+        "--model",
+        s(&model),
+        "--prompt-tokens",
+        "4",
+        "--gen-tokens",
+        "3",
+        "--repeat",
+        "1",
+        "--profile",
+    ]));
+    // | family | dispatches/token | µs/token | % |
+    let rows: Vec<(String, usize, f64)> = out
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let dispatches = cells.get(2)?.parse().ok()?;
+            Some((cells[1].to_string(), dispatches, cells[3].parse().ok()?))
+        })
+        .collect();
+    let dispatches = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.1);
+    assert!(rows.iter().all(|r| r.2 >= 0.0), "{out}");
+    let total: usize = rows.iter().filter(|r| r.0 != "kernels").map(|r| r.1).sum();
+    assert_eq!(dispatches("kernels"), Some(total), "{out}");
+    // Three MoE layers, each routed in one launch and its experts in three (SwiGLU
+    // and the combine fused into them); the two dense layers keep their SwiGLU.
+    assert_eq!(dispatches("MoeRoute"), Some(3), "{out}");
+    for experts in ["w1", "w3", "w2"] {
+        let name = format!("Matvec feed_forward.experts.{experts}");
+        assert_eq!(dispatches(&name), Some(3), "{out}");
+    }
+    assert_eq!(dispatches("MoeCombine"), None, "{out}");
+    assert_eq!(dispatches("SwiGlu"), Some(2), "{out}");
+    for line in ["profile: 3 decoded tokens", "token µs: ", "launch µs: "] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+}
+
 /// Fails unless `lfm-edge args` ends within 20 s; for inputs that once hung the loader
 /// or exhausted memory (the child is killed, and the test fails, instead of hanging).
 fn ends_in_time(args: &[&str]) {

@@ -14,7 +14,9 @@ use common::Rng;
 use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType};
 use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
-use lfm_edge::ops::{self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput};
+use lfm_edge::ops::{
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, Linear, LinearOutput,
+};
 
 const QUANTIZED: [DType; 8] = [
     DType::Q8_0,
@@ -266,6 +268,7 @@ fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
                     x: &x_buffer,
                     x_per_slot,
                     out: &out,
+                    single: ExpertOutput::Slots,
                     top_k,
                     routes: &route_buffer,
                     slots: &none,

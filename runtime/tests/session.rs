@@ -58,6 +58,28 @@ fn a_new_turn_feeds_only_what_it_adds() {
 }
 
 #[test]
+fn a_turn_that_extends_the_cache_feeds_only_its_new_tokens() {
+    let model = load(FIXTURES[0]);
+    let all = tokens(70, 3);
+    let want = fresh_logits(&model, &options(), &all);
+    let mut session = Session::new(model, &options()).unwrap();
+    session.prefill(&all[..29]).unwrap();
+    // All 29 are kept, though the last snapshot is at 24: the conv state is at 29.
+    assert_eq!(session.reusable_prefix(&all), 29);
+    // The same prompt again: its last token is fed again, from the snapshot at 24.
+    assert_eq!(session.reusable_prefix(&all[..29]), 24);
+    // A prompt that departs at 27: back to the snapshot at 24; one that departs at
+    // once: nothing.
+    let mut other = all[..27].to_vec();
+    other.extend(tokens(5, 4));
+    assert_eq!(session.reusable_prefix(&other), 24);
+    assert_eq!(session.reusable_prefix(&tokens(40, 5)[1..]), 0);
+    let got = session.prefill(&all).unwrap();
+    assert_eq!(session.tokens(), &all[..]);
+    check("prefill after the cache's end", &got, &want, SAME);
+}
+
+#[test]
 fn rewind_then_refeed_gives_the_same_logits() {
     for name in FIXTURES {
         let model = load(name);

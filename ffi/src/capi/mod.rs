@@ -18,7 +18,8 @@ pub use session::{
 pub use types::{
     lfm_generate_options_default, lfm_model_options_default, lfm_session_options_default,
     LfmGenerateOptions, LfmGeneration, LfmModel, LfmModelOptions, LfmSession, LfmSessionOptions,
-    LfmTokenCallback, TOKEN_NONE,
+    LfmTokenCallback, CONSTRAINT_JSON_SCHEMA, CONSTRAINT_LARK, CONSTRAINT_NONE, CONSTRAINT_REGEX,
+    TOKEN_NONE,
 };
 
 /// What the header promises about threads, checked by the compiler: a model may be used

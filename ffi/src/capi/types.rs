@@ -9,7 +9,10 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::{mem, ptr, slice};
 
-use lfm_edge::{GenerateOptions, GpuOptions, LoadOptions, SamplerConfig, SessionOptions};
+use lfm_edge::{
+    Constraint, ConstraintKind, GenerateOptions, GpuOptions, LoadOptions, SamplerConfig,
+    SessionOptions,
+};
 
 use crate::chat_session::{stop_code, Outcome};
 use crate::error::{FfiError, FfiResult};
@@ -69,7 +72,19 @@ pub struct LfmGenerateOptions {
     pub n_stop_strings: usize,
     /// A C `bool`.
     pub ignore_eos: u8,
+    // The second version of the struct adds the fields below.
+    /// An `lfm_constraint_kind`; 64 bits wide so that it starts past the padding that
+    /// ends the first version on every ABI.
+    pub constraint_kind: u64,
+    /// The JSON schema, regex or Lark grammar, NUL-terminated UTF-8 (NULL without one).
+    pub constraint: *const c_char,
 }
+
+/// `lfm_constraint_kind` values.
+pub const CONSTRAINT_NONE: u64 = 0;
+pub const CONSTRAINT_JSON_SCHEMA: u64 = 1;
+pub const CONSTRAINT_REGEX: u64 = 2;
+pub const CONSTRAINT_LARK: u64 = 3;
 
 /// `lfm_generation`: how a generation went.
 #[repr(C)]
@@ -120,7 +135,13 @@ impl Versioned for LfmSessionOptions {
 
 impl Versioned for LfmGenerateOptions {
     const NAME: &'static str = "lfm_generate_options";
-    const SIZES: &'static [usize] = &[mem::size_of::<Self>()];
+    /// The first version ends before `constraint_kind`: that field's 8-byte alignment
+    /// is the struct's, so it starts where the first version's size (padding included)
+    /// ends.
+    const SIZES: &'static [usize] = &[
+        mem::offset_of!(LfmGenerateOptions, constraint_kind),
+        mem::size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         lfm_generate_options_default()
     }
@@ -194,6 +215,8 @@ pub extern "C" fn lfm_generate_options_default() -> LfmGenerateOptions {
         stop_strings: ptr::null(),
         n_stop_strings: 0,
         ignore_eos: u8::from(defaults.ignore_eos),
+        constraint_kind: CONSTRAINT_NONE,
+        constraint: ptr::null(),
     }
 }
 
@@ -256,7 +279,33 @@ impl LfmGenerateOptions {
             },
             stop_strings,
             ignore_eos: self.ignore_eos != 0,
+            constraint: self.constraint()?,
         })
+    }
+
+    /// # Safety
+    /// `constraint` is NULL or a NUL-terminated string.
+    unsafe fn constraint(&self) -> FfiResult<Option<Constraint>> {
+        let kind = match self.constraint_kind {
+            CONSTRAINT_NONE => return Ok(None),
+            CONSTRAINT_JSON_SCHEMA => ConstraintKind::JsonSchema,
+            CONSTRAINT_REGEX => ConstraintKind::Regex,
+            CONSTRAINT_LARK => ConstraintKind::Lark,
+            other => {
+                return Err(FfiError::InvalidArgument(format!(
+                    "constraint_kind {other} is not an lfm_constraint_kind"
+                )))
+            }
+        };
+        if self.constraint.is_null() {
+            return Err(FfiError::Null("constraint"));
+        }
+        let text = CStr::from_ptr(self.constraint)
+            .to_str()
+            .map_err(|_| FfiError::InvalidArgument("constraint is not valid UTF-8".into()))?;
+        Constraint::of_kind(kind, text)
+            .map(Some)
+            .map_err(|e| FfiError::InvalidArgument(e.to_string()))
     }
 }
 

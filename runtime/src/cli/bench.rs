@@ -1,11 +1,13 @@
 //! `bench`: what `lfm_edge::bench` measured, one `key: value` line each (compare.sh
-//! reads them by key).
+//! reads them by key); with `--profile`, then a table of time per kernel family per
+//! decoded token.
 
-use lfm_edge::bench::{self, BenchOptions};
+use lfm_edge::bench::{self, BenchOptions, Profile};
+use lfm_edge::gpu::Timestamps;
 use lfm_edge::units::format_size;
 use lfm_edge::{Model, Result};
 
-pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> {
+pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool) -> Result<()> {
     let gpu = &model.gpu;
     let report = bench::bench(model, options)?;
     let probe = bench::copy_bandwidth(gpu)?;
@@ -68,6 +70,57 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions) -> Result<()> 
         format_size(report.peak_vram_bytes()),
         format_size(report.weight_vram_bytes),
         format_size(report.session_vram_bytes)
+    )?;
+    if profile {
+        print_profile(&bench::profile(model, options)?)?;
+    }
+    Ok(())
+}
+
+fn print_profile(p: &Profile) -> Result<()> {
+    let timing = match p.timing {
+        Timestamps::InsidePasses => "GPU timestamps between dispatches",
+        Timestamps::PassBoundaries => "GPU timestamps around a pass per dispatch",
+        Timestamps::None => "CPU, a submission per dispatch less an empty one",
+    };
+    outln!("profile: {} decoded tokens, timed by {timing}", p.tokens)?;
+    let width = p.families.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    outln!(
+        "| {:width$} | dispatches/token | µs/token |     % |",
+        "family"
+    )?;
+    outln!(
+        "|{:-<w$}|-----------------:|---------:|------:|",
+        "",
+        w = width + 2
+    )?;
+    let kernels = p.kernel_micros();
+    for f in &p.families {
+        outln!(
+            "| {:width$} | {:>16} | {:>8.1} | {:>5.1} |",
+            f.name,
+            f.dispatches,
+            f.micros,
+            100.0 * f.micros / kernels
+        )?;
+    }
+    outln!(
+        "| {:width$} | {:>16} | {:>8.1} | 100.0 |",
+        "kernels",
+        p.dispatches(),
+        kernels
+    )?;
+    outln!(
+        "token µs: {:.1} wall, {:.1} for its launches submitted alone, {:.1} outside them (step, record, logits readback, argmax)",
+        p.token_micros,
+        p.graph_micros,
+        p.fixed_micros()
+    )?;
+    outln!(
+        "launch µs: {:.1} for a launch doing next to nothing, {:.1} for the token's {} launches",
+        p.launch_micros,
+        p.launch_overhead_micros(),
+        p.dispatches()
     )?;
     Ok(())
 }

@@ -1,14 +1,21 @@
 //! `lfm-edge chat`: an interactive conversation in the terminal through the model's
 //! chat template. Each turn renders the whole conversation and `Session::prefill`
 //! feeds only what the cache does not hold yet. Ctrl-C stops the answer being written;
-//! at the prompt it quits, as do Ctrl-D and /exit.
+//! at the prompt it quits, as do Ctrl-D and /exit. `/tools FILE` lists tools the model
+//! may call from then on (a call it opens is constrained to the tools' schemas, and the
+//! calls it makes are printed to stderr as JSON); `/tool TEXT` answers a call with its
+//! result, as a `tool` message.
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lfm_edge::{generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Result, StopReason};
+use lfm_edge::tools::{calls_to_json, parse_tool_calls};
+use lfm_edge::{
+    generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Result, StopReason, ToolChoice,
+    Tools,
+};
 
 use super::model::ModelArgs;
 
@@ -43,6 +50,9 @@ pub fn run(
     generate_options: &GenerateOptions,
 ) -> Result<()> {
     let model = args.load()?;
+    if let Some(constraint) = &generate_options.constraint {
+        constraint.check(&model.tokenizer)?;
+    }
     let template = ChatTemplate::for_model(&model)?;
     let mut session = args.session(&model, false)?;
     let base: Vec<Message> = system
@@ -55,9 +65,11 @@ pub fn run(
         session.set_shift_keep(model.tokenizer.encode_with(&text, false)?.len());
     }
     let mut messages = base.clone();
+    let mut tools = Tools::default();
+    let mut options = generate_options.clone();
     let interrupt = install_interrupt()?;
     eprintln!(
-        "chatting with {} ({} tokens of context); Ctrl-C stops an answer, Ctrl-D or /exit quits, /reset starts over",
+        "chatting with {} ({} tokens of context); Ctrl-C stops an answer, Ctrl-D or /exit quits, /reset starts over, /tools FILE lists tools, /tool TEXT answers a call",
         model.path.display(),
         session.max_context()
     );
@@ -75,7 +87,8 @@ pub fn run(
             eprintln!("(that line is not UTF-8 text; type it again)");
             continue;
         };
-        match line.trim() {
+        let line = line.trim();
+        match line {
             "" => continue,
             "/exit" | "/quit" => return Ok(()),
             "/reset" => {
@@ -84,8 +97,28 @@ pub fn run(
             }
             _ => {}
         }
-        messages.push(Message::new("user", line.trim()));
-        let text = template.render(&messages, true)?;
+        if let Some(path) = line.strip_prefix("/tools ") {
+            match super::sampling::tools(std::path::Path::new(path.trim())).and_then(|t| {
+                let constraint = t.constraint(&ToolChoice::Auto, &model.tokenizer)?;
+                Ok((t, constraint))
+            }) {
+                Ok((listed, constraint)) => {
+                    eprintln!("({} tools from now on)", listed.0.len());
+                    tools = listed;
+                    // A schema for every answer stays; tool calls are constrained otherwise.
+                    if generate_options.constraint.is_none() {
+                        options.constraint = constraint;
+                    }
+                }
+                Err(e) => eprintln!("{e}"),
+            }
+            continue;
+        }
+        match line.strip_prefix("/tool ") {
+            Some(result) => messages.push(Message::new("tool", result.trim())),
+            None => messages.push(Message::new("user", line)),
+        }
+        let text = template.render_with_tools(&messages, Some(&tools), true)?;
         let started = Instant::now();
         let before = session.tokens().to_vec();
         let logits = match session.prefill_text(&text) {
@@ -104,7 +137,7 @@ pub fn run(
         interrupt.stop.store(false, Ordering::Release);
         interrupt.answering.store(true, Ordering::Release);
         let mut written = Ok(());
-        let answer = generate(&mut session, logits, generate_options, |chunk| {
+        let answer = generate(&mut session, logits, &options, |chunk| {
             written = super::output::write(chunk.text);
             if written.is_err() || interrupt.stop.load(Ordering::Acquire) {
                 Flow::Stop
@@ -126,7 +159,19 @@ pub fn run(
             answer.tokens.len(),
             started.elapsed().as_secs_f32()
         );
+        let mut content = answer.text;
+        if !tools.is_empty() {
+            // With its tool-call markers, which are special tokens the stream leaves out.
+            content = model.tokenizer.decode(&answer.tokens, false)?;
+            match parse_tool_calls(&content) {
+                Ok(parsed) if !parsed.calls.is_empty() => {
+                    eprintln!("(tool calls: {})", calls_to_json(&parsed.calls))
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("({e})"),
+            }
+        }
         // An interrupted answer joins the conversation as far as it got.
-        messages.push(Message::new("assistant", answer.text));
+        messages.push(Message::new("assistant", content));
     }
 }

@@ -15,4 +15,6 @@ pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
+#[cfg(feature = "server")]
+pub mod serve;
 pub mod trace;

@@ -1,7 +1,10 @@
-//! Sampling options shared by `generate` and `chat`.
+//! Sampling options shared by `generate` and `chat`, and the constraints on what they
+//! write (`--json-schema`, `--regex`, `--grammar`, `--tools`).
+
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use lfm_edge::{Error, GenerateOptions, Result, SamplerConfig};
+use lfm_edge::{Constraint, Error, GenerateOptions, Result, SamplerConfig, ToolChoice, Tools};
 
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
@@ -55,6 +58,59 @@ impl SamplingArgs {
             sampler,
             stop_strings: self.stop.clone(),
             ignore_eos,
+            constraint: None,
         })
     }
+}
+
+/// What the output of `generate` must be; one at most.
+#[derive(Args, Clone, Default)]
+pub struct ConstraintArgs {
+    /// Output a JSON value valid against the JSON schema in FILE.
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub json_schema: Option<PathBuf>,
+    /// Output text that the regex RE matches whole.
+    #[arg(long, value_name = "RE", group = "constraint")]
+    pub regex: Option<String>,
+    /// Output a sentence of the Lark grammar in FILE (llguidance's dialect).
+    #[arg(long, value_name = "FILE.lark", group = "constraint")]
+    pub grammar: Option<PathBuf>,
+}
+
+impl ConstraintArgs {
+    pub fn constraint(&self) -> Result<Option<Constraint>> {
+        if let Some(path) = &self.json_schema {
+            return json_schema(path).map(Some);
+        }
+        if let Some(regex) = &self.regex {
+            return Ok(Some(Constraint::regex(regex)));
+        }
+        match &self.grammar {
+            Some(path) => Ok(Some(Constraint::lark(&read(path)?))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The JSON schema in `path`; an error names the file.
+pub fn json_schema(path: &Path) -> Result<Constraint> {
+    Constraint::json_schema(&read(path)?)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+}
+
+/// The tools in `path`, a JSON array in OpenAI's shape; an error names the file.
+pub fn tools(path: &Path) -> Result<Tools> {
+    Tools::from_json(&read(path)?).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+}
+
+/// `--tools` with its options.
+pub struct ToolArgs {
+    pub tools: Tools,
+    pub choice: ToolChoice,
+    /// Print the parsed calls as one JSON array on the last line.
+    pub print_calls: bool,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }

@@ -82,6 +82,17 @@ pub struct GpuOptions {
     pub halves: Option<HalfDecode>,
 }
 
+/// Where the device can write GPU timestamps (wgpu's timestamp query features).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timestamps {
+    /// Between any two dispatches of a compute pass.
+    InsidePasses,
+    /// At the beginning and end of a compute pass only.
+    PassBoundaries,
+    /// Nowhere: dispatches are timed on the CPU.
+    None,
+}
+
 /// The device every model and session of a process shares.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -160,7 +171,13 @@ impl Gpu {
         );
         // SHADER_F16 where the adapter has it: Mesa's Vulkan drivers grant the
         // SHADER_F16_IN_F32 capability (hardware half decoding) only with it.
-        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        // The timestamp queries where it has them: `bench --profile` times each
+        // dispatch with them (requesting them costs nothing until a query is written).
+        let features = adapter.features()
+            & (wgpu::Features::SHADER_F16
+                | wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         let hardware_halves = adapter
             .get_downlevel_capabilities()
             .flags
@@ -196,6 +213,21 @@ impl Gpu {
             uncaptured,
             uploaded: Default::default(),
         }))
+    }
+
+    /// How the GPU can time dispatches: between them inside one pass, only at the
+    /// boundaries of passes, or not at all.
+    pub fn timestamps(&self) -> Timestamps {
+        let features = self.device.features();
+        if features.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        ) {
+            Timestamps::InsidePasses
+        } else if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            Timestamps::PassBoundaries
+        } else {
+            Timestamps::None
+        }
     }
 
     /// Fails if wgpu reported an error since the last check (a failed dispatch or

@@ -50,6 +50,7 @@ impl Grid {
 
 pub struct Dispatch {
     label: String,
+    key: KernelKey,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     grid: Grid,
@@ -124,6 +125,7 @@ impl Dispatch {
             bind_group,
             grid,
             label,
+            key,
         })
     }
 
@@ -144,14 +146,25 @@ impl Dispatch {
     pub fn label(&self) -> &str {
         &self.label
     }
+
+    /// The kernel and dtypes it launches (`bench --profile` groups launches by kernel).
+    pub fn key(&self) -> KernelKey {
+        self.key
+    }
 }
 
 /// One node of a forward graph: a launch, a pair chosen by batch size (matrix-vector
-/// for a single token, tiled matmul for several), or one node per part of a weight
-/// split across bindings.
+/// for a single token, tiled matmul for several), a launch only batches need, or one
+/// node per part of a weight split across bindings.
 pub enum Step {
     Always(Dispatch),
-    BySize { one: Dispatch, many: Dispatch },
+    BySize {
+        one: Dispatch,
+        many: Dispatch,
+    },
+    /// Work a single token's kernels do within their own launch (MoE: SwiGLU and the
+    /// weighted combine, fused into the expert matvecs), launched for batches only.
+    Batch(Dispatch),
     Parts(Vec<Step>),
 }
 
@@ -169,6 +182,8 @@ impl Step {
         match self {
             Step::Always(d) => vec![d],
             Step::BySize { one, many } => vec![if n_tokens == 1 { one } else { many }],
+            Step::Batch(d) if n_tokens > 1 => vec![d],
+            Step::Batch(_) => Vec::new(),
             Step::Parts(parts) => parts.iter().flat_map(|p| p.dispatches(n_tokens)).collect(),
         }
     }

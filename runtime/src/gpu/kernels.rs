@@ -46,7 +46,6 @@ pub enum Kernel {
     ShortConvState,
     SwiGlu,
     MoeRoute,
-    MoeGroup,
     MoeCombine,
     KvStore,
     KvShift,
@@ -54,7 +53,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -66,7 +65,6 @@ impl Kernel {
         Kernel::ShortConvState,
         Kernel::SwiGlu,
         Kernel::MoeRoute,
-        Kernel::MoeGroup,
         Kernel::MoeCombine,
         Kernel::KvStore,
         Kernel::KvShift,
@@ -87,7 +85,7 @@ impl Kernel {
                 include_str!("../../../shaders/shortconv.wgsl")
             }
             Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
-            Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
+            Kernel::MoeRoute | Kernel::MoeCombine => {
                 include_str!("../../../shaders/moe.wgsl")
             }
             Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
@@ -136,7 +134,6 @@ impl Kernel {
         match self {
             Kernel::ShortConvState => "update_state",
             Kernel::MoeRoute => "route",
-            Kernel::MoeGroup => "group",
             Kernel::MoeCombine => "combine",
             _ => "main",
         }
@@ -164,7 +161,7 @@ impl Kernel {
             // gate, up (becomes the output), params
             Kernel::SwiGlu => &[Read, ReadWrite, Uniform],
             // router logits, expert bias, expert out, routes, slots, x, params
-            Kernel::MoeRoute | Kernel::MoeGroup | Kernel::MoeCombine => {
+            Kernel::MoeRoute | Kernel::MoeCombine => {
                 &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
             }
             // k, v, page table, k cache, v cache, params

@@ -5,7 +5,7 @@ mod dispatch;
 mod kernels;
 mod tuning;
 
-pub use context::{Backend, Gpu, GpuOptions};
+pub use context::{Backend, Gpu, GpuOptions, Timestamps};
 pub use dispatch::{Dispatch, Grid, Step, StepUniform};
 pub use kernels::{HalfDecode, Kernel, KernelKey};
 pub use tuning::{Prefill, Tuning};

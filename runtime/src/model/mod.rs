@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
 use crate::kv_pool::KvPool;
 use crate::ops::{
-    self, ExpertLinear, ExpertMatrix, GpuTensor, Linear, LinearOutput, MoeBuffers, Rope, ShortConv,
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, Linear, LinearOutput, MoeBuffers,
+    Rope, ShortConv,
 };
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
@@ -337,6 +338,9 @@ impl Model {
                 steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);
             }
             (FeedForward::Moe(w), Some(moe), Some(m)) => {
+                // router → top-k (and, for a batch, each expert's slots) → gate → up with
+                // SwiGLU → down with the weighted sum into the residual: four launches
+                // for a token; a batch's matmuls leave SwiGLU and the sum to their own.
                 steps.push(self.linear(
                     &w.router,
                     None,
@@ -356,31 +360,43 @@ impl Model {
                     x: &s.x,
                 };
                 steps.push(Step::Always(ops::moe_route(gpu, &buffers, none)?));
-                steps.push(Step::Always(ops::moe_group(gpu, &buffers, none)?));
-                let expert = |weight, x, x_per_slot, out| {
+                let expert = |weight, x, x_per_slot, out, single| {
                     let op = ExpertLinear {
                         weight,
                         x,
                         x_per_slot,
                         out,
+                        single,
                         top_k: moe.top_k,
                         routes: &m.routes,
                         slots: &m.slots,
                     };
                     ops::expert_linear(gpu, op, none)
                 };
-                steps.push(expert(&w.gate, &s.xn, false, &m.expert_gate)?);
-                steps.push(expert(&w.up, &s.xn, false, &m.expert_up)?);
+                let gate = &m.expert_gate;
+                steps.push(expert(&w.gate, &s.xn, false, gate, ExpertOutput::Slots)?);
+                let gated = ExpertOutput::Gated { gate };
+                steps.push(expert(&w.up, &s.xn, false, &m.expert_up, gated)?);
                 let slot_width = moe.top_k * moe.expert_ff;
-                steps.push(Step::Always(ops::swiglu(
+                steps.push(Step::Batch(ops::swiglu(
                     gpu,
                     &label,
-                    &m.expert_gate,
+                    gate,
                     &m.expert_up,
                     slot_width,
                 )?));
-                steps.push(expert(&w.down, &m.expert_up, true, &m.expert_out)?);
-                steps.push(Step::Always(ops::moe_combine(gpu, &buffers, none)?));
+                // A stack bound in parts adds up its slots as a batch does, through
+                // expert_out and the combine, so that splitting changes no bit.
+                let combine = ops::moe_combine(gpu, &buffers, none)?;
+                if ops::row_parts(gpu, &w.down.tensor)?.len() == 1 {
+                    let fused = ExpertOutput::Combine { residual: &s.x };
+                    steps.push(expert(&w.down, &m.expert_up, true, &m.expert_out, fused)?);
+                    steps.push(Step::Batch(combine));
+                } else {
+                    let slots = ExpertOutput::Slots;
+                    steps.push(expert(&w.down, &m.expert_up, true, &m.expert_out, slots)?);
+                    steps.push(Step::Always(combine));
+                }
             }
             _ => return Err(Error::Gpu(format!("layer {i}: session has no MoE buffers"))),
         }

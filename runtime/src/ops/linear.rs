@@ -25,7 +25,8 @@ struct Params {
     out_stride: u32,
     expert_first: u32,
     expert_count: u32,
-    _pad: [u32; 2],
+    gated: u32,
+    combine: u32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -45,7 +46,9 @@ pub(super) const MIRROR: Mirror = mirror!(
         x_per_slot,
         out_stride,
         expert_first,
-        expert_count
+        expert_count,
+        gated,
+        combine
     ]
 );
 
@@ -85,10 +88,26 @@ pub struct ExpertLinear<'a> {
     pub x_per_slot: bool,
     /// (n_tokens · top_k, rows).
     pub out: &'a wgpu::Buffer,
+    /// What a single token's launch makes of its slots (a batch's always writes `out`).
+    pub single: ExpertOutput<'a>,
     pub top_k: usize,
     /// moe.wgsl's `routes` (decode reads the experts there) and `slots` (prefill's lists).
     pub routes: &'a wgpu::Buffer,
     pub slots: &'a wgpu::Buffer,
+}
+
+/// Where a single token's expert matvec puts its slots' rows: the rest of the MoE
+/// feed-forward fused into it, so that a token takes no SwiGLU or combine launch.
+#[derive(Clone, Copy)]
+pub enum ExpertOutput<'a> {
+    /// Each slot's rows into `out`.
+    Slots,
+    /// silu(gate) · rows into `out`: the up projection, `gate` (top_k, rows) the gate
+    /// projection's output.
+    Gated { gate: &'a wgpu::Buffer },
+    /// The slots' rows weighted by their routes and summed, added into `residual`
+    /// (1, rows): the down projection and the combine.
+    Combine { residual: &'a wgpu::Buffer },
 }
 
 const TILE_N: usize = 64;
@@ -198,8 +217,9 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
 }
 
 /// The expert matmuls of a MoE layer: for one token, `top_k` matvecs reading only the
-/// chosen experts; for a batch, a tiled matmul per expert over the slots that chose it.
-/// A stack larger than one binding is launched once per part of whole experts.
+/// chosen experts, in one launch with `single`'s epilogue; for a batch, a tiled matmul
+/// per expert over the slots that chose it. A stack larger than one binding is
+/// launched once per part of whole experts.
 pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer) -> Result<Step> {
     let w = op.weight;
     let [n_experts, stacked_rows, k] = w.tensor.shape[..] else {
@@ -225,24 +245,41 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 expert_count: part.rows as u32,
                 ..Params::default()
             };
-            let buffers = |routing: &'a wgpu::Buffer| {
-                [
-                    op.x.as_entire_buffer_binding(),
-                    part.binding(&w.tensor),
-                    none.as_entire_buffer_binding(),
-                    routing.as_entire_buffer_binding(),
-                    op.out.as_entire_buffer_binding(),
-                ]
+            let buffers =
+                |gate: &'a wgpu::Buffer, routing: &'a wgpu::Buffer, out: &'a wgpu::Buffer| {
+                    [
+                        op.x.as_entire_buffer_binding(),
+                        part.binding(&w.tensor),
+                        gate.as_entire_buffer_binding(),
+                        routing.as_entire_buffer_binding(),
+                        out.as_entire_buffer_binding(),
+                    ]
+                };
+            let (gate, out, single) = match op.single {
+                ExpertOutput::Slots => (none, op.out, params),
+                ExpertOutput::Gated { gate } => (gate, op.out, Params { gated: 1, ..params }),
+                ExpertOutput::Combine { residual } => {
+                    let combine = Params {
+                        combine: 1,
+                        accumulate: 1,
+                        ..params
+                    };
+                    (none, residual, combine)
+                }
             };
-            let slot_rows = Grid::Fixed(gpu.tuning.matvec_workgroups(w.rows, op.top_k));
+            // With combine, the rows of one matvec: each sums the slots itself.
+            let summed = matches!(op.single, ExpertOutput::Combine { .. });
+            let slot_rows = gpu
+                .tuning
+                .matvec_workgroups(w.rows, if summed { 1 } else { op.top_k });
             let one = launch(
                 gpu,
                 Kernel::Matvec,
                 &w.tensor,
                 None,
-                buffers(op.routes),
-                &params,
-                slot_rows,
+                buffers(gate, op.routes, out),
+                &single,
+                Grid::Fixed(slot_rows),
             )?;
             let tiles = matmul_grid(part.rows * w.rows.div_ceil(TILE_N));
             let many = launch(
@@ -250,7 +287,7 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 Kernel::Matmul,
                 &w.tensor,
                 None,
-                buffers(op.slots),
+                buffers(none, op.slots, op.out),
                 &params,
                 tiles,
             )?;

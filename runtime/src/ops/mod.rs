@@ -18,8 +18,10 @@ pub use attention::attention;
 pub use copy::copy;
 pub use embedding::embedding;
 pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
-pub use linear::{expert_linear, linear, ExpertLinear, ExpertMatrix, Linear, LinearOutput};
-pub use moe::{moe_combine, moe_group, moe_route, MoeBuffers};
+pub use linear::{
+    expert_linear, linear, ExpertLinear, ExpertMatrix, ExpertOutput, Linear, LinearOutput,
+};
+pub use moe::{moe_combine, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table, Rope};
 pub use shortconv::{shortconv, shortconv_state, ShortConv};

@@ -86,27 +86,14 @@ fn launch(
     )
 }
 
-/// Picks each token's experts and their weights.
+/// Picks each token's experts and their weights, and lists each expert's slots (for
+/// a batch's expert matmuls): one workgroup for the whole batch.
 pub fn moe_route(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
-    launch(
-        gpu,
-        Kernel::MoeRoute,
-        b,
-        none,
-        Grid::Threads {
-            per_token: 1,
-            size: WG,
-        },
-    )
+    launch(gpu, Kernel::MoeRoute, b, none, Grid::Fixed(1))
 }
 
-/// Lists, per expert, the slots routed to it (for the batched expert matmuls).
-pub fn moe_group(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
-    let grid = Grid::Fixed((b.config.n_experts as u32).div_ceil(WG));
-    launch(gpu, Kernel::MoeGroup, b, none, grid)
-}
-
-/// Adds the weighted expert outputs to the residual stream.
+/// Adds the weighted expert outputs of a batch to the residual stream (a single
+/// token's down projection adds them itself: `ExpertOutput::Combine`).
 pub fn moe_combine(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
     let grid = Grid::Threads {
         per_token: b.hidden as u32,

@@ -24,25 +24,40 @@ impl Session {
         if tokens.is_empty() {
             return Err(Error::Input("no tokens to feed (empty prompt)".into()));
         }
-        let common = self
-            .tokens
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // At least the last token is fed again: its logits are the answer.
-        let keep = common.min(tokens.len() - 1);
-        if keep < self.floor {
+        let start = self.reusable_prefix(tokens);
+        if start == 0 {
             self.reset();
             return self.feed_until(tokens, cancelled);
         }
-        let start = self.restore_snapshot(keep)?;
-        self.truncate(start);
+        if start < self.position() {
+            self.restore_snapshot(start)?;
+            self.truncate(start);
+        }
         log::debug!(
-            "prefill: {keep} of {} tokens cached, feeding from {start}",
+            "prefill: {start} of {} tokens cached, feeding the rest",
             tokens.len()
         );
         self.feed_until(&tokens[start..], cancelled)
+    }
+
+    /// How many of `tokens` [`Session::prefill`] keeps without feeding them again: the
+    /// prefix the cache shares with them (never all of them: the last one is fed for
+    /// its logits), back to the conv-state snapshot at or before it unless the cache
+    /// holds nothing past it.
+    pub fn reusable_prefix(&self, tokens: &[u32]) -> usize {
+        let common = (self.tokens.iter().zip(tokens))
+            .take_while(|(a, b)| a == b)
+            .count();
+        let keep = common.min(tokens.len().saturating_sub(1));
+        if keep < self.floor {
+            return 0;
+        }
+        if keep == self.position() {
+            // The conv state is the one after the last cached token: nothing to restore.
+            return keep;
+        }
+        let interval = self.options.snapshot_interval;
+        (keep / interval * interval).max(self.floor)
     }
 
     /// Makes the cache hold `text`, a rendered conversation (special tokens included,
@@ -61,17 +76,24 @@ impl Session {
         text: &str,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Vec<f32>> {
-        let model = self.model().clone();
-        let held = model.tokenizer.decode(self.tokens(), false)?;
-        let ids = match text.strip_prefix(held.as_str()) {
+        let ids = self.encode_continuation(text)?;
+        self.prefill_until(&ids, cancelled)
+    }
+
+    /// The ids [`Session::prefill_text`] makes the cache hold for `text`: the cached
+    /// tokens followed by the rest encoded, when `text` starts with their text; else
+    /// `text` encoded whole.
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>> {
+        let tokenizer = &self.model.tokenizer;
+        let held = tokenizer.decode(self.tokens(), false)?;
+        match text.strip_prefix(held.as_str()) {
             Some(rest) if !held.is_empty() && !rest.is_empty() => {
                 let mut ids = self.tokens().to_vec();
-                ids.extend(model.tokenizer.encode_with(rest, false)?);
-                ids
+                ids.extend(tokenizer.encode_with(rest, false)?);
+                Ok(ids)
             }
-            _ => model.tokenizer.encode_with(text, false)?,
-        };
-        self.prefill_until(&ids, cancelled)
+            _ => tokenizer.encode_with(text, false),
+        }
     }
 
     /// Forgets the tokens after position `to`, as if only the first `to` had been fed.

@@ -1,0 +1,367 @@
+//! `bench --profile`: where the time of a decoded token goes. Tokens are decoded as
+//! `bench` decodes them (`Session::step`, greedy argmax on the CPU), and after each the
+//! forward graph of that token is launched twice more: once with its dispatches timed
+//! one by one (GPU timestamps between dispatches where the adapter writes them inside
+//! a pass, around a pass per dispatch where it writes them only at pass boundaries,
+//! else on the CPU, one submission per dispatch less an empty submission), once whole
+//! in one submission, waited for. The replays run the same kernels on the same buffers
+//! at the same position (they advance the conv state again, which changes the values
+//! decoded next, not the work).
+//!
+//! A token's wall time less that of its launches submitted alone is the fixed cost of a
+//! token outside the GPU: writing the step, recording, reading the logits back,
+//! sampling. The launches hold a fixed cost too, that of launching: launches of one
+//! workgroup copying 16 bytes measure it. (Timestamps between dispatches cost something
+//! themselves: the per-family times can add up to more than the launches submitted
+//! alone.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wgpu::util::DeviceExt;
+
+use super::{prompt, BenchOptions};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Kernel, StepUniform, Timestamps};
+use crate::model::Model;
+use crate::sampler::argmax;
+use crate::session::{Session, SessionOptions};
+
+/// The launches of one kernel family, per decoded token.
+#[derive(Clone, Debug)]
+pub struct FamilyTime {
+    /// The kernel, and for projections the weight they read without its layer
+    /// (`Matvec feed_forward.w1`, `Matvec model.embed_tokens` for the tied head).
+    pub name: String,
+    pub dispatches: usize,
+    pub micros: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// How the dispatches were timed.
+    pub timing: Timestamps,
+    /// Tokens decoded and replayed.
+    pub tokens: usize,
+    /// Most time first.
+    pub families: Vec<FamilyTime>,
+    /// Mean wall time of one `Session::step` and its argmax.
+    pub token_micros: f64,
+    /// Mean wall time of a token's launches in one submission, waited for.
+    pub graph_micros: f64,
+    /// What a launch that does next to nothing (one workgroup copying 16 bytes) costs,
+    /// by the CPU's clock over a submission of many.
+    pub launch_micros: f64,
+}
+
+impl Profile {
+    /// Time in kernels per token.
+    pub fn kernel_micros(&self) -> f64 {
+        self.families.iter().map(|f| f.micros).sum()
+    }
+
+    pub fn dispatches(&self) -> usize {
+        self.families.iter().map(|f| f.dispatches).sum()
+    }
+
+    /// A token's wall time outside its launches: the fixed cost of a token on the CPU.
+    pub fn fixed_micros(&self) -> f64 {
+        self.token_micros - self.graph_micros
+    }
+
+    /// The part of the kernels' time a token would take if they did nothing.
+    pub fn launch_overhead_micros(&self) -> f64 {
+        self.launch_micros * self.dispatches() as f64
+    }
+}
+
+/// A dispatch's family: the kernel, and for a projection the weight's name with its
+/// layer index and any row range dropped, so that the layers add up.
+fn family(dispatch: &Dispatch) -> String {
+    let kernel = dispatch.key().kernel;
+    if !matches!(kernel, Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows) {
+        return format!("{kernel:?}");
+    }
+    let name = dispatch.label().split(" rows ").next().unwrap_or_default();
+    let name = name.strip_suffix(".weight").unwrap_or(name);
+    let name = match name.split_once("layers.") {
+        Some((_, rest)) => rest.split_once('.').map_or(rest, |(_, tail)| tail),
+        None => name,
+    };
+    format!("{kernel:?} {name}")
+}
+
+/// Decodes `options.gen_tokens` tokens greedily from the prompt's first token, timing
+/// each and then each of its dispatches, by the best means the adapter has.
+pub fn profile(model: &Arc<Model>, options: &BenchOptions) -> Result<Profile> {
+    profile_timed(model, options, model.gpu.timestamps())
+}
+
+/// As [`profile`], timing dispatches by `timing`, which the adapter must support (a
+/// lesser means than the adapter's best is fine: tests run each on one adapter).
+pub fn profile_timed(
+    model: &Arc<Model>,
+    options: &BenchOptions,
+    timing: Timestamps,
+) -> Result<Profile> {
+    let gpu = &*model.gpu;
+    let rank = |t| match t {
+        Timestamps::None => 0,
+        Timestamps::PassBoundaries => 1,
+        Timestamps::InsidePasses => 2,
+    };
+    if rank(timing) > rank(gpu.timestamps()) {
+        return Err(Error::Input(format!(
+            "bench --profile: {} cannot time dispatches by {timing:?}",
+            gpu.info.name
+        )));
+    }
+    let tokens = options.gen_tokens;
+    if tokens == 0 {
+        return Err(Error::Input(
+            "bench --profile needs at least one generated token".into(),
+        ));
+    }
+    let mut session = Session::new(
+        model.clone(),
+        &SessionOptions {
+            max_context: tokens + 1,
+            batch: 1,
+            kv_dtype: options.kv_dtype,
+            ..SessionOptions::default()
+        },
+    )?;
+    if session.max_context() <= tokens {
+        return Err(Error::Input(format!(
+            "bench --profile: {tokens} tokens do not fit the context of {}",
+            session.max_context()
+        )));
+    }
+    // The session's graph, recorded again against its buffers: bind groups built once.
+    let graph = model.forward_graph(session.state())?;
+    let dispatches: Vec<&Dispatch> = graph.steps.iter().flat_map(|s| s.dispatches(1)).collect();
+    let timer = Timer::new(gpu, timing, dispatches.len())?;
+    // Warm-up: pipelines compiled by the driver, pages touched.
+    let mut next = prompt(1, model.config.vocab_size)[0];
+    for _ in 0..2 {
+        next = argmax(&session.step(next)?);
+        timer.time(gpu, &dispatches, session.position() - 1)?;
+    }
+    session.reset();
+    let (mut wall, mut launches) = (Duration::ZERO, Duration::ZERO);
+    let mut total = vec![0.0; dispatches.len()];
+    for _ in 0..tokens {
+        let start = Instant::now();
+        next = argmax(&session.step(next)?);
+        wall += start.elapsed();
+        let times = timer.time(gpu, &dispatches, session.position() - 1)?;
+        total.iter_mut().zip(times).for_each(|(t, d)| *t += d);
+        launches += timer.submit_and_wait(gpu, &dispatches)?;
+    }
+    let mut by_family: HashMap<String, FamilyTime> = HashMap::new();
+    for (dispatch, micros) in dispatches.iter().zip(total) {
+        let name = family(dispatch);
+        let entry = by_family.entry(name.clone()).or_insert(FamilyTime {
+            name,
+            dispatches: 0,
+            micros: 0.0,
+        });
+        entry.dispatches += 1;
+        entry.micros += micros / tokens as f64;
+    }
+    let mut families: Vec<FamilyTime> = by_family.into_values().collect();
+    families.sort_by(|a, b| b.micros.total_cmp(&a.micros));
+    Ok(Profile {
+        timing: timer.timing,
+        tokens,
+        families,
+        token_micros: wall.as_secs_f64() * 1e6 / tokens as f64,
+        graph_micros: launches.as_secs_f64() * 1e6 / tokens as f64,
+        launch_micros: launch_micros(gpu, &timer)?,
+    })
+}
+
+/// Launches of the launch probe in one submission.
+const PROBES: usize = 64;
+
+/// What a launch that does next to nothing (one workgroup copying 16 bytes) costs: a
+/// submission of PROBES of them less an empty one, on the CPU's clock (timestamps
+/// between launches would add their own cost), the median of a few.
+fn launch_micros(gpu: &Gpu, timer: &Timer) -> Result<f64> {
+    let (src, dst) = (gpu.zeros("launch probe", 4)?, gpu.zeros("launch probe", 4)?);
+    let probe = crate::ops::copy(gpu, &src, &dst, 16)?;
+    let probes = vec![&probe; PROBES];
+    let mut times = (0..5)
+        .map(|_| {
+            let empty = timer.submit_and_wait(gpu, &[])?;
+            let full = timer.submit_and_wait(gpu, &probes)?;
+            Ok(full.saturating_sub(empty).as_secs_f64() * 1e6 / PROBES as f64)
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Times the dispatches of one token, by one means.
+struct Timer {
+    timing: Timestamps,
+    step: wgpu::Buffer,
+    step_group: wgpu::BindGroup,
+    /// Timestamp queries (GPU timing only): up to wgpu's 4096 per set.
+    queries: Option<Queries>,
+}
+
+struct Queries {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    period_ns: f64,
+}
+
+/// Dispatches timed in one submission: its queries fit one set either way.
+const CHUNK: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2 - 1) as usize;
+
+impl Timer {
+    fn new(gpu: &Gpu, timing: Timestamps, dispatches: usize) -> Result<Timer> {
+        let step = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("profile step"),
+                contents: bytemuck::bytes_of(&StepUniform::default()),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+        let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("profile step"),
+            layout: &*gpu.step_layout()?,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: step.as_entire_binding(),
+            }],
+        });
+        let queries = (timing != Timestamps::None).then(|| {
+            let count = 2 * dispatches.min(CHUNK) as u32;
+            let bytes = count as u64 * wgpu::QUERY_SIZE as u64;
+            let buffer = |label, usage| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: bytes,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            Queries {
+                set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                }),
+                resolve: buffer(
+                    "profile timestamps",
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                ),
+                staging: buffer(
+                    "profile timestamps readback",
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                ),
+                period_ns: gpu.queue.get_timestamp_period() as f64,
+            }
+        });
+        Ok(Timer {
+            timing,
+            step,
+            step_group,
+            queries,
+        })
+    }
+
+    /// Microseconds each dispatch takes for one token at cache position `pos`.
+    fn time(&self, gpu: &Gpu, dispatches: &[&Dispatch], pos: usize) -> Result<Vec<f64>> {
+        let step = StepUniform {
+            n_tokens: 1,
+            pos: pos as u32,
+            _pad: [0; 2],
+        };
+        gpu.queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut micros = Vec::with_capacity(dispatches.len());
+        match &self.queries {
+            Some(queries) => {
+                for chunk in dispatches.chunks(CHUNK) {
+                    micros.extend(self.time_on_gpu(gpu, queries, chunk)?);
+                }
+            }
+            None => {
+                let empty = self.submit_and_wait(gpu, &[])?;
+                for dispatch in dispatches {
+                    let t = self.submit_and_wait(gpu, &[dispatch])?;
+                    micros.push(t.saturating_sub(empty).as_secs_f64() * 1e6);
+                }
+            }
+        }
+        gpu.check()?;
+        Ok(micros)
+    }
+
+    /// Timestamps before and after each dispatch, in one submission.
+    fn time_on_gpu(&self, gpu: &Gpu, q: &Queries, chunk: &[&Dispatch]) -> Result<Vec<f64>> {
+        let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let written = match self.timing {
+            Timestamps::InsidePasses => {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_bind_group(1, &self.step_group, &[]);
+                pass.write_timestamp(&q.set, 0);
+                for (i, dispatch) in chunk.iter().enumerate() {
+                    dispatch.encode(&mut pass, 1, max_per_dim);
+                    pass.write_timestamp(&q.set, i as u32 + 1);
+                }
+                chunk.len() + 1
+            }
+            _ => {
+                for (i, dispatch) in chunk.iter().enumerate() {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("profile"),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &q.set,
+                            beginning_of_pass_write_index: Some(2 * i as u32),
+                            end_of_pass_write_index: Some(2 * i as u32 + 1),
+                        }),
+                    });
+                    pass.set_bind_group(1, &self.step_group, &[]);
+                    dispatch.encode(&mut pass, 1, max_per_dim);
+                }
+                2 * chunk.len()
+            }
+        } as u32;
+        let bytes = written as u64 * wgpu::QUERY_SIZE as u64;
+        encoder.resolve_query_set(&q.set, 0..written, &q.resolve, 0);
+        encoder.copy_buffer_to_buffer(&q.resolve, 0, &q.staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = gpu.map_and_read(&q.staging, bytes)?;
+        let micros = |a: u64, b: u64| b.saturating_sub(a) as f64 * q.period_ns / 1e3;
+        Ok(match self.timing {
+            Timestamps::InsidePasses => ticks.windows(2).map(|w| micros(w[0], w[1])).collect(),
+            _ => ticks.chunks(2).map(|w| micros(w[0], w[1])).collect(),
+        })
+    }
+
+    /// Wall time of one submission of `dispatches` in one pass, waited for.
+    fn submit_and_wait(&self, gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<Duration> {
+        let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(1, &self.step_group, &[]);
+            for dispatch in dispatches {
+                dispatch.encode(&mut pass, 1, max_per_dim);
+            }
+        }
+        let start = Instant::now();
+        gpu.queue.submit([encoder.finish()]);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for a profiled dispatch: {e}")))?;
+        Ok(start.elapsed())
+    }
+}

@@ -1,0 +1,203 @@
+//! Tool calls in LFM2's format. Tools, in OpenAI's shape, go into the prompt through the
+//! chat template ([`ChatTemplate::render_with_tools`](crate::ChatTemplate::render_with_tools));
+//! the model answers `<|tool_call_start|>[name(arg="v", n=1), …]<|tool_call_end|>`,
+//! which [`parse_tool_calls`] turns into [`ToolCall`]s; results go back as `tool`
+//! messages. [`ToolChoice`] says whether decoding is constrained to calls that parse and
+//! whose arguments validate against the tools' parameter schemas.
+//!
+//! ```no_run
+//! # fn demo(model: &lfm_edge::Model, session: &mut lfm_edge::Session) -> lfm_edge::Result<()> {
+//! use lfm_edge::tools::{parse_tool_calls, ToolChoice, Tools};
+//! use lfm_edge::{generate, ChatTemplate, Flow, GenerateOptions, Message};
+//! let tools = Tools::from_json(r#"[{"type": "function", "function": {"name": "get_time",
+//!     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#)?;
+//! let messages = [Message::new("user", "What time is it in Paris?")];
+//! let prompt = ChatTemplate::for_model(model)?.render_with_tools(&messages, Some(&tools), true)?;
+//! let options = GenerateOptions {
+//!     constraint: tools.constraint(&ToolChoice::Required, &model.tokenizer)?,
+//!     ..GenerateOptions::default()
+//! };
+//! let logits = session.prefill_text(&prompt)?;
+//! let answer = generate(session, logits, &options, |_| Flow::Continue)?;
+//! let text = model.tokenizer.decode(&answer.tokens, false)?; // with the markers
+//! for call in parse_tool_calls(&text).map_err(lfm_edge::Error::Input)?.calls {
+//!     println!("{} {}", call.name, serde_json::Value::Object(call.arguments));
+//! }
+//! # Ok(()) }
+//! ```
+
+mod grammar;
+mod parse;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::constraint::{Constraint, Grammar};
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+pub use parse::{parse_tool_calls, ParsedAnswer};
+
+pub const TOOL_CALL_START: &str = "<|tool_call_start|>";
+pub const TOOL_CALL_END: &str = "<|tool_call_end|>";
+pub const TOOL_LIST_START: &str = "<|tool_list_start|>";
+pub const TOOL_LIST_END: &str = "<|tool_list_end|>";
+pub const TOOL_RESPONSE_START: &str = "<|tool_response_start|>";
+pub const TOOL_RESPONSE_END: &str = "<|tool_response_end|>";
+
+/// One function the model may call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    /// The JSON schema of its arguments (an object schema; `{}` when it takes none).
+    pub parameters: Value,
+    /// The tool as given, `{"type": "function", "function": {…}}`: what the template sees.
+    pub json: Value,
+}
+
+/// The tools of a conversation, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tools(pub Vec<Tool>);
+
+/// A call the model made: the tool's name and its arguments by name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCall {
+    pub name: String,
+    pub arguments: Map<String, Value>,
+}
+
+/// Whether and how the model must call a tool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model chooses; once it opens a call, the call is constrained.
+    Auto,
+    /// The answer is one or more calls.
+    Required,
+    /// The tools are listed but decoding is not constrained.
+    None,
+    /// The answer is calls of this tool.
+    Named(String),
+}
+
+impl std::str::FromStr for ToolChoice {
+    type Err = std::convert::Infallible;
+
+    /// `auto`, `required`, `none`, or a tool's name.
+    fn from_str(text: &str) -> std::result::Result<ToolChoice, Self::Err> {
+        Ok(match text {
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            "none" => ToolChoice::None,
+            name => ToolChoice::Named(name.to_owned()),
+        })
+    }
+}
+
+impl Tools {
+    /// A JSON array of tools in OpenAI's shape (`{"type": "function", "function":
+    /// {"name", "description", "parameters"}}`), or of the bare function objects.
+    pub fn from_json(text: &str) -> Result<Tools> {
+        let fail = |message: String| Error::Input(format!("tools: {message}"));
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| fail(format!("invalid JSON: {e}")))?;
+        let Value::Array(items) = value else {
+            return Err(fail("expected a JSON array of tools".into()));
+        };
+        let mut tools = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let function = match item.get("function") {
+                Some(function) => function.clone(),
+                None => item.clone(),
+            };
+            let name = match function.get("name") {
+                Some(Value::String(name)) if is_name(name) => name.clone(),
+                Some(Value::String(name)) => {
+                    return Err(fail(format!("[{i}]: {name:?} is not a function name")))
+                }
+                _ => return Err(fail(format!("[{i}] has no \"name\" string"))),
+            };
+            let parameters = match function.get("parameters") {
+                None | Some(Value::Null) => Value::Object(Map::new()),
+                Some(p @ Value::Object(_)) => p.clone(),
+                Some(_) => return Err(fail(format!("[{i}] {name}: parameters is not an object"))),
+            };
+            if tools.iter().any(|t: &Tool| t.name == name) {
+                return Err(fail(format!("[{i}]: {name} is listed twice")));
+            }
+            let json = match item.get("function") {
+                Some(_) => item,
+                None => serde_json::json!({"type": "function", "function": item}),
+            };
+            tools.push(Tool {
+                name,
+                parameters,
+                json,
+            });
+        }
+        Ok(Tools(tools))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tool> {
+        self.0.iter().find(|t| t.name == name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tools as the chat template's `tools` variable holds them.
+    pub fn to_json(&self) -> Vec<Value> {
+        self.0.iter().map(|t| t.json.clone()).collect()
+    }
+
+    /// The constraint `choice` asks for when generating with `tokenizer`: `None` for
+    /// [`ToolChoice::None`] (or no tools); calls from the first token for `Required`
+    /// and a name; for `Auto`, calls from when the model writes `<|tool_call_start|>`
+    /// until it closes them.
+    pub fn constraint(
+        &self,
+        choice: &ToolChoice,
+        tokenizer: &Tokenizer,
+    ) -> Result<Option<Constraint>> {
+        if self.is_empty() || *choice == ToolChoice::None {
+            return Ok(None);
+        }
+        let vocab = tokenizer.constraint_vocabulary()?;
+        let chosen: Vec<&Tool> = match choice {
+            ToolChoice::Named(name) => match self.get(name) {
+                Some(tool) => vec![tool],
+                None => {
+                    return Err(Error::Input(format!(
+                        "--tool-choice {name}: no such tool (there are {})",
+                        self.0
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            },
+            _ => self.0.iter().collect(),
+        };
+        let auto = *choice == ToolChoice::Auto;
+        let lark = grammar::calls_grammar(&vocab, &chosen, auto);
+        let constraint = Constraint::new(Grammar::Lark(lark));
+        Ok(Some(match auto {
+            true => constraint.after(TOOL_CALL_START),
+            false => constraint,
+        }))
+    }
+}
+
+/// A function name as LFM2 writes calls: a Python identifier, dots allowed.
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+/// The calls as one JSON array, `[{"name": …, "arguments": {…}}, …]`.
+pub fn calls_to_json(calls: &[ToolCall]) -> String {
+    serde_json::to_string(calls).unwrap_or_else(|_| "[]".into())
+}

@@ -1,0 +1,241 @@
+//! The MoE kernels against CPU references: moe.wgsl's routing (top-k by score + expert
+//! bias, normalised and scaled weights, each expert's slot list) and the epilogues that
+//! fuse SwiGLU and the weighted combine into a single token's expert matvecs, on both
+//! launch shapes.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Rng;
+use lfm_edge::config::MoeConfig;
+use lfm_edge::dtype::DType;
+use lfm_edge::gpu::{Gpu, GpuOptions, Tuning};
+use lfm_edge::ops::{self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, MoeBuffers};
+
+fn buffer(gpu: &Gpu, values: &[f32]) -> wgpu::Buffer {
+    let b = gpu.zeros("buffer", values.len()).unwrap();
+    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+    b
+}
+
+fn run(gpu: &Gpu, step: &lfm_edge::gpu::Step, n_tokens: u32) {
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens));
+}
+
+/// Lfm2MoeTopKRouter on the CPU: (expert, weight) per slot of each token.
+fn route_reference(logits: &[f32], bias: Option<&[f32]>, moe: &MoeConfig) -> Vec<(u32, f32)> {
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let mut routes = Vec::new();
+    for row in logits.chunks(moe.n_experts) {
+        let key = |e: usize| sigmoid(row[e]) + bias.map_or(0.0, |b| b[e]);
+        let mut order: Vec<usize> = (0..moe.n_experts).collect();
+        // Highest key first, the lower index on a tie.
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+        let chosen = &order[..moe.top_k];
+        let total: f32 = chosen.iter().map(|&e| sigmoid(row[e])).sum();
+        let scale = if moe.norm_topk_prob {
+            1.0 / (total + 1e-6)
+        } else {
+            1.0
+        } * moe.routed_scaling_factor;
+        routes.extend(chosen.iter().map(|&e| (e as u32, sigmoid(row[e]) * scale)));
+    }
+    routes
+}
+
+#[test]
+fn route_picks_the_top_k_and_lists_each_experts_slots() {
+    let gpu = common::gpu();
+    let mut rng = Rng(19);
+    for (n_experts, top_k, n_tokens, with_bias, norm) in [
+        (8, 3, 1, true, true),
+        (8, 3, 5, false, true),
+        (32, 4, 70, true, false),
+        (4, 4, 2, true, true),
+    ] {
+        let moe = MoeConfig {
+            n_experts,
+            top_k,
+            expert_ff: 8,
+            n_dense_layers: 0,
+            use_expert_bias: with_bias,
+            norm_topk_prob: norm,
+            routed_scaling_factor: 1.5,
+        };
+        let case = format!("{n_experts} experts, top {top_k}, {n_tokens} tokens");
+        let logits = rng.vec(n_tokens * n_experts, 3.0);
+        let bias = rng.vec(n_experts, 0.3);
+        let bias_tensor = GpuTensor::upload(
+            &gpu,
+            "expert_bias",
+            DType::F32,
+            &[n_experts],
+            &[bytemuck::cast_slice(&bias)],
+        )
+        .unwrap();
+        let hidden = 4;
+        let router_logits = buffer(&gpu, &logits);
+        let expert_out = gpu.zeros("expert out", n_tokens * top_k * hidden).unwrap();
+        let routes = gpu.zeros("routes", n_tokens * top_k * 2).unwrap();
+        let slots = gpu.zeros("slots", n_experts * (1 + n_tokens)).unwrap();
+        let x = gpu.zeros("x", n_tokens * hidden).unwrap();
+        let none = gpu.zeros("none", 1).unwrap();
+        let buffers = MoeBuffers {
+            label: "moe",
+            config: &moe,
+            hidden,
+            router_logits: &router_logits,
+            expert_bias: with_bias.then_some(&bias_tensor),
+            expert_out: &expert_out,
+            routes: &routes,
+            slots: &slots,
+            x: &x,
+        };
+        let route = ops::moe_route(&gpu, &buffers, &none).unwrap();
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        common::run_dispatches(&gpu, n_tokens as u32, 0, max, &[&route]);
+
+        let want = route_reference(&logits, with_bias.then_some(&bias), &moe);
+        let got: Vec<u32> = gpu.read(&routes, 0, (want.len() * 8) as u64).unwrap();
+        for (slot, (&(expert, weight), pair)) in want.iter().zip(got.chunks(2)).enumerate() {
+            assert_eq!(pair[0], expert, "{case}: slot {slot}'s expert");
+            let w = f32::from_bits(pair[1]);
+            assert!(
+                (w - weight).abs() < 1e-5,
+                "{case}: slot {slot}'s weight {w} vs {weight}"
+            );
+        }
+        let lists: Vec<u32> = gpu
+            .read(&slots, 0, (n_experts * (1 + n_tokens) * 4) as u64)
+            .unwrap();
+        for e in 0..n_experts {
+            let want: Vec<u32> = (0..want.len() as u32)
+                .filter(|&s| want[s as usize].0 == e as u32)
+                .collect();
+            let start = n_experts + e * n_tokens;
+            let count = lists[e] as usize;
+            assert_eq!(
+                &lists[start..start + count],
+                &want[..],
+                "{case}: expert {e}'s slots"
+            );
+        }
+    }
+}
+
+/// The launch shapes of a GPU and of a CPU rasteriser.
+fn gpus() -> [Arc<Gpu>; 2] {
+    [Tuning::GPU, Tuning::CPU].map(|tuning| {
+        Gpu::new(&GpuOptions {
+            tuning: Some(tuning),
+            ..GpuOptions::default()
+        })
+        .expect("no wgpu adapter")
+    })
+}
+
+fn silu(v: f64) -> f64 {
+    v / (1.0 + (-v).exp())
+}
+
+#[test]
+fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
+    let mut rng = Rng(7);
+    let (experts, rows, k, top_k) = (5, 24, 64, 3);
+    let routes = [(3u32, 0.5f32), (0, 0.3), (4, 0.2)];
+    let route_words: Vec<u32> = routes.iter().flat_map(|&(e, w)| [e, w.to_bits()]).collect();
+    let w = rng.vec(experts * rows * k, 1.0);
+    let bits: Vec<u16> = w
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    let w: Vec<f64> = bits
+        .iter()
+        .map(|&b| half::f16::from_bits(b).to_f64())
+        .collect();
+    let dot = |expert: u32, row: usize, x: &[f32]| -> f64 {
+        let base = (expert as usize * rows + row) * k;
+        (0..k).map(|i| w[base + i] * x[i] as f64).sum()
+    };
+    for gpu in gpus() {
+        let weight = ExpertMatrix {
+            tensor: GpuTensor::upload(
+                &gpu,
+                "experts",
+                DType::F16,
+                &[experts, rows, k],
+                &[bytemuck::cast_slice(&bits)],
+            )
+            .unwrap(),
+            rows,
+            row_offset: 0,
+        };
+        let route_buffer = gpu.zeros("routes", route_words.len()).unwrap();
+        gpu.queue
+            .write_buffer(&route_buffer, 0, bytemuck::cast_slice(&route_words));
+        let none = gpu.zeros("none", 1).unwrap();
+        let shape = format!("{:?}", gpu.tuning.prefill);
+
+        // The up projection: out[s, r] = silu(gate[s, r]) · (W_{e_s} x)[r].
+        let x = rng.vec(k, 1.0);
+        let gate = rng.vec(top_k * rows, 2.0);
+        let (x_buffer, gate_buffer) = (buffer(&gpu, &x), buffer(&gpu, &gate));
+        let out = gpu.zeros("out", top_k * rows).unwrap();
+        let op = ExpertLinear {
+            weight: &weight,
+            x: &x_buffer,
+            x_per_slot: false,
+            out: &out,
+            single: ExpertOutput::Gated { gate: &gate_buffer },
+            top_k,
+            routes: &route_buffer,
+            slots: &none,
+        };
+        run(&gpu, &ops::expert_linear(&gpu, op, &none).unwrap(), 1);
+        let got = gpu.read_f32(&out, top_k * rows).unwrap();
+        for (s, &(expert, _)) in routes.iter().enumerate() {
+            for r in 0..rows {
+                let want = silu(gate[s * rows + r] as f64) * dot(expert, r, &x);
+                let g = got[s * rows + r] as f64;
+                assert!(
+                    (g - want).abs() < 1e-4,
+                    "gated, {shape}: slot {s} row {r}: {g} vs {want}"
+                );
+            }
+        }
+
+        // The down projection: residual[r] += Σ_s weight_s · (W_{e_s} h_s)[r].
+        let h = rng.vec(top_k * k, 1.0);
+        let residual = rng.vec(rows, 1.0);
+        let (h_buffer, residual_buffer) = (buffer(&gpu, &h), buffer(&gpu, &residual));
+        let op = ExpertLinear {
+            weight: &weight,
+            x: &h_buffer,
+            x_per_slot: true,
+            out: &out,
+            single: ExpertOutput::Combine {
+                residual: &residual_buffer,
+            },
+            top_k,
+            routes: &route_buffer,
+            slots: &none,
+        };
+        run(&gpu, &ops::expert_linear(&gpu, op, &none).unwrap(), 1);
+        let got = gpu.read_f32(&residual_buffer, rows).unwrap();
+        for r in 0..rows {
+            let sum: f64 = routes
+                .iter()
+                .enumerate()
+                .map(|(s, &(expert, weight))| weight as f64 * dot(expert, r, &h[s * k..][..k]))
+                .sum();
+            let want = residual[r] as f64 + sum;
+            let g = got[r] as f64;
+            assert!(
+                (g - want).abs() < 1e-4,
+                "combine, {shape}: row {r}: {g} vs {want}"
+            );
+        }
+    }
+}

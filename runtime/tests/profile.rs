@@ -1,0 +1,50 @@
+//! `bench --profile` by each means of timing a dispatch the adapter has (lavapipe
+//! writes timestamps inside passes, so all three run here): the same launches found,
+//! grouped alike, each timed.
+
+mod common;
+
+use lfm_edge::bench::{profile_timed, BenchOptions};
+use lfm_edge::gpu::Timestamps;
+use lfm_edge::KvDtype;
+
+#[test]
+fn each_timing_finds_the_same_launches() {
+    let model = common::load("lfm2moe-tiny");
+    let options = BenchOptions {
+        prompt_tokens: 1,
+        gen_tokens: 2,
+        repeat: 1,
+        kv_dtype: KvDtype::F16,
+    };
+    let mut shapes = Vec::new();
+    for timing in [
+        Timestamps::InsidePasses,
+        Timestamps::PassBoundaries,
+        Timestamps::None,
+    ] {
+        let profile = match profile_timed(&model, &options, timing) {
+            Ok(profile) => profile,
+            // An adapter without the timestamps asked for: the lesser means still run.
+            Err(e) if timing != Timestamps::None => {
+                eprintln!("{timing:?}: {e}");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(profile.timing, timing);
+        assert_eq!(profile.tokens, 2);
+        assert!(profile.token_micros > 0.0 && profile.graph_micros > 0.0);
+        assert!(profile.launch_micros >= 0.0);
+        assert!(profile.families.iter().all(|f| f.micros >= 0.0));
+        assert!(profile.kernel_micros() > 0.0, "{timing:?}: {profile:?}");
+        let mut shape: Vec<(String, usize)> = profile
+            .families
+            .iter()
+            .map(|f| (f.name.clone(), f.dispatches))
+            .collect();
+        shape.sort();
+        shapes.push(shape);
+    }
+    assert!(shapes.windows(2).all(|w| w[0] == w[1]), "{shapes:?}");
+}

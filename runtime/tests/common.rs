@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use lfm_edge::gpu::{Dispatch, StepUniform};
-use lfm_edge::{sampler::argmax, Gpu, GpuOptions, Model, Session, SessionOptions};
+use lfm_edge::{sampler::argmax, Gpu, GpuOptions, KvDtype, Model, Session, SessionOptions};
 use serde::Deserialize;
 use wgpu::util::DeviceExt;
 
@@ -171,4 +171,45 @@ pub fn run_dispatches(
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.check().unwrap();
+}
+
+/// FNV-1a 64 of the values' little-endian bytes, as the fixture scripts hash them.
+pub fn fnv1a64(values: &[f32]) -> String {
+    let hash = values
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{hash:016x}")
+}
+
+/// Prefill (all positions' logits, in batches of `batch`) and token-by-token decode of
+/// `prompt` through an f32 KV cache (the f16 default is further from HF's f32 cache
+/// than the tolerances), in a context of just the prompt.
+pub fn prefill_and_decode(
+    model: Arc<Model>,
+    prompt: &[u32],
+    batch: usize,
+) -> [(&'static str, Vec<f32>); 2] {
+    let exact = SessionOptions {
+        kv_dtype: KvDtype::F32,
+        batch,
+        max_context: prompt.len(),
+        ..SessionOptions::default()
+    };
+    let options = SessionOptions {
+        all_logits: true,
+        ..exact.clone()
+    };
+    let prefill = Session::new(model.clone(), &options)
+        .unwrap()
+        .feed(prompt)
+        .unwrap();
+    let mut session = Session::new(model, &exact).unwrap();
+    let decode = prompt
+        .iter()
+        .flat_map(|&t| session.step(t).unwrap())
+        .collect();
+    [("prefill", prefill), ("decode", decode)]
 }

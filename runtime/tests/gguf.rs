@@ -3,6 +3,8 @@
 //! readings of them; and against broken files built here, each of which must give an
 //! error that names the file and what is wrong, never a panic. No GPU needed.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -47,17 +49,6 @@ fn open(name: &str) -> GgufFile {
     GgufFile::open(&fixtures().join("gguf").join(format!("{name}.gguf"))).unwrap()
 }
 
-/// FNV-1a 64 of the values' little-endian bytes, as the fixture script hashes them.
-fn fnv1a64(values: &[f32]) -> String {
-    let hash = values
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
-    format!("{hash:016x}")
-}
-
 // ---------------------------------------------------------------- the fixture files
 
 #[test]
@@ -82,7 +73,7 @@ fn fixtures_read_as_gguf_py_reads_them() {
             let values = dequantize(tensor.info.ggml_type, tensor.bytes).unwrap();
             assert_eq!(values.len(), tensor.info.n_elements());
             assert_eq!(
-                fnv1a64(&values),
+                common::fnv1a64(&values),
                 want["dequantized_fnv1a64"],
                 "{name} {tensor_name}: dequantized values differ from gguf-py's"
             );

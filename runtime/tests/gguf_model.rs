@@ -55,26 +55,8 @@ fn name(path: &std::path::Path) -> String {
 fn logits_match_transformers_on_dequantized_weights() {
     for (path, r, expected) in gguf_fixtures() {
         let model = Arc::new(Model::load(&path, gpu()).unwrap());
-        // An f32 KV cache: the f16 default is further from the reference than this.
-        let exact = SessionOptions {
-            kv_dtype: lfm_edge::KvDtype::F32,
-            ..SessionOptions::default()
-        };
-        let options = SessionOptions {
-            all_logits: true,
-            ..exact.clone()
-        };
-        let prefill = Session::new(model.clone(), &options)
-            .unwrap()
-            .feed(&r.prompt_ids)
-            .unwrap();
-        let mut session = Session::new(model, &exact).unwrap();
-        let decode: Vec<f32> = r
-            .prompt_ids
-            .iter()
-            .flat_map(|&t| session.step(t).unwrap())
-            .collect();
-        for (mode, logits) in [("prefill", prefill), ("decode", decode)] {
+        let batch = r.prompt_ids.len();
+        for (mode, logits) in common::prefill_and_decode(model, &r.prompt_ids, batch) {
             let err = max_abs_diff(&logits, &expected);
             eprintln!("{} {mode}: max abs error {err:.2e}", name(&path));
             assert!(err <= GGUF_TOLERANCE, "{} {mode}: {err}", name(&path));
@@ -127,7 +109,10 @@ fn a_gguf_file_and_its_folder_give_the_same_logits() {
         let prompt = common::reference(name).prompt_ids;
         let logits = |path: PathBuf| {
             let model = Arc::new(Model::load(&path, gpu()).unwrap());
-            Session::new(model, &options).unwrap().feed(&prompt).unwrap()
+            Session::new(model, &options)
+                .unwrap()
+                .feed(&prompt)
+                .unwrap()
         };
         let folder = logits(common::fixture(name));
         let file = logits(common::fixture("gguf").join(format!("{name}-F32.gguf")));

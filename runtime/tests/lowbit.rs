@@ -16,7 +16,7 @@ use common::{gpu, max_abs_diff};
 use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType, GgufFile};
 use lfm_edge::ops::{row_parts, GpuTensor};
-use lfm_edge::{Gpu, GpuOptions, KvDtype, Model, Session, SessionOptions};
+use lfm_edge::{Gpu, GpuOptions, Model, Session, SessionOptions};
 use serde::Deserialize;
 
 /// The bar for GGUF logits: activations stay f32, so only the weights' rounding counts.
@@ -54,42 +54,6 @@ fn reference(name: &str) -> (Reference, Vec<f32>) {
     (serde_json::from_str(&text).unwrap(), logits)
 }
 
-/// FNV-1a 64 of the values' little-endian bytes, as the fixture script hashes them.
-fn fnv1a64(values: &[f32]) -> String {
-    let hash = values
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
-    format!("{hash:016x}")
-}
-
-/// Prefill (all positions' logits, in batches of `batch`) and token-by-token decode
-/// of `prompt`, in a context of just the prompt.
-fn logits(model: Arc<Model>, prompt: &[u32], batch: usize) -> [(&'static str, Vec<f32>); 2] {
-    let exact = SessionOptions {
-        kv_dtype: KvDtype::F32,
-        batch,
-        max_context: prompt.len(),
-        ..SessionOptions::default()
-    };
-    let options = SessionOptions {
-        all_logits: true,
-        ..exact.clone()
-    };
-    let prefill = Session::new(model.clone(), &options)
-        .unwrap()
-        .feed(prompt)
-        .unwrap();
-    let mut session = Session::new(model, &exact).unwrap();
-    let decode = prompt
-        .iter()
-        .flat_map(|&t| session.step(t).unwrap())
-        .collect();
-    [("prefill", prefill), ("decode", decode)]
-}
-
 #[test]
 fn files_hold_every_matrix_packed() {
     for (name, dtype, _) in FILES {
@@ -112,7 +76,7 @@ fn files_hold_every_matrix_packed() {
             assert_eq!(tensor.info.dims, want.dims, "{name} {tensor_name}");
             let values = dequantize(tensor.info.ggml_type, tensor.bytes).unwrap();
             assert_eq!(
-                fnv1a64(&values),
+                common::fnv1a64(&values),
                 want.dequantized_fnv1a64,
                 "{name} {tensor_name}: dequantized values differ from the script's"
             );
@@ -132,7 +96,7 @@ fn logits_match_transformers_in_prefill_and_decode() {
         let (r, expected) = reference(name);
         let model = Arc::new(Model::load(&path(name), gpu()).unwrap());
         for batch in [1, 5, r.prompt_ids.len()] {
-            for (mode, got) in logits(model.clone(), &r.prompt_ids, batch) {
+            for (mode, got) in common::prefill_and_decode(model.clone(), &r.prompt_ids, batch) {
                 let err = max_abs_diff(&got, &expected);
                 eprintln!("{name} {mode}, batch {batch}: max abs error {err:.2e}");
                 assert!(err <= TOLERANCE, "{name} {mode}, batch {batch}: {err}");
@@ -173,8 +137,11 @@ fn embedding_split_across_bindings_gives_the_same_logits() {
         let split = Arc::new(Model::load(&path(name), small.clone()).unwrap());
         let whole = Arc::new(Model::load(&path(name), gpu()).unwrap());
         // Two tokens' logits fill a binding.
-        let unsplit = logits(whole, &r.prompt_ids, 2);
-        for ((mode, got), (_, want)) in logits(split, &r.prompt_ids, 2).into_iter().zip(unsplit) {
+        let unsplit = common::prefill_and_decode(whole, &r.prompt_ids, 2);
+        for ((mode, got), (_, want)) in common::prefill_and_decode(split, &r.prompt_ids, 2)
+            .into_iter()
+            .zip(unsplit)
+        {
             let err = max_abs_diff(&got, &want);
             eprintln!(
                 "{name} {mode} in {} parts: split vs whole {err:.2e}",

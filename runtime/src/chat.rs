@@ -237,11 +237,8 @@ impl serde_json::ser::Formatter for PythonSpacing {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        // The same ", " between keys as between array values.
+        self.begin_array_value(w, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {

@@ -36,7 +36,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if t >= step.n_tokens {
         return;
     }
-    let d = params.head_dim;
+    // Bounded by the buffer too, which changes nothing but keeps lavapipe from
+    // recompiling the kernel at every launch (see moe.wgsl).
+    let d = min(params.head_dim, arrayLength(&q));
     let kv_head = head / (params.n_heads / params.n_kv_heads);
     let kv_stride = params.n_kv_heads * d;
     let q_base = (t * params.n_heads + head) * d;

@@ -20,14 +20,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if row >= step.n_tokens {
         return;
     }
-    let base = row * params.n;
+    // Bounded by the buffer too, which changes nothing but keeps lavapipe from
+    // recompiling the kernel at every launch (see moe.wgsl).
+    let n = min(params.n, arrayLength(&x));
+    let base = row * n;
     var sum = 0.0;
-    for (var i = lid; i < params.n; i += REDUCE_WG) {
+    for (var i = lid; i < n; i += REDUCE_WG) {
         let v = x[base + i];
         sum += v * v;
     }
-    let scale = inverseSqrt(workgroup_sum(lid, sum) / f32(params.n) + params.eps);
-    for (var i = lid; i < params.n; i += REDUCE_WG) {
+    let scale = inverseSqrt(workgroup_sum(lid, sum) / f32(n) + params.eps);
+    for (var i = lid; i < n; i += REDUCE_WG) {
         out[base + i] = x[base + i] * scale * weight_value(weight[weight_word(i)], i);
     }
 }

@@ -22,11 +22,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> x: array<f32>; // (n_tokens, n_heads, head_dim)
 @group(0) @binding(3) var<uniform> params: Params;
 
+// Selects rather than branches on the flag (see moe.wgsl); without a norm the read
+// lands in the placeholder buffer, bounds-checked, and is discarded.
 fn norm_weight(i: u32) -> f32 {
-    if params.has_norm == 0u {
-        return 1.0;
-    }
-    return weight_value(norm[weight_word(i)], i);
+    return select(1.0, weight_value(norm[weight_word(i)], i), params.has_norm != 0u);
 }
 
 @compute @workgroup_size(REDUCE_WG)
@@ -38,7 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if t >= step.n_tokens {
         return;
     }
-    let d = params.head_dim;
+    // Bounded by the buffer too (see moe.wgsl: lavapipe would recompile per launch).
+    let d = min(params.head_dim, arrayLength(&x));
     let base = (t * params.n_heads + head) * d;
     var sum = 0.0;
     for (var i = lid; i < d; i += REDUCE_WG) {
@@ -47,23 +47,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     // Uniform control flow: every invocation takes part in the reduction.
     let total = workgroup_sum(lid, sum);
-    var scale = 1.0;
-    if params.has_norm != 0u {
-        scale = inverseSqrt(total / f32(d) + params.eps);
-    }
+    let scale = select(1.0, inverseSqrt(total / f32(d) + params.eps), params.has_norm != 0u);
     let pos = step.pos + t;
     // 1 + beta · ln(1 + floor(pos / floor_scale)), after RoPE as in transformers.
     let temperature = 1.0 + params.temperature_beta * log(1.0 + f32(pos / params.temperature_floor));
     let half = d / 2u;
     let angle_base = pos * half;
     for (var i = lid; i < half; i += REDUCE_WG) {
-        var a = x[base + i];
         let j = i + half;
-        var b = x[base + j];
-        if params.has_norm != 0u {
-            a = a * scale * norm_weight(i);
-            b = b * scale * norm_weight(j);
-        }
+        let a = x[base + i] * scale * norm_weight(i);
+        let b = x[base + j] * scale * norm_weight(j);
         let c = table[(angle_base + i) * 2u] * params.attention_factor;
         let s = table[(angle_base + i) * 2u + 1u] * params.attention_factor;
         x[base + i] = (a * c - b * s) * temperature;

@@ -74,7 +74,8 @@ pub struct MoeConfig {
     pub routed_scaling_factor: f32,
 }
 
-/// The most experts the routing kernel handles (shaders/moe.wgsl `MAX_EXPERTS`).
+/// The most experts a config may state, far above any published model's: a corrupt
+/// count is refused here rather than in the routing kernel's buffers.
 pub const MAX_EXPERTS: usize = 256;
 /// The most layers. This and the limits below lie far above any published model's, so
 /// that a corrupt count is refused here rather than in an allocation or in the size

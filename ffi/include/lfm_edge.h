@@ -100,7 +100,9 @@ typedef enum lfm_stop_reason {
     LFM_STOP_STOP_STRING = 5
 } lfm_stop_reason;
 
-/* What lfm_generate_options.constraint holds. */
+/* What lfm_generate_options.constraint holds. The bindings number kinds the same:
+ * JNI's GenerateParams.constraintKind, Kotlin's and Swift's Constraint (JsonSchema /
+ * .jsonSchema, Regex / .regex, Grammar / .grammar for LFM_CONSTRAINT_LARK). */
 typedef enum lfm_constraint_kind {
     LFM_CONSTRAINT_NONE = 0,
     /* A JSON schema (llguidance's subset): the output is a JSON value valid against it. */

@@ -208,6 +208,11 @@ impl ChatSession {
             .sampler
             .validate()
             .map_err(FfiError::InvalidArgument)?;
+        // A constraint that does not compile is refused before the prompt is fed, so
+        // that the session (its pending token included) is left as it was.
+        if let Some(constraint) = &options.constraint {
+            constraint.check(&self.session.model().tokenizer)?;
+        }
         let before = self.session.tokens().to_vec();
         let prefilled = prefill(&mut self.session, stream.cancelled);
         let kept = before

@@ -16,7 +16,7 @@ use lfm_edge::{GenerateOptions, GpuOptions, LoadOptions, SamplerConfig};
 
 use crate::chat_session::{stop_code, ChatSession, Outcome, Stream};
 use crate::error::{FfiError, FfiResult, LfmStatus};
-use crate::model::{backend, load_model, nonzero, tokenize, AppLoadOptions, AppModel};
+use crate::model::{backend, constraint, load_model, nonzero, tokenize, AppLoadOptions, AppModel};
 use crate::shared_session::SharedSession;
 
 const EXCEPTION_CLASS: &str = "dev/lfmedge/LfmException";
@@ -150,6 +150,12 @@ fn generate_options(env: &mut JNIEnv, params: &JObject) -> JniResult<GenerateOpt
     let penalty_window = int(field("penaltyWindow", "I")?)?;
     let seed = field("seed", "J")?.j().map_err(jni_failure)?;
     let ignore_eos = field("ignoreEos", "Z")?.z().map_err(jni_failure)?;
+    let constraint_kind = int(field("constraintKind", "I")?)?;
+    let constraint_text = JString::from(
+        field("constraint", "Ljava/lang/String;")?
+            .l()
+            .map_err(jni_failure)?,
+    );
     let stop = JObjectArray::from(
         field("stop", "[Ljava/lang/String;")?
             .l()
@@ -166,6 +172,16 @@ fn generate_options(env: &mut JNIEnv, params: &JObject) -> JniResult<GenerateOpt
             env.delete_local_ref(text).map_err(jni_failure)?;
         }
     }
+    let constraint_text = if constraint_text.is_null() {
+        None
+    } else {
+        Some(java_string(env, &constraint_text, "the constraint")?)
+    };
+    let constraint = constraint(
+        count(constraint_kind, "constraintKind")?,
+        "constraintKind",
+        constraint_text.as_deref(),
+    )?;
     Ok(GenerateOptions {
         max_tokens: count(max_tokens, "maxTokens")?,
         sampler: SamplerConfig {
@@ -181,7 +197,7 @@ fn generate_options(env: &mut JNIEnv, params: &JObject) -> JniResult<GenerateOpt
         },
         stop_strings,
         ignore_eos,
-        constraint: None,
+        constraint,
     })
 }
 

@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use lfm_edge::kv_pool::{blocks_for, BLOCK_TOKENS};
-use lfm_edge::{Backend, KvDtype, KvPool, LoadOptions, Model, Session, SessionOptions};
+use lfm_edge::{
+    Backend, Constraint, ConstraintKind, KvDtype, KvPool, LoadOptions, Model, Session,
+    SessionOptions,
+};
 
+use crate::capi::{CONSTRAINT_JSON_SCHEMA, CONSTRAINT_LARK, CONSTRAINT_NONE, CONSTRAINT_REGEX};
 use crate::chat_session::ChatSession;
 use crate::error::{FfiError, FfiResult};
 
@@ -23,6 +27,27 @@ pub fn backend(code: i32) -> FfiResult<Backend> {
             )))
         }
     })
+}
+
+/// `lfm_constraint_kind` (ABI, never renumber; JNI and Swift number kinds the same) and
+/// its text to the library's constraint. `kind_name` is the kind's field as the caller
+/// spells it. A text that does not parse is INVALID_ARGUMENT, as every other option.
+pub fn constraint(code: u64, kind_name: &str, text: Option<&str>) -> FfiResult<Option<Constraint>> {
+    let kind = match code {
+        CONSTRAINT_NONE => return Ok(None),
+        CONSTRAINT_JSON_SCHEMA => ConstraintKind::JsonSchema,
+        CONSTRAINT_REGEX => ConstraintKind::Regex,
+        CONSTRAINT_LARK => ConstraintKind::Lark,
+        other => {
+            return Err(FfiError::InvalidArgument(format!(
+                "{kind_name} {other} is not an lfm_constraint_kind"
+            )))
+        }
+    };
+    let text = text.ok_or(FfiError::Null("constraint"))?;
+    Constraint::of_kind(kind, text)
+        .map(Some)
+        .map_err(|e| FfiError::InvalidArgument(e.to_string()))
 }
 
 /// 0 means "none" in the option structs of every binding.

@@ -760,7 +760,9 @@ fn a_constraint_shapes_the_output_and_a_bad_one_is_refused() {
     let mut collected = Collected::default();
     generate_tokens(&session, &[1], first_version, &mut collected, ptr::null());
     assert_eq!(collected.ids.len(), 16);
-    // Refusals, before any token.
+    // Refusals, before any token and before the prompt is fed: the session is left as
+    // it was.
+    let held = session.context();
     let schema =
         CString::new(r#"{"type": "object", "properties": {"n": {"type": "intger"}}}"#).unwrap();
     for (kind, text, why) in [
@@ -795,5 +797,6 @@ fn a_constraint_shapes_the_output_and_a_bad_one_is_refused() {
         assert_ne!(status, LfmStatus::Ok);
         assert!(last_error().contains(why), "{}", last_error());
         assert!(collected.ids.is_empty());
+        assert_eq!(session.context(), held, "{why}");
     }
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::{
-    architecture_fixture, fixture, gguf_fixture, join_ids, library_dir, reference, repo_root, run,
-    GgufFixture, ARCHITECTURE_FIXTURES, GGUF_FIXTURES,
+    architecture_fixture, fixture, gguf_fixture, join_ids, library_dir, matches_constraint_regex,
+    reference, repo_root, run, GgufFixture, ARCHITECTURE_FIXTURES, GGUF_FIXTURES,
 };
 
 /// Compiles the bindings and tests/java's HostCheck, runs it, and returns its
@@ -100,6 +100,13 @@ fn java_bindings_generate_on_the_fixture() {
         line("missing-model")
     );
     assert_eq!(line("stop-string"), "STOP_STRING false");
+    // The whole output matches the regex, and the generation ends where it must.
+    let (stop, text) = line("regex-constraint").split_once(' ').unwrap();
+    assert_eq!(stop, "END_OF_SEQUENCE", "{text:?}");
+    assert!(
+        matches_constraint_regex(text),
+        "{text:?} does not match [a-z]{{3}}-[0-9]{{2}}"
+    );
     for (name, needle) in [
         ("negative-max-tokens", "2 maxTokens -1 is negative"),
         ("negative-top-k", "2 topK -1 is negative"),
@@ -107,9 +114,20 @@ fn java_bindings_generate_on_the_fixture() {
         ("negative-context", "2 contextLength -1 is negative"),
         ("negative-budget", "2 vramBudgetBytes -1 is negative"),
         ("negative-pool", "2 kvPoolTokens -1 is negative"),
+        (
+            "bad-constraint-kind",
+            "2 constraintKind 9 is not an lfm_constraint_kind",
+        ),
     ] {
         assert_eq!(line(name), needle);
     }
+    // A schema that does not compile: INVALID_ARGUMENT, naming where it is wrong.
+    let bad_schema = line("bad-schema");
+    assert!(
+        bad_schema.starts_with("2 ")
+            && bad_schema.contains("JSON schema at /properties/n: Invalid type: intger"),
+        "{bad_schema}"
+    );
     // Quantized GGUF files and the other architectures load through the same loader
     // and stream the greedy ids.
     for (name, f) in models() {

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixture, gguf_fixture, join_ids, library_dir, reference, repo_root, run};
+use common::{
+    fixture, gguf_fixture, join_ids, library_dir, matches_constraint_regex, reference, repo_root,
+    run,
+};
 
 /// The Q4_K_M fixture: K-quant blocks, as most apps ship their models.
 const GGUF: &str = "lfm2-tiny-kquant-Q4_K_M";
@@ -143,6 +146,9 @@ fn kotlin_api_streams_cancels_and_restores() {
     assert_eq!(line("continues-after-take"), "true");
     assert_eq!(line("same-after-cancel"), "true");
     assert_eq!(line("stop-string"), "STOP_STRING false");
+    let (stop, text) = line("regex-constraint").split_once(' ').unwrap();
+    assert_eq!(stop, "END_OF_SEQUENCE", "{text:?}");
+    assert!(matches_constraint_regex(text), "{text:?}");
 
     // Chat turns through Flows are those of the blocking calls.
     assert_eq!(line("chat-flow"), line("chat-blocking"));
@@ -165,6 +171,12 @@ fn kotlin_api_streams_cancels_and_restores() {
     ] {
         assert_eq!(line(name), format!("2 {message}"), "{name}");
     }
+    let bad_schema = line("bad-schema");
+    assert!(
+        bad_schema.starts_with("2 ")
+            && bad_schema.contains("JSON schema at /properties/n: Invalid type: intger"),
+        "{bad_schema}"
+    );
     assert_eq!(line("usable-after-errors"), "true");
     // IO.
     assert!(

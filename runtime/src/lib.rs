@@ -29,9 +29,9 @@ pub mod ops;
 pub mod perplexity;
 pub mod safetensors;
 pub mod sampler;
-pub mod session;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod session;
 mod state;
 pub mod stop;
 pub mod tokenizer;

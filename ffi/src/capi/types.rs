@@ -10,13 +10,12 @@ use std::ffi::{c_char, c_void, CStr};
 use std::{mem, ptr, slice};
 
 use lfm_edge::{
-    Constraint, ConstraintKind, GenerateOptions, GpuOptions, LoadOptions, SamplerConfig,
-    SessionOptions,
+    Constraint, GenerateOptions, GpuOptions, LoadOptions, SamplerConfig, SessionOptions,
 };
 
 use crate::chat_session::{stop_code, Outcome};
 use crate::error::{FfiError, FfiResult};
-use crate::model::{backend, nonzero, AppLoadOptions, AppModel};
+use crate::model::{backend, constraint, nonzero, AppLoadOptions, AppModel};
 use crate::shared_session::SharedSession;
 
 /// `lfm_model`: the weights on the GPU (and the KV pool), shared by sessions (each
@@ -286,26 +285,15 @@ impl LfmGenerateOptions {
     /// # Safety
     /// `constraint` is NULL or a NUL-terminated string.
     unsafe fn constraint(&self) -> FfiResult<Option<Constraint>> {
-        let kind = match self.constraint_kind {
-            CONSTRAINT_NONE => return Ok(None),
-            CONSTRAINT_JSON_SCHEMA => ConstraintKind::JsonSchema,
-            CONSTRAINT_REGEX => ConstraintKind::Regex,
-            CONSTRAINT_LARK => ConstraintKind::Lark,
-            other => {
-                return Err(FfiError::InvalidArgument(format!(
-                    "constraint_kind {other} is not an lfm_constraint_kind"
-                )))
-            }
-        };
-        if self.constraint.is_null() {
-            return Err(FfiError::Null("constraint"));
-        }
-        let text = CStr::from_ptr(self.constraint)
-            .to_str()
-            .map_err(|_| FfiError::InvalidArgument("constraint is not valid UTF-8".into()))?;
-        Constraint::of_kind(kind, text)
-            .map(Some)
-            .map_err(|e| FfiError::InvalidArgument(e.to_string()))
+        let text =
+            if self.constraint.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr(self.constraint).to_str().map_err(|_| {
+                    FfiError::InvalidArgument("constraint is not valid UTF-8".into())
+                })?)
+            };
+        constraint(self.constraint_kind, "constraint_kind", text)
     }
 }
 

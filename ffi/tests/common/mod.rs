@@ -148,3 +148,16 @@ pub fn compile_c(sources: &[PathBuf], out: &Path) {
         .arg("-o")
         .arg(out));
 }
+
+/// The regex the bindings' constraint checks use: three lowercase letters, a dash, two
+/// digits.
+pub const CONSTRAINT_REGEX: &str = "[a-z]{3}-[0-9]{2}";
+
+/// Whether `text` is whole a match of [`CONSTRAINT_REGEX`] (no regex crate here).
+pub fn matches_constraint_regex(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 6
+        && b[..3].iter().all(u8::is_ascii_lowercase)
+        && b[3] == b'-'
+        && b[4..].iter().all(u8::is_ascii_digit)
+}

@@ -33,6 +33,24 @@ public enum Backend: Int32, Sendable {
     case auto = 0, vulkan, metal, dx12, gl
 }
 
+/// What the output must be (the C library's `lfm_constraint_kind` and its text).
+public enum Constraint: Sendable, Equatable {
+    /// A JSON value valid against this schema (llguidance's subset of JSON Schema).
+    case jsonSchema(String)
+    /// Text that this regex (Rust's syntax) matches whole.
+    case regex(String)
+    /// A sentence of this grammar, in llguidance's Lark dialect (`%json {…}` embeds a schema).
+    case grammar(String)
+
+    var native: (kind: lfm_constraint_kind, text: String) {
+        switch self {
+        case .jsonSchema(let text): return (LFM_CONSTRAINT_JSON_SCHEMA, text)
+        case .regex(let text): return (LFM_CONSTRAINT_REGEX, text)
+        case .grammar(let text): return (LFM_CONSTRAINT_LARK, text)
+        }
+    }
+}
+
 /// How to generate: the C library's `lfm_generate_options`, with its defaults. Sampling
 /// applies the penalties over the recent tokens, then temperature (0: greedy, and the
 /// rest is skipped), top-k, top-p, min-p, and a seeded draw. Values out of range throw
@@ -63,13 +81,18 @@ public struct GenerateOptions: Sendable {
     public var stop: [String]
     /// Keep generating past end-of-sequence tokens.
     public var ignoreEos: Bool
+    /// What the output must be; nil: anything. The tokens it forbids are masked before
+    /// sampling, every option above still applying, and end-of-sequence tokens are
+    /// allowed only where it may end. One that does not compile throws an `LfmError`
+    /// (`LFM_ERROR_INVALID_ARGUMENT`) before any token, naming where it is wrong.
+    public var constraint: Constraint?
 
     /// Each option left nil takes the library's default.
     public init(
         maxTokens: Int? = nil, temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil,
         minP: Float? = nil, repetitionPenalty: Float? = nil, presencePenalty: Float? = nil,
         frequencyPenalty: Float? = nil, penaltyWindow: Int? = nil, seed: UInt64? = nil,
-        stop: [String] = [], ignoreEos: Bool? = nil
+        stop: [String] = [], ignoreEos: Bool? = nil, constraint: Constraint? = nil
     ) {
         let defaults = lfm_generate_options_default()
         self.maxTokens = maxTokens ?? Int(defaults.max_tokens)
@@ -84,10 +107,12 @@ public struct GenerateOptions: Sendable {
         self.seed = seed ?? defaults.seed
         self.stop = stop
         self.ignoreEos = ignoreEos ?? defaults.ignore_eos
+        self.constraint = constraint
     }
 
     /// Calls `body` with the C options (from `lfm_generate_options_default`, so that
-    /// `struct_size` is set) and the stop strings as C strings, alive during the call.
+    /// `struct_size` is set) and the stop strings and the constraint as C strings, alive
+    /// during the call.
     func withNative<R>(_ body: (UnsafePointer<lfm_generate_options>) -> R) throws -> R {
         var options = lfm_generate_options_default()
         options.max_tokens = try count(maxTokens, "maxTokens")
@@ -103,6 +128,10 @@ public struct GenerateOptions: Sendable {
         options.ignore_eos = ignoreEos
         let strings = stop.map { strdup($0) }
         defer { strings.forEach { free($0) } }
+        let constraintText = constraint.flatMap { strdup($0.native.text) }
+        defer { if let constraintText { free(constraintText) } }
+        options.constraint_kind = UInt64((constraint?.native.kind ?? LFM_CONSTRAINT_NONE).rawValue)
+        options.constraint = constraintText.map { UnsafePointer<CChar>($0) }
         let pointers = strings.map { UnsafePointer<CChar>($0) }
         return pointers.withUnsafeBufferPointer { pointers in
             options.stop_strings = pointers.isEmpty ? nil : pointers.baseAddress

@@ -1,5 +1,5 @@
 // The Swift API on a real model: greedy streaming against the fixture's reference,
-// stopping and cancelling, stop strings, sampling options, errors and chat. ffi/tests/swift.rs runs these on Linux.
+// stopping and cancelling, stop strings, constraints, sampling options, errors and chat. ffi/tests/swift.rs runs these on Linux.
 //
 // LFM_EDGE_MODEL: the model (default: the tiny LFM2's Q4_0 GGUF fixture);
 // LFM_EDGE_REFERENCE: its reference JSON (prompt_ids, and greedy_ids for 24 greedy
@@ -151,6 +151,30 @@ final class LfmEdgeTests: XCTestCase {
         for try await piece in session.generate(promptText, options: options) { text += piece }
         XCTAssertEqual(session.lastGeneration?.stopReason, .maxTokens)
         XCTAssertEqual(text, full)
+    }
+
+    func testARegexConstraintShapesTheWholeOutput() async throws {
+        let session = try model().makeSession()
+        let options = GenerateOptions(maxTokens: 16, constraint: .regex("[a-z]{3}-[0-9]{2}"))
+        var text = ""
+        for try await piece in session.generate(promptText, options: options) { text += piece }
+        XCTAssertEqual(session.lastGeneration?.stopReason, .endOfSequence, text)
+        XCTAssertNotNil(text.range(of: "^[a-z]{3}-[0-9]{2}$", options: .regularExpression), text)
+    }
+
+    func testAnInvalidSchemaThrowsBeforeAnyToken() async throws {
+        let session = try model().makeSession()
+        let schema = #"{"type": "object", "properties": {"n": {"type": "intger"}}}"#
+        let options = GenerateOptions(maxTokens: 4, constraint: .jsonSchema(schema))
+        var text = ""
+        do {
+            for try await piece in session.generate(promptText, options: options) { text += piece }
+            XCTFail("no error")
+        } catch let error as LfmError {
+            XCTAssertEqual(error.status, 2) // LFM_ERROR_INVALID_ARGUMENT
+            XCTAssert(error.message.contains("JSON schema at /properties/n: Invalid type: intger"), error.message)
+        }
+        XCTAssertEqual(text, "")
     }
 
     func testOutOfRangeOptionsThrow() async throws {

@@ -60,12 +60,19 @@ public final class HostCheck {
 
     /** Greedy, past end-of-sequence tokens. */
     private static GenerateParams params(int maxTokens) {
-        return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L, new String[0], true);
+        return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L, new String[0], true,
+            GenerateParams.CONSTRAINT_NONE, null);
     }
 
     private static GenerateParams withStop(int maxTokens, String stop) {
         return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L,
-            new String[] {stop}, true);
+            new String[] {stop}, true, GenerateParams.CONSTRAINT_NONE, null);
+    }
+
+    /** Greedy, ending where the constraint allows an end-of-sequence token. */
+    private static GenerateParams constrained(int maxTokens, int kind, String constraint) {
+        return new GenerateParams(maxTokens, 0f, 0, 1f, 0f, 1f, 0f, 0f, 0, 0L, new String[0], false,
+            kind, constraint);
     }
 
     /** The status and message of what {@code call} throws, or "no error". */
@@ -181,15 +188,31 @@ public final class HostCheck {
         System.out.println("stop-string: " + StopReason.of(stop) + " "
             + untilStop.text.toString().contains(firstPiece));
 
+        // A regex constraint shapes the output whole; a schema that does not compile is
+        // refused before any token.
+        LfmNative.sessionReset(session);
+        Collector shaped = new Collector(Integer.MAX_VALUE);
+        stop = LfmNative.generateTokens(session, promptIds,
+            constrained(16, GenerateParams.CONSTRAINT_REGEX, "[a-z]{3}-[0-9]{2}"), shaped);
+        System.out.println("regex-constraint: " + StopReason.of(stop) + " " + shaped.text);
+
         // Bad values are errors naming them, never the defaults.
         final long live = session;
         final long liveModel = model;
         System.out.println("negative-max-tokens: " + failure(() ->
             LfmNative.generateTokens(live, promptIds, params(-1), null)));
         System.out.println("negative-top-k: " + failure(() -> LfmNative.generateTokens(live,
-            promptIds, new GenerateParams(4, 0f, -1, 1f, 0f, 1f, 0f, 0f, 0, 0L, null, true), null)));
+            promptIds, new GenerateParams(4, 0f, -1, 1f, 0f, 1f, 0f, 0f, 0, 0L, null, true,
+            GenerateParams.CONSTRAINT_NONE, null), null)));
         System.out.println("bad-top-p: " + failure(() -> LfmNative.generateTokens(live,
-            promptIds, new GenerateParams(4, 0f, 0, 2f, 0f, 1f, 0f, 0f, 0, 0L, null, true), null)));
+            promptIds, new GenerateParams(4, 0f, 0, 2f, 0f, 1f, 0f, 0f, 0, 0L, null, true,
+            GenerateParams.CONSTRAINT_NONE, null), null)));
+        System.out.println("bad-schema: " + failure(() -> LfmNative.generateTokens(live,
+            promptIds, constrained(4, GenerateParams.CONSTRAINT_JSON_SCHEMA,
+                "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"intger\"}}}"),
+            null)));
+        System.out.println("bad-constraint-kind: " + failure(() -> LfmNative.generateTokens(live,
+            promptIds, constrained(4, 9, "x"), null)));
         System.out.println("negative-context: " + failure(() ->
             LfmNative.sessionNew(liveModel, -1, 0)));
         System.out.println("negative-budget: " + failure(() ->

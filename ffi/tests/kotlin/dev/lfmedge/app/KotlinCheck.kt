@@ -1,5 +1,6 @@
 package dev.lfmedge.app
 
+import dev.lfmedge.Constraint
 import dev.lfmedge.GenerateOptions
 import dev.lfmedge.LfmException
 import dev.lfmedge.LfmModel
@@ -138,7 +139,15 @@ private suspend fun check(gguf: String, prompt: String, folder: String) = corout
             println("negative-max-tokens: " + failure { session.generate(prompt, GenerateOptions(maxTokens = -1)).text() })
             println("negative-top-k: " + failure { session.chat("Hi", options = GenerateOptions(topK = -1)).text() })
             println("negative-penalty-window: " + failure { blocking(session, prompt, GenerateOptions(penaltyWindow = -1)) })
+            val badSchema = Constraint.JsonSchema("""{"type": "object", "properties": {"n": {"type": "intger"}}}""")
+            println("bad-schema: " + failure { session.generate(prompt, GenerateOptions(maxTokens = 4, constraint = badSchema)).text() })
             println("usable-after-errors: " + (session.generate("", greedy(2)).text().isNotEmpty()))
+
+            // A regex constraint shapes the whole output and ends it where it may end.
+            session.reset()
+            val shaped = GenerateOptions(maxTokens = 16, constraint = Constraint.Regex("[a-z]{3}-[0-9]{2}"))
+            val (_, shapedText, shapedStop) = blocking(session, prompt, shaped)
+            println("regex-constraint: $shapedStop $shapedText")
         }
 
         // A chat through Flows, and the same through the blocking calls.

@@ -18,10 +18,24 @@ final class GenerateParams {
     final long seed;
     final String[] stop;
     final boolean ignoreEos;
+    /**
+     * What the output must be, numbered as lfm_edge.h's lfm_constraint_kind:
+     * {@link #CONSTRAINT_NONE} (and {@code constraint} null), or a JSON schema, a regex
+     * or a Lark grammar in {@code constraint}. One that does not compile is an
+     * {@link LfmException} with code INVALID_ARGUMENT before any token.
+     */
+    final int constraintKind;
+    final String constraint;
+
+    static final int CONSTRAINT_NONE = 0;
+    static final int CONSTRAINT_JSON_SCHEMA = 1;
+    static final int CONSTRAINT_REGEX = 2;
+    static final int CONSTRAINT_GRAMMAR = 3;
 
     GenerateParams(int maxTokens, float temperature, int topK, float topP, float minP,
             float repetitionPenalty, float presencePenalty, float frequencyPenalty,
-            int penaltyWindow, long seed, String[] stop, boolean ignoreEos) {
+            int penaltyWindow, long seed, String[] stop, boolean ignoreEos, int constraintKind,
+            String constraint) {
         this.maxTokens = maxTokens;
         this.temperature = temperature;
         this.topK = topK;
@@ -34,5 +48,7 @@ final class GenerateParams {
         this.seed = seed;
         this.stop = stop;
         this.ignoreEos = ignoreEos;
+        this.constraintKind = constraintKind;
+        this.constraint = constraint;
     }
 }

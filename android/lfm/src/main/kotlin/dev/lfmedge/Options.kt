@@ -76,12 +76,32 @@ data class GenerateOptions(
     val stop: List<String> = emptyList(),
     /** Keep generating past end-of-sequence tokens. */
     val ignoreEos: Boolean = false,
+    /**
+     * What the output must be; null: anything. The tokens it forbids are masked before
+     * sampling, every option above still applying, and end-of-sequence tokens are
+     * allowed only where it may end. One that does not compile is an [LfmException]
+     * with code [LfmException.INVALID_ARGUMENT] before any token, naming where it is wrong.
+     */
+    val constraint: Constraint? = null,
 ) {
     /** The options as the native methods read them, every value as it is. */
     internal fun toParams(): GenerateParams = GenerateParams(
         maxTokens, temperature, topK, topP, minP, repetitionPenalty, presencePenalty,
         frequencyPenalty, penaltyWindow, seed, stop.toTypedArray(), ignoreEos,
+        constraint?.kind ?: GenerateParams.CONSTRAINT_NONE, constraint?.text,
     )
+}
+
+/** A constraint on the output, as lfm_edge.h's lfm_constraint_kind numbers them. */
+sealed class Constraint(internal val kind: Int, internal val text: String) {
+    /** A JSON value valid against this schema (llguidance's subset of JSON Schema). */
+    data class JsonSchema(val schema: String) : Constraint(GenerateParams.CONSTRAINT_JSON_SCHEMA, schema)
+
+    /** Text that this regex (Rust's syntax) matches whole. */
+    data class Regex(val pattern: String) : Constraint(GenerateParams.CONSTRAINT_REGEX, pattern)
+
+    /** A sentence of this grammar, in llguidance's Lark dialect (`%json {…}` embeds a schema). */
+    data class Grammar(val lark: String) : Constraint(GenerateParams.CONSTRAINT_GRAMMAR, lark)
 }
 
 /** Tokens a session holds, and how many its context can hold. */

@@ -15,7 +15,10 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool)
     let types: Vec<String> = model
         .bytes_by_dtype()
         .iter()
-        .map(|(dtype, _, bytes)| format!("{dtype} {}", format_size(*bytes)))
+        .map(|(dtype, _, bytes)| {
+            let bits = dtype.bits_per_weight();
+            format!("{dtype} {} ({bits} bits per weight)", format_size(*bytes))
+        })
         .collect();
     let gb = |bytes_per_s: f64| bytes_per_s / 1e9;
     outln!("model: {}", model.path.display())?;

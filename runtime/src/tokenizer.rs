@@ -21,7 +21,7 @@ pub struct Tokenizer {
     /// tokenizer_config.json, or the GGUF file.
     template_path: PathBuf,
     /// The bytes of every token as a trie, for constrained decoding; built on first use.
-    constraint_vocabulary: OnceLock<Arc<crate::constraint::Vocabulary>>,
+    constraint_vocabulary: OnceLock<Arc<crate::constraint::vocab::Vocabulary>>,
 }
 
 /// `"<|im_end|>"` or `{"content": "<|im_end|>", ...}` as tokenizer_config.json spells tokens.
@@ -181,12 +181,12 @@ impl Tokenizer {
 
     /// What constrained decoding needs of the vocabulary: every token's bytes in a trie
     /// and the grammar compiler over it, built once (some milliseconds for 64k tokens).
-    pub fn constraint_vocabulary(&self) -> Result<Arc<crate::constraint::Vocabulary>> {
+    pub fn constraint_vocabulary(&self) -> Result<Arc<crate::constraint::vocab::Vocabulary>> {
         if let Some(vocabulary) = self.constraint_vocabulary.get() {
             return Ok(vocabulary.clone());
         }
         let eos = self.eos_token_ids.first().copied();
-        let built = Arc::new(crate::constraint::Vocabulary::new(&self.inner, eos)?);
+        let built = Arc::new(crate::constraint::vocab::Vocabulary::new(&self.inner, eos)?);
         Ok(self.constraint_vocabulary.get_or_init(|| built).clone())
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::api::FinishReason;
@@ -40,6 +40,13 @@ pub struct Task {
     pub options: GenerateOptions,
     /// Tools were offered: the answer is held back and split into text and calls.
     pub tools: bool,
+}
+
+/// A request that has its prompt in a session's cache, its answer on the way.
+pub struct Started {
+    pub events: UnboundedReceiver<Event>,
+    pub prompt_tokens: usize,
+    pub cached_tokens: usize,
 }
 
 /// What the HTTP side hears, in this order: `Started`, any `Text`, then `Done`; or

@@ -15,12 +15,12 @@ use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::api::{ChatCompletion, ModelCard, ModelList, TextChoice, TextCompletion, Usage};
 use super::error::ApiError;
-use super::job::{self, Event, Task};
+use super::job::{self, Event, Started, Task};
 use super::request_log::{self, Tokens};
 use super::{prepare, sse, Shared};
 
@@ -209,13 +209,6 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// A request that has its prompt in a session's cache, its answer on the way.
-pub struct Started {
-    pub events: UnboundedReceiver<Event>,
-    pub prompt_tokens: usize,
-    pub cached_tokens: usize,
 }
 
 /// Runs a task on a thread of its own, which waits for the GPU, and waits until its

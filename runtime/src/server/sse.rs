@@ -16,9 +16,8 @@ use super::api::{
     AssistantMessage, ChatChoice, ChatChunk, ChunkChoice, Delta, FinishReason, FunctionCallOut,
     Header, TextChoice, TextCompletion, ToolCallOut, Usage,
 };
-use super::job::{Done, Event};
+use super::job::{Done, Event, Started};
 use super::request_log::Tokens;
-use super::routes::Started;
 use crate::tools::ToolCall;
 
 /// Where a stream is.

@@ -33,7 +33,7 @@ def llama(path: Path) -> dict:
 
 def size(path: Path) -> tuple[float, str]:
     """Smallest model first: 350M before 1.2B."""
-    number, unit = re.match(r"([\d.]+)([MB])", path.name).groups()
+    number, unit = re.search(r"([\d.]+)([MB])", path.name).groups()
     return float(number) * (1e6 if unit == "M" else 1e9), path.name
 
 
@@ -43,11 +43,15 @@ def main() -> None:
     for path in sorted(results.glob("*.ours.txt"), key=size):
         name = path.name.removesuffix(".ours.txt")
         shape, gguf_type = name.rsplit("-", 1)
-        a, b = ours(path), llama(results / f"{name}.llama.json")
+        try:
+            a, b = ours(path), llama(results / f"{name}.llama.json")
+        except (KeyError, ValueError, StopIteration, AttributeError, OSError) as e:
+            rows.append(f"| {name} | no result: {type(e).__name__} {e} |")
+            continue
         adapters.add(a["adapter"])
         devices.add(b["device"])
         rows.append(
-            f"| LFM2-{shape} | {gguf_type} "
+            f"| {shape if shape.startswith('Qwen') else 'LFM2-' + shape} | {gguf_type} "
             f"| {a['prefill']:.2f} | {b['prefill']:.2f} | {a['prefill'] / b['prefill']:.2f}× "
             f"| {a['decode']:.2f} | {b['decode']:.2f} | {a['decode'] / b['decode']:.2f}× "
             f"| {a['decode_gbs']:.2f} of {a['probe']:.2f} ({100 * a['decode_gbs'] / a['probe']:.0f} %) |"

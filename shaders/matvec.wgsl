@@ -6,7 +6,7 @@
 // serves that many rows (on a CPU adapter each load costs a loop over the SIMD lanes,
 // and x would otherwise cost as much as the weights). GGUF weights are decoded a block,
 // or a K-quant scale group, per step: scales once per step and row. The partial sums
-// of a row meet in workgroup memory: one barrier per launch.
+// of a row meet in workgroup memory, added in a tree.
 // Expert mode (MoE, experts > 0): one matvec per routed slot s of the token, with the
 // weight matrix of the expert the router chose for that slot; only those k experts'
 // weights are read. A stack larger than one binding is launched once per part, each
@@ -96,15 +96,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         partial[lid * ROWS_PER_THREAD + j] = sums[j];
     }
     workgroupBarrier();
+    // A tree: each round the lower half of a row's threads adds the upper half's sums.
+    for (var half = ROW_THREADS / 2u; half > 0u; half >>= 1u) {
+        if lane < half {
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                partial[lid * ROWS_PER_THREAD + j] += partial[(lid + half) * ROWS_PER_THREAD + j];
+            }
+        }
+        workgroupBarrier();
+    }
     if !live || !held || lane != 0u {
         return;
     }
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < params.n; j++) {
         let row = first + j;
-        var y = 0.0;
-        for (var t = 0u; t < ROW_THREADS; t++) {
-            y += partial[(lid + t) * ROWS_PER_THREAD + j];
-        }
+        var y = partial[lid * ROWS_PER_THREAD + j];
         if params.has_bias == 1u {
             let b = params.out_col + row;
             y += float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, b)], b);

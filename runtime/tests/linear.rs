@@ -29,14 +29,16 @@ const QUANTIZED: [DType; 8] = [
     DType::Q6_K,
 ];
 
-/// The GPU launch shapes with integer half decoding, and the CPU ones with the
-/// device's own: every path the kernels have, on any adapter that runs the tests.
-fn gpus() -> &'static [Arc<Gpu>; 2] {
-    static GPUS: OnceLock<[Arc<Gpu>; 2]> = OnceLock::new();
+/// The GPU launch shapes with integer half decoding, the CPU ones with the device's
+/// own, and a wide matvec (32 threads on each of 4 rows per thread, their sums added in
+/// a tree): every path the kernels have, on any adapter that runs the tests.
+fn gpus() -> &'static [Arc<Gpu>; 3] {
+    static GPUS: OnceLock<[Arc<Gpu>; 3]> = OnceLock::new();
     GPUS.get_or_init(|| {
         [
             (Tuning::GPU, Some(HalfDecode::Integer)),
             (Tuning::CPU, None),
+            (Tuning::GPU.with_matvec([64, 32, 4]), None),
         ]
         .map(|(tuning, halves)| {
             Gpu::new(&GpuOptions {

@@ -88,3 +88,41 @@ fn every_kernel_parses_and_validates() {
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The kernels are compiled without naga's forced loop bound (gpu/kernels.rs), which is
+/// sound only while every loop visibly ends: a `for` whose variable counts up to a bound
+/// by one or by a non-zero stride (a workgroup-size constant, or `stride`, a launch's
+/// thread count), or halves a power of two down to zero. No `loop` or `while`.
+#[test]
+fn every_kernel_loop_visibly_ends() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
+    let steps = ["WG", "REDUCE_WG", "ROW_THREADS", "TILE_K", "stride"];
+    let mut loops = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap().trim();
+            let at = format!("{}:{}: {code}", path.display(), n + 1);
+            assert!(
+                !code.starts_with("loop") && !code.starts_with("while"),
+                "{at}"
+            );
+            let Some(header) = code.strip_prefix("for (var ") else {
+                continue;
+            };
+            loops += 1;
+            let header = header.trim_end_matches(") {");
+            let parts: Vec<&str> = header.split(';').map(str::trim).collect();
+            assert_eq!(parts.len(), 3, "{at}");
+            let var = parts[0].split_whitespace().next().unwrap();
+            let (cond, step) = (parts[1], parts[2]);
+            let counts_up = cond.starts_with(&format!("{var} < "))
+                && (step == format!("{var}++")
+                    || steps.iter().any(|s| step == format!("{var} += {s}")));
+            let halves = cond == format!("{var} > 0u") && step == format!("{var} >>= 1u");
+            assert!(counts_up || halves, "{at}");
+        }
+    }
+    assert!(loops > 20, "only {loops} loops found in {}", dir.display());
+}

@@ -1,6 +1,7 @@
 //! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
 //! session is sized, planned before anything is allocated; `--max-binding`,
-//! `--max-buffer`: a phone's limits on a larger GPU.
+//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`: a launch shape
+//! to measure.
 
 use clap::Args;
 use lfm_edge::units::{format_size, parse_size};
@@ -33,6 +34,20 @@ pub struct MemoryArgs {
     /// as several buffers.
     #[arg(long, value_parser = size)]
     pub max_buffer: Option<u64>,
+    /// Decode's matvec launch shape WG,THREADS,ROWS (threads per workgroup, threads
+    /// sharing a row, rows per thread) instead of the adapter's: for measuring shapes
+    /// on a new device with `bench`.
+    #[arg(long, value_parser = launch, value_name = "WG,THREADS,ROWS")]
+    pub matvec_launch: Option<[u32; 3]>,
+}
+
+fn launch(text: &str) -> std::result::Result<[u32; 3], String> {
+    let numbers: Vec<u32> = (text.split(','))
+        .map(|n| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}")))
+        .collect::<std::result::Result<_, _>>()?;
+    numbers
+        .try_into()
+        .map_err(|n: Vec<u32>| format!("three numbers, WG,THREADS,ROWS, not {}", n.len()))
 }
 
 fn size(text: &str) -> std::result::Result<u64, String> {

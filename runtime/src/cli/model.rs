@@ -45,6 +45,7 @@ impl ModelArgs {
                 backend: self.backend,
                 max_binding_size: self.memory.max_binding,
                 max_buffer_size: self.memory.max_buffer,
+                matvec_launch: self.memory.matvec_launch,
                 ..GpuOptions::default()
             },
             vram_budget: self.memory.vram_budget,

@@ -77,6 +77,9 @@ pub struct GpuOptions {
     /// Launch shapes instead of those chosen for the adapter (tests run the GPU
     /// layouts on lavapipe).
     pub tuning: Option<Tuning>,
+    /// Decode's matvec launch shape (workgroup, threads per row, rows per thread)
+    /// instead of the chosen one's: for measuring shapes on a new device.
+    pub matvec_launch: Option<[u32; 3]>,
     /// Half decoding instead of the device's best (tests run the integer one on
     /// devices that decode halves in hardware).
     pub halves: Option<HalfDecode>,
@@ -149,7 +152,10 @@ impl Gpu {
             ))
         })?;
         let info = adapter.get_info();
-        let tuning = options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+        let mut tuning = options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+        if let Some(launch) = options.matvec_launch {
+            tuning = tuning.with_matvec(launch);
+        }
         tuning.check()?;
         let mut limits = adapter.limits();
         if let Some(max) = options.max_buffer_size {

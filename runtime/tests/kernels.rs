@@ -279,6 +279,7 @@ fn check_linear(p: &Projection, output: LinearOutput, batch: Batch, rng: &mut Rn
             x: &x,
             out: &out,
             output,
+            gate: None,
         };
         let step = ops::linear(gpu(), op, &no_bias).unwrap();
         run(batch, limit, &step.dispatches(batch.n_tokens));
@@ -946,6 +947,7 @@ fn low_bit_projections_match_the_dequantizer() {
                             x: &x_buffer,
                             out: &out,
                             output,
+                            gate: None,
                         };
                         let step = ops::linear(gpu, op, &none).unwrap();
                         let max = gpu.limits.max_compute_workgroups_per_dimension;

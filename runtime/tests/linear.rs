@@ -194,6 +194,7 @@ fn check_linear(dtype: DType, (n, k): (usize, usize), n_tokens: usize, rng: &mut
                 x: &x_buffer,
                 out: &out,
                 output,
+                gate: None,
             };
             run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
             let case = format!(
@@ -213,6 +214,51 @@ fn float_projections_on_both_launch_shapes() {
         for shape in [(37, 64), (130, 72), (9, 18)] {
             for n_tokens in [1, 5, 37] {
                 check_linear(dtype, shape, n_tokens, &mut rng);
+            }
+        }
+    }
+}
+
+/// With a gate, a single token's up projection writes silu(gate) · y (SwiGLU fused into
+/// its matvec) and a batch's writes y, its SwiGLU being a launch of its own.
+#[test]
+fn gated_projection_applies_swiglu_to_a_single_token() {
+    let mut rng = Rng(17);
+    let (n, k) = (37, 96);
+    for dtype in [DType::F16, DType::Q4_0] {
+        let (bytes, w) = random_weights(dtype, n * k, &mut rng);
+        for n_tokens in [1, 5] {
+            let x = rng.vec(n_tokens * k, 1.0);
+            let gate = rng.vec(n_tokens * n, 2.0);
+            let want: Vec<Want> = (0..n_tokens * n)
+                .map(|i| {
+                    let (t, j) = (i / n, i % n);
+                    let mut y = dot(&x[t * k..][..k], &w[j * k..][..k]);
+                    if n_tokens == 1 {
+                        let g = gate[i] as f64;
+                        let silu = g / (1.0 + (-g).exp());
+                        y.value *= silu;
+                        y.magnitude *= silu.abs();
+                    }
+                    y
+                })
+                .collect();
+            for gpu in gpus() {
+                let weight = tensor(gpu, dtype, &[n, k], &bytes);
+                let (x_buffer, none) = (buffer(gpu, &x), gpu.zeros("none", 1).unwrap());
+                let (gate_buffer, out) =
+                    (buffer(gpu, &gate), gpu.zeros("out", n_tokens * n).unwrap());
+                let op = Linear {
+                    weight: &weight,
+                    bias: None,
+                    x: &x_buffer,
+                    out: &out,
+                    output: LinearOutput::Rows,
+                    gate: Some(&gate_buffer),
+                };
+                run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
+                let case = format!("gated {dtype}, {n_tokens} tokens, {:?}", gpu.tuning);
+                assert_close(&case, &gpu.read_f32(&out, n_tokens * n).unwrap(), &want);
             }
         }
     }

@@ -162,8 +162,9 @@ pub enum Step {
         one: Dispatch,
         many: Dispatch,
     },
-    /// Work a single token's kernels do within their own launch (MoE: SwiGLU and the
-    /// weighted combine, fused into the expert matvecs), launched for batches only.
+    /// Work a single token's kernels do within their own launch (SwiGLU, fused into the
+    /// up projection's matvec; MoE's weighted combine, into the down projection's),
+    /// launched for batches only.
     Batch(Dispatch),
     Parts(Vec<Step>),
 }

@@ -230,6 +230,7 @@ impl Model {
                 x,
                 out,
                 output,
+                gate: None,
             },
             &self.no_bias,
         )
@@ -331,8 +332,17 @@ impl Model {
         match (ffn, &c.moe, &s.moe) {
             (FeedForward::Dense { w1, w3, w2 }, _, _) => {
                 steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows)?);
-                steps.push(self.linear(w3, None, &s.xn, &s.up, LinearOutput::Rows)?);
-                steps.push(Step::Always(ops::swiglu(
+                // A token's up projection applies SwiGLU itself; a batch's takes a launch.
+                let up = Linear {
+                    weight: w3,
+                    bias: None,
+                    x: &s.xn,
+                    out: &s.up,
+                    output: LinearOutput::Rows,
+                    gate: Some(&s.gate),
+                };
+                steps.push(ops::linear(gpu, up, none)?);
+                steps.push(Step::Batch(ops::swiglu(
                     gpu, &label, &s.gate, &s.up, c.ff_size,
                 )?));
                 steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);

@@ -70,6 +70,10 @@ pub struct Linear<'a> {
     pub x: &'a wgpu::Buffer,
     pub out: &'a wgpu::Buffer,
     pub output: LinearOutput,
+    /// SwiGLU's gate, laid out as `out` (f32): a single token's matvec then writes
+    /// silu(gate) · y, the up projection and SwiGLU in one launch, while a batch's
+    /// writes y and leaves SwiGLU to a launch of its own. Not with a bias.
+    pub gate: Option<&'a wgpu::Buffer>,
 }
 
 /// One matrix of every expert, `rows` × k each, inside a stacked (experts, …, k)
@@ -168,11 +172,17 @@ fn prefill_launch(gpu: &Gpu, rows: usize) -> (Kernel, Grid) {
 /// Matrix-vector for single-token batches, a matmul for longer ones; a weight
 /// larger than one binding is multiplied one row range (output columns) at a time.
 /// `none` is bound in place of an absent bias and of the routing buffer.
-pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
+pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<Step> {
     let [n, k] = op.weight.shape[..] else {
         return Err(Error::Gpu(format!("{} is not a matrix", op.weight.name)));
     };
     check_width(op.weight, k)?;
+    if op.gate.is_some() && op.bias.is_some() {
+        return Err(Error::Gpu(format!(
+            "{}: a gated projection has no bias",
+            op.weight.name
+        )));
+    }
     let bias = op.bias.map_or(Ok(none), |b| b.buffer())?;
     let steps = row_parts(gpu, op.weight)?
         .into_iter()
@@ -187,7 +197,8 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
                 out_stride: n as u32,
                 ..Params::default()
             };
-            let buffers = || {
+            // matvec.wgsl reads the gate where a bias would be.
+            let buffers = |bias: &'a wgpu::Buffer| {
                 [
                     op.x.as_entire_buffer_binding(),
                     part.binding(op.weight),
@@ -196,20 +207,32 @@ pub fn linear(gpu: &Gpu, op: Linear<'_>, none: &wgpu::Buffer) -> Result<Step> {
                     op.out.as_entire_buffer_binding(),
                 ]
             };
+            let (one_bias, one_params) = match op.gate {
+                Some(gate) => (gate, Params { gated: 1, ..params }),
+                None => (bias, params),
+            };
             let one = launch(
                 gpu,
                 Kernel::Matvec,
                 op.weight,
                 op.bias,
-                buffers(),
-                &params,
+                buffers(one_bias),
+                &one_params,
                 Grid::Fixed(gpu.tuning.matvec_workgroups(part.rows, 1)),
             )?;
             if op.output == LinearOutput::LastRow {
                 return Ok(Step::Always(one));
             }
             let (kernel, grid) = prefill_launch(gpu, part.rows);
-            let many = launch(gpu, kernel, op.weight, op.bias, buffers(), &params, grid)?;
+            let many = launch(
+                gpu,
+                kernel,
+                op.weight,
+                op.bias,
+                buffers(bias),
+                &params,
+                grid,
+            )?;
             Ok(Step::BySize { one, many })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -51,7 +51,8 @@ typedef enum lfm_status {
     LFM_OK = 0,
     LFM_ERROR_NULL_ARGUMENT = 1,
     /* A value out of range: not UTF-8, an unknown backend, a token id past the
-     * vocabulary, an empty prompt, a conversation the chat template refuses. */
+     * vocabulary, an empty prompt, a conversation the chat template refuses, tools that
+     * are not valid JSON or a tool choice that names no tool. */
     LFM_ERROR_INVALID_ARGUMENT = 2,
     /* A file or directory that cannot be read. */
     LFM_ERROR_IO = 3,
@@ -321,11 +322,63 @@ lfm_status lfm_chat_add(lfm_session *session, const char *role, const char *cont
  * the first difference from the rendering: each turn feeds only what it adds. (After
  * lfm_generate on the same session, or with a template that rewrites earlier turns,
  * less is kept.) Streaming, cancel and out_result as lfm_generate.
+ *
+ * With tools (lfm_chat_set_tools) the conversation is rendered with them, the reply is
+ * decoded under the tool choice's constraint, and it joins the conversation with its
+ * call markers (special tokens of LFM2's tokenizer, which the callback's text leaves
+ * out); lfm_chat_tool_calls reads its calls. Answer a call with role "tool" and the
+ * result as content (wrapped in <|tool_response_start|>...<|tool_response_end|> for a
+ * template without tools of its own, as LFM2's does).
  */
 lfm_status lfm_chat(lfm_session *session, const char *role, const char *content,
                     const lfm_generate_options *options, lfm_token_callback on_token,
                     void *user_data, const volatile int32_t *cancel,
                     lfm_generation *out_result);
+
+/*
+ * The tools that later lfm_chat turns list, and how the model must call them; the
+ * command line's `generate --chat --tools FILE --tool-choice CHOICE`, through the same
+ * library code. `tools_json` is a JSON array of tools in OpenAI's shape (or of the bare
+ * function objects); NULL or "[]" lists none:
+ *     [{"type": "function", "function": {"name": "get_weather",
+ *       "description": "The weather in a city",
+ *       "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+ *                      "required": ["city"]}}}]
+ * The chat template gets them as its `tools` variable; a template without one (the
+ * demo model's) gets LFM2's rendering, "List of tools: <|tool_list_start|>[...]
+ * <|tool_list_end|>" at the end of the system turn. `tool_choice` (NULL: "auto") is
+ * - "auto": the model chooses; a call it opens (<|tool_call_start|>) is constrained to
+ *   the tools' schemas until it closes it;
+ * - "required": the reply is one to four calls, each of a listed tool, keyword
+ *   arguments valid against its "parameters" schema;
+ * - "none": the tools are listed, decoding is free;
+ * - a tool's name: as "required", calls of that tool only (a tool named auto, required
+ *   or none cannot be chosen by name).
+ * Under "required" or a name the whole reply is calls: an options->constraint with it
+ * is LFM_ERROR_INVALID_ARGUMENT at lfm_chat; under "auto" such a constraint applies to
+ * the whole reply instead. Invalid JSON, a tool without a valid name, a name listed
+ * twice, a choice that names no tool, "required" without tools, or parameters that do
+ * not compile into a grammar are LFM_ERROR_INVALID_ARGUMENT, the message naming which;
+ * the session's tools are then left as they were. The strings need only live during
+ * the call. The tools stay across lfm_session_reset and lfm_session_load, and
+ * lfm_session_save does not write them; lfm_generate and lfm_generate_tokens ignore them.
+ */
+lfm_status lfm_chat_set_tools(lfm_session *session, const char *tools_json,
+                              const char *tool_choice);
+
+/*
+ * The calls in the reply of the last lfm_chat, as one JSON array: what
+ * `lfm-edge generate --print-tool-calls` prints, e.g.
+ *     [{"name":"get_weather","arguments":{"city":"Paris"}}]
+ * "[]" when the reply made none, before any reply, after lfm_session_reset or
+ * lfm_session_load, and when a call it opened does not parse (one cut off by
+ * max_tokens, or one written freely under "none"). Writes the bytes the JSON takes,
+ * its terminating NUL included, to *out_size; if they exceed `capacity`, returns
+ * LFM_ERROR_BUFFER_TOO_SMALL and writes nothing to `out_json` (call with capacity 0
+ * and out_json NULL to learn the size). The buffer is the caller's.
+ */
+lfm_status lfm_chat_tool_calls(const lfm_session *session, char *out_json, size_t capacity,
+                               size_t *out_size);
 
 #ifdef __cplusplus
 }

@@ -3,10 +3,13 @@
 //! holds is kept), and `TokenStream` samples, streams and feeds. Two modes share it:
 //! raw generation, where each call continues the text of the previous one, and chat,
 //! where each turn renders the whole conversation with the model's template and only
-//! what differs from the cache is fed.
+//! what differs from the cache is fed. Chat turns may list tools the model calls
+//! (`ToolUse`, the library's, as the command line's): the calls of the last reply are
+//! kept, parsed, for the app to run.
 
 use std::path::Path;
 
+use lfm_edge::tools::{calls_to_json, ToolCall, ToolUse};
 use lfm_edge::{
     ChatTemplate, Error, Flow, GenerateOptions, Message, Session, StopReason, TokenStream,
 };
@@ -29,6 +32,8 @@ pub struct Outcome {
     /// Tokens of the prompt that the cache did not hold already.
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// The generated ids (the last one possibly not fed yet), end-of-sequence left out.
+    pub tokens: Vec<u32>,
     /// What was streamed, concatenated.
     pub text: String,
     pub stop: StopReason,
@@ -54,6 +59,10 @@ pub struct ChatSession {
     messages: Vec<Message>,
     /// Compiled on the first chat turn: raw generation never needs it.
     template: Option<ChatTemplate>,
+    /// The tools chat turns list, and the choice they decode under; `None`: no tools.
+    tools: Option<ToolUse>,
+    /// The calls in the last chat reply.
+    calls: Vec<ToolCall>,
 }
 
 impl ChatSession {
@@ -63,6 +72,8 @@ impl ChatSession {
             pending: None,
             messages: Vec::new(),
             template: None,
+            tools: None,
+            calls: Vec::new(),
         }
     }
 
@@ -75,11 +86,35 @@ impl ChatSession {
         self.session.max_context()
     }
 
-    /// Forgets the cache and the conversation.
+    /// Forgets the cache and the conversation (and so the last reply's calls); the tools
+    /// stay.
     pub fn reset(&mut self) {
         self.session.reset();
         self.pending = None;
         self.messages.clear();
+        self.calls.clear();
+    }
+
+    /// The tools later chat turns list (a JSON array in OpenAI's shape; `None` or `[]`:
+    /// none) and the choice they decode under (`auto`, `required`, `none` or a tool's
+    /// name), checked together as the library checks them; on an error nothing changes.
+    pub fn set_tools(&mut self, tools: Option<&str>, choice: &str) -> FfiResult<()> {
+        let tokenizer = &self.session.model().tokenizer;
+        let tool_use = ToolUse::from_json(tools.unwrap_or("[]"), choice, tokenizer)?;
+        self.tools = (!tool_use.tools().is_empty()).then_some(tool_use);
+        Ok(())
+    }
+
+    /// The calls in the last chat reply (none when it made none, or when a call it opened
+    /// did not parse: cut off by `max_tokens`, or written freely under `none`).
+    pub fn tool_calls(&self) -> &[ToolCall] {
+        &self.calls
+    }
+
+    /// [`ChatSession::tool_calls`] as one JSON array, `[{"name": …, "arguments": {…}}]`:
+    /// what `lfm-edge generate --print-tool-calls` prints.
+    pub fn tool_calls_json(&self) -> String {
+        calls_to_json(&self.calls)
     }
 
     /// Writes the session to `path` (`session_file`): its cache and its conversation.
@@ -111,6 +146,7 @@ impl ChatSession {
         })?;
         self.pending = app.pending;
         self.messages = app.messages.into_iter().map(Message::from).collect();
+        self.calls.clear();
         Ok(())
     }
 
@@ -160,7 +196,9 @@ impl ChatSession {
     }
 
     /// Adds a turn and generates the assistant's reply, which joins the conversation
-    /// however it ended (an end-of-sequence, the token limit, a cancel).
+    /// however it ended (an end-of-sequence, the token limit, a cancel). With tools, the
+    /// conversation is rendered with them, the reply decodes under the tool choice's
+    /// constraint, and it joins with its call markers, its calls kept.
     pub fn chat(
         &mut self,
         role: &str,
@@ -168,26 +206,20 @@ impl ChatSession {
         options: &GenerateOptions,
         stream: Stream,
     ) -> FfiResult<Outcome> {
-        let model = self.session.model().clone();
-        let template = match &mut self.template {
-            Some(template) => template,
-            empty => empty.insert(ChatTemplate::for_model(&model)?),
-        };
+        self.calls.clear();
         self.messages.push(Message::new(role, content));
-        let outcome = template
-            .render(&self.messages, true)
-            .map_err(FfiError::from)
-            .and_then(|rendered| {
-                // The rendered reply holds the pending token's text.
-                self.pending = None;
-                self.run(options, stream, |session, cancelled| {
-                    session.prefill_text_until(&rendered, cancelled)
-                })
-            });
-        match outcome {
-            Ok(outcome) => {
-                let reply = Message::new("assistant", outcome.text.as_str());
-                self.messages.push(reply);
+        let replied = self.prepare_turn(options).and_then(|(rendered, options)| {
+            // The rendered reply holds the pending token's text.
+            self.pending = None;
+            let outcome = self.run(&options, stream, |session, cancelled| {
+                session.prefill_text_until(&rendered, cancelled)
+            })?;
+            let reply = self.read_reply(&outcome)?;
+            Ok((outcome, reply))
+        });
+        match replied {
+            Ok((outcome, reply)) => {
+                self.messages.push(Message::new("assistant", reply));
                 Ok(outcome)
             }
             Err(e) => {
@@ -195,6 +227,35 @@ impl ChatSession {
                 Err(e)
             }
         }
+    }
+
+    /// The conversation rendered for the next reply, and the options it decodes under.
+    fn prepare_turn(&mut self, options: &GenerateOptions) -> FfiResult<(String, GenerateOptions)> {
+        let model = self.session.model().clone();
+        let template = match &mut self.template {
+            Some(template) => template,
+            empty => empty.insert(ChatTemplate::for_model(&model)?),
+        };
+        let listed = self.tools.as_ref().map(ToolUse::tools);
+        let rendered = template.render_with_tools(&self.messages, listed, true)?;
+        let mut options = options.clone();
+        if let Some(tools) = &self.tools {
+            tools.constrain(&mut options)?;
+        }
+        Ok((rendered, options))
+    }
+
+    /// The text of a reply as it joins the conversation; with tools, its calls are kept.
+    fn read_reply(&mut self, outcome: &Outcome) -> FfiResult<String> {
+        let Some(tools) = &self.tools else {
+            return Ok(outcome.text.clone());
+        };
+        let answer = tools.answer(&outcome.tokens, &self.session.model().tokenizer)?;
+        if let Some(why) = answer.unparsed {
+            log::info!("no tool calls read from the reply: {why}");
+        }
+        self.calls = answer.calls;
+        Ok(answer.text)
     }
 
     /// Makes the cache hold the prompt with `prefill`, then generates into `stream`.
@@ -223,6 +284,7 @@ impl ChatSession {
         let mut outcome = Outcome {
             prompt_tokens: self.session.position() - kept,
             generated_tokens: 0,
+            tokens: Vec::new(),
             text: String::new(),
             stop: StopReason::Cancelled,
         };
@@ -241,6 +303,7 @@ impl ChatSession {
         // A token the context has no room for is streamed, but never held.
         self.pending = generation.unfed.filter(|_| self.session.has_room(1));
         outcome.generated_tokens = generation.tokens.len();
+        outcome.tokens = generation.tokens;
         outcome.text = generation.text;
         outcome.stop = generation.stop;
         Ok(outcome)

@@ -40,8 +40,13 @@ pub enum FfiError {
         capacity: usize,
     },
 
-    #[error("{needed} tokens do not fit the buffer of {capacity}")]
-    BufferTooSmall { needed: usize, capacity: usize },
+    /// `what` counts the buffer's items: "tokens", "bytes".
+    #[error("{needed} {what} do not fit the buffer of {capacity}")]
+    BufferTooSmall {
+        needed: usize,
+        capacity: usize,
+        what: &'static str,
+    },
 
     #[error("the session is busy: it takes one call at a time, and a token callback must not call back into its own session")]
     Busy,

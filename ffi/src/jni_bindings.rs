@@ -10,7 +10,7 @@ use std::path::Path;
 use jni::objects::{
     JClass, JIntArray, JObject, JObjectArray, JString, JThrowable, JValue, JValueOwned,
 };
-use jni::sys::{jboolean, jint, jintArray, jlong};
+use jni::sys::{jboolean, jint, jintArray, jlong, jobjectArray};
 use jni::JNIEnv;
 use lfm_edge::{GenerateOptions, GpuOptions, LoadOptions, SamplerConfig};
 
@@ -114,6 +114,18 @@ fn java_string(env: &mut JNIEnv, text: &JString, what: &'static str) -> JniResul
         return Err(FfiError::Null(what).into());
     }
     Ok(env.get_string(text).map_err(jni_failure)?.into())
+}
+
+/// A string Java may pass as null, meaning none.
+fn optional_java_string(
+    env: &mut JNIEnv,
+    text: &JString,
+    what: &'static str,
+) -> JniResult<Option<String>> {
+    match text.is_null() {
+        true => Ok(None),
+        false => java_string(env, text, what).map(Some),
+    }
 }
 
 /// A count Java passes as a signed number: negative is an error naming it, never
@@ -507,5 +519,55 @@ pub extern "system" fn Java_dev_lfmedge_LfmNative_chat<'l>(
         generate_into(env, session, &params, &callback, |chat, options, stream| {
             chat.chat(&role, &content, options, stream)
         })
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_chatSetTools<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+    tools: JString<'l>,
+    choice: JString<'l>,
+) {
+    entry(&mut env, (), |env| {
+        let tools = optional_java_string(env, &tools, "toolsJson")?;
+        let choice = optional_java_string(env, &choice, "toolChoice")?;
+        let choice = choice.as_deref().unwrap_or("auto");
+        session_of(session)?
+            .lock()?
+            .set_tools(tools.as_deref(), choice)?;
+        Ok(())
+    })
+}
+
+/// The calls of the last chat reply as `{name, arguments, name, arguments, …}`, each
+/// `arguments` a JSON object's text.
+#[no_mangle]
+pub extern "system" fn Java_dev_lfmedge_LfmNative_chatToolCalls<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    session: jlong,
+) -> jobjectArray {
+    entry(&mut env, std::ptr::null_mut(), |env| {
+        let texts: Vec<String> = session_of(session)?
+            .lock()?
+            .tool_calls()
+            .iter()
+            .flat_map(|call| {
+                let arguments = serde_json::Value::Object(call.arguments.clone());
+                [call.name.clone(), arguments.to_string()]
+            })
+            .collect();
+        let array = env
+            .new_object_array(texts.len() as jint, "java/lang/String", JObject::null())
+            .map_err(jni_failure)?;
+        for (i, text) in texts.iter().enumerate() {
+            let text = env.new_string(text).map_err(jni_failure)?;
+            env.set_object_array_element(&array, i as jint, &text)
+                .map_err(jni_failure)?;
+            env.delete_local_ref(text).map_err(jni_failure)?;
+        }
+        Ok(array.into_raw())
     })
 }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::{
-    architecture_fixture, fixture, gguf_fixture, join_ids, library_dir, matches_constraint_regex,
-    reference, repo_root, run, GgufFixture, ARCHITECTURE_FIXTURES, GGUF_FIXTURES,
+    architecture_fixture, check_weather_call, demo_model, fixture, gguf_fixture, join_ids,
+    library_dir, matches_constraint_regex, reference, repo_root, run, GgufFixture,
+    ARCHITECTURE_FIXTURES, GGUF_FIXTURES, WEATHER_TOOL,
 };
 
 /// Compiles the bindings and tests/java's HostCheck, runs it, and returns its
@@ -40,6 +41,8 @@ fn host_check() -> BTreeMap<String, String> {
         .arg(fixture())
         .arg(join_ids(&r.prompt_ids))
         .arg(&r.prompt_text)
+        .arg(demo_model())
+        .arg(WEATHER_TOOL)
         .args(models().flat_map(|(_, f)| [f.path.display().to_string(), join_ids(&f.prompt_ids)])));
     String::from_utf8(output.stdout)
         .unwrap()
@@ -128,6 +131,37 @@ fn java_bindings_generate_on_the_fixture() {
             && bad_schema.contains("JSON schema at /properties/n: Invalid type: intger"),
         "{bad_schema}"
     );
+    // Tool choice "required" on the demo model: calls that validate, then a tool result
+    // that continues the chat from the cached conversation.
+    assert_eq!(line("tool-calls-stop"), "END_OF_SEQUENCE");
+    let calls: Vec<serde_json::Value> = (0..)
+        .map_while(|i| lines.get(&format!("tool-call {i}")))
+        .map(|call| {
+            let (name, arguments) = call.split_once(' ').unwrap();
+            let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
+            serde_json::json!({"name": name, "arguments": arguments})
+        })
+        .collect();
+    assert!(!calls.is_empty(), "{lines:?}");
+    calls.iter().for_each(check_weather_call);
+    assert!(
+        line("bad-tools").starts_with("2 tools: invalid JSON"),
+        "{}",
+        line("bad-tools")
+    );
+    assert_eq!(
+        line("unknown-tool-choice"),
+        "2 tool choice \"get_time\" is not auto, required, none or a tool's name \
+         (the tools are get_weather)"
+    );
+    let result = line("tool-result");
+    let (held, after) = result
+        .strip_prefix("MAX_TOKENS ")
+        .and_then(|r| r.split_once(" -> "))
+        .unwrap_or_else(|| panic!("{result}"));
+    let (held, after): (usize, usize) = (held.parse().unwrap(), after.parse().unwrap());
+    assert!(after > held + 6, "{result}");
+    assert_eq!(line("calls-after-reset"), "0");
     // Quantized GGUF files and the other architectures load through the same loader
     // and stream the greedy ids.
     for (name, f) in models() {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    fixture, gguf_fixture, join_ids, library_dir, matches_constraint_regex, reference, repo_root,
-    run,
+    check_weather_call, demo_model, fixture, gguf_fixture, join_ids, library_dir,
+    matches_constraint_regex, reference, repo_root, run, WEATHER_TOOL,
 };
 
 /// The Q4_K_M fixture: K-quant blocks, as most apps ship their models.
@@ -87,7 +87,9 @@ fn kotlin_check(gguf: &Path, prompt: &str) -> BTreeMap<String, String> {
         .arg("dev.lfmedge.app.KotlinCheckKt")
         .arg(gguf)
         .arg(prompt)
-        .arg(fixture()));
+        .arg(fixture())
+        .arg(demo_model())
+        .arg(WEATHER_TOOL));
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -184,6 +186,36 @@ fn kotlin_api_streams_cancels_and_restores() {
         "{}",
         line("missing-model")
     );
+
+    // Tools on the demo model: calls that validate, by choice required and by name, errors
+    // as LfmExceptions, a tool result that continues the chat.
+    for prefix in ["tool-call", "named-call"] {
+        let calls: Vec<serde_json::Value> = (0..)
+            .map_while(|i| lines.get(&format!("{prefix} {i}")))
+            .map(|call| {
+                let (name, arguments) = call.split_once(' ').unwrap();
+                let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
+                serde_json::json!({"name": name, "arguments": arguments})
+            })
+            .collect();
+        assert!(!calls.is_empty(), "no {prefix} in {lines:?}");
+        calls.iter().for_each(check_weather_call);
+    }
+    assert_eq!(line("named-stop"), "END_OF_SEQUENCE");
+    assert!(
+        line("bad-tools").starts_with("2 tools: invalid JSON"),
+        "{}",
+        line("bad-tools")
+    );
+    assert_eq!(
+        line("unknown-tool-choice"),
+        "2 tool choice \"get_time\" is not auto, required, none or a tool's name \
+         (the tools are get_weather)"
+    );
+    let (held, after) = line("tool-result").split_once(" -> ").unwrap();
+    let (held, after): (usize, usize) = (held.parse().unwrap(), after.parse().unwrap());
+    assert!(after > held + 6, "{}", line("tool-result"));
+    assert_eq!(line("calls-after-reset"), "0");
 
     // A safetensors folder through the same API.
     assert_eq!(line("folder-greedy"), join_ids(&r.greedy_ids));

@@ -6,6 +6,7 @@ mod boundary;
 mod generate;
 mod model;
 mod session;
+mod tools;
 mod types;
 
 pub use boundary::{lfm_last_error_message, lfm_version};
@@ -15,6 +16,7 @@ pub use session::{
     lfm_session_cancel, lfm_session_context, lfm_session_free, lfm_session_load, lfm_session_new,
     lfm_session_reset, lfm_session_save,
 };
+pub use tools::{lfm_chat_set_tools, lfm_chat_tool_calls};
 pub use types::{
     lfm_generate_options_default, lfm_model_options_default, lfm_session_options_default,
     LfmGenerateOptions, LfmGeneration, LfmModel, LfmModelOptions, LfmSession, LfmSessionOptions,

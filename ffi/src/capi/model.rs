@@ -61,6 +61,7 @@ pub unsafe extern "C" fn lfm_tokenize(
             return Err(FfiError::BufferTooSmall {
                 needed: ids.len(),
                 capacity,
+                what: "tokens",
             });
         }
         if !ids.is_empty() {

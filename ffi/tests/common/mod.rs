@@ -161,3 +161,45 @@ pub fn matches_constraint_regex(text: &str) -> bool {
         && b[3] == b'-'
         && b[4..].iter().all(u8::is_ascii_digit)
 }
+
+/// The bundled demo model (models/lfm2-demo), which has never seen a tool: under a
+/// tool choice that constrains decoding it still writes calls that parse and validate.
+pub fn demo_model() -> PathBuf {
+    repo_root().join("models/lfm2-demo")
+}
+
+/// The tool the bindings' tool checks list: a string with a bounded length, an integer
+/// range and an optional boolean, two of them required.
+pub const WEATHER_TOOL: &str = r#"[{"type": "function", "function": {"name": "get_weather",
+  "description": "The weather in a city over the next days",
+  "parameters": {"type": "object", "properties": {
+    "city": {"type": "string", "maxLength": 16},
+    "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    "metric": {"type": "boolean"}},
+   "required": ["city", "days"]}}}]"#;
+
+/// Panics unless `call` (`{"name": …, "arguments": {…}}`) calls [`WEATHER_TOOL`] with
+/// arguments valid against its parameters.
+pub fn check_weather_call(call: &serde_json::Value) {
+    assert_eq!(call["name"], "get_weather", "{call}");
+    let arguments = call["arguments"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{call}"));
+    assert!(
+        arguments
+            .keys()
+            .all(|k| ["city", "days", "metric"].contains(&k.as_str())),
+        "{call}"
+    );
+    let city = arguments["city"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{call}"));
+    assert!(city.chars().count() <= 16, "{call}");
+    let days = arguments["days"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{call}"));
+    assert!((1..=7).contains(&days), "{call}");
+    if let Some(metric) = arguments.get("metric") {
+        assert!(metric.is_boolean(), "{call}");
+    }
+}

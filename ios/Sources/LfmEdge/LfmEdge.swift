@@ -51,6 +51,52 @@ public enum Constraint: Sendable, Equatable {
     }
 }
 
+/// How the model must use the tools of `LfmSession.setTools` (the C library's
+/// `tool_choice`). A tool named auto, required or none cannot be chosen by name.
+public enum ToolChoice: Sendable, Equatable {
+    /// The model chooses; a call it opens is constrained to the tools' schemas until it closes it.
+    case auto
+    /// The reply is one to four calls of the tools, their arguments valid against the tools' schemas.
+    case required
+    /// The tools are listed in the prompt; decoding is free.
+    case none
+    /// As `.required`, calls of the tool with this name only.
+    case function(String)
+
+    var native: String {
+        switch self {
+        case .auto: return "auto"
+        case .required: return "required"
+        case .none: return "none"
+        case .function(let name): return name
+        }
+    }
+}
+
+/// A call in a chat reply: the tool's name and its arguments, a JSON object's text
+/// (`{"city":"Paris","days":3}`), valid against the tool's parameters schema when the
+/// call was constrained.
+public struct ToolCall: Sendable, Equatable {
+    public let name: String
+    public let arguments: String
+
+    /// The calls in the JSON array `lfm_chat_tool_calls` writes, `[{"name": …, "arguments": {…}}]`.
+    static func calls(in json: String) throws -> [ToolCall] {
+        let unreadable = LfmError(
+            status: LFM_ERROR_INTERNAL.rawValue, message: "tool calls the library wrote do not read as JSON: \(json)")
+        guard let calls = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else {
+            throw unreadable
+        }
+        return try calls.map { call in
+            guard let name = call["name"] as? String, let arguments = call["arguments"] as? [String: Any] else {
+                throw unreadable
+            }
+            let text = try JSONSerialization.data(withJSONObject: arguments, options: [.sortedKeys])
+            return ToolCall(name: name, arguments: String(decoding: text, as: UTF8.self))
+        }
+    }
+}
+
 /// How to generate: the C library's `lfm_generate_options`, with its defaults. Sampling
 /// applies the penalties over the recent tokens, then temperature (0: greedy, and the
 /// rest is skipped), top-k, top-p, min-p, and a seeded draw. Values out of range throw
@@ -271,6 +317,34 @@ public final class LfmSession: @unchecked Sendable {
     /// Adds a turn (a system prompt, earlier turns) without running the model.
     public func addMessage(role: String, content: String) throws {
         try queue.sync { try check(lfm_chat_add(handle, role, content)) }
+    }
+
+    /// Lists `tools` in the chat turns from now on, a JSON array in OpenAI's shape
+    /// (`[{"type": "function", "function": {"name", "description", "parameters"}}]`; nil or
+    /// `[]`: none), rendered by the model's chat template; `choice` says how the model must
+    /// call them, and `GenerateOptions.constraint` must be nil under `.required` or
+    /// `.function`. Read a reply's calls with `toolCalls()` and answer each with `chat`
+    /// (or `addMessage`) in the role "tool". Invalid JSON, a tool without a name or a
+    /// choice naming no tool throws `LfmError` (`LFM_ERROR_INVALID_ARGUMENT`), the tools
+    /// staying as they were. They stay across `reset()` and `load(from:)`; `save(to:)`
+    /// does not write them.
+    public func setTools(_ tools: String?, choice: ToolChoice = .auto) throws {
+        try queue.sync { try check(lfm_chat_set_tools(handle, tools, choice.native)) }
+    }
+
+    /// The calls in the last chat reply, in order (waits for a running call); empty when
+    /// it made none, or when a call it opened does not parse (cut off by `maxTokens`, or
+    /// written freely under `.none`).
+    public func toolCalls() throws -> [ToolCall] {
+        let json: String = try queue.sync {
+            var size = 0
+            let sizing = lfm_chat_tool_calls(handle, nil, 0, &size)
+            if sizing != LFM_ERROR_BUFFER_TOO_SMALL { try check(sizing) }
+            var buffer = [CChar](repeating: 0, count: size)
+            try check(lfm_chat_tool_calls(handle, &buffer, size, &size))
+            return String(decoding: buffer.prefix(size - 1).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return try ToolCall.calls(in: json)
     }
 
     /// Forgets the cache and the conversation.

@@ -1,7 +1,9 @@
 // The Swift API on a real model: greedy streaming against the fixture's reference,
-// stopping and cancelling, stop strings, constraints, sampling options, errors and chat. ffi/tests/swift.rs runs these on Linux.
+// stopping and cancelling, stop strings, constraints, sampling options, errors, chat, and
+// tool calls on the demo model. ffi/tests/swift.rs runs these on Linux.
 //
 // LFM_EDGE_MODEL: the model (default: the tiny LFM2's Q4_0 GGUF fixture);
+// LFM_EDGE_DEMO_MODEL: the model the tool checks chat with (default: models/lfm2-demo);
 // LFM_EDGE_REFERENCE: its reference JSON (prompt_ids, and greedy_ids for 24 greedy
 // tokens); LFM_EDGE_PROMPT_TEXT: the text of prompt_ids when the reference lacks it
 // (default: the safetensors fixture's, the same tokenizer).
@@ -16,6 +18,21 @@ private let fixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().appendingPathComponent("fixtures")
 
 private let environment = ProcessInfo.processInfo.environment
+
+private let demoModelPath = environment["LFM_EDGE_DEMO_MODEL"]
+    ?? fixtures.deletingLastPathComponent().appendingPathComponent("models/lfm2-demo").path
+
+/// A tool with a bounded string, an integer range and an optional boolean (as
+/// ffi/tests/common's WEATHER_TOOL).
+private let weatherTool = """
+    [{"type": "function", "function": {"name": "get_weather",
+      "description": "The weather in a city over the next days",
+      "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 16},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        "metric": {"type": "boolean"}},
+       "required": ["city", "days"]}}}]
+    """
 
 private let modelPath = environment["LFM_EDGE_MODEL"]
     ?? fixtures.appendingPathComponent("gguf/lfm2-tiny-conv-first-Q4_0.gguf").path
@@ -242,6 +259,70 @@ final class LfmEdgeTests: XCTestCase {
             second += piece
         }
         XCTAssertEqual(session.lastGeneration?.stopReason, .maxTokens)
+    }
+
+    func testRequiredToolCallsValidateAndAToolResultContinues() async throws {
+        let demo = try LfmModel(path: demoModelPath)
+        let session = try demo.makeSession()
+        XCTAssertEqual(try session.toolCalls(), [])
+        try session.setTools(weatherTool, choice: .required)
+        for try await _ in session.chat("Will it rain in Paris this week?", options: GenerateOptions(maxTokens: 300)) {}
+        let first = try XCTUnwrap(session.lastGeneration)
+        XCTAssertEqual(first.stopReason, .endOfSequence)
+        let calls = try session.toolCalls()
+        XCTAssertFalse(calls.isEmpty)
+        for call in calls { try assertValidWeatherCall(call) }
+
+        // The result goes back as a "tool" turn; the cache keeps the first turn at least.
+        try session.setTools(weatherTool)
+        let held = try session.context().used
+        for try await _ in session.chat(#"{"rain": true}"#, role: "tool", options: greedy(6)) {}
+        let second = try XCTUnwrap(session.lastGeneration)
+        XCTAssertEqual(second.generatedTokens, 6)
+        let kept = try session.context().used - second.promptTokens - second.generatedTokens
+        XCTAssert(kept >= first.promptTokens && kept <= held, "kept \(kept) of \(held)")
+
+        // By name: calls of that tool.
+        try session.reset()
+        XCTAssertEqual(try session.toolCalls(), [])
+        try session.setTools(weatherTool, choice: .function("get_weather"))
+        for try await _ in session.chat("Rain in Oslo?", options: GenerateOptions(maxTokens: 300)) {}
+        let named = try session.toolCalls()
+        XCTAssertFalse(named.isEmpty)
+        for call in named { try assertValidWeatherCall(call) }
+    }
+
+    func testBadToolsAndChoicesThrow() throws {
+        let session = try LfmModel(path: demoModelPath).makeSession()
+        XCTAssertThrowsError(try session.setTools("[{")) { error in
+            let failure = error as? LfmError
+            XCTAssertEqual(failure?.status, 2) // LFM_ERROR_INVALID_ARGUMENT
+            XCTAssert(failure?.message.hasPrefix("tools: invalid JSON") == true, "\(error)")
+        }
+        XCTAssertThrowsError(try session.setTools(weatherTool, choice: .function("get_time"))) { error in
+            XCTAssertEqual(
+                (error as? LfmError)?.message,
+                "tool choice \"get_time\" is not auto, required, none or a tool's name (the tools are get_weather)")
+        }
+        XCTAssertThrowsError(try session.setTools(nil, choice: .required))
+        try session.setTools(nil, choice: .none)
+    }
+
+    /// `call` calls get_weather with arguments valid against its parameters, written as
+    /// JSON (booleans as true/false, not numbers).
+    private func assertValidWeatherCall(_ call: ToolCall) throws {
+        XCTAssertEqual(call.name, "get_weather")
+        let object = try JSONSerialization.jsonObject(with: Data(call.arguments.utf8))
+        let arguments = try XCTUnwrap(object as? [String: Any], call.arguments)
+        XCTAssert(Set(arguments.keys).isSubset(of: ["city", "days", "metric"]), call.arguments)
+        let city = try XCTUnwrap(arguments["city"] as? String, call.arguments)
+        XCTAssertLessThanOrEqual(city.count, 16, call.arguments)
+        let days = try XCTUnwrap(arguments["days"] as? Int, call.arguments)
+        XCTAssert((1...7).contains(days), call.arguments)
+        if arguments["metric"] != nil {
+            let written = call.arguments.range(of: #""metric"\s*:\s*(true|false)"#, options: .regularExpression)
+            XCTAssertNotNil(written, call.arguments)
+        }
     }
 
     /// The session, reset, generates the reference again.

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lfm_edge::tools::{calls_to_json, parse_tool_calls};
+use lfm_edge::tools::{calls_to_json, ToolUse};
 use lfm_edge::{
     generate, ChatTemplate, Error, Flow, GenerateOptions, Message, Result, StopReason, ToolChoice,
-    Tools,
 };
 
 use super::model::ModelArgs;
@@ -65,8 +64,8 @@ pub fn run(
         session.set_shift_keep(model.tokenizer.encode_with(&text, false)?.len());
     }
     let mut messages = base.clone();
-    let mut tools = Tools::default();
-    let mut options = generate_options.clone();
+    // `/tools` lists them, the model choosing when to call one.
+    let mut tools: Option<ToolUse> = None;
     let interrupt = install_interrupt()?;
     eprintln!(
         "chatting with {} ({} tokens of context); Ctrl-C stops an answer, Ctrl-D or /exit quits, /reset starts over, /tools FILE lists tools, /tool TEXT answers a call",
@@ -98,17 +97,12 @@ pub fn run(
             _ => {}
         }
         if let Some(path) = line.strip_prefix("/tools ") {
-            match super::sampling::tools(std::path::Path::new(path.trim())).and_then(|t| {
-                let constraint = t.constraint(&ToolChoice::Auto, &model.tokenizer)?;
-                Ok((t, constraint))
-            }) {
-                Ok((listed, constraint)) => {
-                    eprintln!("({} tools from now on)", listed.0.len());
-                    tools = listed;
-                    // A schema for every answer stays; tool calls are constrained otherwise.
-                    if generate_options.constraint.is_none() {
-                        options.constraint = constraint;
-                    }
+            match super::sampling::tools(std::path::Path::new(path.trim()))
+                .and_then(|t| ToolUse::new(t, ToolChoice::Auto, &model.tokenizer))
+            {
+                Ok(listed) => {
+                    eprintln!("({} tools from now on)", listed.tools().0.len());
+                    tools = Some(listed);
                 }
                 Err(e) => eprintln!("{e}"),
             }
@@ -118,7 +112,13 @@ pub fn run(
             Some(result) => messages.push(Message::new("tool", result.trim())),
             None => messages.push(Message::new("user", line)),
         }
-        let text = template.render_with_tools(&messages, Some(&tools), true)?;
+        let text =
+            template.render_with_tools(&messages, tools.as_ref().map(ToolUse::tools), true)?;
+        // A schema for every answer stays; tool calls are constrained otherwise.
+        let mut options = generate_options.clone();
+        if let Some(tools) = &tools {
+            tools.constrain(&mut options)?;
+        }
         let started = Instant::now();
         let before = session.tokens().to_vec();
         let logits = match session.prefill_text(&text) {
@@ -160,16 +160,16 @@ pub fn run(
             started.elapsed().as_secs_f32()
         );
         let mut content = answer.text;
-        if !tools.is_empty() {
+        if let Some(tools) = tools.as_ref().filter(|t| !t.tools().is_empty()) {
             // With its tool-call markers, which are special tokens the stream leaves out.
-            content = model.tokenizer.decode(&answer.tokens, false)?;
-            match parse_tool_calls(&content) {
-                Ok(parsed) if !parsed.calls.is_empty() => {
-                    eprintln!("(tool calls: {})", calls_to_json(&parsed.calls))
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("({e})"),
+            let read = tools.answer(&answer.tokens, &model.tokenizer)?;
+            if !read.calls.is_empty() {
+                eprintln!("(tool calls: {})", calls_to_json(&read.calls));
             }
+            if let Some(why) = read.unparsed {
+                eprintln!("({why})");
+            }
+            content = read.text;
         }
         // An interrupted answer joins the conversation as far as it got.
         messages.push(Message::new("assistant", content));

@@ -3,7 +3,7 @@
 //! with tools the model may call (`--tools`), whose parsed calls `--print-tool-calls`
 //! prints as one JSON array on the last line.
 
-use lfm_edge::tools::{calls_to_json, parse_tool_calls};
+use lfm_edge::tools::{calls_to_json, ToolUse};
 use lfm_edge::{ChatTemplate, Chunk, Error, Flow, GenerateOptions, Message, Result, StopReason};
 
 use super::model::ModelArgs;
@@ -48,13 +48,14 @@ pub fn run(
                 .into_iter()
                 .chain([Message::new("user", user)])
                 .collect();
-            let listed = with_tools.as_ref().map(|t| &t.tools);
+            if let Some(t) = with_tools {
+                let tool_use = ToolUse::new(t.tools, t.choice, &model.tokenizer)?;
+                tool_use.constrain(&mut options)?;
+                tools = Some((tool_use, t.print_calls));
+            }
+            let listed = tools.as_ref().map(|(t, _)| t.tools());
             let rendered =
                 ChatTemplate::for_model(&model)?.render_with_tools(&turns, listed, true)?;
-            if let Some(t) = &with_tools {
-                options.constraint = t.tools.constraint(&t.choice, &model.tokenizer)?;
-            }
-            tools = with_tools;
             model.tokenizer.encode_with(&rendered, false)?
         }
         Prompt::Text(text) => model.tokenizer.encode(&text)?,
@@ -80,18 +81,13 @@ pub fn run(
     if print_ids {
         outln!("{}", ids::join(&generated.tokens))?;
     }
-    if let Some(tools) = tools {
-        // The markers are special tokens, which the streamed text leaves out.
-        let text = model.tokenizer.decode(&generated.tokens, false)?;
-        let calls = match parse_tool_calls(&text) {
-            Ok(answer) => answer.calls,
-            Err(e) => {
-                eprintln!("no tool calls read from the answer: {e}");
-                Vec::new()
-            }
-        };
-        if tools.print_calls {
-            outln!("{}", calls_to_json(&calls))?;
+    if let Some((tool_use, print_calls)) = tools {
+        let answer = tool_use.answer(&generated.tokens, &model.tokenizer)?;
+        if let Some(why) = answer.unparsed {
+            eprintln!("no tool calls read from the answer: {why}");
+        }
+        if print_calls {
+            outln!("{}", calls_to_json(&answer.calls))?;
         }
     }
     match generated.stop {

@@ -3,31 +3,33 @@
 //! the model answers `<|tool_call_start|>[name(arg="v", n=1), …]<|tool_call_end|>`,
 //! which [`parse_tool_calls`] turns into [`ToolCall`]s; results go back as `tool`
 //! messages. [`ToolChoice`] says whether decoding is constrained to calls that parse and
-//! whose arguments validate against the tools' parameter schemas.
+//! whose arguments validate against the tools' parameter schemas. [`ToolUse`] holds the
+//! tools and the choice of a conversation, checked together, and is what every front
+//! end (the command line, the C ABI and the app bindings) runs a turn with:
 //!
 //! ```no_run
 //! # fn demo(model: &lfm_edge::Model, session: &mut lfm_edge::Session) -> lfm_edge::Result<()> {
-//! use lfm_edge::tools::{parse_tool_calls, ToolChoice, Tools};
+//! use lfm_edge::tools::{calls_to_json, ToolUse};
 //! use lfm_edge::{generate, ChatTemplate, Flow, GenerateOptions, Message};
-//! let tools = Tools::from_json(r#"[{"type": "function", "function": {"name": "get_time",
-//!     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#)?;
+//! let tools = r#"[{"type": "function", "function": {"name": "get_time",
+//!     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#;
+//! let tool_use = ToolUse::from_json(tools, "required", &model.tokenizer)?;
 //! let messages = [Message::new("user", "What time is it in Paris?")];
-//! let prompt = ChatTemplate::for_model(model)?.render_with_tools(&messages, Some(&tools), true)?;
-//! let options = GenerateOptions {
-//!     constraint: tools.constraint(&ToolChoice::Required, &model.tokenizer)?,
-//!     ..GenerateOptions::default()
-//! };
+//! let template = ChatTemplate::for_model(model)?;
+//! let prompt = template.render_with_tools(&messages, Some(tool_use.tools()), true)?;
+//! let mut options = GenerateOptions::default();
+//! tool_use.constrain(&mut options)?;
 //! let logits = session.prefill_text(&prompt)?;
-//! let answer = generate(session, logits, &options, |_| Flow::Continue)?;
-//! let text = model.tokenizer.decode(&answer.tokens, false)?; // with the markers
-//! for call in parse_tool_calls(&text).map_err(lfm_edge::Error::Input)?.calls {
-//!     println!("{} {}", call.name, serde_json::Value::Object(call.arguments));
-//! }
+//! let generated = generate(session, logits, &options, |_| Flow::Continue)?;
+//! let answer = tool_use.answer(&generated.tokens, &model.tokenizer)?;
+//! println!("{}", calls_to_json(&answer.calls)); // [{"name":"get_time","arguments":{…}}]
+//! // The answer joins the conversation with its markers; the result goes back as "tool".
 //! # Ok(()) }
 //! ```
 
 mod grammar;
 mod parse;
+mod turn;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -36,6 +38,7 @@ use crate::constraint::{Constraint, Grammar};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 pub use parse::{parse_tool_calls, ParsedAnswer};
+pub use turn::{ToolAnswer, ToolUse};
 
 pub const TOOL_CALL_START: &str = "<|tool_call_start|>";
 pub const TOOL_CALL_END: &str = "<|tool_call_end|>";
@@ -88,6 +91,18 @@ impl std::str::FromStr for ToolChoice {
             "required" => ToolChoice::Required,
             "none" => ToolChoice::None,
             name => ToolChoice::Named(name.to_owned()),
+        })
+    }
+}
+
+impl std::fmt::Display for ToolChoice {
+    /// As [`ToolChoice::from_str`](std::str::FromStr) reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+            ToolChoice::None => "none",
+            ToolChoice::Named(name) => name,
         })
     }
 }
@@ -167,7 +182,7 @@ impl Tools {
                 Some(tool) => vec![tool],
                 None => {
                     return Err(Error::Input(format!(
-                        "--tool-choice {name}: no such tool (there are {})",
+                        "tool choice {name:?}: no such tool (there are {})",
                         self.0
                             .iter()
                             .map(|t| t.name.as_str())

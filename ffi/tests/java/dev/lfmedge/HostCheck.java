@@ -11,7 +11,7 @@ import java.util.StringJoiner;
  * with the fixture's HF reference.
  *
  * java -Djava.library.path=DIR dev.lfmedge.HostCheck MODEL_DIR PROMPT_IDS PROMPT_TEXT
- *     [GGUF_FILE GGUF_PROMPT_IDS]...
+ *     DEMO_MODEL_DIR TOOLS_JSON [GGUF_FILE GGUF_PROMPT_IDS]...
  */
 public final class HostCheck {
     /** Collects what the callback streams; stops after {@code limit} tokens. */
@@ -92,6 +92,37 @@ public final class HostCheck {
             ids[i] = Integer.parseInt(parts[i]);
         }
         return ids;
+    }
+
+    /**
+     * Tools on the demo model: a chat turn under tool choice "required" whose calls come
+     * back one per line ("tool-call N: NAME ARGUMENTS_JSON"), bad tools and choices, and a
+     * tool result that continues the chat.
+     */
+    private static void checkTools(String demoDir, String tools) {
+        long demo = LfmNative.modelLoad(demoDir, 0, 0, 0, 0, 0);
+        long session = LfmNative.sessionNew(demo, 0, 0);
+        LfmNative.chatSetTools(session, tools, "required");
+        int stop = LfmNative.chat(session, "user", "Will it rain in Paris this week?",
+            constrained(300, GenerateParams.CONSTRAINT_NONE, null), null);
+        System.out.println("tool-calls-stop: " + StopReason.of(stop));
+        String[] calls = LfmNative.chatToolCalls(session);
+        for (int i = 0; i + 1 < calls.length; i += 2) {
+            System.out.println("tool-call " + i / 2 + ": " + calls[i] + " " + calls[i + 1]);
+        }
+        System.out.println("bad-tools: " + failure(() ->
+            LfmNative.chatSetTools(session, "[{", "auto")));
+        System.out.println("unknown-tool-choice: " + failure(() ->
+            LfmNative.chatSetTools(session, tools, "get_time")));
+        LfmNative.chatSetTools(session, tools, null);
+        int held = LfmNative.sessionContext(session)[0];
+        stop = LfmNative.chat(session, "tool", "{\"rain\": true}", params(6), null);
+        System.out.println("tool-result: " + StopReason.of(stop) + " " + held + " -> "
+            + LfmNative.sessionContext(session)[0]);
+        LfmNative.sessionReset(session);
+        System.out.println("calls-after-reset: " + LfmNative.chatToolCalls(session).length);
+        LfmNative.sessionFree(session);
+        LfmNative.modelFree(demo);
     }
 
     public static void main(String[] args) {
@@ -220,8 +251,10 @@ public final class HostCheck {
         System.out.println("negative-pool: " + failure(() ->
             LfmNative.modelLoad(modelDir, 0, 0, -1, 0, 0)));
 
+        checkTools(args[3], args[4]);
+
         // GGUF files, quantized, through the same loader.
-        for (int i = 3; i + 1 < args.length; i += 2) {
+        for (int i = 5; i + 1 < args.length; i += 2) {
             long gguf = LfmNative.modelLoad(args[i], 0, 0, 0, 0, 0);
             long ggufSession = LfmNative.sessionNew(gguf, 0, 0);
             Collector ids = new Collector(Integer.MAX_VALUE);

@@ -7,6 +7,7 @@ import dev.lfmedge.LfmModel
 import dev.lfmedge.LfmSession
 import dev.lfmedge.ModelOptions
 import dev.lfmedge.SessionOptions
+import dev.lfmedge.ToolChoice
 import java.io.File
 import kotlin.concurrent.thread
 import kotlinx.coroutines.CompletableDeferred
@@ -29,6 +30,7 @@ import kotlinx.coroutines.runBlocking
  * "name: value" lines that ffi/tests/kotlin.rs compares with the fixtures' references.
  *
  * java -Djava.library.path=DIR dev.lfmedge.app.KotlinCheckKt GGUF_FILE PROMPT_TEXT MODEL_DIR
+ *     DEMO_MODEL_DIR TOOLS_JSON
  */
 
 /** Greedy, past end-of-sequence tokens, as the references were made. */
@@ -60,7 +62,7 @@ private fun blocking(session: LfmSession, prompt: String, options: GenerateOptio
 }
 
 fun main(args: Array<String>) {
-    val (gguf, prompt, folder) = args
+    val (gguf, prompt, folder, demo, tools) = args
     // A hang (a Flow that never completes, a call that never returns) fails with every
     // thread's stack rather than holding the test forever.
     thread(isDaemon = true, name = "watchdog") {
@@ -72,7 +74,40 @@ fun main(args: Array<String>) {
         }
         Runtime.getRuntime().halt(1)
     }
-    runBlocking { check(gguf, prompt, folder) }
+    runBlocking {
+        check(gguf, prompt, folder)
+        checkTools(demo, tools)
+        println("done")
+    }
+}
+
+/**
+ * Tools on the demo model: calls under [ToolChoice.Required] through a Flow and under
+ * [ToolChoice.Function] through the blocking call, printed "tool-call N: NAME ARGUMENTS"
+ * and "named-call N: ...", errors, and a tool result that continues the chat.
+ */
+private suspend fun checkTools(demo: String, tools: String) {
+    LfmModel.load(demo).use { model ->
+        model.newSession().use { session ->
+            session.setTools(tools, ToolChoice.Required)
+            session.chat("Will it rain in Paris this week?", options = GenerateOptions(maxTokens = 300)).text()
+            session.toolCalls.forEachIndexed { i, call -> println("tool-call $i: ${call.name} ${call.arguments}") }
+            println("bad-tools: " + failure { session.setTools("[{") })
+            println("unknown-tool-choice: " + failure { session.setTools(tools, ToolChoice.Function("get_time")) })
+
+            session.setTools(tools)
+            val held = session.context.used
+            session.chat("""{"rain": true}""", role = "tool", options = greedy(6)).text()
+            println("tool-result: $held -> ${session.context.used}")
+
+            session.reset()
+            println("calls-after-reset: ${session.toolCalls.size}")
+            session.setTools(tools, ToolChoice.Function("get_weather"))
+            val stop = session.chat("Rain in Oslo?", "user", GenerateOptions(maxTokens = 300)) { _, _ -> true }
+            println("named-stop: $stop")
+            session.toolCalls.forEachIndexed { i, call -> println("named-call $i: ${call.name} ${call.arguments}") }
+        }
+    }
 }
 
 private suspend fun check(gguf: String, prompt: String, folder: String) = coroutineScope {
@@ -201,5 +236,4 @@ private suspend fun check(gguf: String, prompt: String, folder: String) = corout
             println("folder-greedy: " + blocking(session, prompt, greedy(24)).first.joinToString(","))
         }
     }
-    println("done")
 }

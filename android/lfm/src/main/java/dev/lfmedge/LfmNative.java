@@ -51,4 +51,12 @@ final class LfmNative {
 
     static native int chat(long session, String role, String content, GenerateParams params,
             TokenCallback callback);
+
+    /** The tools later chat turns list, a JSON array in OpenAI's shape (null: none), and
+     *  the tool choice: auto, required, none or a tool's name (null: auto). */
+    static native void chatSetTools(long session, String toolsJson, String toolChoice);
+
+    /** The calls of the last chat reply: {name, arguments, name, arguments, ...}, each
+     *  arguments a JSON object's text. */
+    static native String[] chatToolCalls(long session);
 }

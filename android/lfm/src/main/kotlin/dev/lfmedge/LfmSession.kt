@@ -67,6 +67,31 @@ class LfmSession internal constructor(private var handle: Long) : AutoCloseable 
     /** Adds a turn (a system prompt, earlier turns) without running the model. */
     fun addMessage(role: String, content: String) = call { LfmNative.chatAdd(it, role, content) }
 
+    /**
+     * Lists [tools] in the chat turns from now on, a JSON array in OpenAI's shape
+     * (`[{"type": "function", "function": {"name", "description", "parameters"}}]`; null
+     * or `[]`: none), rendered by the model's chat template; [choice] says how the model
+     * must call them, and [GenerateOptions.constraint] must be null under [ToolChoice.Required]
+     * or [ToolChoice.Function]. Read a reply's calls from [toolCalls] and answer each with
+     * [chat] (or [addMessage]) in the role "tool". Invalid JSON, a tool without a name or
+     * a choice naming no tool is an [LfmException] with code [LfmException.INVALID_ARGUMENT],
+     * the tools staying as they were. The tools stay across [reset] and [load]; [save]
+     * does not write them.
+     */
+    @JvmOverloads
+    fun setTools(tools: String?, choice: ToolChoice = ToolChoice.Auto) =
+        call { LfmNative.chatSetTools(it, tools, choice.text) }
+
+    /**
+     * The calls in the last chat reply, in order; empty when it made none, or when a call
+     * it opened does not parse (cut off by [GenerateOptions.maxTokens], or written freely
+     * under [ToolChoice.None]).
+     */
+    val toolCalls: List<ToolCall>
+        get() = call {
+            LfmNative.chatToolCalls(it).toList().chunked(2) { (name, arguments) -> ToolCall(name, arguments) }
+        }
+
     /** Forgets the cache and the conversation. */
     fun reset() = call { LfmNative.sessionReset(it) }
 

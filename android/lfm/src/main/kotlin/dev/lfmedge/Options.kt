@@ -106,3 +106,28 @@ sealed class Constraint(internal val kind: Int, internal val text: String) {
 
 /** Tokens a session holds, and how many its context can hold. */
 data class ContextUsage(val used: Int, val capacity: Int)
+
+/**
+ * How the model must use the tools of [LfmSession.setTools] (the C library's tool_choice).
+ * A tool named auto, required or none cannot be chosen by name.
+ */
+sealed class ToolChoice(internal val text: String) {
+    /** The model chooses; a call it opens is constrained to the tools' schemas until it closes it. */
+    data object Auto : ToolChoice("auto")
+
+    /** The reply is one to four calls of the tools, their arguments valid against the tools' schemas. */
+    data object Required : ToolChoice("required")
+
+    /** The tools are listed in the prompt; decoding is free. */
+    data object None : ToolChoice("none")
+
+    /** As [Required], calls of the tool named [name] only. */
+    data class Function(val name: String) : ToolChoice(name)
+}
+
+/**
+ * A call in a chat reply: the tool's [name] and its [arguments], a JSON object's text
+ * (`{"city": "Paris", "days": 3}`) valid against the tool's parameters schema when the
+ * call was constrained.
+ */
+data class ToolCall(val name: String, val arguments: String)

@@ -6,38 +6,19 @@ mod common;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
-use std::sync::OnceLock;
 
 use common::{
-    architecture_fixture, fixture, gguf_fixture, reference, GgufFixture, ARCHITECTURE_FIXTURES,
-    GGUF_FIXTURES,
+    architecture_fixture, assert_ok, fixture, gguf_fixture, last_error, reference, shared_model,
+    GgufFixture, ARCHITECTURE_FIXTURES, GGUF_FIXTURES,
 };
 use lfm_edge::StopReason;
 use lfm_edge_ffi::capi::*;
 use lfm_edge_ffi::chat_session::stop_code;
 use lfm_edge_ffi::LfmStatus;
 
-/// One model for the whole binary (never freed): it is shareable across threads.
+/// One model for the whole binary.
 fn model() -> *const LfmModel {
-    struct Shared(*mut LfmModel);
-    // SAFETY: the header promises (and capi asserts) that lfm_model is Send + Sync.
-    unsafe impl Send for Shared {}
-    unsafe impl Sync for Shared {}
-    static MODEL: OnceLock<Shared> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = CString::new(fixture().to_str().unwrap()).unwrap();
-            let mut model = ptr::null_mut();
-            assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
-            Shared(model)
-        })
-        .0
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(lfm_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
+    shared_model(fixture)
 }
 
 /// A session freed when dropped.
@@ -125,10 +106,6 @@ fn sink(collected: Option<&mut Collected>) -> (LfmTokenCallback, *mut c_void) {
 }
 
 /// Asserts a call succeeded, with the error message if it did not.
-fn assert_ok(status: LfmStatus) {
-    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
-}
-
 /// `lfm_generate_tokens` with `options` (NULL when none), streaming to `collected`
 /// when given.
 fn try_generate_tokens(

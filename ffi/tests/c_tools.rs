@@ -7,40 +7,17 @@ mod common;
 
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
-use std::sync::OnceLock;
 
-use common::{check_weather_call, demo_model, WEATHER_TOOL};
+use common::{assert_ok, check_weather_call, demo_model, last_error, shared_model, WEATHER_TOOL};
 use lfm_edge::StopReason;
 use lfm_edge_ffi::capi::*;
 use lfm_edge_ffi::chat_session::stop_code;
 use lfm_edge_ffi::LfmStatus;
 use serde_json::Value;
 
-/// The demo model, once for the binary (never freed).
+/// One model for the whole binary.
 fn model() -> *const LfmModel {
-    struct Shared(*mut LfmModel);
-    // SAFETY: the header promises (and capi asserts) that lfm_model is Send + Sync.
-    unsafe impl Send for Shared {}
-    unsafe impl Sync for Shared {}
-    static MODEL: OnceLock<Shared> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = CString::new(demo_model().to_str().unwrap()).unwrap();
-            let mut model = ptr::null_mut();
-            assert_ok(unsafe { lfm_model_load(path.as_ptr(), ptr::null(), &mut model) });
-            Shared(model)
-        })
-        .0
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(lfm_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn assert_ok(status: LfmStatus) {
-    assert_eq!(status, LfmStatus::Ok, "{}", last_error());
+    shared_model(demo_model)
 }
 
 /// A status and the message that goes with it ("" for LFM_OK).

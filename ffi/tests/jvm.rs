@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::{
     architecture_fixture, check_weather_call, demo_model, fixture, gguf_fixture, join_ids,
-    library_dir, matches_constraint_regex, reference, repo_root, run, GgufFixture,
+    library_dir, matches_constraint_regex, printed_calls, reference, repo_root, run, GgufFixture,
     ARCHITECTURE_FIXTURES, GGUF_FIXTURES, WEATHER_TOOL,
 };
 
@@ -134,14 +134,7 @@ fn java_bindings_generate_on_the_fixture() {
     // Tool choice "required" on the demo model: calls that validate, then a tool result
     // that continues the chat from the cached conversation.
     assert_eq!(line("tool-calls-stop"), "END_OF_SEQUENCE");
-    let calls: Vec<serde_json::Value> = (0..)
-        .map_while(|i| lines.get(&format!("tool-call {i}")))
-        .map(|call| {
-            let (name, arguments) = call.split_once(' ').unwrap();
-            let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
-            serde_json::json!({"name": name, "arguments": arguments})
-        })
-        .collect();
+    let calls = printed_calls(&lines, "tool-call");
     assert!(!calls.is_empty(), "{lines:?}");
     calls.iter().for_each(check_weather_call);
     assert!(

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::{
     check_weather_call, demo_model, fixture, gguf_fixture, join_ids, library_dir,
-    matches_constraint_regex, reference, repo_root, run, WEATHER_TOOL,
+    matches_constraint_regex, printed_calls, reference, repo_root, run, WEATHER_TOOL,
 };
 
 /// The Q4_K_M fixture: K-quant blocks, as most apps ship their models.
@@ -190,14 +190,7 @@ fn kotlin_api_streams_cancels_and_restores() {
     // Tools on the demo model: calls that validate, by choice required and by name, errors
     // as LfmExceptions, a tool result that continues the chat.
     for prefix in ["tool-call", "named-call"] {
-        let calls: Vec<serde_json::Value> = (0..)
-            .map_while(|i| lines.get(&format!("{prefix} {i}")))
-            .map(|call| {
-                let (name, arguments) = call.split_once(' ').unwrap();
-                let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
-                serde_json::json!({"name": name, "arguments": arguments})
-            })
-            .collect();
+        let calls = printed_calls(&lines, prefix);
         assert!(!calls.is_empty(), "no {prefix} in {lines:?}");
         calls.iter().for_each(check_weather_call);
     }

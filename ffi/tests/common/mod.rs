@@ -178,6 +178,22 @@ pub const WEATHER_TOOL: &str = r#"[{"type": "function", "function": {"name": "ge
     "metric": {"type": "boolean"}},
    "required": ["city", "days"]}}}]"#;
 
+/// The tool calls a JVM check printed as lines `PREFIX 0`, `PREFIX 1`, … (`name
+/// arguments-json`), as `{"name": …, "arguments": {…}}` values.
+pub fn printed_calls(
+    lines: &std::collections::BTreeMap<String, String>,
+    prefix: &str,
+) -> Vec<serde_json::Value> {
+    (0..)
+        .map_while(|i| lines.get(&format!("{prefix} {i}")))
+        .map(|call| {
+            let (name, arguments) = call.split_once(' ').unwrap();
+            let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
+            serde_json::json!({"name": name, "arguments": arguments})
+        })
+        .collect()
+}
+
 /// Panics unless `call` (`{"name": …, "arguments": {…}}`) calls [`WEATHER_TOOL`] with
 /// arguments valid against its parameters.
 pub fn check_weather_call(call: &serde_json::Value) {
@@ -202,4 +218,34 @@ pub fn check_weather_call(call: &serde_json::Value) {
     if let Some(metric) = arguments.get("metric") {
         assert!(metric.is_boolean(), "{call}");
     }
+}
+
+/// A model loaded through the C ABI once per test binary and never freed (each binary
+/// loads one path): the header promises it is shareable across threads.
+pub fn shared_model(path: fn() -> PathBuf) -> *const lfm_edge_ffi::capi::LfmModel {
+    use lfm_edge_ffi::capi::{lfm_model_load, LfmModel};
+    struct Shared(*mut LfmModel);
+    // SAFETY: the header promises (and capi asserts) that lfm_model is Send + Sync.
+    unsafe impl Send for Shared {}
+    unsafe impl Sync for Shared {}
+    static MODEL: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let path = std::ffi::CString::new(path().to_str().unwrap()).unwrap();
+            let mut model = std::ptr::null_mut();
+            let status = unsafe { lfm_model_load(path.as_ptr(), std::ptr::null(), &mut model) };
+            assert_ok(status);
+            Shared(model)
+        })
+        .0
+}
+
+/// The C ABI's message for the last error on this thread.
+pub fn last_error() -> String {
+    let message = unsafe { std::ffi::CStr::from_ptr(lfm_edge_ffi::capi::lfm_last_error_message()) };
+    message.to_string_lossy().into_owned()
+}
+
+pub fn assert_ok(status: lfm_edge_ffi::LfmStatus) {
+    assert_eq!(status, lfm_edge_ffi::LfmStatus::Ok, "{}", last_error());
 }

@@ -287,6 +287,48 @@ fn grammars_that_allow_nothing_are_errors() {
     assert!(e.starts_with("JSON schema"), "{e}");
 }
 
+/// A grammar whose every output goes on for ever would allow token after token up to
+/// `max_tokens`, never a whole sentence: refused before any token, naming the rule.
+#[test]
+fn grammars_without_a_complete_output_are_errors() {
+    for endless in ["start: \"a\" start\n", "start: x\nx: \"(\" x \")\"\n"] {
+        let e = refusal(Constraint::lark(endless));
+        assert_eq!(
+            e, "grammar: it allows no complete output: rule `start` never ends",
+            "{endless}"
+        );
+    }
+    let itself = r##"{"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}"##;
+    let e = refusal(Constraint::json_schema(itself).unwrap());
+    assert!(
+        e.starts_with("JSON schema: it allows no complete output: a value never ends"),
+        "{e}"
+    );
+    let embedded = format!("start: \"<\" j \">\"\nj: %json {itself}\n");
+    let e = refusal(Constraint::lark(&embedded));
+    assert!(e.contains("it allows no complete output"), "{e}");
+    // With a trigger too: the grammar is compiled before the trigger appears.
+    let e = Constraint::lark("start: \"a\" start\n")
+        .after("<tool_call>")
+        .check(&demo().tokenizer)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("never ends"), "{e}");
+    for fine in [
+        "start: \"a\"+\n",
+        "start: x\nx: \"(\" x \")\" | \"a\"\n",
+        "start: \"a\" start | \"b\"\n",
+        "start: \"<\" j \">\"\nj: %json {\"type\": \"object\"}\n",
+    ] {
+        Constraint::lark(fine).check(&demo().tokenizer).unwrap();
+    }
+    let optional = r##"{"type": "object", "properties": {"a": {"$ref": "#"}}}"##;
+    Constraint::json_schema(optional)
+        .unwrap()
+        .check(&demo().tokenizer)
+        .unwrap();
+}
+
 /// The mask's cost per token against the forward pass: decode under a JSON schema
 /// stays at 80 % or more of unconstrained decode on the demo model, i.e. the mask
 /// (computed on the CPU between forward passes) costs at most a quarter of a decode

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ends;
 mod schema;
 pub mod vocab;
 
@@ -141,6 +142,22 @@ impl Constraint {
 
     fn matcher(&self, vocab: &Vocabulary) -> Result<Matcher> {
         let parser = vocab.factory.create_parser(self.top_level());
+        if let Some(rule) =
+            (parser.as_ref().ok()).and_then(|p| ends::never_ends(p.parser.grammar()))
+        {
+            // Tokens would be allowed one after another up to max_tokens, never a
+            // whole sentence: refuse it now.
+            let why = match self.grammar {
+                Grammar::JsonSchema(_) => {
+                    "a value never ends (it requires a value of its own kind inside it)".into()
+                }
+                _ => format!("rule `{rule}` never ends"),
+            };
+            return Err(Error::Input(format!(
+                "{}: it allows no complete output: {why}",
+                self.what()
+            )));
+        }
         let matcher = Matcher::new(parser);
         let Some(e) = matcher.get_error() else {
             return Ok(matcher);

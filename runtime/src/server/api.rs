@@ -22,8 +22,10 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(default)]
     pub tools: Option<Vec<Value>>,
+    /// `none`, `auto`, `required` or `{"type": "function", "function": {"name": …}}`,
+    /// as [`ToolChoice::from_openai`](crate::tools::ToolChoice::from_openai) reads it.
     #[serde(default)]
-    pub tool_choice: Option<ToolChoiceIn>,
+    pub tool_choice: Option<Value>,
 }
 
 /// `POST /v1/completions` (its `model` not read either).
@@ -121,20 +123,6 @@ pub struct FunctionCallIn {
     pub name: String,
     /// The arguments as a JSON object, in a string.
     pub arguments: String,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub enum ToolChoiceIn {
-    /// `none`, `auto` or `required`.
-    Mode(String),
-    /// `{"type": "function", "function": {"name": …}}`.
-    Function { function: FunctionName },
-}
-
-#[derive(Deserialize)]
-pub struct FunctionName {
-    pub name: String,
 }
 
 #[derive(Deserialize)]

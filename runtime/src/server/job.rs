@@ -16,7 +16,7 @@ use super::slots::{Prompt, Slots};
 use crate::error::Error;
 use crate::generate::{GenerateOptions, StopReason, TokenStream};
 use crate::model::Model;
-use crate::tools::{parse_tool_calls, ToolCall};
+use crate::tools::{ToolCall, ToolUse};
 
 /// A prompt as it comes to the GPU thread.
 pub enum Input {
@@ -33,13 +33,13 @@ pub struct Task {
     pub input: Input,
     /// The request field the prompt came from, for errors about it.
     pub prompt_field: &'static str,
-    /// The field `options.constraint` came from (`response_format` or `tools`).
-    pub constraint_field: &'static str,
     /// `None`: as many as the context leaves.
     pub max_tokens: Option<usize>,
+    /// Its constraint is `response_format`'s, checked here; the tools add theirs.
     pub options: GenerateOptions,
-    /// Tools were offered: the answer is held back and split into text and calls.
-    pub tools: bool,
+    /// Tools were offered (their constraint checked already): the answer is held back
+    /// and split into text and calls.
+    pub tools: Option<ToolUse>,
 }
 
 /// A request that has its prompt in a session's cache, its answer on the way.
@@ -134,7 +134,7 @@ fn answer(
     }
     if let Some(constraint) = &task.options.constraint {
         (constraint.check(tokenizer))
-            .map_err(|e| ApiError::invalid(task.constraint_field, e.to_string()))?;
+            .map_err(|e| ApiError::invalid("response_format", e.to_string()))?;
     }
     let cancelled = || events.is_closed() || stopping.load(Ordering::Acquire);
     let held = crate::kv_pool::blocks_for(session.position());
@@ -165,23 +165,27 @@ fn answer(
         }
         cancelled()
     };
-    let options = GenerateOptions {
+    let mut options = GenerateOptions {
         max_tokens: task
             .max_tokens
             .unwrap_or(usize::MAX)
             .min(context - ids.len()),
         ..task.options
     };
+    if let Some(tool_use) = &task.tools {
+        (tool_use.constrain(&mut options))
+            .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
+    }
     let mut stream = TokenStream::new(&mut session, logits, &options).cancel_when(&before_pass);
     let mut text = String::new();
     for piece in &mut stream {
         let piece = piece?;
         match task.tools {
-            true => text.push_str(&piece.text),
-            false if !piece.text.is_empty() => {
+            Some(_) => text.push_str(&piece.text),
+            None if !piece.text.is_empty() => {
                 let _ = events.send(Event::Text(piece.text));
             }
-            false => {}
+            None => {}
         }
     }
     let tokens = stream.tokens().to_vec();
@@ -197,9 +201,23 @@ fn answer(
     drop(stream);
     drop(session);
     drop(lease);
-    let (content, calls) = match task.tools {
-        true => split_calls(model, &tokens, text, &mut finish)?,
-        false => (None, Vec::new()),
+    let (content, calls) = match &task.tools {
+        Some(tool_use) => {
+            let answer = tool_use.answer(&tokens, tokenizer)?;
+            if !answer.calls.is_empty() {
+                finish = FinishReason::ToolCalls;
+            }
+            match answer.unparsed {
+                // Cut off by max_tokens, or written freely (tool_choice none): the answer
+                // as streamed (without the markers, special tokens).
+                Some(why) => {
+                    log::debug!("the answer's tool call does not parse ({why}); sent as text");
+                    (Some(text), Vec::new())
+                }
+                None => (Some(answer.content), answer.calls),
+            }
+        }
+        None => (None, Vec::new()),
     };
     Ok(Done {
         finish,
@@ -207,28 +225,4 @@ fn answer(
         content,
         calls,
     })
-}
-
-/// An answer given tools, as its text outside the calls and the calls; `finish` becomes
-/// `tool_calls` when there are some. `text` is what was streamed (without the
-/// markers, special tokens): the answer as it stands when its calls do not parse.
-fn split_calls(
-    model: &Model,
-    tokens: &[u32],
-    text: String,
-    finish: &mut FinishReason,
-) -> Result<(Option<String>, Vec<ToolCall>), ApiError> {
-    match parse_tool_calls(&model.tokenizer.decode(tokens, false)?) {
-        Ok(parsed) => {
-            if !parsed.calls.is_empty() {
-                *finish = FinishReason::ToolCalls;
-            }
-            Ok((Some(parsed.content), parsed.calls))
-        }
-        Err(e) => {
-            // Cut off by max_tokens, or written freely (tool_choice none).
-            log::debug!("the answer's tool call does not parse ({e}); sent as text");
-            Ok((Some(text), Vec::new()))
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! From an OpenAI request to a [`Task`] for the GPU: the conversation rendered through
 //! the model's chat template (tools included), sampling options checked against
-//! OpenAI's ranges, `response_format` and `tool_choice` as constraints. Every refusal
-//! names the field at fault.
+//! OpenAI's ranges, `response_format` as a constraint and `tools` with `tool_choice` as
+//! the library's [`ToolUse`]. Every refusal names the field at fault.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::api::{
     ChatMessage, ChatRequest, CompletionRequest, Content, PromptIn, ResponseFormat, Sampling, Stop,
-    ToolChoiceIn,
 };
 use super::error::ApiError;
 use super::job::{Input, Task};
@@ -19,7 +18,7 @@ use crate::chat::Message;
 use crate::constraint::{Constraint, Grammar};
 use crate::generate::GenerateOptions;
 use crate::sampler::SamplerConfig;
-use crate::tools::{ToolChoice, Tools, TOOL_CALL_END, TOOL_CALL_START};
+use crate::tools::{write_tool_calls, ToolCall, ToolChoice, ToolUse, Tools};
 
 /// OpenAI's limit on stop sequences.
 const MAX_STOP: usize = 4;
@@ -46,73 +45,53 @@ pub fn chat(shared: &Shared, request: ChatRequest, sampling: Sampling) -> Result
     let messages = (request.messages.iter().enumerate())
         .map(|(i, m)| message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-    let tools = match &request.tools {
+    let tools = match request.tools {
         Some(list) if !list.is_empty() => Some(
-            Tools::from_json(&Value::from(list.clone()).to_string())
+            Tools::from_value(Value::Array(list))
                 .map_err(|e| ApiError::invalid("tools", e.to_string()))?,
         ),
         _ => None,
     };
     let choice = match &request.tool_choice {
         None => ToolChoice::Auto,
-        Some(ToolChoiceIn::Mode(mode)) => match mode.as_str() {
-            "auto" => ToolChoice::Auto,
-            "none" => ToolChoice::None,
-            "required" => ToolChoice::Required,
-            other => {
-                return Err(ApiError::invalid(
-                    "tool_choice",
-                    format!("tool_choice {other:?} is not none, auto or required"),
-                ))
-            }
-        },
-        Some(ToolChoiceIn::Function { function }) => ToolChoice::Named(function.name.clone()),
+        Some(choice) => ToolChoice::from_openai(choice)
+            .map_err(|e| ApiError::invalid("tool_choice", e.to_string()))?,
     };
-    let tool_constraint = match &tools {
+    // Without tools, the choice has nothing to choose from and is not held against them.
+    let tool_use = match tools {
         Some(tools) => {
-            if let ToolChoice::Named(name) = &choice {
-                if tools.get(name).is_none() {
-                    return Err(ApiError::invalid(
-                        "tool_choice",
-                        format!("tool_choice names {name:?}, which is not among the tools"),
-                    ));
-                }
-            }
-            tools
-                .constraint(&choice, &shared.model.tokenizer)
-                .map_err(|e| ApiError::invalid("tools", e.to_string()))?
+            (choice.check(&tools)).map_err(|e| ApiError::invalid("tool_choice", e.to_string()))?;
+            Some(
+                ToolUse::new(tools, choice, &shared.model.tokenizer)
+                    .map_err(|e| ApiError::invalid("tools", e.to_string()))?,
+            )
         }
         None => None,
     };
     let format_constraint = response_format(request.response_format.as_ref())?;
-    if tool_constraint.is_some() && format_constraint.is_some() {
+    if tool_use.as_ref().is_some_and(ToolUse::constrains) && format_constraint.is_some() {
         return Err(ApiError::invalid(
             "response_format",
             "response_format with tools the model may call is not supported",
         ));
     }
     let text = template
-        .render_with_tools(&messages, tools.as_ref(), true)
+        .render_with_tools(&messages, tool_use.as_ref().map(ToolUse::tools), true)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     let max_tokens = request.max_completion_tokens.or(sampling.max_tokens);
     let param = match request.max_completion_tokens {
         Some(_) => "max_completion_tokens",
         None => "max_tokens",
     };
-    let constraint_field = match tool_constraint {
-        Some(_) => "tools",
-        None => "response_format",
-    };
     let mut options = options(sampling)?;
-    options.constraint = tool_constraint.or(format_constraint);
+    options.constraint = format_constraint;
     Ok(Plan {
         task: Task {
             input: Input::Chat(text),
             prompt_field: "messages",
-            constraint_field,
             max_tokens: max_tokens.map(|n| positive(param, n)).transpose()?,
             options,
-            tools: tools.is_some(),
+            tools: tool_use,
         },
         stream: sampling.stream.unwrap_or(false),
         include_usage: include_usage(sampling),
@@ -152,10 +131,9 @@ pub fn completion(request: CompletionRequest, sampling: Sampling) -> Result<Plan
         task: Task {
             input,
             prompt_field: "prompt",
-            constraint_field: "prompt",
             max_tokens: Some(max_tokens),
             options: options(sampling)?,
-            tools: false,
+            tools: None,
         },
         stream: sampling.stream.unwrap_or(false),
         include_usage: include_usage(sampling),
@@ -210,20 +188,18 @@ fn message(i: usize, m: &ChatMessage) -> Result<Message, ApiError> {
         }
     };
     if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
-        // As LFM2 writes calls: `[name(key=value, …), …]` between its markers.
-        let mut written = Vec::new();
+        let mut read = Vec::new();
         for (j, call) in calls.iter().enumerate() {
             let at = format!("{param}.tool_calls[{j}].function.arguments");
-            let arguments: serde_json::Map<String, Value> =
-                serde_json::from_str(&call.function.arguments).map_err(|e| {
-                    ApiError::invalid(&at, format!("the arguments are not a JSON object: {e}"))
-                })?;
-            let arguments: Vec<String> = (arguments.iter())
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            written.push(format!("{}({})", call.function.name, arguments.join(", ")));
+            let arguments = serde_json::from_str(&call.function.arguments).map_err(|e| {
+                ApiError::invalid(&at, format!("the arguments are not a JSON object: {e}"))
+            })?;
+            read.push(ToolCall {
+                name: call.function.name.clone(),
+                arguments,
+            });
         }
-        content += &format!("{TOOL_CALL_START}[{}]{TOOL_CALL_END}", written.join(", "));
+        content += &write_tool_calls(&read);
     }
     Ok(Message::new(role, content))
 }

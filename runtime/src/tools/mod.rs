@@ -95,6 +95,51 @@ impl std::str::FromStr for ToolChoice {
     }
 }
 
+impl ToolChoice {
+    /// OpenAI's `tool_choice`: `"auto"`, `"required"`, `"none"`, or the object
+    /// `{"type": "function", "function": {"name": …}}` that names a tool. Unlike
+    /// [`ToolChoice::from_str`](std::str::FromStr), a bare string is never a name.
+    pub fn from_openai(value: &Value) -> Result<ToolChoice> {
+        let name = value.get("function").and_then(|f| f.get("name"));
+        match (value, name) {
+            (Value::String(mode), _) => match mode.as_str() {
+                "auto" => Ok(ToolChoice::Auto),
+                "none" => Ok(ToolChoice::None),
+                "required" => Ok(ToolChoice::Required),
+                other => Err(Error::Input(format!(
+                    "tool_choice {other:?} is not none, auto or required"
+                ))),
+            },
+            (Value::Object(_), Some(Value::String(name))) => Ok(ToolChoice::Named(name.clone())),
+            _ => Err(Error::Input(format!(
+                "tool_choice {value} is not none, auto, required or \
+                 {{\"type\": \"function\", \"function\": {{\"name\": …}}}}"
+            ))),
+        }
+    }
+
+    /// Whether `tools` allow this choice: a name must be one of theirs, and `required`
+    /// needs some.
+    pub fn check(&self, tools: &Tools) -> Result<()> {
+        match self {
+            ToolChoice::Named(name) if tools.get(name).is_none() => {
+                let names: Vec<&str> = tools.0.iter().map(|t| t.name.as_str()).collect();
+                let listed = match names.is_empty() {
+                    true => "there are no tools".to_owned(),
+                    false => format!("the tools are {}", names.join(", ")),
+                };
+                Err(Error::Input(format!(
+                    "tool choice {name:?} is not auto, required, none or a tool's name ({listed})"
+                )))
+            }
+            ToolChoice::Required if tools.is_empty() => Err(Error::Input(
+                "tool choice required with no tools: list some, or choose auto or none".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Display for ToolChoice {
     /// As [`ToolChoice::from_str`](std::str::FromStr) reads it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,9 +156,14 @@ impl Tools {
     /// A JSON array of tools in OpenAI's shape (`{"type": "function", "function":
     /// {"name", "description", "parameters"}}`), or of the bare function objects.
     pub fn from_json(text: &str) -> Result<Tools> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::Input(format!("tools: invalid JSON: {e}")))?;
+        Tools::from_value(value)
+    }
+
+    /// As [`Tools::from_json`], from the JSON already read (a request's `tools`).
+    pub fn from_value(value: Value) -> Result<Tools> {
         let fail = |message: String| Error::Input(format!("tools: {message}"));
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| fail(format!("invalid JSON: {e}")))?;
         let Value::Array(items) = value else {
             return Err(fail("expected a JSON array of tools".into()));
         };
@@ -210,6 +260,21 @@ fn is_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+/// The calls as LFM2 writes them, `<|tool_call_start|>[name(key=value, …), …]
+/// <|tool_call_end|>` with the values in JSON (which [`parse_tool_calls`] reads back):
+/// an assistant turn's calls, given back in OpenAI's shape, as the template expects them.
+pub fn write_tool_calls(calls: &[ToolCall]) -> String {
+    let written: Vec<String> = (calls.iter())
+        .map(|call| {
+            let arguments: Vec<String> = (call.arguments.iter())
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            format!("{}({})", call.name, arguments.join(", "))
+        })
+        .collect();
+    format!("{TOOL_CALL_START}[{}]{TOOL_CALL_END}", written.join(", "))
 }
 
 /// The calls as one JSON array, `[{"name": …, "arguments": {…}}, …]`.

@@ -27,6 +27,9 @@ pub struct ToolAnswer {
     /// assistant turn that joins the conversation, so that the next rendering holds
     /// what the model wrote.
     pub text: String,
+    /// The text outside the calls, trimmed, for a front end that shows the calls apart
+    /// (the server's `content`); `text` as it is when no calls were read.
+    pub content: String,
     pub calls: Vec<ToolCall>,
     /// Why no calls could be read from a call the answer opened: one cut off by
     /// `max_tokens`, or one written freely under [`ToolChoice::None`] that does not parse.
@@ -38,24 +41,7 @@ impl ToolUse {
     /// `required` without tools, is an error; so is a tool whose parameter schema does not
     /// compile into a grammar (named by what fails), before any prompt.
     pub fn new(tools: Tools, choice: ToolChoice, tokenizer: &Tokenizer) -> Result<ToolUse> {
-        match &choice {
-            ToolChoice::Named(name) if tools.get(name).is_none() => {
-                let names: Vec<&str> = tools.0.iter().map(|t| t.name.as_str()).collect();
-                let listed = match names.is_empty() {
-                    true => "there are no tools".to_owned(),
-                    false => format!("the tools are {}", names.join(", ")),
-                };
-                return Err(Error::Input(format!(
-                    "tool choice {name:?} is not auto, required, none or a tool's name ({listed})"
-                )));
-            }
-            ToolChoice::Required if tools.is_empty() => {
-                return Err(Error::Input(
-                    "tool choice required with no tools: list some, or choose auto or none".into(),
-                ))
-            }
-            _ => {}
-        }
+        choice.check(&tools)?;
         let constraint = tools.constraint(&choice, tokenizer)?;
         if let Some(constraint) = &constraint {
             constraint.check(tokenizer)?;
@@ -83,6 +69,11 @@ impl ToolUse {
         &self.choice
     }
 
+    /// Whether the choice constrains decoding at all (not `none`, and there are tools).
+    pub fn constrains(&self) -> bool {
+        self.constraint.is_some()
+    }
+
     /// Sets the constraint of `options` for a turn. A constraint `options` already has
     /// applies to the whole answer: it stays, and `auto` (which constrains only the calls
     /// the model opens) gives way to it; `required` or a name, which constrain the whole
@@ -108,19 +99,18 @@ impl ToolUse {
     pub fn answer(&self, tokens: &[u32], tokenizer: &Tokenizer) -> Result<ToolAnswer> {
         // The markers are special tokens of LFM2's tokenizer, which streamed text leaves out.
         let text = tokenizer.decode(tokens, false)?;
-        if self.tools.is_empty() {
-            return Ok(ToolAnswer {
-                text,
-                calls: Vec::new(),
-                unparsed: None,
-            });
-        }
-        let (calls, unparsed) = match parse_tool_calls(&text) {
-            Ok(parsed) => (parsed.calls, None),
-            Err(why) => (Vec::new(), Some(why)),
+        let parsed = match self.tools.is_empty() {
+            true => Ok(None),
+            false => parse_tool_calls(&text).map(Some),
+        };
+        let (content, calls, unparsed) = match parsed {
+            Ok(Some(parsed)) => (parsed.content, parsed.calls, None),
+            Ok(None) => (text.clone(), Vec::new(), None),
+            Err(why) => (text.clone(), Vec::new(), Some(why)),
         };
         Ok(ToolAnswer {
             text,
+            content,
             calls,
             unparsed,
         })
@@ -185,6 +175,7 @@ mod tests {
         let ids = tokenizer.encode_with(text, false).unwrap();
         let answer = used.answer(&ids, &tokenizer).unwrap();
         assert_eq!(answer.text, text);
+        assert_eq!(answer.content, "");
         assert_eq!(answer.calls.len(), 1);
         assert_eq!(answer.calls[0].name, "ping");
         assert_eq!(answer.unparsed, None);
@@ -193,5 +184,32 @@ mod tests {
             .unwrap();
         let answer = used.answer(&cut, &tokenizer).unwrap();
         assert!(answer.calls.is_empty() && answer.unparsed.is_some());
+    }
+
+    #[test]
+    fn openais_choices_and_calls_given_back() {
+        use super::super::{parse_tool_calls, write_tool_calls};
+        use serde_json::json;
+        let read = |v: serde_json::Value| ToolChoice::from_openai(&v);
+        assert_eq!(read(json!("required")).unwrap(), ToolChoice::Required);
+        let named = json!({"type": "function", "function": {"name": "ping"}});
+        assert_eq!(read(named).unwrap(), ToolChoice::Named("ping".into()));
+        // A bare string is a mode, never a name, as OpenAI reads it.
+        let e = read(json!("ping")).unwrap_err().to_string();
+        assert!(e.contains("\"ping\" is not none, auto or required"), "{e}");
+        assert!(read(json!({"function": {}})).is_err());
+        assert!(read(json!(3)).is_err());
+
+        let call = ToolCall {
+            name: "ping".into(),
+            arguments: json!({"host": "a \"b\"", "n": 1, "up": true, "tags": ["x"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let written = write_tool_calls(&[call.clone(), call.clone()]);
+        let parsed = parse_tool_calls(&written).unwrap();
+        assert_eq!(parsed.calls, [call.clone(), call]);
+        assert_eq!(parsed.content, "");
     }
 }

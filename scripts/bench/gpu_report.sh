@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Everything a GPU run reports, on a machine that has the GPU but no toolchain: built
+# binaries in, a report folder out.
+#
+#   OURS=bin/lfm-edge LLAMA_BIN=bin [TESTS="bin/test-*"] scripts/bench/gpu_report.sh OUT
+#
+# 1. The adapter (`lfm-edge info`).
+# 2. Test binaries built elsewhere (`cargo test --release --no-run`, e.g. reference,
+#    kernels, linear, lowbit, moe), run here: correctness on this GPU. They find the
+#    fixtures through the path they were built at, so run from a checkout at that path
+#    (or a link to it).
+# 3. compare.sh on RUNS (default: LFM2 350M and 1.2B in F16, Q8_0, Q4_0, Q4_K_M,
+#    8B-A1B in Q4_0 and Q4_K_M, Qwen3-8B in Q1_0), prompt 512, 128 generated, 3 runs.
+# 4. `bench --profile` of a dense, a MoE and a 1-bit model: time per kernel family.
+# 5. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
+#    three, to check `Tuning::GPU` on this GPU.
+#
+# Each step has a time limit, so that a slow or hanging step leaves the others' results.
+# Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
+set -uo pipefail
+
+OUT=${1:?usage: gpu_report.sh OUT}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+: "${OURS:?OURS: a built lfm-edge}" "${LLAMA_BIN:?LLAMA_BIN: a folder holding llama-bench}"
+WORK=${WORK:-$REPO/target/bench}
+mkdir -p "$OUT" "$WORK/models"
+start=$(date +%s)
+elapsed() { echo $(($(date +%s) - start)); }
+
+echo "== adapter"
+"$OURS" info --model "$REPO/models/lfm2-demo-Q8_0.gguf" --backend vulkan 2>&1 | tee "$OUT/adapter.txt"
+
+echo "== tests"
+for test in ${TESTS:-}; do
+    echo "== $test"
+    timeout 120 "$test" --test-threads 4 2>&1 | grep -E "^test .*FAILED|test result|panicked"
+done | tee "$OUT/tests.txt"
+
+echo "== compare ($(elapsed) s)"
+RUNS=${RUNS:-"350M:F16 350M:Q8_0 350M:Q4_0 350M:Q4_K_M 1.2B:F16 1.2B:Q8_0 1.2B:Q4_0 1.2B:Q4_K_M 8B-A1B:Q4_0 8B-A1B:Q4_K_M Qwen3-8B:Q1_0"}
+OURS=$OURS LLAMA_BIN=$LLAMA_BIN WORK=$WORK RUNS=$RUNS PROMPT=${PROMPT:-512} GEN=${GEN:-128} \
+    REPEAT=${REPEAT:-3} timeout "${COMPARE_TIMEOUT:-360}" bash "$REPO/scripts/bench/compare.sh" \
+    >"$OUT/table.md" 2>"$OUT/compare.log"
+cat "$OUT/table.md"
+
+PROFILED=${PROFILED:-"1.2B-Q4_0 8B-A1B-Q4_0 Qwen3-8B-Q1_0"}
+echo "== profile ($(elapsed) s)"
+for name in $PROFILED; do
+    echo "== $name"
+    timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" --backend vulkan \
+        --prompt-tokens 64 --gen-tokens 32 --repeat 1 --profile 2>&1 | grep -v "^\[20"
+done | tee "$OUT/profile.txt"
+
+echo "== matvec launch shapes ($(elapsed) s)"
+for shape in 256,64,1 256,16,1 256,32,1 128,64,2 64,64,1 128,128,1 256,256,1 64,32,4; do
+    for name in $PROFILED; do
+        echo "$shape $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
+            --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \
+            --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
+    done
+done | tee "$OUT/shapes.txt"
+echo "== done ($(elapsed) s)"

@@ -1,6 +1,7 @@
 // Sparse mixture-of-experts routing for LFM2-MoE, around the expert matmuls:
-// route:   one workgroup for the whole batch. Per token, sigmoid router scores; the
-//          top-k experts by score + expert bias; their weights are the scores without
+// route:   one workgroup for the whole batch, its threads sharing each token's experts.
+//          Per token, sigmoid router scores; the top-k experts by score + expert
+//          bias; their weights are the scores without
 //          the bias, normalised to sum 1 when norm_topk_prob, times routed_scaling_factor
 //          (as transformers' Lfm2MoeTopKRouter). Then, per expert, the list of routed
 //          slots (t * top_k + s) that chose it, so that a batch's matmul reads each
@@ -56,44 +57,54 @@ fn key(t: u32, e: u32) -> f32 {
     return score(t, e) + select(0.0, bias, params.use_bias == 1u);
 }
 
-// Token t's top-k experts and their weights, into routes.
-fn route_token(t: u32) {
-    let experts = n_experts();
+// Scratch of one token's routing, one entry per expert (config/mod.rs's MAX_EXPERTS).
+const MAX_EXPERTS: u32 = 256u;
+var<workgroup> keys: array<f32, MAX_EXPERTS>;
+var<workgroup> scores: array<f32, MAX_EXPERTS>;
+var<workgroup> ranks: array<u32, MAX_EXPERTS>;
+
+// Token t's top-k experts and their weights, into routes, by the whole workgroup: each
+// thread ranks its experts in the order (key descending, index ascending), and the
+// experts ranked below k are the picks, pick s the expert of rank s. A NaN key ranks
+// last, so the ranks are always a permutation.
+fn route_token(t: u32, lid: u32) {
+    let experts = min(n_experts(), MAX_EXPERTS);
     let k = top_k();
-    // Pick s is the best expert ranked below pick s - 1, in the order (key descending,
-    // index ascending): no per-thread list of what is taken.
-    var prev = 0u;
-    var prev_key = 0.0;
-    var total = 0.0;
-    for (var s = 0u; s < k; s++) {
-        var best = 0u;
-        var best_key = -3.0e38;
-        for (var e = 0u; e < experts; e++) {
-            let key = key(t, e);
-            let below = s == 0u || key < prev_key || (key == prev_key && e > prev);
-            if below && key > best_key {
-                best = e;
-                best_key = key;
-            }
+    for (var e = lid; e < experts; e += WG) {
+        let key = key(t, e);
+        keys[e] = select(key, -3.0e38, key != key);
+        scores[e] = score(t, e);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < experts; e += WG) {
+        var rank = 0u;
+        for (var j = 0u; j < experts; j++) {
+            let ahead = keys[j] > keys[e] || (keys[j] == keys[e] && j < e);
+            rank += select(0u, 1u, ahead);
         }
-        prev = best;
-        prev_key = best_key;
-        let weight = score(t, best);
-        total += weight;
-        routes[(t * k + s) * 2u] = best;
-        routes[(t * k + s) * 2u + 1u] = bitcast<u32>(weight);
+        ranks[e] = rank;
+    }
+    workgroupBarrier();
+    // Every thread sums the picks' scores in the same order, so all agree.
+    var total = 0.0;
+    for (var e = 0u; e < experts; e++) {
+        total += select(0.0, scores[e], ranks[e] < k);
     }
     let scale = select(1.0, 1.0 / (total + 1e-6), params.norm_topk_prob == 1u) * params.routed_scaling;
-    for (var s = 0u; s < k; s++) {
-        let i = (t * k + s) * 2u + 1u;
-        routes[i] = bitcast<u32>(bitcast<f32>(routes[i]) * scale);
+    for (var e = lid; e < experts; e += WG) {
+        if ranks[e] < k {
+            let slot = t * k + ranks[e];
+            routes[slot * 2u] = e;
+            routes[slot * 2u + 1u] = bitcast<u32>(scores[e] * scale);
+        }
     }
+    workgroupBarrier(); // the next token overwrites the scratch
 }
 
 @compute @workgroup_size(WG)
 fn route(@builtin(local_invocation_index) lid: u32) {
-    for (var t = lid; t < step.n_tokens; t += WG) {
-        route_token(t);
+    for (var t = 0u; t < step.n_tokens; t++) {
+        route_token(t, lid);
     }
     storageBarrier();
     workgroupBarrier();

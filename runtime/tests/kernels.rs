@@ -386,7 +386,8 @@ fn rope_config(d: usize, ministral: bool) -> ModelConfig {
 
 #[test]
 fn rope_normalises_and_rotates_heads() {
-    let (n_heads, batch) = (3, Batch::new(4, 9));
+    let batch = Batch::new(4, 9);
+    let tokens = batch.n_tokens as usize;
     let mut rng = Rng(4);
     let mut worst = 0.0f32;
     let none = no_bias();
@@ -396,33 +397,39 @@ fn rope_normalises_and_rotates_heads() {
         let table = gpu()
             .upload("rope table", bytemuck::cast_slice(&table))
             .unwrap();
-        for (ministral, is_q) in [(false, true), (true, true), (true, false)] {
-            let c = rope_config(d, ministral);
-            let mut rope = c.rope.clone();
-            if !is_q {
-                rope.temperature = None;
-            }
+        for ministral in [false, true] {
+            let mut c = rope_config(d, ministral);
+            (c.n_heads, c.n_kv_heads) = (3, 2);
+            // k's heads take no attention temperature.
+            let k_rope = Rope {
+                temperature: None,
+                ..c.rope.clone()
+            };
             for dtype in [DType::F32, DType::BF16] {
-                let (norm, norm_values) = weight("q_layernorm", dtype, &[d], &rng.vec(d, 1.5));
-                let norm = (!ministral).then_some((norm, norm_values));
-                let x_values = rng.vec(batch.n_tokens as usize * n_heads * d, 2.0);
-                let norm_values = norm.as_ref().map(|(_, v)| v.as_slice());
-                let want = rope_ref(&x_values, norm_values, d, &rope, batch);
+                let mut norm = |name| weight(name, dtype, &[d], &rng.vec(d, 1.5));
+                let norms = (!ministral).then(|| [norm("q_layernorm"), norm("k_layernorm")]);
+                let norm_values = |i: usize| norms.as_ref().map(|n| n[i].1.as_slice());
+                let q_values = rng.vec(tokens * c.n_heads * d, 2.0);
+                let k_values = rng.vec(tokens * c.n_kv_heads * d, 2.0);
+                let q_want = rope_ref(&q_values, norm_values(0), d, &c.rope, batch);
+                let k_want = rope_ref(&k_values, norm_values(1), d, &k_rope, batch);
                 for limit in grid_limits() {
-                    let x = buffer("x", &x_values);
+                    let (q, k) = (buffer("q", &q_values), buffer("k", &k_values));
                     let op = ops::Rope {
                         label: "rope",
-                        norm: norm.as_ref().map(|(t, _)| t),
+                        q_norm: norms.as_ref().map(|n| &n[0].0),
+                        k_norm: norms.as_ref().map(|n| &n[1].0),
                         table: &table,
-                        x: &x,
-                        heads: n_heads,
-                        is_q,
+                        q: &q,
+                        k: &k,
                     };
                     let step = ops::rope(gpu(), &c, &op, &none);
                     run(batch, limit, &[&step.unwrap()]);
-                    let case =
-                        format!("rope d {d} {dtype} ministral {ministral} q {is_q} limit {limit}");
-                    worst = worst.max(assert_close(&case, &read(&x, want.len()), &want, 1e-4));
+                    let case = format!("rope d {d} {dtype} ministral {ministral} limit {limit}");
+                    let got_q = read(&q, q_want.len());
+                    worst = worst.max(assert_close(&format!("{case} q"), &got_q, &q_want, 1e-4));
+                    let got_k = read(&k, k_want.len());
+                    worst = worst.max(assert_close(&format!("{case} k"), &got_k, &k_want, 1e-4));
                 }
             }
         }

@@ -151,7 +151,8 @@ impl Kernel {
                 &[Read, Read, Read, Read, ReadWrite, Uniform]
             }
             // norm weight, rope table, x (in place), params
-            Kernel::Rope => &[Read, Read, ReadWrite, Uniform],
+            // q norm, k norm, table, q, k, params
+            Kernel::Rope => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             // q, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // bcx, conv weight, conv bias, state, out, params

@@ -284,19 +284,15 @@ impl Model {
                 steps.push(rows(&w.k_proj, &w.k_bias, &s.k)?);
                 steps.push(rows(&w.v_proj, &w.v_bias, &s.v)?);
                 let label = format!("model.layers.{i}.self_attn");
-                let rope = |norm: &Option<GpuTensor>, x, heads, is_q| {
-                    let op = Rope {
-                        label: &label,
-                        norm: norm.as_ref(),
-                        table: &s.rope_table,
-                        x,
-                        heads,
-                        is_q,
-                    };
-                    ops::rope(gpu, c, &op, none).map(Step::Always)
+                let rope = Rope {
+                    label: &label,
+                    q_norm: w.q_norm.as_ref(),
+                    k_norm: w.k_norm.as_ref(),
+                    table: &s.rope_table,
+                    q: &s.q,
+                    k: &s.k,
                 };
-                steps.push(rope(&w.q_norm, &s.q, c.n_heads, true)?);
-                steps.push(rope(&w.k_norm, &s.k, c.n_kv_heads, false)?);
+                steps.push(Step::Always(ops::rope(gpu, c, &rope, none)?));
                 let cache = s.shape.kv_dtype.dtype();
                 let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
                 steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));

@@ -4,7 +4,7 @@ use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::config::{ModelConfig, Rope as RopeConfig};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
 
 #[repr(C)]
@@ -12,12 +12,14 @@ use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
 struct Params {
     head_dim: u32,
     n_heads: u32,
+    n_kv_heads: u32,
     eps: f32,
-    has_norm: u32,
+    has_q_norm: u32,
+    has_k_norm: u32,
     attention_factor: f32,
     temperature_beta: f32,
     temperature_floor: u32,
-    _pad: u32,
+    _pad: [u32; 3],
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -26,54 +28,71 @@ pub(super) const MIRROR: Mirror = mirror!(
     [
         head_dim,
         n_heads,
+        n_kv_heads,
         eps,
-        has_norm,
+        has_q_norm,
+        has_k_norm,
         attention_factor,
         temperature_beta,
         temperature_floor
     ]
 );
 
-/// The q or k heads of one attention layer, for [`rope`].
+/// The q and k heads of one attention layer, for [`rope`].
 pub struct Rope<'a> {
     pub label: &'a str,
-    /// (head_dim): q/k_layernorm, shared by all heads; `None` where the model has none.
-    pub norm: Option<&'a GpuTensor>,
+    /// (head_dim): q_layernorm, shared by q's heads; `None` where the model has none.
+    pub q_norm: Option<&'a GpuTensor>,
+    /// (head_dim): k_layernorm, likewise for k.
+    pub k_norm: Option<&'a GpuTensor>,
     /// The session's cos/sin table ([`rope_table`]).
     pub table: &'a wgpu::Buffer,
-    /// (n_tokens, heads, head_dim), rotated in place.
-    pub x: &'a wgpu::Buffer,
-    pub heads: usize,
-    /// Whether these are q's heads, which the attention temperature scales.
-    pub is_q: bool,
+    /// (n_tokens, n_heads, head_dim), rotated in place.
+    pub q: &'a wgpu::Buffer,
+    /// (n_tokens, n_kv_heads, head_dim), rotated in place.
+    pub k: &'a wgpu::Buffer,
 }
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
-/// factor, then for q the attention temperature, in place: token t is at position
-/// step.pos + t.
-pub fn rope(gpu: &Gpu, c: &ModelConfig, op: &Rope<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
-    let temperature = c.rope.temperature.filter(|_| op.is_q);
-    let norm = match op.norm {
-        Some(norm) => norm.buffer()?,
-        None => none,
+/// factor, then for q the attention temperature, in place, q's and k's heads in one
+/// launch: token t is at position step.pos + t.
+pub fn rope<'a>(
+    gpu: &Gpu,
+    c: &ModelConfig,
+    op: &Rope<'a>,
+    none: &'a wgpu::Buffer,
+) -> Result<Dispatch> {
+    let dtypes = [op.q_norm, op.k_norm].map(|n| n.map(|n| n.dtype));
+    let dtype = match dtypes {
+        [Some(q), Some(k)] if q != k => {
+            return Err(Error::Gpu(format!(
+                "{}: q and k norms of different types ({q}, {k})",
+                op.label
+            )))
+        }
+        [q, k] => q.or(k).unwrap_or(DType::F32),
     };
+    let buffer = |norm: Option<&'a GpuTensor>| norm.map_or(Ok(none), |n| n.buffer());
+    let temperature = c.rope.temperature;
     Dispatch::new(
         gpu,
-        format!("{}:{}", op.label, if op.is_q { "q" } else { "k" }),
-        KernelKey::new(Kernel::Rope, op.norm.map_or(DType::F32, |n| n.dtype)),
-        &[norm, op.table, op.x],
+        op.label.to_owned(),
+        KernelKey::new(Kernel::Rope, dtype),
+        &[buffer(op.q_norm)?, buffer(op.k_norm)?, op.table, op.q, op.k],
         &Params {
             head_dim: c.head_dim as u32,
-            n_heads: op.heads as u32,
+            n_heads: c.n_heads as u32,
+            n_kv_heads: c.n_kv_heads as u32,
             eps: c.norm_eps,
-            has_norm: op.norm.is_some() as u32,
+            has_q_norm: op.q_norm.is_some() as u32,
+            has_k_norm: op.k_norm.is_some() as u32,
             attention_factor: c.rope.attention_factor(),
             temperature_beta: temperature.map_or(0.0, |t| t.beta),
             // Positions fit u32 (MAX_CONTEXT); 1 where unused keeps the division defined.
             temperature_floor: temperature.map_or(1, |t| t.floor_scale as u32),
-            _pad: 0,
+            _pad: [0; 3],
         },
-        Grid::PerToken(op.heads as u32),
+        Grid::PerToken((c.n_heads + c.n_kv_heads) as u32),
     )
 }
 

@@ -455,14 +455,16 @@ fn bench_profile_times_each_kernel_family() {
     let total: usize = rows.iter().filter(|r| r.0 != "kernels").map(|r| r.1).sum();
     assert_eq!(dispatches("kernels"), Some(total), "{out}");
     // Three MoE layers, each routed in one launch and its experts in three (SwiGLU
-    // and the combine fused into them); the two dense layers keep their SwiGLU.
+    // and the combine fused into them); the two dense layers' up projections take
+    // SwiGLU in too.
     assert_eq!(dispatches("MoeRoute"), Some(3), "{out}");
     for experts in ["w1", "w3", "w2"] {
         let name = format!("Matvec feed_forward.experts.{experts}");
         assert_eq!(dispatches(&name), Some(3), "{out}");
     }
     assert_eq!(dispatches("MoeCombine"), None, "{out}");
-    assert_eq!(dispatches("SwiGlu"), Some(2), "{out}");
+    assert_eq!(dispatches("SwiGlu"), None, "{out}");
+    assert_eq!(dispatches("Matvec feed_forward.w3"), Some(2), "{out}");
     for line in ["profile: 3 decoded tokens", "token µs: ", "launch µs: "] {
         assert!(out.contains(line), "{line:?} in {out}");
     }

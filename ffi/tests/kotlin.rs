@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    check_weather_call, demo_model, fixture, gguf_fixture, join_ids, library_dir,
-    matches_constraint_regex, printed_calls, reference, repo_root, run, WEATHER_TOOL,
+    check_tool_refusals, check_weather_call, demo_model, fixture, gguf_fixture, join_ids,
+    library_dir, matches_constraint_regex, printed_calls, reference, repo_root, run, WEATHER_TOOL,
 };
 
 /// The Q4_K_M fixture: K-quant blocks, as most apps ship their models.
@@ -195,16 +195,7 @@ fn kotlin_api_streams_cancels_and_restores() {
         calls.iter().for_each(check_weather_call);
     }
     assert_eq!(line("named-stop"), "END_OF_SEQUENCE");
-    assert!(
-        line("bad-tools").starts_with("2 tools: invalid JSON"),
-        "{}",
-        line("bad-tools")
-    );
-    assert_eq!(
-        line("unknown-tool-choice"),
-        "2 tool choice \"get_time\" is not auto, required, none or a tool's name \
-         (the tools are get_weather)"
-    );
+    check_tool_refusals(&lines);
     let (held, after) = line("tool-result").split_once(" -> ").unwrap();
     let (held, after): (usize, usize) = (held.parse().unwrap(), after.parse().unwrap());
     assert!(after > held + 6, "{}", line("tool-result"));

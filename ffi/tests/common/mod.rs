@@ -194,6 +194,21 @@ pub fn printed_calls(
         .collect()
 }
 
+/// Panics unless a JVM check printed the errors bad tools and an unknown tool choice
+/// must give, as `LfmException` status and message.
+pub fn check_tool_refusals(lines: &std::collections::BTreeMap<String, String>) {
+    let line = |name: &str| lines.get(name).map_or("", String::as_str);
+    assert!(
+        line("bad-tools").starts_with("2 tools: invalid JSON"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        line("unknown-tool-choice"),
+        "2 tool choice \"get_time\" is not auto, required, none or a tool's name \
+         (the tools are get_weather)"
+    );
+}
+
 /// Panics unless `call` (`{"name": …, "arguments": {…}}`) calls [`WEATHER_TOOL`] with
 /// arguments valid against its parameters.
 pub fn check_weather_call(call: &serde_json::Value) {

@@ -20,7 +20,6 @@ use wgpu::util::DeviceExt;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, StepUniform};
 use crate::model::Model;
-use crate::sampler::argmax;
 use crate::session::{KvDtype, Session, SessionOptions};
 
 #[derive(Clone, Debug)]
@@ -138,7 +137,7 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         let start = Instant::now();
         let mut next = tokens[0];
         for _ in 0..n {
-            next = argmax(&session.step(next)?);
+            next = session.step_greedy(next)?;
         }
         Ok(start.elapsed())
     };

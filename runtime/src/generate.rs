@@ -151,6 +151,9 @@ pub struct Piece {
 pub struct TokenStream<'s> {
     session: &'s mut Session,
     logits: Vec<f32>,
+    /// The next token, where a greedy step picked it on the GPU (`logits` are then
+    /// stale).
+    picked: Option<u32>,
     max_tokens: usize,
     eos: Vec<u32>,
     sampler: Sampler,
@@ -193,6 +196,7 @@ impl<'s> TokenStream<'s> {
         TokenStream {
             session,
             logits,
+            picked: None,
             max_tokens: options.max_tokens,
             eos,
             sampler,
@@ -300,15 +304,20 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            self.logits = match self.session.step(id) {
+            // A plain argmax with nothing to mask runs on the GPU: one id comes back.
+            let stepped = match self.guide.is_none() && self.sampler.config().is_greedy() {
+                true => (self.session.step_greedy(id)).map(|next| self.picked = Some(next)),
+                false => (self.session.step(id)).map(|logits| self.logits = logits),
+            };
+            match stepped {
                 // A pool shared with other sessions has no block left: the token
                 // stays unfed, for a later call once they give blocks back.
                 Err(Error::KvPoolFull { .. }) => {
                     self.stop = Some(StopReason::ContextFull);
                     return Ok(None);
                 }
-                logits => logits?,
-            };
+                stepped => stepped?,
+            }
             self.unfed = None;
         }
         if let Some(guide) = &mut self.guide {
@@ -318,7 +327,13 @@ impl<'s> TokenStream<'s> {
                 return Ok(None);
             }
         }
-        let id = self.sampler.sample(&self.logits);
+        let id = match self.picked.take() {
+            Some(id) => {
+                self.sampler.accept(&[id]);
+                id
+            }
+            None => self.sampler.sample(&self.logits),
+        };
         if self.eos.contains(&id) {
             self.stop = Some(StopReason::EndOfSequence);
             return Ok(None);

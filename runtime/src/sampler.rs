@@ -90,6 +90,12 @@ impl SamplerConfig {
         Ok(())
     }
 
+    /// Whether the chain is a plain argmax: greedy with no penalties (the generation
+    /// loop then takes the argmax on the GPU and reads back one id, not the row).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 && !self.has_penalties()
+    }
+
     fn has_penalties(&self) -> bool {
         self.repetition_penalty != 1.0
             || self.presence_penalty != 0.0

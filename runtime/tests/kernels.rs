@@ -987,3 +987,40 @@ fn low_bit_projections_match_the_dequantizer() {
     assert!(parts_seen > 1, "no matrix was split");
     report("low-bit linear", worst as f32);
 }
+
+// ---------------------------------------------------------------------------------
+// Greedy decoding's argmax
+// ---------------------------------------------------------------------------------
+
+/// The GPU argmax agrees with `sampler::argmax` (the first maximum) over rows longer
+/// and shorter than its workgroup, with ties, a maximum in the last slot and −∞ rows;
+/// NaNs count as −∞.
+#[test]
+fn argmax_picks_the_first_maximum() {
+    let mut rng = Rng(21);
+    let mut cases: Vec<Vec<f32>> = [1, 3, 256, 1000, 65536]
+        .map(|n| rng.vec(n, 4.0))
+        .into_iter()
+        .collect();
+    let mut tied = rng.vec(700, 1.0);
+    (tied[17], tied[300], tied[699]) = (9.0, 9.0, 9.0);
+    cases.push(tied);
+    let mut last = rng.vec(513, 1.0);
+    last[512] = 5.0;
+    cases.push(last);
+    cases.push(vec![f32::NEG_INFINITY; 300]);
+    for values in &cases {
+        let want = lfm_edge::sampler::argmax(values);
+        let mut with_nan = values.clone();
+        with_nan.push(f32::NAN);
+        for row in [values, &with_nan] {
+            let logits = buffer("logits", row);
+            let tokens = buffer("tokens", &[0.0; 4]);
+            let step = ops::argmax(gpu(), &logits, row.len(), &tokens).unwrap();
+            let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
+            run(Batch::new(1, 0), max_per_dim, &[&step]);
+            let got: Vec<u32> = gpu().read(&tokens, 0, 4).unwrap();
+            assert_eq!(got[0], want, "argmax of {} values", row.len());
+        }
+    }
+}

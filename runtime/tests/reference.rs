@@ -84,6 +84,23 @@ fn greedy_continuation_matches_transformers() {
     }
 }
 
+/// Greedy decoding with the argmax on the GPU (`Session::step_greedy`) gives
+/// transformers' continuation too.
+#[test]
+fn greedy_steps_on_the_gpu_match_transformers() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let mut session = Session::new(load(name), &SessionOptions::default()).unwrap();
+        let logits = session.feed(&r.prompt_ids).unwrap();
+        let mut generated = vec![lfm_edge::sampler::argmax(&logits)];
+        while generated.len() < r.greedy_ids.len() {
+            let last = generated[generated.len() - 1];
+            generated.push(session.step_greedy(last).unwrap());
+        }
+        assert_eq!(generated, r.greedy_ids, "{name}");
+    }
+}
+
 #[test]
 fn tokenization_matches_transformers() {
     for name in FIXTURES {

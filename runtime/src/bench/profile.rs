@@ -1,5 +1,5 @@
 //! `bench --profile`: where the time of a decoded token goes. Tokens are decoded as
-//! `bench` decodes them (`Session::step`, greedy argmax on the CPU), and after each the
+//! `bench` decodes them (`Session::step_greedy`, the argmax on the GPU), and after each the
 //! forward graph of that token is launched twice more: once with its dispatches timed
 //! one by one (GPU timestamps between dispatches where the adapter writes them inside
 //! a pass, around a pass per dispatch where it writes them only at pass boundaries,
@@ -9,8 +9,8 @@
 //! decoded next, not the work).
 //!
 //! A token's wall time less that of its launches submitted alone is the fixed cost of a
-//! token outside the GPU: writing the step, recording, reading the logits back,
-//! sampling. The launches hold a fixed cost too, that of launching: launches of one
+//! token outside the GPU: writing the step, recording, the argmax and reading its id
+//! back. The launches hold a fixed cost too, that of launching: launches of one
 //! workgroup copying 16 bytes measure it. (Timestamps between dispatches cost something
 //! themselves: the per-family times can add up to more than the launches submitted
 //! alone.)
@@ -25,7 +25,6 @@ use super::{prompt, BenchOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, StepUniform, Timestamps};
 use crate::model::Model;
-use crate::sampler::argmax;
 use crate::session::{Session, SessionOptions};
 
 /// The launches of one kernel family, per decoded token.
@@ -145,7 +144,7 @@ pub fn profile_timed(
     // Warm-up: pipelines compiled by the driver, pages touched.
     let mut next = prompt(1, model.config.vocab_size)[0];
     for _ in 0..2 {
-        next = argmax(&session.step(next)?);
+        next = session.step_greedy(next)?;
         timer.time(gpu, &dispatches, session.position() - 1)?;
     }
     session.reset();
@@ -153,7 +152,7 @@ pub fn profile_timed(
     let mut total = vec![0.0; dispatches.len()];
     for _ in 0..tokens {
         let start = Instant::now();
-        next = argmax(&session.step(next)?);
+        next = session.step_greedy(next)?;
         wall += start.elapsed();
         let times = timer.time(gpu, &dispatches, session.position() - 1)?;
         total.iter_mut().zip(times).for_each(|(t, d)| *t += d);

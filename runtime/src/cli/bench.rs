@@ -114,7 +114,7 @@ fn print_profile(p: &Profile) -> Result<()> {
         kernels
     )?;
     outln!(
-        "token µs: {:.1} wall, {:.1} for its launches submitted alone, {:.1} outside them (step, record, logits readback, argmax)",
+        "token µs: {:.1} wall, {:.1} for its launches submitted alone, {:.1} outside them (step, record, argmax readback)",
         p.token_micros,
         p.graph_micros,
         p.fixed_micros()

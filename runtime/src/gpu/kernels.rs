@@ -50,10 +50,11 @@ pub enum Kernel {
     KvStore,
     KvShift,
     Copy,
+    Argmax,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -69,6 +70,7 @@ impl Kernel {
         Kernel::KvStore,
         Kernel::KvShift,
         Kernel::Copy,
+        Kernel::Argmax,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -91,6 +93,7 @@ impl Kernel {
             Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
             Kernel::Copy => include_str!("../../../shaders/copy.wgsl"),
+            Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
         }
     }
 
@@ -171,6 +174,8 @@ impl Kernel {
             Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
             // src, dst, params
             Kernel::Copy => &[Read, ReadWrite, Uniform],
+            // logits, tokens, params
+            Kernel::Argmax => &[Read, ReadWrite, Uniform],
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One constructor per kernel family: shape guards, the kernel's `#[repr(C)]` params
 //! (mirroring its WGSL `Params`), and the recorded dispatch.
 
+mod argmax;
 mod attention;
 mod copy;
 mod embedding;
@@ -14,6 +15,7 @@ mod shortconv;
 mod split;
 mod swiglu;
 
+pub use argmax::argmax;
 pub use attention::attention;
 pub use copy::copy;
 pub use embedding::embedding;
@@ -101,6 +103,7 @@ fn outer_rows(shape: &[usize]) -> usize {
 /// Every mirrored struct: each kernel family's params and the step uniform.
 #[doc(hidden)]
 pub const MIRRORED: &[Mirror] = &[
+    argmax::MIRROR,
     attention::MIRROR,
     copy::MIRROR,
     embedding::MIRROR,

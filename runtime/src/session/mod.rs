@@ -24,9 +24,10 @@ use wgpu::util::DeviceExt;
 
 use crate::budget::{fit_session, session_scratch_bytes};
 use crate::error::{Error, Result};
-use crate::gpu::StepUniform;
+use crate::gpu::{Dispatch, StepUniform};
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
 use crate::model::{Graph, Model, TapSource};
+use crate::ops;
 use crate::state::State;
 use crate::vram::Reservation;
 
@@ -40,8 +41,10 @@ pub struct Session {
     graph: Graph,
     step_uniform: wgpu::Buffer,
     step_group: wgpu::BindGroup,
-    /// MAP_READ copy of the logits.
+    /// MAP_READ copy of the logits (or of a greedy step's pick).
     staging: wgpu::Buffer,
+    /// The last row's argmax into the first token id, for [`Session::step_greedy`].
+    argmax: Dispatch,
     /// Positions → blocks of the KV pool.
     pages: PageTable,
     /// Whether the pool is this session's alone (its bytes count as the session's).
@@ -127,6 +130,7 @@ impl Session {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let argmax = ops::argmax(gpu, &state.logits, model.config.vocab_size, &state.tokens)?;
         gpu.check()?;
         let options = SessionOptions {
             max_context: shape.max_context,
@@ -141,6 +145,7 @@ impl Session {
             step_uniform,
             step_group,
             staging,
+            argmax,
             pages,
             own_pool,
             options,
@@ -237,6 +242,28 @@ impl Session {
     /// As [`Session::feed`], polling `cancelled` before each batch: once it returns
     /// true, [`Error::Cancelled`], the batches before it staying fed.
     pub fn feed_until(&mut self, tokens: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Vec<f32>> {
+        self.feed_with(tokens, cancelled, Readback::Logits)
+    }
+
+    /// One greedy decode step: feeds `token` and returns the most likely next one (the
+    /// first maximum of its logits, NaNs as −∞), picked on the GPU so that one id and
+    /// not the row comes back. As [`Session::step`] then `sampler::argmax`.
+    pub fn step_greedy(&mut self, token: u32) -> Result<u32> {
+        let picked: Vec<u32> = self.feed_with(&[token], &|| false, Readback::Argmax)?;
+        picked
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))
+    }
+
+    /// [`Session::feed_until`], reading back what `readback` says after each batch: the
+    /// logits (f32) or the last row's argmax (u32).
+    fn feed_with<T: bytemuck::Pod>(
+        &mut self,
+        tokens: &[u32],
+        cancelled: &dyn Fn() -> bool,
+        readback: Readback,
+    ) -> Result<Vec<T>> {
         self.check_tokens(tokens)?;
         if !self.has_room(tokens.len()) {
             return Err(Error::ContextFull {
@@ -258,7 +285,7 @@ impl Session {
             // Batches end on snapshot boundaries.
             let interval = self.options.snapshot_interval;
             n = n.min(interval - self.position() % interval);
-            let rows = self.run_batch(&rest[..n], None)?;
+            let rows: Vec<T> = self.run_batch(&rest[..n], None, readback)?;
             if !self.options.all_logits {
                 logits.clear();
             }
@@ -295,7 +322,12 @@ impl Session {
 
     /// Runs one batch and reads its logits back; with `trace`, also copies each tap of
     /// the graph, in order, into it (n_tokens × hidden f32 each).
-    fn run_batch(&mut self, tokens: &[u32], trace: Option<&wgpu::Buffer>) -> Result<Vec<f32>> {
+    fn run_batch<T: bytemuck::Pod>(
+        &mut self,
+        tokens: &[u32],
+        trace: Option<&wgpu::Buffer>,
+        readback: Readback,
+    ) -> Result<Vec<T>> {
         let gpu = &self.model.gpu;
         let n = tokens.len() as u32;
         let pos = self.position();
@@ -330,17 +362,33 @@ impl Session {
                 encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, slot * size, size);
             }
         }
-        let rows = if self.options.all_logits {
-            n as usize
-        } else {
-            1
+        let (source, bytes) = match readback {
+            Readback::Logits => {
+                let rows = if self.options.all_logits {
+                    n as usize
+                } else {
+                    1
+                };
+                let bytes = rows * self.model.config.vocab_size * 4;
+                (&self.state.logits, bytes as u64)
+            }
+            Readback::Argmax => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("argmax"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(1, &self.step_group, &[]);
+                let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+                self.argmax.encode(&mut pass, n, max_per_dim);
+                drop(pass);
+                (&self.state.tokens, 4)
+            }
         };
-        let bytes = (rows * self.model.config.vocab_size * 4) as u64;
-        encoder.copy_buffer_to_buffer(&self.state.logits, 0, &self.staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(source, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
-        let logits: Vec<f32> = gpu.map_and_read(&self.staging, bytes)?;
+        let values = gpu.map_and_read(&self.staging, bytes)?;
         self.tokens.extend_from_slice(tokens);
-        Ok(logits)
+        Ok(values)
     }
 
     /// Records the forward graph for a batch of `n` tokens in one compute pass; with
@@ -384,4 +432,11 @@ impl Session {
             }
         }
     }
+}
+
+/// What a batch reads back: the logits, or the argmax of its last row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readback {
+    Logits,
+    Argmax,
 }

@@ -47,7 +47,7 @@ impl Session {
         let gpu = self.model.gpu.clone();
         let out = gpu.zeros("trace", taps.len() * n * hidden)?;
         let names: Vec<String> = taps.iter().map(|t| t.name.clone()).collect();
-        let logits = self.run_batch(tokens, Some(&out))?;
+        let logits: Vec<f32> = self.run_batch(tokens, Some(&out), super::Readback::Logits)?;
         let values = gpu.read_f32(&out, names.len() * n * hidden)?;
         let intermediates = names
             .into_iter()

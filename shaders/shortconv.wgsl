@@ -3,6 +3,8 @@
 // main:         out[t] = C[t] * (bias + sum_k w[k] * Bx[t - (L-1) + k]),  Bx = B * x,
 //               where positions before the batch come from the conv state.
 // update_state: the state becomes the last L-1 values of Bx, ready for the next batch.
+// token:        both for a single token, in one launch: a thread per channel, which
+//               alone reads and writes that channel's state.
 // The state is all a conv layer carries between batches: (L-1, hidden) floats.
 
 struct Params {
@@ -31,16 +33,9 @@ fn bx(s: i32, c: u32) -> f32 {
     return bcx[row + c] * bcx[row + 2u * h + c];
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = flat_workgroup(wid, nwg) * WG + lid;
+// C · (bias + sum_k w[k] · Bx[t - (L-1) + k]) of channel c at batch position t.
+fn conv(t: u32, c: u32) -> f32 {
     let h = params.hidden;
-    if i >= step.n_tokens * h {
-        return;
-    }
-    let t = i / h;
-    let c = i % h;
     let l = params.l_cache;
     var y = 0.0;
     if params.has_bias == 1u {
@@ -50,7 +45,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let e = c * l + k;
         y += weight_value(weight[weight_word(e)], e) * bx(i32(t + k) - i32(l - 1u), c);
     }
-    out[i] = bcx[t * 3u * h + h + c] * y;
+    return bcx[t * 3u * h + h + c] * y;
+}
+
+// Channel c's state moved past a batch of n_tokens.
+fn shift_state(c: u32, n_tokens: u32) {
+    // Slot j takes position n_tokens - (L-1) + j. When that is still in the old state,
+    // it is slot j + n_tokens: always a later slot, not yet overwritten.
+    let keep = i32(params.l_cache) - 1;
+    for (var j = 0; j < keep; j++) {
+        let value = bx(i32(n_tokens) - keep + j, c);
+        state[u32(j) * params.hidden + c] = value;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wid, nwg) * WG + lid;
+    let h = params.hidden;
+    if i >= step.n_tokens * h {
+        return;
+    }
+    out[i] = conv(i / h, i % h);
 }
 
 @compute @workgroup_size(WG)
@@ -60,11 +77,16 @@ fn update_state(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if c >= params.hidden {
         return;
     }
-    // Slot j takes position n_tokens - (L-1) + j. When that is still in the old state,
-    // it is slot j + n_tokens: always a later slot, not yet overwritten.
-    let keep = i32(params.l_cache) - 1;
-    for (var j = 0; j < keep; j++) {
-        let value = bx(i32(step.n_tokens) - keep + j, c);
-        state[u32(j) * params.hidden + c] = value;
+    shift_state(c, step.n_tokens);
+}
+
+@compute @workgroup_size(WG)
+fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let c = flat_workgroup(wid, nwg) * WG + lid;
+    if c >= params.hidden {
+        return;
     }
+    out[c] = conv(0u, c);
+    shift_state(c, 1u);
 }

@@ -606,6 +606,7 @@ fn check_shortconv(
     };
     let conv = ops::shortconv(gpu(), &op, &no_bias).unwrap();
     let update = ops::shortconv_state(gpu(), &op, &no_bias).unwrap();
+    let token = ops::shortconv_token(gpu(), &op, &no_bias).unwrap();
     let name = format!(
         "shortconv {} bias {} limit {max_per_dim}",
         weight.0.dtype,
@@ -619,7 +620,11 @@ fn check_shortconv(
             .queue
             .write_buffer(&bcx, 0, bytemuck::cast_slice(rows));
         let batch = Batch::new(n, start);
-        run(batch, max_per_dim, &[&conv, &update]);
+        // As the forward graph runs them: a single token in one launch.
+        match n {
+            1 => run(batch, max_per_dim, &[&token]),
+            _ => run(batch, max_per_dim, &[&conv, &update]),
+        }
         let expected = &want[start * hidden..(start + n) * hidden];
         let got = read(&out, n * hidden);
         worst = worst.max(assert_close(
@@ -647,7 +652,7 @@ fn check_shortconv(
 #[test]
 fn shortconv_carries_state_across_batches() {
     let (hidden, l) = (300, 3); // more than one workgroup of channels, not a multiple
-    let batches = [4, 1, 1];
+    let batches = [4, 1, 1, 2, 1];
     let tokens: usize = batches.iter().sum();
     let mut rng = Rng(6);
     let mut worst = 0.0f32;

@@ -44,6 +44,7 @@ pub enum Kernel {
     Attention,
     ShortConv,
     ShortConvState,
+    ShortConvToken,
     SwiGlu,
     MoeRoute,
     MoeCombine,
@@ -54,7 +55,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -64,6 +65,7 @@ impl Kernel {
         Kernel::Attention,
         Kernel::ShortConv,
         Kernel::ShortConvState,
+        Kernel::ShortConvToken,
         Kernel::SwiGlu,
         Kernel::MoeRoute,
         Kernel::MoeCombine,
@@ -83,7 +85,7 @@ impl Kernel {
             Kernel::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
-            Kernel::ShortConv | Kernel::ShortConvState => {
+            Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
                 include_str!("../../../shaders/shortconv.wgsl")
             }
             Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
@@ -136,6 +138,7 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::ShortConvState => "update_state",
+            Kernel::ShortConvToken => "token",
             Kernel::MoeRoute => "route",
             Kernel::MoeCombine => "combine",
             _ => "main",
@@ -159,7 +162,7 @@ impl Kernel {
             // q, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // bcx, conv weight, conv bias, state, out, params
-            Kernel::ShortConv | Kernel::ShortConvState => {
+            Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
                 &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]
             }
             // gate, up (becomes the output), params

@@ -263,8 +263,12 @@ impl Model {
                     state: conv_state,
                     out: &s.mixed,
                 };
-                steps.push(Step::Always(ops::shortconv(gpu, &op, none)?));
-                steps.push(Step::Always(ops::shortconv_state(gpu, &op, none)?));
+                // A token's conv moves its state in the same launch; a batch's takes two.
+                steps.push(Step::BySize {
+                    one: ops::shortconv_token(gpu, &op, none)?,
+                    many: ops::shortconv(gpu, &op, none)?,
+                });
+                steps.push(Step::Batch(ops::shortconv_state(gpu, &op, none)?));
                 steps.push(self.linear(
                     &w.out_proj,
                     w.out_proj_bias.as_ref(),

@@ -26,7 +26,7 @@ pub use linear::{
 pub use moe::{moe_combine, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table, Rope};
-pub use shortconv::{shortconv, shortconv_state, ShortConv};
+pub use shortconv::{shortconv, shortconv_state, shortconv_token, ShortConv};
 pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;
 

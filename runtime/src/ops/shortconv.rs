@@ -43,7 +43,7 @@ fn launch(
     // (hidden, 1, L), checked at load.
     let (hidden, l_cache) = (op.weight.shape[0], op.weight.shape[2]);
     let grid = match kernel {
-        Kernel::ShortConvState => Grid::Fixed(hidden.div_ceil(256) as u32),
+        Kernel::ShortConvState | Kernel::ShortConvToken => Grid::Fixed(hidden.div_ceil(256) as u32),
         _ => Grid::Threads {
             per_token: hidden as u32,
             size: 256,
@@ -76,6 +76,11 @@ fn launch(
 /// out = C · conv(B · x), reading earlier positions from the state.
 pub fn shortconv(gpu: &Gpu, op: &ShortConv<'_>, no_bias: &wgpu::Buffer) -> Result<Dispatch> {
     launch(gpu, Kernel::ShortConv, op, no_bias)
+}
+
+/// `shortconv` then `shortconv_state` for a single token, in one launch.
+pub fn shortconv_token(gpu: &Gpu, op: &ShortConv<'_>, no_bias: &wgpu::Buffer) -> Result<Dispatch> {
+    launch(gpu, Kernel::ShortConvToken, op, no_bias)
 }
 
 /// Moves the conv state forward past this batch. Runs after `shortconv`.

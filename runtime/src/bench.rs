@@ -15,8 +15,6 @@ pub use profile::{profile, profile_timed, FamilyTime, Profile};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, StepUniform};
 use crate::model::Model;
@@ -166,21 +164,7 @@ pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
     let src = gpu.zeros("probe src", (bytes / 4) as usize)?;
     let dst = gpu.zeros("probe dst", (bytes / 4) as usize)?;
     let copy = crate::ops::copy(gpu, &src, &dst, bytes)?;
-    let step = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("probe step"),
-            contents: bytemuck::bytes_of(&StepUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("probe step"),
-        layout: &*gpu.step_layout()?,
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: step.as_entire_binding(),
-        }],
-    });
+    let (_step, step_group) = gpu.step_binding("probe step", &StepUniform::default())?;
     // Several copies per submission, so that submission and wait are a small part.
     const COPIES: usize = 4;
     let mut best = Duration::MAX;

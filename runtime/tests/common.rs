@@ -8,7 +8,6 @@ use std::sync::{Arc, OnceLock};
 use lfm_edge::gpu::{Dispatch, StepUniform};
 use lfm_edge::{sampler::argmax, Gpu, GpuOptions, KvDtype, Model, Session, SessionOptions};
 use serde::Deserialize;
-use wgpu::util::DeviceExt;
 
 /// The tiny checkpoints made by scripts/make_fixtures.py.
 pub const FIXTURES: [&str; 7] = [
@@ -146,21 +145,7 @@ pub fn run_dispatches(
         pos,
         _pad: [0; 2],
     };
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("step"),
-            contents: bytemuck::bytes_of(&step),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("step"),
-        layout: &gpu.step_layout().unwrap(),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }],
-    });
+    let (_uniform, group) = gpu.step_binding("step", &step).unwrap();
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());

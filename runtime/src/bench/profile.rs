@@ -19,8 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgpu::util::DeviceExt;
-
 use super::{prompt, BenchOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, StepUniform, Timestamps};
@@ -223,21 +221,7 @@ const CHUNK: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2 - 1) as usize;
 
 impl Timer {
     fn new(gpu: &Gpu, timing: Timestamps, dispatches: usize) -> Result<Timer> {
-        let step = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("profile step"),
-                contents: bytemuck::bytes_of(&StepUniform::default()),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-        let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("profile step"),
-            layout: &*gpu.step_layout()?,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: step.as_entire_binding(),
-            }],
-        });
+        let (step, step_group) = gpu.step_binding("profile step", &StepUniform::default())?;
         let queries = (timing != Timestamps::None).then(|| {
             let count = 2 * dispatches.min(CHUNK) as u32;
             let bytes = count as u64 * wgpu::QUERY_SIZE as u64;

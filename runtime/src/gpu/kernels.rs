@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use super::Gpu;
+use wgpu::util::DeviceExt;
+
+use super::{Gpu, StepUniform};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -284,6 +286,31 @@ impl Gpu {
                 )
             })
             .clone())
+    }
+
+    /// A `Step` uniform holding `step`, and its `@group(1)` bind group. COPY_DST: a
+    /// session rewrites it before each batch.
+    pub fn step_binding(
+        &self,
+        label: &str,
+        step: &StepUniform,
+    ) -> Result<(wgpu::Buffer, wgpu::BindGroup)> {
+        let buffer = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(step),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &*self.step_layout()?,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: buffer.as_entire_binding(),
+            }],
+        });
+        Ok((buffer, group))
     }
 
     fn module(&self, kernel: Kernel) -> Result<Arc<wgpu::ShaderModule>> {

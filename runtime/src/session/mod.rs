@@ -20,8 +20,6 @@ mod trace;
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use crate::budget::{fit_session, session_scratch_bytes};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, StepUniform};
@@ -109,21 +107,7 @@ impl Session {
         let pages = PageTable::new(pool, shape.max_context)?;
         let state = State::new(gpu, &model.config, shape, pages.pool(), &pages.buffer)?;
         let graph = model.forward_graph(&state)?;
-        let step_uniform = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("step"),
-                contents: bytemuck::bytes_of(&StepUniform::default()),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-        let step_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("step"),
-            layout: &*gpu.step_layout()?,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: step_uniform.as_entire_binding(),
-            }],
-        });
+        let (step_uniform, step_group) = gpu.step_binding("step", &StepUniform::default())?;
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("logits readback"),
             size: state.logits.size(),

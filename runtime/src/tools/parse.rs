@@ -68,10 +68,15 @@ impl Parser<'_> {
         self.text.as_bytes().get(self.at).copied()
     }
 
-    fn space(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_whitespace()) {
+    /// Moves past the bytes that `keep` accepts.
+    fn skip_while(&mut self, keep: impl Fn(u8) -> bool) {
+        while self.peek().is_some_and(&keep) {
             self.at += 1;
         }
+    }
+
+    fn space(&mut self) {
+        self.skip_while(|b| b.is_ascii_whitespace());
     }
 
     fn eat(&mut self, byte: u8) -> Result<(), String> {
@@ -139,13 +144,8 @@ impl Parser<'_> {
     /// A function or keyword name; dotted names (`Calendar.create_event`) too.
     fn name(&mut self) -> Result<String, String> {
         let start = self.at;
-        let bytes = self.text.as_bytes();
-        while self.at < bytes.len()
-            && (bytes[self.at].is_ascii_alphanumeric() || b"_.-".contains(&bytes[self.at]))
-        {
-            self.at += 1;
-        }
-        if self.at == start || bytes[start].is_ascii_digit() {
+        self.skip_while(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if self.at == start || self.text.as_bytes()[start].is_ascii_digit() {
             return Err(self.fail("expected a name"));
         }
         Ok(self.text[start..self.at].to_owned())
@@ -196,12 +196,7 @@ impl Parser<'_> {
 
     fn number(&mut self) -> Result<Value, String> {
         let start = self.at;
-        let bytes = self.text.as_bytes();
-        while self.at < bytes.len()
-            && (bytes[self.at].is_ascii_digit() || b"+-.eE_".contains(&bytes[self.at]))
-        {
-            self.at += 1;
-        }
+        self.skip_while(|b| b.is_ascii_digit() || b"+-.eE_".contains(&b));
         let text = self.text[start..self.at].replace('_', "");
         let text = text.strip_prefix('+').unwrap_or(&text);
         if let Ok(n) = text.parse::<i64>() {

@@ -12,8 +12,10 @@ For each shape this writes, under OUT/<shape>/:
   made.
 
 The safetensors file is written tensor by tensor from random 16-bit patterns, so an
-8B model never sits in memory as f32. Nothing here is committed: `compare.sh` makes
-what it needs at bench time (files already present are kept).
+8B model never sits in memory as f32. Nothing here is committed; files already present
+are kept. This is the path through llama.cpp's own converter and quantizer (moe_pair.py
+uses it, and the bf16 safetensors benchmarks); compare.sh writes its GGUF files
+straight from random blocks with random_gguf.py, which takes its shapes from here.
 
     python scripts/bench/make_models.py --llama-cpp DIR [--quantize BIN] [--out DIR] \\
         --shapes 350M,1.2B --types bf16,F16,Q8_0,Q4_0,Q4_K_M

@@ -18,4 +18,5 @@ struct Params {
     expert_count: u32,   //   (a stack larger than one binding is bound in parts)
     gated: u32,          // 1: out = silu(gate) * y, the gate bound at the bias binding (matvec)
     combine: u32,        // 1: each row sums the token's slots, by route weight, into out (matvec)
+    norm_eps: f32,       // the RMSNorm's epsilon, where matvec normalizes x itself
 }

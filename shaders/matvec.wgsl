@@ -15,13 +15,18 @@
 // silu(gate) * y, the gate projection's output bound where a bias would be; `combine`
 // (the down projection) gives each output row the sum over the token's k slots of
 // route weight * y, added into the residual stream. Params: linear_params.wgsl.
+// Normalized input (NORM_DTYPE set): x is the residual stream and the matvec applies the
+// RMSNorm before it itself, so that a token's norm takes no launch: x is multiplied by
+// the norm weight as it is loaded, the row's threads add up x² beside the dot product,
+// and the 1/rms factor scales the sum.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k), 16-byte padded
 @group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>; // (n, k)
 @group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n), gated: the gate (rows, n) f32, or unused
 @group(0) @binding(3) var<storage, read> routing: array<u32>;   // routes (n_tokens, top_k, 2): expert, weight bits
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // (rows, n)
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> norm: array<vec4<u32>>; // (k) RMSNorm weight, or unused
+@group(0) @binding(6) var<uniform> params: Params;
 
 override WG: u32 = 256u;
 override ROW_THREADS: u32 = 16u;
@@ -29,23 +34,57 @@ override ROWS_PER_THREAD: u32 = 1u;
 // The per-thread accumulators hold up to MAX_ROWS rows; WG * ROWS_PER_THREAD <= 256
 // (gpu/tuning.rs checks both).
 const MAX_ROWS: u32 = 8u;
+// The RMSNorm weight's dtype code, or NO_NORM where x is read as it is.
+const NO_NORM: u32 = 255u;
+override NORM_DTYPE: u32 = NO_NORM;
 alias Rows = array<f32, MAX_ROWS>;
 alias RowIndex = array<u32, MAX_ROWS>;
 
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial_squares: array<f32, 256>; // Σ x² of a normalized input
+var<private> normed_row_start: u32; // where x's normalized row starts
 
 fn load_word(i: u32) -> u32 {
     return weight[i >> 2u][i & 3u];
 }
 
 // x[i .. i + 4], i a multiple of 4: one vector load (on a CPU adapter, one loop over
-// the lanes instead of four).
+// the lanes instead of four), times the norm weight where the input is normalized.
 fn x4(i: u32) -> vec4<f32> {
-    return x[i >> 2u];
+    if NORM_DTYPE == NO_NORM {
+        return x[i >> 2u];
+    }
+    return x[i >> 2u] * norm4(i - normed_row_start);
 }
 
 fn x1(i: u32) -> f32 {
-    return x[i >> 2u][i & 3u];
+    return x4(i & ~3u)[i & 3u];
+}
+
+// The norm weight's elements i .. i + 4, i a multiple of 4.
+fn norm4(i: u32) -> vec4<f32> {
+    if NORM_DTYPE == DTYPE_F32 {
+        return bitcast<vec4<f32>>(norm[i >> 2u]);
+    }
+    let words = norm[i >> 3u];
+    let pair = select(words.xy, words.zw, (i & 4u) != 0u);
+    if NORM_DTYPE == DTYPE_F16 {
+        return vec4<f32>(f16_pair(pair.x), f16_pair(pair.y));
+    }
+    return bitcast<vec4<f32>>(vec4<u32>(pair.x << 16u, pair.x & 0xffff0000u,
+                                        pair.y << 16u, pair.y & 0xffff0000u));
+}
+
+// This thread's share of Σ x² over x's normalized row.
+fn squares(lane: u32) -> f32 {
+    var sum = 0.0;
+    // Bounded by the buffer too, as in rmsnorm.wgsl.
+    let end = min(normed_row_start + params.k, 4u * arrayLength(&x));
+    for (var i = normed_row_start + 4u * lane; i < end; i += 4u * ROW_THREADS) {
+        let v = x[i >> 2u];
+        sum += dot(v, v);
+    }
+    return sum;
 }
 
 @compute @workgroup_size(WG)
@@ -66,6 +105,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // bound clamped by the routing buffer's length, as a bounds check).
     let summed = select(1u, min(params.top_k, arrayLength(&routing) / 2u), combine);
     var sums: Rows;
+    if NORM_DTYPE != NO_NORM {
+        // A normalized input is the token's row (never a slot's): its x² once per thread.
+        normed_row_start = select(0u, step.n_tokens - 1u, params.x_last == 1u) * params.k;
+        partial_squares[lid] = squares(lane);
+    }
     // Whether this binding holds the expert of a slot summed (always, when dense).
     var held = false;
     for (var i = 0u; i < summed; i++) {
@@ -102,6 +146,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var j = 0u; j < ROWS_PER_THREAD; j++) {
                 partial[lid * ROWS_PER_THREAD + j] += partial[(lid + half) * ROWS_PER_THREAD + j];
             }
+            if NORM_DTYPE != NO_NORM {
+                partial_squares[lid] += partial_squares[lid + half];
+            }
         }
         workgroupBarrier();
     }
@@ -111,6 +158,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < params.n; j++) {
         let row = first + j;
         var y = partial[lid * ROWS_PER_THREAD + j];
+        if NORM_DTYPE != NO_NORM {
+            y *= inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+        }
         if params.has_bias == 1u {
             let b = params.out_col + row;
             y += float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, b)], b);

@@ -280,6 +280,7 @@ fn check_linear(p: &Projection, output: LinearOutput, batch: Batch, rng: &mut Rn
             out: &out,
             output,
             gate: None,
+            norm: None,
         };
         let step = ops::linear(gpu(), op, &no_bias).unwrap();
         run(batch, limit, &step.dispatches(batch.n_tokens));

@@ -15,7 +15,7 @@ use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType};
 use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
 use lfm_edge::ops::{
-    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, Linear, LinearOutput,
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, InputNorm, Linear, LinearOutput,
 };
 
 const QUANTIZED: [DType; 8] = [
@@ -195,6 +195,7 @@ fn check_linear(dtype: DType, (n, k): (usize, usize), n_tokens: usize, rng: &mut
                 out: &out,
                 output,
                 gate: None,
+                norm: None,
             };
             run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
             let case = format!(
@@ -255,10 +256,92 @@ fn gated_projection_applies_swiglu_to_a_single_token() {
                     out: &out,
                     output: LinearOutput::Rows,
                     gate: Some(&gate_buffer),
+                    norm: None,
                 };
                 run(gpu, &ops::linear(gpu, op, &none).unwrap(), n_tokens as u32);
                 let case = format!("gated {dtype}, {n_tokens} tokens, {:?}", gpu.tuning);
                 assert_close(&case, &gpu.read_f32(&out, n_tokens * n).unwrap(), &want);
+            }
+        }
+    }
+}
+
+/// With an input norm, a single token's matvec reads the residual stream and applies
+/// RMSNorm to it itself: y = W · (x ⊙ g) / rms(x) + b, whatever the weight's and the norm
+/// weight's dtypes; LastRow normalizes the batch's last row.
+#[test]
+fn a_matvec_normalizes_its_own_input() {
+    let mut rng = Rng(19);
+    let eps = 1e-5;
+    // k = 36 in 16-bit: rows of 18 words, read a word at a time.
+    let cases = [
+        (DType::F32, 36),
+        (DType::F16, 36),
+        (DType::BF16, 72),
+        (DType::Q8_0, 96),
+        (DType::Q4_0, 96),
+        (DType::Q4_K, 256),
+        (DType::Q6_K, 256),
+        (DType::Q1_0, 256),
+    ];
+    for (dtype, k) in cases {
+        let n = 37;
+        let (bytes, w) = random_weights(dtype, n * k, &mut rng);
+        for norm_dtype in [DType::F32, DType::F16, DType::BF16] {
+            let (norm_bytes, g) = random_weights(norm_dtype, k, &mut rng);
+            let bias = rng.vec(n, 1.0);
+            for (n_tokens, output) in [(1, LinearOutput::Rows), (3, LinearOutput::LastRow)] {
+                let x = rng.vec(n_tokens * k, 3.0);
+                let last = &x[(n_tokens - 1) * k..];
+                let rms = (last.iter().map(|v| (v * v) as f64).sum::<f64>() / k as f64
+                    + eps as f64)
+                    .sqrt();
+                let normed: Vec<f32> = last
+                    .iter()
+                    .zip(&g)
+                    .map(|(v, g)| (*v as f64 / rms) as f32 * g)
+                    .collect();
+                let want: Vec<Want> = (0..n)
+                    .map(|j| {
+                        let mut y = dot(&normed, &w[j * k..][..k]);
+                        y.value += bias[j] as f64;
+                        y
+                    })
+                    .collect();
+                for gpu in gpus() {
+                    let weight = tensor(gpu, dtype, &[n, k], &bytes);
+                    let norm_weight = tensor(gpu, norm_dtype, &[k], &norm_bytes);
+                    let bias_tensor = tensor(gpu, DType::F32, &[n], bytemuck::cast_slice(&bias));
+                    let (residual, none) = (buffer(gpu, &x), gpu.zeros("none", 1).unwrap());
+                    let (xn, out) = (gpu.zeros("xn", 1).unwrap(), gpu.zeros("out", n).unwrap());
+                    let norm = InputNorm {
+                        weight: &norm_weight,
+                        eps,
+                        residual: &residual,
+                    };
+                    let op = Linear {
+                        weight: &weight,
+                        bias: Some(&bias_tensor),
+                        x: &xn,
+                        out: &out,
+                        output,
+                        gate: None,
+                        norm: Some(norm),
+                    };
+                    let step = ops::linear(gpu, op, &none).unwrap();
+                    let case = format!(
+                        "{dtype} {n}x{k}, norm {norm_dtype}, {n_tokens} tokens, {:?}",
+                        gpu.tuning
+                    );
+                    // A batch's Rows projection reads the norm's output instead.
+                    let tokens = if output == LinearOutput::Rows {
+                        1
+                    } else {
+                        n_tokens
+                    };
+                    run(gpu, &step, tokens as u32);
+                    assert_close(&case, &gpu.read_f32(&out, n).unwrap(), &want);
+                }
             }
         }
     }
@@ -317,6 +400,7 @@ fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
                     x_per_slot,
                     out: &out,
                     single: ExpertOutput::Slots,
+                    norm: None,
                     top_k,
                     routes: &route_buffer,
                     slots: &none,

@@ -189,6 +189,7 @@ fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
             x_per_slot: false,
             out: &out,
             single: ExpertOutput::Gated { gate: &gate_buffer },
+            norm: None,
             top_k,
             routes: &route_buffer,
             slots: &none,
@@ -215,6 +216,7 @@ fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
             x: &h_buffer,
             x_per_slot: true,
             out: &out,
+            norm: None,
             single: ExpertOutput::Combine {
                 residual: &residual_buffer,
             },

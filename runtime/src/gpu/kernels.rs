@@ -154,10 +154,10 @@ impl Kernel {
             Kernel::Embedding => &[Read, Read, ReadWrite, Uniform],
             // x, weight, out, params
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
+            // x, weight, bias, routing (MoE), out, norm weight, params
+            Kernel::Matvec => &[Read, Read, Read, Read, ReadWrite, Read, Uniform],
             // x, weight, bias, routing (MoE), out, params
-            Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows => {
-                &[Read, Read, Read, Read, ReadWrite, Uniform]
-            }
+            Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // norm weight, rope table, x (in place), params
             // q norm, k norm, table, q, k, params
             Kernel::Rope => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
@@ -195,12 +195,14 @@ pub enum HalfDecode {
 }
 
 /// A compiled pipeline: the kernel specialised for one weight dtype (and, for
-/// projections, the bias dtype: GGUF keeps biases f32 beside quantized weights).
+/// projections, the bias dtype: GGUF keeps biases f32 beside quantized weights; for a
+/// matvec that normalizes its own input, the RMSNorm weight's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
     pub dtype: DType,
     pub bias: DType,
+    pub norm: Option<DType>,
 }
 
 impl KernelKey {
@@ -209,13 +211,18 @@ impl KernelKey {
             kernel,
             dtype,
             bias: DType::F32,
+            norm: None,
         }
     }
 }
 
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}.{}.{}", self.kernel, self.dtype, self.bias)
+        write!(f, "{:?}.{}.{}", self.kernel, self.dtype, self.bias)?;
+        match self.norm {
+            Some(norm) => write!(f, ".norm-{norm}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -353,7 +360,12 @@ impl Gpu {
             ("BIAS_DTYPE", key.bias.shader_code()),
         ];
         match key.kernel {
-            Kernel::Matvec => constants.extend(self.tuning.matvec_constants()),
+            Kernel::Matvec => {
+                constants.extend(self.tuning.matvec_constants());
+                // matvec.wgsl's NO_NORM: x is read as it is.
+                let norm = key.norm.map_or(255.0, DType::shader_code);
+                constants.push(("NORM_DTYPE", norm));
+            }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
             _ => {}
         }

@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
 use crate::kv_pool::KvPool;
 use crate::ops::{
-    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, Linear, LinearOutput, MoeBuffers,
-    Rope, ShortConv,
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, InputNorm, Linear, LinearOutput,
+    MoeBuffers, Rope, ShortConv,
 };
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
@@ -171,28 +171,16 @@ impl Model {
         tap(&steps, "model.embed_tokens".into(), TapSource::Residual);
         for (i, (layer, state)) in self.layers.iter().zip(&s.layers).enumerate() {
             // h = x + operator(operator_norm(x))
-            steps.push(Step::Always(ops::rmsnorm(
-                gpu,
-                &s.x,
-                &layer.operator_norm,
-                eps,
-                &s.xn,
-            )?));
-            self.operator_steps(i, &layer.operator, state, s, &mut steps)?;
+            let norm = self.input_norm(&layer.operator_norm, s, &mut steps)?;
+            self.operator_steps(i, &layer.operator, state, s, norm, &mut steps)?;
             tap(
                 &steps,
                 format!("model.layers.{i}.operator"),
                 TapSource::Residual,
             );
             // out = h + ffn(ffn_norm(h))
-            steps.push(Step::Always(ops::rmsnorm(
-                gpu,
-                &s.x,
-                &layer.ffn_norm,
-                eps,
-                &s.xn,
-            )?));
-            self.ffn_steps(i, &layer.ffn, s, &mut steps)?;
+            let norm = self.input_norm(&layer.ffn_norm, s, &mut steps)?;
+            self.ffn_steps(i, &layer.ffn, s, norm, &mut steps)?;
             tap(&steps, format!("model.layers.{i}"), TapSource::Residual);
         }
         // logits = final_norm(x) · embed_tokensᵀ (or lm_head)
@@ -210,8 +198,31 @@ impl Model {
         } else {
             LinearOutput::LastRow
         };
-        steps.push(self.linear(head, None, &s.xn, &s.logits, output)?);
+        steps.push(self.linear(head, None, &s.xn, &s.logits, output, None)?);
         Ok(Graph { steps, taps })
+    }
+
+    /// The RMSNorm of the residual stream before a layer's operator or feed-forward.
+    /// A batch launches it into `s.xn`; a single token's projections apply it
+    /// themselves as they read `s.x`, where the width allows, so that it takes no launch.
+    fn input_norm<'a>(
+        &self,
+        weight: &'a GpuTensor,
+        s: &'a State,
+        steps: &mut Vec<Step>,
+    ) -> Result<Option<InputNorm<'a>>> {
+        let eps = self.config.norm_eps;
+        let launch = ops::rmsnorm(&self.gpu, &s.x, weight, eps, &s.xn)?;
+        if !InputNorm::fits(self.config.hidden_size) {
+            steps.push(Step::Always(launch));
+            return Ok(None);
+        }
+        steps.push(Step::Batch(launch));
+        Ok(Some(InputNorm {
+            weight,
+            eps,
+            residual: &s.x,
+        }))
     }
 
     fn linear(
@@ -221,6 +232,7 @@ impl Model {
         x: &wgpu::Buffer,
         out: &wgpu::Buffer,
         output: LinearOutput,
+        norm: Option<InputNorm>,
     ) -> Result<Step> {
         ops::linear(
             &self.gpu,
@@ -231,6 +243,7 @@ impl Model {
                 out,
                 output,
                 gate: None,
+                norm,
             },
             &self.no_bias,
         )
@@ -243,6 +256,7 @@ impl Model {
         operator: &Operator,
         state: &LayerState,
         s: &State,
+        norm: Option<InputNorm>,
         steps: &mut Vec<Step>,
     ) -> Result<()> {
         let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
@@ -255,6 +269,7 @@ impl Model {
                     &s.xn,
                     &s.bcx,
                     LinearOutput::Rows,
+                    norm,
                 )?);
                 let op = ShortConv {
                     weight: &w.conv,
@@ -275,6 +290,7 @@ impl Model {
                     &s.mixed,
                     &s.x,
                     LinearOutput::Accumulate,
+                    None,
                 )?);
             }
             (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
@@ -282,7 +298,7 @@ impl Model {
                 // scaled by position (where it has an attention temperature); k and v
                 // join the cache (f32 or f16).
                 let rows = |weight, bias: &Option<GpuTensor>, out| {
-                    self.linear(weight, bias.as_ref(), &s.xn, out, LinearOutput::Rows)
+                    self.linear(weight, bias.as_ref(), &s.xn, out, LinearOutput::Rows, norm)
                 };
                 steps.push(rows(&w.q_proj, &w.q_bias, &s.q)?);
                 steps.push(rows(&w.k_proj, &w.k_bias, &s.k)?);
@@ -308,6 +324,7 @@ impl Model {
                     &s.mixed,
                     &s.x,
                     LinearOutput::Accumulate,
+                    None,
                 )?);
             }
             _ => {
@@ -325,13 +342,14 @@ impl Model {
         i: usize,
         ffn: &FeedForward,
         s: &State,
+        norm: Option<InputNorm>,
         steps: &mut Vec<Step>,
     ) -> Result<()> {
         let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
         let label = format!("model.layers.{i}.feed_forward");
         match (ffn, &c.moe, &s.moe) {
             (FeedForward::Dense { w1, w3, w2 }, _, _) => {
-                steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows)?);
+                steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows, norm)?);
                 // A token's up projection applies SwiGLU itself; a batch's takes a launch.
                 let up = Linear {
                     weight: w3,
@@ -340,12 +358,13 @@ impl Model {
                     out: &s.up,
                     output: LinearOutput::Rows,
                     gate: Some(&s.gate),
+                    norm,
                 };
                 steps.push(ops::linear(gpu, up, none)?);
                 steps.push(Step::Batch(ops::swiglu(
                     gpu, &label, &s.gate, &s.up, c.ff_size,
                 )?));
-                steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate)?);
+                steps.push(self.linear(w2, None, &s.up, &s.x, LinearOutput::Accumulate, None)?);
             }
             (FeedForward::Moe(w), Some(moe), Some(m)) => {
                 // router → top-k (and, for a batch, each expert's slots) → gate → up with
@@ -357,6 +376,7 @@ impl Model {
                     &s.xn,
                     &m.router_logits,
                     LinearOutput::Rows,
+                    norm,
                 )?);
                 let buffers = MoeBuffers {
                     label: &label,
@@ -377,6 +397,7 @@ impl Model {
                         x_per_slot,
                         out,
                         single,
+                        norm: if x_per_slot { None } else { norm },
                         top_k: moe.top_k,
                         routes: &m.routes,
                         slots: &m.slots,

@@ -27,6 +27,7 @@ struct Params {
     expert_count: u32,
     gated: u32,
     combine: u32,
+    norm_eps: f32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -48,7 +49,8 @@ pub(super) const MIRROR: Mirror = mirror!(
         expert_first,
         expert_count,
         gated,
-        combine
+        combine,
+        norm_eps
     ]
 );
 
@@ -74,6 +76,26 @@ pub struct Linear<'a> {
     /// silu(gate) · y, the up projection and SwiGLU in one launch, while a batch's
     /// writes y and leaves SwiGLU to a launch of its own. Not with a bias.
     pub gate: Option<&'a wgpu::Buffer>,
+    /// The RMSNorm that made `x`, which a single token's matvec applies itself.
+    pub norm: Option<InputNorm<'a>>,
+}
+
+/// An input normalized inside the projection: a single token's matvec reads the rows
+/// `residual` and applies RMSNorm(weight, eps) to them as it loads them, so that the
+/// norm takes no launch of its own; a batch reads `x`, the norm's output, written by a
+/// launch of its own (`Step::Batch`).
+#[derive(Clone, Copy)]
+pub struct InputNorm<'a> {
+    pub weight: &'a GpuTensor,
+    pub eps: f32,
+    pub residual: &'a wgpu::Buffer,
+}
+
+impl InputNorm<'_> {
+    /// Whether a projection can normalize an input `width` wide (it reads x four at a time).
+    pub fn fits(width: usize) -> bool {
+        width % 4 == 0
+    }
 }
 
 /// One matrix of every expert, `rows` × k each, inside a stacked (experts, …, k)
@@ -94,6 +116,8 @@ pub struct ExpertLinear<'a> {
     pub out: &'a wgpu::Buffer,
     /// What a single token's launch makes of its slots (a batch's always writes `out`).
     pub single: ExpertOutput<'a>,
+    /// The RMSNorm that made `x` (not `x_per_slot`), which a single token applies itself.
+    pub norm: Option<InputNorm<'a>>,
     pub top_k: usize,
     /// moe.wgsl's `routes` (decode reads the experts there) and `slots` (prefill's lists).
     pub routes: &'a wgpu::Buffer,
@@ -127,7 +151,7 @@ fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     Ok(())
 }
 
-/// A matvec.wgsl or matmul(_rows).wgsl launch over `buffers` (x, weight, bias, routing, out).
+/// A matmul(_rows).wgsl launch over `buffers` (x, weight, bias, routing, out).
 fn launch(
     gpu: &Gpu,
     kernel: Kernel,
@@ -142,6 +166,54 @@ fn launch(
         ..KernelKey::new(kernel, weight.dtype)
     };
     Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, params, grid)
+}
+
+/// A matvec.wgsl launch over `buffers` (x, weight, bias, routing, out), its input
+/// normalized by `norm` where there is one: x is then the norm's residual rows.
+#[allow(clippy::too_many_arguments)]
+fn matvec<'a>(
+    gpu: &Gpu,
+    weight: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    norm: Option<InputNorm<'a>>,
+    [x, w, b, routing, out]: [wgpu::BufferBinding<'a>; 5],
+    params: &Params,
+    none: &'a wgpu::Buffer,
+    grid: Grid,
+) -> Result<Dispatch> {
+    let k = weight.shape.last().copied().unwrap_or(0);
+    if norm.is_some_and(|n| !InputNorm::fits(k) || n.weight.shape != [k]) {
+        return Err(Error::Gpu(format!(
+            "{}: cannot normalize an input {k} wide by {}",
+            weight.name,
+            norm.map_or(String::new(), |n| format!("{:?}", n.weight.shape))
+        )));
+    }
+    let key = KernelKey {
+        bias: bias.map_or(DType::F32, |b| b.dtype),
+        norm: norm.map(|n| n.weight.dtype),
+        ..KernelKey::new(Kernel::Matvec, weight.dtype)
+    };
+    let (x, norm_weight, params) = match norm {
+        Some(n) => (
+            n.residual.as_entire_buffer_binding(),
+            n.weight.buffer()?,
+            Params {
+                norm_eps: n.eps,
+                ..*params
+            },
+        ),
+        None => (x, none, *params),
+    };
+    let buffers = [
+        x,
+        w,
+        b,
+        routing,
+        out,
+        norm_weight.as_entire_buffer_binding(),
+    ];
+    Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, &params, grid)
 }
 
 fn matmul_grid(tiles_across: usize) -> Grid {
@@ -211,13 +283,14 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
                 Some(gate) => (gate, Params { gated: 1, ..params }),
                 None => (bias, params),
             };
-            let one = launch(
+            let one = matvec(
                 gpu,
-                Kernel::Matvec,
                 op.weight,
                 op.bias,
+                op.norm,
                 buffers(one_bias),
                 &one_params,
+                none,
                 Grid::Fixed(gpu.tuning.matvec_workgroups(part.rows, 1)),
             )?;
             if op.output == LinearOutput::LastRow {
@@ -252,6 +325,12 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
         )));
     };
     check_width(&w.tensor, k)?;
+    if op.norm.is_some() && op.x_per_slot {
+        return Err(Error::Gpu(format!(
+            "{}: a slot's own input is not normalized",
+            w.tensor.name
+        )));
+    }
     let steps = row_parts(gpu, &w.tensor)?
         .into_iter()
         .map(|part| {
@@ -295,13 +374,14 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
             let slot_rows = gpu
                 .tuning
                 .matvec_workgroups(w.rows, if summed { 1 } else { op.top_k });
-            let one = launch(
+            let one = matvec(
                 gpu,
-                Kernel::Matvec,
                 &w.tensor,
                 None,
+                op.norm,
                 buffers(gate, op.routes, out),
                 &single,
+                none,
                 Grid::Fixed(slot_rows),
             )?;
             let tiles = matmul_grid(part.rows * w.rows.div_ceil(TILE_N));

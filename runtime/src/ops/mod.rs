@@ -21,7 +21,8 @@ pub use copy::copy;
 pub use embedding::embedding;
 pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
 pub use linear::{
-    expert_linear, linear, ExpertLinear, ExpertMatrix, ExpertOutput, Linear, LinearOutput,
+    expert_linear, linear, ExpertLinear, ExpertMatrix, ExpertOutput, InputNorm, Linear,
+    LinearOutput,
 };
 pub use moe::{moe_combine, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;

@@ -59,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // branch that differs per thread surrounds the loads.
     var rows: array<u32, MAX_ROWS>;
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        rows[j] = min(first_row + j, params.n - 1u);
+        rows[j] = params.row_offset + min(first_row + j, params.n - 1u);
     }
     var x_rows: array<u32, MAX_TOKENS>;
     for (var t = 0u; t < TOKENS_PER_THREAD; t++) {

@@ -15,6 +15,9 @@
 // silu(gate) * y, the gate projection's output bound where a bias would be; `combine`
 // (the down projection) gives each output row the sum over the token's k slots of
 // route weight * y, added into the residual stream. Params: linear_params.wgsl.
+// Paired rows (PAIRED = 1): the matrix holds SwiGLU's gate rows and then its up rows,
+// and output row r is silu(gate row r · x) * (up row r · x), both projections in one
+// launch, each weight read once.
 // Normalized input (NORM_DTYPE set): x is the residual stream and the matvec applies the
 // RMSNorm before it itself, so that a token's norm takes no launch: x is multiplied by
 // the norm weight as it is loaded, the row's threads add up x² beside the dot product,
@@ -37,10 +40,12 @@ const MAX_ROWS: u32 = 8u;
 // The RMSNorm weight's dtype code, or NO_NORM where x is read as it is.
 const NO_NORM: u32 = 255u;
 override NORM_DTYPE: u32 = NO_NORM;
+override PAIRED: u32 = 0u;
 alias Rows = array<f32, MAX_ROWS>;
 alias RowIndex = array<u32, MAX_ROWS>;
 
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial_up: array<f32, 256>; // the up rows' sums, when paired
 var<workgroup> partial_squares: array<f32, 256>; // Σ x² of a normalized input
 var<private> normed_row_start: u32; // where x's normalized row starts
 
@@ -105,6 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // bound clamped by the routing buffer's length, as a bounds check).
     let summed = select(1u, min(params.top_k, arrayLength(&routing) / 2u), combine);
     var sums: Rows;
+    var up_sums: Rows;
     if NORM_DTYPE != NO_NORM {
         // A normalized input is the token's row (never a slot's): its x² once per thread.
         normed_row_start = select(0u, step.n_tokens - 1u, params.x_last == 1u) * params.k;
@@ -134,17 +140,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var j = 0u; j < ROWS_PER_THREAD; j++) {
             sums[j] += weight * slot_sums[j];
         }
+        if PAIRED == 1u {
+            var up_rows: RowIndex;
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                up_rows[j] = w_rows[j] + params.n;
+            }
+            up_sums = dots(up_rows, x_row * params.k, lane, select(0u, params.k, holds));
+        }
         held = held || holds;
     }
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
         partial[lid * ROWS_PER_THREAD + j] = sums[j];
+        if PAIRED == 1u {
+            partial_up[lid * ROWS_PER_THREAD + j] = up_sums[j];
+        }
     }
     workgroupBarrier();
     // A tree: each round the lower half of a row's threads adds the upper half's sums.
     for (var half = ROW_THREADS / 2u; half > 0u; half >>= 1u) {
         if lane < half {
             for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-                partial[lid * ROWS_PER_THREAD + j] += partial[(lid + half) * ROWS_PER_THREAD + j];
+                let r = lid * ROWS_PER_THREAD + j;
+                partial[r] += partial[r + half * ROWS_PER_THREAD];
+                if PAIRED == 1u {
+                    partial_up[r] += partial_up[r + half * ROWS_PER_THREAD];
+                }
             }
             if NORM_DTYPE != NO_NORM {
                 partial_squares[lid] += partial_squares[lid + half];
@@ -158,8 +178,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < params.n; j++) {
         let row = first + j;
         var y = partial[lid * ROWS_PER_THREAD + j];
+        var up = partial_up[lid * ROWS_PER_THREAD + j];
         if NORM_DTYPE != NO_NORM {
-            y *= inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+            let scale = inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+            y *= scale;
+            up *= scale;
+        }
+        if PAIRED == 1u {
+            y = y / (1.0 + exp(-y)) * up;
         }
         if params.has_bias == 1u {
             let b = params.out_col + row;

@@ -454,17 +454,19 @@ fn bench_profile_times_each_kernel_family() {
     assert!(rows.iter().all(|r| r.2 >= 0.0), "{out}");
     let total: usize = rows.iter().filter(|r| r.0 != "kernels").map(|r| r.1).sum();
     assert_eq!(dispatches("kernels"), Some(total), "{out}");
-    // Three MoE layers, each routed in one launch and its experts in three (SwiGLU
-    // and the combine fused into them); the two dense layers' up projections take
-    // SwiGLU in too.
+    // Three MoE layers, each routed in one launch and its experts in two: gate and up
+    // rows of one stack in one, SwiGLU with them, and the down projection with the
+    // combine. The two dense layers' gate and up rows take one launch, SwiGLU too, and
+    // no layer launches its norms.
     assert_eq!(dispatches("MoeRoute"), Some(3), "{out}");
-    for experts in ["w1", "w3", "w2"] {
+    for (experts, launches) in [("w1+w3", Some(3)), ("w2", Some(3)), ("w3", None)] {
         let name = format!("Matvec feed_forward.experts.{experts}");
-        assert_eq!(dispatches(&name), Some(3), "{out}");
+        assert_eq!(dispatches(&name), launches, "{out}");
     }
     assert_eq!(dispatches("MoeCombine"), None, "{out}");
     assert_eq!(dispatches("SwiGlu"), None, "{out}");
-    assert_eq!(dispatches("Matvec feed_forward.w3"), Some(2), "{out}");
+    assert_eq!(dispatches("Matvec feed_forward.w1+w3"), Some(2), "{out}");
+    assert_eq!(dispatches("RmsNorm"), Some(1), "{out}");
     for line in ["profile: 3 decoded tokens", "token µs: ", "launch µs: "] {
         assert!(out.contains(line), "{line:?} in {out}");
     }

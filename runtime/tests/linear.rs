@@ -15,7 +15,8 @@ use lfm_edge::dtype::DType;
 use lfm_edge::gguf::{dequantize, GgmlType};
 use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
 use lfm_edge::ops::{
-    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, InputNorm, Linear, LinearOutput,
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, GpuTensor, InputNorm, Linear,
+    LinearOutput,
 };
 
 const QUANTIZED: [DType; 8] = [
@@ -412,6 +413,109 @@ fn expert_matvec_reads_the_routed_experts_on_both_launch_shapes() {
                 );
                 assert_close(&case, &gpu.read_f32(&out, top_k * rows).unwrap(), &want);
             }
+        }
+    }
+}
+
+/// silu(gate) · up, with the magnitude its rounding grows with.
+fn swiglu_want(gate: Want, up: Want) -> Want {
+    let silu = gate.value / (1.0 + (-gate.value).exp());
+    Want {
+        value: silu * up.value,
+        magnitude: 1.1 * gate.magnitude * up.value.abs() + silu.abs() * up.magnitude,
+    }
+}
+
+/// A (2n, k) matrix of SwiGLU's gate rows then its up rows: a single token's launch
+/// writes silu(gate) · up, one launch in all; a batch's writes each half as it is.
+#[test]
+fn joined_gate_and_up_rows_take_one_launch_for_a_token() {
+    let mut rng = Rng(23);
+    let (n, k) = (37, 256);
+    for dtype in [DType::F16, DType::Q4_0, DType::Q4_K] {
+        let (bytes, w) = random_weights(dtype, 2 * n * k, &mut rng);
+        for n_tokens in [1, 5] {
+            let x = rng.vec(n_tokens * k, 1.0);
+            let row_dot = |t: usize, row: usize| dot(&x[t * k..][..k], &w[row * k..][..k]);
+            let (mut want_gate, mut want_up) = (Vec::new(), Vec::new());
+            for t in 0..n_tokens {
+                for j in 0..n {
+                    let (gate, up) = (row_dot(t, j), row_dot(t, n + j));
+                    want_gate.push(gate);
+                    want_up.push(if n_tokens == 1 {
+                        swiglu_want(gate, up)
+                    } else {
+                        up
+                    });
+                }
+            }
+            for gpu in gpus() {
+                let weight = tensor(gpu, dtype, &[2 * n, k], &bytes);
+                let (x_buffer, none) = (buffer(gpu, &x), gpu.zeros("none", 1).unwrap());
+                let gate = gpu.zeros("gate", n_tokens * n).unwrap();
+                let up = gpu.zeros("up", n_tokens * n).unwrap();
+                let op = GateUp {
+                    weight: &weight,
+                    x: &x_buffer,
+                    gate: &gate,
+                    up: &up,
+                    norm: None,
+                };
+                let step = ops::gate_up(gpu, op, &none).unwrap();
+                let launches = step.dispatches(n_tokens as u32).len();
+                assert_eq!(launches, if n_tokens == 1 { 1 } else { 2 });
+                run(gpu, &step, n_tokens as u32);
+                let case = format!("joined {dtype}, {n_tokens} tokens, {:?}", gpu.tuning);
+                assert_close(&case, &gpu.read_f32(&up, n_tokens * n).unwrap(), &want_up);
+                if n_tokens > 1 {
+                    let got = gpu.read_f32(&gate, n_tokens * n).unwrap();
+                    assert_close(&case, &got, &want_gate);
+                }
+            }
+        }
+    }
+}
+
+/// A stack holding each expert's gate rows then its up rows: a single token's launch
+/// writes silu(gate) · up for each routed slot.
+#[test]
+fn paired_expert_rows_give_swiglu_of_each_slot() {
+    let mut rng = Rng(29);
+    let (experts, rows, k, top_k) = (5, 37, 256, 3);
+    let routes = [3u32, 0, 0, 0, 4, 0]; // expert, weight bits per slot; weights unused here
+    for dtype in [DType::F16, DType::Q8_0, DType::Q4_K] {
+        let (bytes, w) = random_weights(dtype, experts * 2 * rows * k, &mut rng);
+        let x = rng.vec(k, 1.0);
+        let mut want = Vec::new();
+        for s in 0..top_k {
+            let first = routes[2 * s] as usize * 2 * rows;
+            let row_dot = |row: usize| dot(&x, &w[(first + row) * k..][..k]);
+            want.extend((0..rows).map(|j| swiglu_want(row_dot(j), row_dot(rows + j))));
+        }
+        for gpu in gpus() {
+            let weight = ExpertMatrix {
+                tensor: tensor(gpu, dtype, &[experts, 2 * rows, k], &bytes),
+                rows,
+                row_offset: 0,
+            };
+            let (route_buffer, none) = (u32_buffer(gpu, &routes), gpu.zeros("none", 1).unwrap());
+            let x_buffer = buffer(gpu, &x);
+            let gate = gpu.zeros("gate", top_k * rows).unwrap();
+            let up = gpu.zeros("up", top_k * rows).unwrap();
+            let op = ExpertLinear {
+                weight: &weight,
+                x: &x_buffer,
+                x_per_slot: false,
+                out: &gate,
+                single: ExpertOutput::Paired { up: &up },
+                norm: None,
+                top_k,
+                routes: &route_buffer,
+                slots: &none,
+            };
+            run(gpu, &ops::expert_linear(gpu, op, &none).unwrap(), 1);
+            let case = format!("paired {dtype} experts, {:?}", gpu.tuning);
+            assert_close(&case, &gpu.read_f32(&up, top_k * rows).unwrap(), &want);
         }
     }
 }

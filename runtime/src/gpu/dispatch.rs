@@ -178,6 +178,14 @@ impl Step {
         }
     }
 
+    /// The step for batches only: what a single token does inside another launch.
+    pub fn batch_only(self) -> Step {
+        match self {
+            Step::Always(d) | Step::BySize { many: d, .. } | Step::Batch(d) => Step::Batch(d),
+            Step::Parts(parts) => Step::Parts(parts.into_iter().map(Step::batch_only).collect()),
+        }
+    }
+
     /// The launches for a batch of `n_tokens`, in order.
     pub fn dispatches(&self, n_tokens: u32) -> Vec<&Dispatch> {
         match self {

@@ -196,13 +196,15 @@ pub enum HalfDecode {
 
 /// A compiled pipeline: the kernel specialised for one weight dtype (and, for
 /// projections, the bias dtype: GGUF keeps biases f32 beside quantized weights; for a
-/// matvec that normalizes its own input, the RMSNorm weight's).
+/// matvec, the RMSNorm weight's where it normalizes its own input, and whether it
+/// computes SwiGLU's gate and up rows of one matrix together).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
     pub dtype: DType,
     pub bias: DType,
     pub norm: Option<DType>,
+    pub paired: bool,
 }
 
 impl KernelKey {
@@ -212,6 +214,7 @@ impl KernelKey {
             dtype,
             bias: DType::F32,
             norm: None,
+            paired: false,
         }
     }
 }
@@ -219,10 +222,13 @@ impl KernelKey {
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}.{}.{}", self.kernel, self.dtype, self.bias)?;
-        match self.norm {
-            Some(norm) => write!(f, ".norm-{norm}"),
-            None => Ok(()),
+        if let Some(norm) = self.norm {
+            write!(f, ".norm-{norm}")?;
         }
+        if self.paired {
+            write!(f, ".paired")?;
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +371,7 @@ impl Gpu {
                 // matvec.wgsl's NO_NORM: x is read as it is.
                 let norm = key.norm.map_or(255.0, DType::shader_code);
                 constants.push(("NORM_DTYPE", norm));
+                constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
             _ => {}

@@ -5,9 +5,12 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{AttentionWeights, ConvWeights, FeedForward, Layer, Model, MoeWeights, Operator};
+use super::{
+    AttentionWeights, ConvWeights, FeedForward, GateUpWeights, Layer, Model, MoeWeights, Operator,
+};
 use crate::budget::weight_file_bytes;
 use crate::config::{LayerKind, ModelConfig, MoeConfig};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWeights};
 use crate::gpu::Gpu;
@@ -15,7 +18,7 @@ use crate::ops::{ExpertMatrix, GpuTensor};
 use crate::safetensors::Checkpoint;
 use crate::tokenizer::Tokenizer;
 use crate::vram::VramBudget;
-use crate::weights::WeightSource;
+use crate::weights::{TensorView, WeightSource};
 
 /// Uploads checkpoint tensors after checking their shapes against the config.
 struct Loader<'a> {
@@ -82,11 +85,38 @@ impl Loader<'_> {
         let moe = match &c.moe {
             Some(moe) if c.is_moe_layer(layer) => moe,
             _ => {
+                let view = |which: &str, shape: &[usize]| {
+                    let view = self
+                        .source
+                        .get(&format!("{p}.feed_forward.{which}.weight"))?;
+                    view.expect_shape(shape)?;
+                    Ok(view)
+                };
+                let (w1, w3) = (view("w1", &[ff, h])?, view("w3", &[ff, h])?);
+                let joined_bytes = 2 * w1.dtype.bytes_for(ff * h) as u64;
+                let gate_up = if w1.dtype == w3.dtype
+                    && joined_bytes <= self.gpu.limits.max_storage_buffer_binding_size
+                {
+                    GateUpWeights::Joined(GpuTensor::upload(
+                        self.gpu,
+                        &format!("{p}.feed_forward.w1+w3"),
+                        w1.dtype,
+                        &[2 * ff, h],
+                        &[&w1.bytes, &w3.bytes],
+                    )?)
+                } else {
+                    let upload = |v: &TensorView| {
+                        GpuTensor::upload(self.gpu, v.name, v.dtype, &v.shape, &[&v.bytes])
+                    };
+                    GateUpWeights::Apart {
+                        w1: upload(&w1)?,
+                        w3: upload(&w3)?,
+                    }
+                };
                 return Ok(FeedForward::Dense {
-                    w1: self.tensor(&format!("{p}.feed_forward.w1.weight"), &[ff, h])?,
-                    w3: self.tensor(&format!("{p}.feed_forward.w3.weight"), &[ff, h])?,
+                    gate_up,
                     w2: self.tensor(&format!("{p}.feed_forward.w2.weight"), &[h, ff])?,
-                })
+                });
             }
         };
         let (e, i) = (moe.n_experts, moe.expert_ff);
@@ -105,29 +135,22 @@ impl Loader<'_> {
                 matrix(gate_up, i, i),
                 matrix(down, h, 0),
             )
-        } else if self
-            .source
-            .contains(&format!("{p}.feed_forward.experts.w1"))
-        {
-            // GGUF: each expert matrix already stacked, (E, rows, cols).
-            let stacked = |which: &str, shape: [usize; 2]| {
-                self.tensor(
-                    &format!("{p}.feed_forward.experts.{which}"),
-                    &[e, shape[0], shape[1]],
-                )
-            };
-            (
-                matrix(stacked("w1", [i, h])?, i, 0),
-                matrix(stacked("w3", [i, h])?, i, 0),
-                matrix(stacked("w2", [h, i])?, h, 0),
-            )
         } else {
-            // As published: experts.K.w1 / w3 / w2, stacked here into one tensor each.
-            (
-                matrix(self.experts(p, "w1", moe, [i, h])?, i, 0),
-                matrix(self.experts(p, "w3", moe, [i, h])?, i, 0),
-                matrix(self.experts(p, "w2", moe, [h, i])?, h, 0),
-            )
+            let (gate, up) = (
+                self.experts(p, "w1", moe, [i, h])?,
+                self.experts(p, "w3", moe, [i, h])?,
+            );
+            let down = self.experts(p, "w2", moe, [h, i])?;
+            let down = matrix(self.stack(p, "w2", &[&down])?, h, 0);
+            if gate.dtype == up.dtype {
+                // Each expert's gate rows then its up rows, as transformers keeps them:
+                // a token's gate and up projections then take one launch.
+                let gate_up = self.stack(p, "w1+w3", &[&gate, &up])?;
+                (matrix(gate_up.clone(), i, 0), matrix(gate_up, i, i), down)
+            } else {
+                let gate = matrix(self.stack(p, "w1", &[&gate])?, i, 0);
+                (gate, matrix(self.stack(p, "w3", &[&up])?, i, 0), down)
+            }
         };
         // After the experts, so that a wrong expert count is reported on them.
         let expert_bias = if moe.use_expert_bias {
@@ -144,26 +167,35 @@ impl Loader<'_> {
         }))
     }
 
-    /// `experts.K.<which>.weight` for every expert, stacked into (experts, rows, cols).
+    /// The matrices `which` (w1, w3 or w2) of every expert, `shape` each: GGUF's
+    /// (experts, rows, cols) tensor, or the published `experts.K.<which>.weight`.
     fn experts(
         &self,
         p: &str,
         which: &str,
         moe: &MoeConfig,
         shape: [usize; 2],
-    ) -> Result<GpuTensor> {
-        let extra = format!("{p}.feed_forward.experts.{}.{which}.weight", moe.n_experts);
+    ) -> Result<ExpertViews<'_>> {
+        let e = moe.n_experts;
+        let stacked = format!("{p}.feed_forward.experts.{which}");
+        if self.source.contains(&stacked) {
+            let view = self.source.get(&stacked)?;
+            view.expect_shape(&[e, shape[0], shape[1]])?;
+            return Ok(ExpertViews {
+                dtype: view.dtype,
+                shape,
+                views: vec![view],
+            });
+        }
+        let extra = format!("{p}.feed_forward.experts.{e}.{which}.weight");
         if self.source.contains(&extra) {
             return Err(Error::tensor(
                 self.source.path(),
                 extra,
-                format!(
-                    "exists, but config.json says num_experts is {}",
-                    moe.n_experts
-                ),
+                format!("exists, but config.json says num_experts is {e}"),
             ));
         }
-        let views = (0..moe.n_experts)
+        let views = (0..e)
             .map(|k| {
                 let view = self
                     .source
@@ -180,15 +212,51 @@ impl Loader<'_> {
                 format!("is {} but expert 0 is {dtype}", odd.dtype),
             ));
         }
-        let name = format!("{p}.feed_forward.experts.{which}");
-        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes.as_ref()).collect();
+        Ok(ExpertViews {
+            dtype,
+            shape,
+            views,
+        })
+    }
+
+    /// One (experts, rows, cols) tensor holding, for each expert in turn, its matrix of
+    /// each of `matrices` (of one dtype and width), named `experts.<which>`.
+    fn stack(&self, p: &str, which: &str, matrices: &[&ExpertViews]) -> Result<GpuTensor> {
+        let first = matrices[0];
+        let experts: Vec<Vec<&[u8]>> = matrices.iter().map(|m| m.per_expert()).collect();
+        let parts: Vec<&[u8]> = (0..experts[0].len())
+            .flat_map(|k| experts.iter().map(move |m| m[k]))
+            .collect();
+        let rows = matrices.iter().map(|m| m.shape[0]).sum();
         GpuTensor::upload(
             self.gpu,
-            &name,
-            dtype,
-            &[moe.n_experts, shape[0], shape[1]],
+            &format!("{p}.feed_forward.experts.{which}"),
+            first.dtype,
+            &[experts[0].len(), rows, first.shape[1]],
             &parts,
         )
+    }
+}
+
+/// One matrix of every expert, as the checkpoint holds them: one stacked view, or a
+/// view per expert.
+struct ExpertViews<'a> {
+    dtype: DType,
+    /// (rows, cols) of one expert's matrix.
+    shape: [usize; 2],
+    views: Vec<TensorView<'a>>,
+}
+
+impl ExpertViews<'_> {
+    /// Each expert's bytes.
+    fn per_expert(&self) -> Vec<&[u8]> {
+        match &self.views[..] {
+            [stacked] => {
+                let bytes = self.dtype.bytes_for(self.shape[0] * self.shape[1]);
+                stacked.bytes.chunks(bytes).collect()
+            }
+            views => views.iter().map(|v| v.bytes.as_ref()).collect(),
+        }
     }
 }
 

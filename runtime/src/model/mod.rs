@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Step};
 use crate::kv_pool::KvPool;
 use crate::ops::{
-    self, ExpertLinear, ExpertMatrix, ExpertOutput, GpuTensor, InputNorm, Linear, LinearOutput,
-    MoeBuffers, Rope, ShortConv,
+    self, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, GpuTensor, InputNorm, Linear,
+    LinearOutput, MoeBuffers, Rope, ShortConv,
 };
 use crate::state::{LayerState, State};
 use crate::tokenizer::Tokenizer;
@@ -66,12 +66,22 @@ struct AttentionWeights {
 enum FeedForward {
     /// SwiGLU: w2(silu(w1 x) · w3 x).
     Dense {
-        w1: GpuTensor, // (ff, hidden): feed_forward.w1.weight, the gate
-        w3: GpuTensor, // (ff, hidden): feed_forward.w3.weight, the up projection
+        gate_up: GateUpWeights,
         w2: GpuTensor, // (hidden, ff): feed_forward.w2.weight, the down projection
     },
     /// Sparse MoE: a sigmoid router picks top_k SwiGLU experts per token.
     Moe(MoeWeights),
+}
+
+/// A dense SwiGLU's gate (w1) and up (w3) projections.
+enum GateUpWeights {
+    /// (2 · ff, hidden): w1's rows then w3's, so that a token computes both in one launch.
+    Joined(GpuTensor),
+    /// Where their dtypes differ, or together they exceed a binding.
+    Apart {
+        w1: GpuTensor, // (ff, hidden): feed_forward.w1.weight, the gate
+        w3: GpuTensor, // (ff, hidden): feed_forward.w3.weight, the up projection
+    },
 }
 
 struct MoeWeights {
@@ -80,6 +90,17 @@ struct MoeWeights {
     gate: ExpertMatrix,             // (experts, expert_ff, hidden): experts' w1
     up: ExpertMatrix,               // (experts, expert_ff, hidden): experts' w3
     down: ExpertMatrix,             // (experts, hidden, expert_ff): experts' w2
+}
+
+impl MoeWeights {
+    /// Whether gate and up are one stack, each expert's gate rows followed by its up
+    /// rows (the loader joins them where their dtypes agree): a token's gate and up
+    /// projections then take one launch.
+    fn paired(&self) -> bool {
+        self.gate.tensor.name == self.up.tensor.name
+            && self.gate.row_offset == 0
+            && self.up.row_offset == self.gate.rows
+    }
 }
 
 struct Layer {
@@ -348,19 +369,34 @@ impl Model {
         let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
         let label = format!("model.layers.{i}.feed_forward");
         match (ffn, &c.moe, &s.moe) {
-            (FeedForward::Dense { w1, w3, w2 }, _, _) => {
-                steps.push(self.linear(w1, None, &s.xn, &s.gate, LinearOutput::Rows, norm)?);
+            (FeedForward::Dense { gate_up, w2 }, _, _) => {
                 // A token's up projection applies SwiGLU itself; a batch's takes a launch.
-                let up = Linear {
-                    weight: w3,
-                    bias: None,
-                    x: &s.xn,
-                    out: &s.up,
-                    output: LinearOutput::Rows,
-                    gate: Some(&s.gate),
-                    norm,
-                };
-                steps.push(ops::linear(gpu, up, none)?);
+                match gate_up {
+                    GateUpWeights::Joined(weight) => {
+                        let op = GateUp {
+                            weight,
+                            x: &s.xn,
+                            gate: &s.gate,
+                            up: &s.up,
+                            norm,
+                        };
+                        steps.push(ops::gate_up(gpu, op, none)?);
+                    }
+                    GateUpWeights::Apart { w1, w3 } => {
+                        let rows = LinearOutput::Rows;
+                        steps.push(self.linear(w1, None, &s.xn, &s.gate, rows, norm)?);
+                        let up = Linear {
+                            weight: w3,
+                            bias: None,
+                            x: &s.xn,
+                            out: &s.up,
+                            output: LinearOutput::Rows,
+                            gate: Some(&s.gate),
+                            norm,
+                        };
+                        steps.push(ops::linear(gpu, up, none)?);
+                    }
+                }
                 steps.push(Step::Batch(ops::swiglu(
                     gpu, &label, &s.gate, &s.up, c.ff_size,
                 )?));
@@ -404,10 +440,17 @@ impl Model {
                     };
                     ops::expert_linear(gpu, op, none)
                 };
-                let gate = &m.expert_gate;
-                steps.push(expert(&w.gate, &s.xn, false, gate, ExpertOutput::Slots)?);
-                let gated = ExpertOutput::Gated { gate };
-                steps.push(expert(&w.up, &s.xn, false, &m.expert_up, gated)?);
+                let (gate, up) = (&m.expert_gate, &m.expert_up);
+                if w.paired() {
+                    let paired = ExpertOutput::Paired { up };
+                    steps.push(expert(&w.gate, &s.xn, false, gate, paired)?);
+                    let slots = ExpertOutput::Slots;
+                    steps.push(expert(&w.up, &s.xn, false, up, slots)?.batch_only());
+                } else {
+                    steps.push(expert(&w.gate, &s.xn, false, gate, ExpertOutput::Slots)?);
+                    let gated = ExpertOutput::Gated { gate };
+                    steps.push(expert(&w.up, &s.xn, false, up, gated)?);
+                }
                 let slot_width = moe.top_k * moe.expert_ff;
                 steps.push(Step::Batch(ops::swiglu(
                     gpu,

@@ -1,7 +1,7 @@
 //! What a model weighs: parameters (total, and active per token for MoE), bytes in
 //! VRAM, and bytes a decoded token reads.
 
-use super::{FeedForward, Model, Operator};
+use super::{FeedForward, GateUpWeights, Model, Operator};
 use crate::ops::{ExpertMatrix, GpuTensor};
 
 impl Model {
@@ -37,11 +37,17 @@ impl Model {
                 }
             }
             match &l.ffn {
-                FeedForward::Dense { w1, w3, w2 } => all.extend([w1, w3, w2]),
+                FeedForward::Dense { gate_up, w2 } => {
+                    match gate_up {
+                        GateUpWeights::Joined(w) => all.push(w),
+                        GateUpWeights::Apart { w1, w3 } => all.extend([w1, w3]),
+                    }
+                    all.push(w2);
+                }
                 FeedForward::Moe(w) => {
                     all.extend([&w.router, &w.gate.tensor, &w.down.tensor]);
                     all.extend(&w.expert_bias);
-                    if w.up.tensor.name != w.gate.tensor.name {
+                    if !w.paired() {
                         all.push(&w.up.tensor);
                     }
                 }

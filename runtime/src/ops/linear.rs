@@ -136,6 +136,22 @@ pub enum ExpertOutput<'a> {
     /// The slots' rows weighted by their routes and summed, added into `residual`
     /// (1, rows): the down projection and the combine.
     Combine { residual: &'a wgpu::Buffer },
+    /// silu(rows) · (the rows `rows` further on) into `up`: the gate projection of a
+    /// stack holding each expert's gate rows and then its up rows computes the up
+    /// projection and SwiGLU in the same launch (a batch's writes the gate rows to `out`).
+    Paired { up: &'a wgpu::Buffer },
+}
+
+/// SwiGLU's gate and up projections joined in one (2 · ff, k) matrix, the gate's rows
+/// first: a single token's matvec writes silu(gate · x) · (up · x) into `up`, one
+/// launch reading each weight once; a batch's matmuls write the gate's rows into `gate`
+/// and the up's into `up`, its SwiGLU a launch of its own. The matrix fits one binding.
+pub struct GateUp<'a> {
+    pub weight: &'a GpuTensor,
+    pub x: &'a wgpu::Buffer,
+    pub gate: &'a wgpu::Buffer,
+    pub up: &'a wgpu::Buffer,
+    pub norm: Option<InputNorm<'a>>,
 }
 
 const TILE_N: usize = 64;
@@ -169,13 +185,15 @@ fn launch(
 }
 
 /// A matvec.wgsl launch over `buffers` (x, weight, bias, routing, out), its input
-/// normalized by `norm` where there is one: x is then the norm's residual rows.
+/// normalized by `norm` where there is one (x is then the norm's residual rows), its
+/// rows `paired` where they are SwiGLU's gate and up rows of one matrix.
 #[allow(clippy::too_many_arguments)]
 fn matvec<'a>(
     gpu: &Gpu,
     weight: &GpuTensor,
     bias: Option<&GpuTensor>,
     norm: Option<InputNorm<'a>>,
+    paired: bool,
     [x, w, b, routing, out]: [wgpu::BufferBinding<'a>; 5],
     params: &Params,
     none: &'a wgpu::Buffer,
@@ -192,6 +210,7 @@ fn matvec<'a>(
     let key = KernelKey {
         bias: bias.map_or(DType::F32, |b| b.dtype),
         norm: norm.map(|n| n.weight.dtype),
+        paired,
         ..KernelKey::new(Kernel::Matvec, weight.dtype)
     };
     let (x, norm_weight, params) = match norm {
@@ -288,6 +307,7 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
                 op.weight,
                 op.bias,
                 op.norm,
+                false,
                 buffers(one_bias),
                 &one_params,
                 none,
@@ -312,6 +332,69 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
     Ok(Step::from_parts(steps))
 }
 
+/// See [`GateUp`]; `none` is bound in place of the bias and routing buffers.
+pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<Step> {
+    let name = &op.weight.name;
+    let [rows, k] = op.weight.shape[..] else {
+        return Err(Error::Gpu(format!("{name} is not a matrix")));
+    };
+    check_width(op.weight, k)?;
+    let ff = rows / 2;
+    if rows % 2 != 0 || row_parts(gpu, op.weight)?.len() != 1 {
+        return Err(Error::Gpu(format!(
+            "{name}: {rows} rows are not a gate and an up projection in one binding"
+        )));
+    }
+    let params = Params {
+        k: k as u32,
+        n: ff as u32,
+        out_stride: ff as u32,
+        ..Params::default()
+    };
+    let weight = op.weight.buffer()?;
+    let buffers = |x: &'a wgpu::Buffer, out: &'a wgpu::Buffer| {
+        [x, weight, none, none, out].map(|b| b.as_entire_buffer_binding())
+    };
+    let one = matvec(
+        gpu,
+        op.weight,
+        None,
+        op.norm,
+        true,
+        buffers(op.x, op.up),
+        &params,
+        none,
+        Grid::Fixed(gpu.tuning.matvec_workgroups(ff, 1)),
+    )?;
+    let (kernel, grid) = prefill_launch(gpu, ff);
+    let gate = launch(
+        gpu,
+        kernel,
+        op.weight,
+        None,
+        buffers(op.x, op.gate),
+        &params,
+        grid,
+    )?;
+    let up_rows = Params {
+        row_offset: ff as u32,
+        ..params
+    };
+    let up = launch(
+        gpu,
+        kernel,
+        op.weight,
+        None,
+        buffers(op.x, op.up),
+        &up_rows,
+        grid,
+    )?;
+    Ok(Step::Parts(vec![
+        Step::BySize { one, many: gate },
+        Step::Batch(up),
+    ]))
+}
+
 /// The expert matmuls of a MoE layer: for one token, `top_k` matvecs reading only the
 /// chosen experts, in one launch with `single`'s epilogue; for a batch, a tiled matmul
 /// per expert over the slots that chose it. A stack larger than one binding is
@@ -325,6 +408,13 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
         )));
     };
     check_width(&w.tensor, k)?;
+    if matches!(op.single, ExpertOutput::Paired { .. }) && w.row_offset + 2 * w.rows > stacked_rows
+    {
+        return Err(Error::Gpu(format!(
+            "{}: no up rows after the gate's to pair them with",
+            w.tensor.name
+        )));
+    }
     if op.norm.is_some() && op.x_per_slot {
         return Err(Error::Gpu(format!(
             "{}: a slot's own input is not normalized",
@@ -360,6 +450,7 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
             let (gate, out, single) = match op.single {
                 ExpertOutput::Slots => (none, op.out, params),
                 ExpertOutput::Gated { gate } => (gate, op.out, Params { gated: 1, ..params }),
+                ExpertOutput::Paired { up } => (none, up, params),
                 ExpertOutput::Combine { residual } => {
                     let combine = Params {
                         combine: 1,
@@ -369,6 +460,7 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                     (none, residual, combine)
                 }
             };
+            let paired = matches!(op.single, ExpertOutput::Paired { .. });
             // With combine, the rows of one matvec: each sums the slots itself.
             let summed = matches!(op.single, ExpertOutput::Combine { .. });
             let slot_rows = gpu
@@ -379,6 +471,7 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 &w.tensor,
                 None,
                 op.norm,
+                paired,
                 buffers(gate, op.routes, out),
                 &single,
                 none,

@@ -21,8 +21,8 @@ pub use copy::copy;
 pub use embedding::embedding;
 pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
 pub use linear::{
-    expert_linear, linear, ExpertLinear, ExpertMatrix, ExpertOutput, InputNorm, Linear,
-    LinearOutput,
+    expert_linear, gate_up, linear, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, InputNorm,
+    Linear, LinearOutput,
 };
 pub use moe::{moe_combine, moe_route, MoeBuffers};
 pub use rmsnorm::rmsnorm;

@@ -469,7 +469,8 @@ def random_blocks(qtype: gguf.GGMLQuantizationType, rng: np.random.Generator) ->
     blocks = rng.integers(0, 256, size=(SAMPLE_BLOCKS, type_size), dtype=np.uint8)
     # Byte offsets of each type's f16 fields (ggml-common.h).
     half_fields = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
-                   "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}[qtype.name]
+                   "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+                   "Q1_0": [0], "Q2_0": [0], "TQ1_0": [52], "TQ2_0": [64]}[qtype.name]
     scales = rng.uniform(-0.05, 0.05, size=(SAMPLE_BLOCKS, len(half_fields))).astype("<f2").view(np.uint8)
     for i, offset in enumerate(half_fields):
         blocks[:, offset : offset + 2] = scales[:, 2 * i : 2 * i + 2]

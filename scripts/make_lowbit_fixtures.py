@@ -1,16 +1,21 @@
-"""Generate the 1-bit and 2-bit GGUF fixtures: `fixtures/gguf/qwen3-tiny-lowbit-Q1_0.gguf`
-and `-Q2_0.gguf`, their references, and `fixtures/gguf/dequant/Q1_0.json`, `Q2_0.json`.
+"""Generate the 1-bit, 2-bit and ternary GGUF fixtures: `fixtures/gguf/qwen3-tiny-lowbit-Q1_0.gguf`
+and `-Q2_0.gguf`, `qwen3-tiny-ternary-TQ1_0.gguf` and `-TQ2_0.gguf`, their references,
+and `fixtures/gguf/dequant/<TYPE>.json` for the four types.
 
 Bonsai 8B is Qwen3-8B with every weight matrix in Q1_0 (ggml type 41: 128 weights per
 18-byte block, ±d), the embedding and the output head included; Ternary Bonsai's files
-use Q2_0 (type 42: 64 weights per 18-byte block, {-1, 0, +1, +2}·d). The fixtures are
-a tiny Qwen3 made for them: a Q1_0 row needs a multiple of 128 elements, more than
+use Q2_0 (type 42: 64 weights per 18-byte block, {-1, 0, +1, +2}·d). BitNet b1.58
+GGUFs use TQ1_0 (type 34: 256 weights per 54-byte block, five trits a byte) or TQ2_0
+(type 35: 256 weights per 66-byte block, 2-bit codes), both {-1, 0, +1}·d. The fixtures
+are tiny Qwen3s made for them: a Q1_0 row needs a multiple of 128 elements, more than
 qwen3-tiny's hidden 64, so this makes its own source (hidden 128, 4 heads of 32, 2 KV
 heads, feed-forward 256, 2 layers, untied head; make_fixtures.py's random weights,
-seeded) with qwen3-tiny's tokenizer and prompt. llama.cpp's converter writes it as F32
-and `llama-quantize --pure` packs every 2-D tensor (embedding and output head too,
-through --token-embedding-type / --output-tensor-type) with ggml's reference
-quantizers; the norms stay F32.
+seeded) with qwen3-tiny's tokenizer and prompt; a TQ row needs a multiple of 256, so
+the ternary files have a second source with every matrix width 256 (hidden 256, 4
+heads of 64, 2 KV heads, feed-forward 256, 2 layers, untied head). llama.cpp's
+converter writes each as F32 and `llama-quantize --pure` packs every 2-D tensor
+(embedding and output head too, through --token-embedding-type / --output-tensor-type)
+with ggml's reference quantizers; the norms stay F32.
 
 Beside each file, as make_gguf_fixtures.py writes them: `<file>.json` (tensors with
 types, dimensions and the FNV-1a 64 of their dequantized f32 bytes, the prompt ids, a
@@ -20,11 +25,12 @@ f32 checkpoint and loaded fresh with from_pretrained, so nothing but those weigh
 reaches the model).
 
 The dequantization is this script's transcription of ggml-quants.c's
-`dequantize_row_q1_0` / `dequantize_row_q2_0` (gguf-py has none for these types), held
-to ggml's own: `dequant/<TYPE>.json` holds random blocks and blocks of the fixture
-files with the values ggml's `to_float` gives them, through a helper compiled against
-llama.cpp's static ggml-base library, and the script checks its transcription against
-those values first. The Rust dequantizer is tested against the same json.
+`dequantize_row_q1_0` / `dequantize_row_q2_0` (gguf-py has none for these types), and
+gguf-py's for TQ1_0 / TQ2_0, held to ggml's own: `dequant/<TYPE>.json` holds random
+blocks and blocks of the fixture files with the values ggml's `to_float` gives them,
+through a helper compiled against llama.cpp's static ggml-base library, and the script
+checks its dequantization against those values first. The Rust dequantizer is tested
+against the same json.
 
 The pinned gguf package predates Q2_0, so the files are read with llama.cpp's own
 gguf-py (put first on the module path before anything imports `gguf`).
@@ -32,7 +38,7 @@ gguf-py (put first on the module path before anything imports `gguf`).
 Needs llama.cpp's source built as make_gguf_fixtures.py describes (llama-quantize and
 the static libraries), then
 
-    python scripts/make_lowbit_fixtures.py --llama-cpp .../vendor/llama.cpp
+    python scripts/make_lowbit_fixtures.py --llama-cpp .../vendor/llama.cpp [--types TQ1_0 TQ2_0]
 """
 
 import argparse
@@ -45,13 +51,18 @@ import tempfile
 from pathlib import Path
 
 
-def llama_cpp_arg() -> Path:
+TYPES = ("Q1_0", "Q2_0", "TQ1_0", "TQ2_0")
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source dir, built")
-    return parser.parse_args().llama_cpp.resolve()
+    parser.add_argument("--types", nargs="+", choices=TYPES, default=TYPES, help="remake only these types' files")
+    return parser.parse_args()
 
 
-LLAMA_CPP = llama_cpp_arg()
+ARGS = arguments()
+LLAMA_CPP = ARGS.llama_cpp.resolve()
 sys.path.insert(0, str(LLAMA_CPP / "gguf-py"))
 
 import gguf  # noqa: E402  (llama.cpp's, see the docstring)
@@ -78,9 +89,28 @@ SOURCE = hf.FixtureSpec(
     },
     arch=hf.QWEN3,
 )
-# The fixture whose tokenizer (and so prompt ids) the source takes.
+TERNARY_SOURCE = hf.FixtureSpec(
+    name="qwen3-tiny-ternary",
+    seed=7412,
+    config={
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 256,
+        "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+    },
+    arch=hf.QWEN3,
+)
+# The fixture whose tokenizer (and so prompt ids) the sources take.
 TOKENIZER_FROM = "qwen3-tiny"
-TYPES = ("Q1_0", "Q2_0")
+
+
+def source_of(type_name: str) -> hf.FixtureSpec:
+    """The source a type's file packs: TQ rows need whole 256-weight blocks."""
+    return TERNARY_SOURCE if type_name.startswith("TQ") else SOURCE
 
 Q1_0 = gguf.GGMLQuantizationType.Q1_0
 Q2_0 = gguf.GGMLQuantizationType.Q2_0
@@ -173,11 +203,11 @@ def fresh_f32_model(model: torch.nn.Module, out_dir: Path) -> torch.nn.Module:
     return fresh
 
 
-def write_references(path: Path, source_dir: Path, made_by: str, tmp: Path) -> None:
+def write_references(path: Path, type_name: str, source_dir: Path, made_by: str, tmp: Path) -> None:
     reader = gguf.GGUFReader(path)
     tensors = {t.name: (t, dequantize(t.data, t.tensor_type)) for t in reader.tensors}
     for name, (t, _) in tensors.items():
-        expected = t.tensor_type.name if len(t.shape) == 2 else "F32"
+        expected = type_name if len(t.shape) == 2 else "F32"
         assert t.tensor_type.name == expected, f"{path.name} {name}: {t.tensor_type.name}"
     config = AutoConfig.from_pretrained(source_dir)
     config._attn_implementation = "eager"
@@ -191,7 +221,7 @@ def write_references(path: Path, source_dir: Path, made_by: str, tmp: Path) -> N
     hf.write_json(
         path.with_suffix(".json"),
         {
-            "source": SOURCE.name,
+            "source": source_of(type_name).name,
             "made_by": made_by,
             "tensors": {
                 name: {
@@ -219,14 +249,13 @@ def write_dequant_reference(qtype: gguf.GGMLQuantizationType, fixture: Path, too
     blocks of the fixture's embedding, with ggml's values for them."""
     rng = np.random.default_rng(4142 + int(qtype))
     _, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    blocks = rng.integers(0, 256, size=(gg.SAMPLE_BLOCKS, type_size), dtype=np.uint8)
-    blocks[:, :2] = rng.uniform(-0.05, 0.05, size=(gg.SAMPLE_BLOCKS, 1)).astype("<f2").view(np.uint8)
+    blocks = gg.random_blocks(qtype, rng)
     embedding = next(t for t in gguf.GGUFReader(fixture).tensors if t.name == "token_embd.weight")
     taken = np.array(embedding.data.view(np.uint8).reshape(-1)[: gg.SAMPLE_BLOCKS * type_size])
-    raw = np.concatenate([blocks.reshape(-1), taken])
+    raw = np.concatenate([blocks, taken])
     values = ggml_dequantize(tool, raw, qtype)
     ours = dequantize(raw.reshape(1, -1), qtype).reshape(-1)
-    assert np.array_equal(values.view("<u4"), ours.view("<u4")), f"{qtype.name}: transcription differs from ggml"
+    assert np.array_equal(values.view("<u4"), ours.view("<u4")), f"{qtype.name}: dequantization differs from ggml"
     hf.write_json(
         gg.OUT_DIR / "dequant" / f"{qtype.name}.json",
         {"type": qtype.name, "bytes_hex": raw.tobytes().hex(), "f32_bits": values.view("<u4").tolist()},
@@ -239,15 +268,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tool = build_ggml_dequant(tmp / "ggml_dequant")
-        source = tmp / SOURCE.name
-        gg.make_generated_source(SOURCE, TOKENIZER_FROM, source)
-        f32 = tmp / f"{SOURCE.name}-F32.gguf"
-        gg.convert(LLAMA_CPP, source, "f32", f32)
-        for name in TYPES:
-            out = gg.OUT_DIR / f"{SOURCE.name}-{name}.gguf"
-            made_by = quantize(f32, name, out)
+        for spec in {source_of(name).name: source_of(name) for name in ARGS.types}.values():
+            gg.make_generated_source(spec, TOKENIZER_FROM, tmp / spec.name)
+            gg.convert(LLAMA_CPP, tmp / spec.name, "f32", tmp / f"{spec.name}-F32.gguf")
+        for name in ARGS.types:
+            source = source_of(name).name
+            out = gg.OUT_DIR / f"{source}-{name}.gguf"
+            made_by = quantize(tmp / f"{source}-F32.gguf", name, out)
             write_dequant_reference(gguf.GGMLQuantizationType[name], out, tool)
-            write_references(out, source, made_by, tmp)
+            write_references(out, name, tmp / source, made_by, tmp)
             print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 

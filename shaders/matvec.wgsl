@@ -83,10 +83,10 @@ fn norm4(i: u32) -> vec4<f32> {
 // This thread's share of Σ x² over x's normalized row.
 fn squares(lane: u32) -> f32 {
     var sum = 0.0;
-    // Bounded by the buffer too, as in rmsnorm.wgsl.
-    let end = min(normed_row_start + params.k, 4u * arrayLength(&x));
-    for (var i = normed_row_start + 4u * lane; i < end; i += 4u * ROW_THREADS) {
-        let v = x[i >> 2u];
+    // In vectors of 4; bounded by the buffer too, as in rmsnorm.wgsl.
+    let end = min((normed_row_start + params.k) / 4u, arrayLength(&x));
+    for (var i = normed_row_start / 4u + lane; i < end; i += ROW_THREADS) {
+        let v = x[i];
         sum += dot(v, v);
     }
     return sum;

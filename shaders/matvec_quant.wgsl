@@ -3,13 +3,15 @@
 // step, every weight word once (through a Stream where blocks start mid-word), and a
 // block's scales once per row.
 
-// Elements per step along a row: a block (32 elements, Q2_0's 64, Q1_0's 128), or a
-// K-quant scale group whose nibbles share bytes (64 elements of Q4_K/Q5_K, a
-// 128-element half block of Q6_K).
+// Elements per step along a row: a block (32 elements, Q2_0's 64, Q1_0's 128, TQ1_0's
+// 256: a byte holds the trits of elements 32 or 16 apart, so no equal part of a block
+// has bytes of its own), or a part whose codes share bytes (64 elements of Q4_K/Q5_K,
+// a 128-element half block of Q6_K and TQ2_0).
 fn unit_elements() -> u32 {
     switch WEIGHT_DTYPE {
         case DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q2_0: { return 64u; }
-        case DTYPE_Q6_K, DTYPE_Q1_0: { return 128u; }
+        case DTYPE_Q6_K, DTYPE_Q1_0, DTYPE_TQ2_0: { return 128u; }
+        case DTYPE_TQ1_0: { return 256u; }
         default: { return 32u; }
     }
 }
@@ -223,6 +225,70 @@ fn unit_dots(u: RowIndex, xb: u32, acc: ptr<function, Rows>) {
             }
             for (var j = 0u; j < ROWS_PER_THREAD; j++) {
                 (*acc)[j] += f16_at(u[j] * 18u) * (qx[j] - xs);
+            }
+        }
+        case DTYPE_TQ1_0: {
+            // 48 bytes of five trits, 4 of four, d: word i (bytes 4i .. 4i + 3) holds
+            // trit n of elements first + stride n .. + 3 (tq1_0_quad the other way
+            // round), and dot = d (Σ t x - Σ x).
+            var qs: array<Stream, MAX_ROWS>;
+            var tx: Rows;
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                qs[j] = stream_at(u[j] * 54u);
+            }
+            var xs = 0.0;
+            for (var i = 0u; i < 13u; i++) {
+                for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                    qs[j] = advance(qs[j]);
+                }
+                var first = 4u * i;
+                var stride = 32u;
+                if i >= 8u {
+                    first = 160u + 4u * (i - 8u);
+                    stride = 16u;
+                }
+                if i == 12u {
+                    first = 240u;
+                    stride = 4u;
+                }
+                var pow3 = 1u;
+                for (var n = 0u; n < select(5u, 4u, i == 12u); n++) {
+                    let xv = x4(xb + first + stride * n);
+                    xs += sum4(xv);
+                    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                        tx[j] += dot(vec4<f32>(trits4(qs[j].word, pow3)), xv);
+                    }
+                    pow3 *= 3u;
+                }
+            }
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                (*acc)[j] += f16_at(u[j] * 54u + 52u) * (tx[j] - xs);
+            }
+        }
+        case DTYPE_TQ2_0: {
+            // 64 bytes of 2-bit codes, d: unit h (of 2) is half h of the block, bytes
+            // 32h .. 32h + 31, bits 2l of byte 32h + m element 32l + m of the half; dot =
+            // d (Σ q x - Σ x). Word i covers m = 4i .. 4i + 3 of each l.
+            var qs: array<Stream, MAX_ROWS>;
+            var qx: Rows;
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                qs[j] = stream_at((u[j] / 2u) * 66u + 32u * (u[j] % 2u));
+            }
+            var xs = 0.0;
+            for (var i = 0u; i < 8u; i++) {
+                for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                    qs[j] = advance(qs[j]);
+                }
+                for (var l = 0u; l < 4u; l++) {
+                    let xv = x4(xb + 32u * l + 4u * i);
+                    xs += sum4(xv);
+                    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                        qx[j] += dot(bytes4((qs[j].word >> (2u * l)) & 0x03030303u), xv);
+                    }
+                }
+            }
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                (*acc)[j] += f16_at((u[j] / 2u) * 66u + 64u) * (qx[j] - xs);
             }
         }
         default: {}

@@ -13,6 +13,8 @@ const DTYPE_Q5_K: u32 = 9u;
 const DTYPE_Q6_K: u32 = 10u;
 const DTYPE_Q1_0: u32 = 11u;
 const DTYPE_Q2_0: u32 = 12u;
+const DTYPE_TQ1_0: u32 = 13u;
+const DTYPE_TQ2_0: u32 = 14u;
 
 fn byte_at(b: u32) -> u32 {
     return (load_word(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
@@ -58,6 +60,27 @@ fn bits4(b: u32) -> vec4<f32> {
 // The four 2-bit codes in bits 0..7 of `b` (Q2_0), lowest first.
 fn codes4(b: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(b) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u));
+}
+
+// Trit n (0, 1 or 2) of each byte of `w`, lowest byte first, `pow3` = 3^n: TQ1_0 packs
+// five in a byte q as a base-3 fraction of 256, and trit n is ((q 3^n) mod 256) 3 / 256.
+fn trits4(w: u32, pow3: u32) -> vec4<u32> {
+    let q = (((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu)) * pow3) & vec4<u32>(0xffu);
+    return (q * 3u) >> vec4<u32>(8u);
+}
+
+// Where TQ1_0 keeps elements 4k .. 4k + 3 of a block (k < 64): trit n of its bytes
+// o .. o + 3, as (o, 3^n). Bytes 0..31 hold elements 32n + m, bytes 32..47 elements
+// 160 + 16n + m, bytes 48..51 elements 240 + 4n + m.
+fn tq1_0_quad(k: u32) -> vec2<u32> {
+    var pow3 = array<u32, 5>(1u, 3u, 9u, 27u, 81u);
+    if k < 40u {
+        return vec2<u32>(4u * (k % 8u), pow3[k / 8u]);
+    }
+    if k < 60u {
+        return vec2<u32>(32u + 4u * ((k - 40u) % 4u), pow3[(k - 40u) / 4u]);
+    }
+    return vec2<u32>(48u, pow3[k - 60u]);
 }
 
 // Bits 0..3 of `bits` moved to bit 0 of bytes 0..3.
@@ -159,6 +182,21 @@ fn weight_at(e: u32) -> f32 {
             let q = (byte_at(b + 2u + i / 4u) >> (2u * (i % 4u))) & 3u;
             return (f32(q) - 1.0) * f16_at(b);
         }
+        case DTYPE_TQ1_0: {
+            // 52 bytes of trits (tq1_0_quad), d; x = (t - 1) d.
+            let b = (e / 256u) * 54u;
+            let i = e % 256u;
+            let at = tq1_0_quad(i / 4u);
+            let t = trits4(u32_at(b + at.x), at.y)[i % 4u];
+            return (f32(t) - 1.0) * f16_at(b + 52u);
+        }
+        case DTYPE_TQ2_0: {
+            // 64 bytes of codes, d: bits 2l of byte 32h + m are element 128h + 32l + m.
+            let b = (e / 256u) * 66u;
+            let i = e % 256u;
+            let q = (byte_at(b + 32u * (i / 128u) + i % 32u) >> (2u * ((i / 32u) % 4u))) & 3u;
+            return (f32(q) - 1.0) * f16_at(b + 64u);
+        }
         default: {
             return weight_value(load_word(weight_word(e)), e);
         }
@@ -177,7 +215,7 @@ fn k_scale_min(scales: u32, j: u32) -> vec2<f32> {
 }
 
 // Elements 32g .. 32g + 31 of a GGUF tensor, dequantized: a whole Q4/Q5/Q8 block, or
-// one 32-element part of a K-quant, Q1_0 or Q2_0 block. Kernels that reuse each weight
+// one 32-element part of a K-quant, Q1_0, Q2_0 or TQ block. Kernels that reuse each weight
 // many times decode it this way, scales once per 32 elements.
 fn group32(g: u32) -> array<vec4<f32>, 8> {
     var w: array<vec4<f32>, 8>;
@@ -276,6 +314,25 @@ fn group32(g: u32) -> array<vec4<f32>, 8> {
             let words = array<u32, 2>(u32_at(qs), u32_at(qs + 4u));
             for (var i = 0u; i < 8u; i++) {
                 w[i] = d * (codes4(words[i / 4u] >> (8u * (i % 4u))) - 1.0);
+            }
+        }
+        case DTYPE_TQ1_0: {
+            // Part j = g % 8 of block g / 8: its elements' quads 8j .. 8j + 7.
+            let b = (g / 8u) * 54u;
+            let d = f16_at(b + 52u);
+            for (var i = 0u; i < 8u; i++) {
+                let at = tq1_0_quad(8u * (g % 8u) + i);
+                w[i] = d * (vec4<f32>(trits4(u32_at(b + at.x), at.y)) - 1.0);
+            }
+        }
+        case DTYPE_TQ2_0: {
+            // Part j = g % 8 of block g / 8: bits 2 (j % 4) of bytes 32 (j / 4) .. + 31.
+            let b = (g / 8u) * 66u;
+            let d = f16_at(b + 64u);
+            var qs = stream_at(b + 32u * ((g % 8u) / 4u));
+            for (var i = 0u; i < 8u; i++) {
+                qs = advance(qs);
+                w[i] = d * (bytes4((qs.word >> (2u * (g % 4u))) & 0x03030303u) - 1.0);
             }
         }
         default: {}

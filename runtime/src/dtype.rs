@@ -23,6 +23,10 @@ pub enum DType {
     Q1_0,
     /// 2 bits per weight: {−1, 0, +1, +2}·d per 64-weight block.
     Q2_0,
+    /// Ternary {−1, 0, +1}·d per 256-weight block, five weights per byte (BitNet b1.58).
+    TQ1_0,
+    /// Ternary {−1, 0, +1}·d per 256-weight block, one 2-bit code per weight.
+    TQ2_0,
 }
 
 impl DType {
@@ -31,7 +35,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
-            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::TQ1_0 | DType::TQ2_0 => 256,
             DType::Q1_0 => 128,
             DType::Q2_0 => 64,
         }
@@ -51,6 +55,8 @@ impl DType {
             DType::Q5_K => 176,
             DType::Q6_K => 210,
             DType::Q1_0 | DType::Q2_0 => 18,
+            DType::TQ1_0 => 54,
+            DType::TQ2_0 => 66,
         }
     }
 
@@ -86,6 +92,8 @@ impl DType {
             DType::Q6_K => 10.0,
             DType::Q1_0 => 11.0,
             DType::Q2_0 => 12.0,
+            DType::TQ1_0 => 13.0,
+            DType::TQ2_0 => 14.0,
         }
     }
 }
@@ -106,6 +114,8 @@ impl fmt::Display for DType {
             DType::Q6_K => "Q6_K",
             DType::Q1_0 => "Q1_0",
             DType::Q2_0 => "Q2_0",
+            DType::TQ1_0 => "TQ1_0",
+            DType::TQ2_0 => "TQ2_0",
         })
     }
 }

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use lfm_edge::dtype::DType;
+use lfm_edge::gguf::GgmlType;
 use lfm_edge::gpu::{Dispatch, StepUniform};
 use lfm_edge::{sampler::argmax, Gpu, GpuOptions, KvDtype, Model, Session, SessionOptions};
 use serde::Deserialize;
@@ -128,6 +130,24 @@ impl Rng {
 
     pub fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
         (0..len).map(|_| self.uniform(scale)).collect()
+    }
+}
+
+/// The GGUF type whose blocks a quantized `dtype` holds.
+pub fn ggml_type(dtype: DType) -> GgmlType {
+    let name = dtype.to_string().to_uppercase();
+    GgmlType::all().find(|t| t.name() == name).unwrap()
+}
+
+/// Byte offsets of the f16 scale fields in a block of a quantized `dtype`
+/// (ggml-common.h), for random blocks whose scales must stay finite.
+pub fn scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q6_K => &[208],
+        DType::Q4_K | DType::Q5_K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
+        DType::TQ1_0 => &[52],
+        DType::TQ2_0 => &[64],
+        _ => &[0],
     }
 }
 

@@ -171,8 +171,14 @@ fn fixtures_have_llama_cpp_lfm2_layout() {
     }
 }
 
-/// The 1- and 2-bit files (scripts/make_lowbit_fixtures.py; tested in lowbit.rs).
-const LOW_BIT_FILES: [&str; 2] = ["qwen3-tiny-lowbit-Q1_0", "qwen3-tiny-lowbit-Q2_0"];
+/// The 1-bit, 2-bit and ternary files (scripts/make_lowbit_fixtures.py; tested in
+/// lowbit.rs).
+const LOW_BIT_FILES: [&str; 4] = [
+    "qwen3-tiny-lowbit-Q1_0",
+    "qwen3-tiny-lowbit-Q2_0",
+    "qwen3-tiny-ternary-TQ1_0",
+    "qwen3-tiny-ternary-TQ2_0",
+];
 
 #[test]
 fn fixtures_hold_every_supported_type() {

@@ -832,7 +832,7 @@ fn copy_moves_whole_buffers() {
 }
 
 // ---------------------------------------------------------------------------------
-// 1- and 2-bit GGUF weights (Q1_0, Q2_0)
+// 1-bit, 2-bit and ternary GGUF weights (Q1_0, Q2_0, TQ1_0, TQ2_0)
 // ---------------------------------------------------------------------------------
 
 /// The adapters the low-bit kernels run on: the GPU launch shapes with integer half
@@ -863,22 +863,24 @@ fn low_bit_gpus() -> &'static [Arc<Gpu>; 3] {
 
 const LOW_BIT_BINDING: u64 = 16 << 10;
 
+/// Blocks of 18, 54 and 66 bytes: in rows of one block (or three) every other row
+/// starts mid-word.
+const LOW_BIT_TYPES: [DType; 4] = [DType::Q1_0, DType::Q2_0, DType::TQ1_0, DType::TQ2_0];
+
 /// Random blocks of `dtype` (every bit pattern), their f16 scales finite and of either
 /// sign, and the weights `gguf::dequantize` reads from them.
 fn low_bit_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec<f32>) {
-    let ggml = match dtype {
-        DType::Q1_0 => lfm_edge::gguf::GgmlType::Q1_0,
-        DType::Q2_0 => lfm_edge::gguf::GgmlType::Q2_0,
-        other => panic!("{other} is not a low-bit type"),
-    };
     let mut bytes: Vec<u8> = (0..dtype.bytes_for(elements))
         .map(|_| rng.next_u64() as u8)
         .collect();
+    let &[scale] = common::scale_offsets(dtype) else {
+        panic!("{dtype} has more than one scale");
+    };
     for block in bytes.chunks_mut(dtype.block_bytes()) {
         let d = f16::from_f32(0.05 * rng.uniform(1.0));
-        block[..2].copy_from_slice(&d.to_le_bytes());
+        block[scale..scale + 2].copy_from_slice(&d.to_le_bytes());
     }
-    let values = lfm_edge::gguf::dequantize(ggml, &bytes).unwrap();
+    let values = lfm_edge::gguf::dequantize(common::ggml_type(dtype), &bytes).unwrap();
     (bytes, values)
 }
 
@@ -892,15 +894,15 @@ fn buffer_on(gpu: &Gpu, label: &str, values: &[f32]) -> wgpu::Buffer {
     b
 }
 
-/// The embedding gather reads rows of packed bits exactly: 18-byte rows (Q1_0 at 128
-/// wide, half of them starting mid-word), and tables bound in several row ranges.
+/// The embedding gather reads rows of packed bits exactly: rows of one block (half of
+/// them starting mid-word) and of two, and tables bound in several row ranges.
 #[test]
 fn low_bit_embedding_gathers_rows() {
     let mut rng = Rng(41);
     let tokens: [u32; 7] = [0, 999, 3, 517, 998, 1, 640];
     let mut parts_seen = 0;
-    for dtype in [DType::Q1_0, DType::Q2_0] {
-        for hidden in [128, 256] {
+    for dtype in LOW_BIT_TYPES {
+        for hidden in [1, 2].map(|blocks| blocks * dtype.block_elements()) {
             let vocab = 1000;
             let (bytes, values) = low_bit_weights(dtype, vocab * hidden, &mut rng);
             let want: Vec<f32> = tokens
@@ -926,8 +928,8 @@ fn low_bit_embedding_gathers_rows() {
     assert!(parts_seen > 1, "no table was split");
 }
 
-/// Matvec (one token, and the last-row logits path) and matmul (a batch) of Q1_0 and
-/// Q2_0 weights under both launch shapes and split bindings, against f64 dot products
+/// Matvec (one token, and the last-row logits path) and matmul (a batch) of the low-bit
+/// weights under both launch shapes and split bindings, against f64 dot products
 /// of the dequantized weights. The error is taken relative to the sum of the terms'
 /// magnitudes: random signs make large terms that cancel.
 #[test]
@@ -935,10 +937,10 @@ fn low_bit_projections_match_the_dequantizer() {
     let mut rng = Rng(42);
     let mut worst = 0.0f64;
     let mut parts_seen = 0;
-    for (dtype, widths) in [(DType::Q1_0, [128, 384]), (DType::Q2_0, [64, 192])] {
-        for k in widths {
-            // 600 rows of 1 or 3 blocks: 18-byte blocks start mid-word in every other
-            // row; at 3 blocks the matrix takes several 16 KiB bindings.
+    for dtype in LOW_BIT_TYPES {
+        for k in [1, 3].map(|blocks| blocks * dtype.block_elements()) {
+            // 600 rows of 1 or 3 blocks: blocks start mid-word in every other row; at 3
+            // blocks the matrix takes several 16 KiB bindings.
             let n = 600;
             let (bytes, w) = low_bit_weights(dtype, n * k, &mut rng);
             for n_tokens in [1usize, 5] {
@@ -961,6 +963,7 @@ fn low_bit_projections_match_the_dequantizer() {
                             out: &out,
                             output,
                             gate: None,
+                            norm: None,
                         };
                         let step = ops::linear(gpu, op, &none).unwrap();
                         let max = gpu.limits.max_compute_workgroups_per_dimension;

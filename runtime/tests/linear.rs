@@ -10,16 +10,16 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use common::Rng;
+use common::{ggml_type, Rng};
 use lfm_edge::dtype::DType;
-use lfm_edge::gguf::{dequantize, GgmlType};
+use lfm_edge::gguf::dequantize;
 use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
 use lfm_edge::ops::{
     self, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, GpuTensor, InputNorm, Linear,
     LinearOutput,
 };
 
-const QUANTIZED: [DType; 8] = [
+const QUANTIZED: [DType; 12] = [
     DType::Q8_0,
     DType::Q4_0,
     DType::Q4_1,
@@ -28,6 +28,10 @@ const QUANTIZED: [DType; 8] = [
     DType::Q4_K,
     DType::Q5_K,
     DType::Q6_K,
+    DType::Q1_0,
+    DType::Q2_0,
+    DType::TQ1_0,
+    DType::TQ2_0,
 ];
 
 /// The GPU launch shapes with integer half decoding, the CPU ones with the device's
@@ -50,11 +54,6 @@ fn gpus() -> &'static [Arc<Gpu>; 3] {
             .expect("no wgpu adapter")
         })
     })
-}
-
-fn ggml_type(dtype: DType) -> GgmlType {
-    let name = dtype.to_string().to_uppercase();
-    GgmlType::all().find(|t| t.name() == name).unwrap()
 }
 
 /// Random raw bytes of `elements` weights of `dtype`, its f16 scales (at the offsets
@@ -81,13 +80,8 @@ fn random_weights(dtype: DType, elements: usize, rng: &mut Rng) -> (Vec<u8>, Vec
             let mut bytes: Vec<u8> = (0..dtype.bytes_for(elements))
                 .map(|_| rng.next_u64() as u8)
                 .collect();
-            let scales: &[usize] = match dtype {
-                DType::Q6_K => &[208],
-                DType::Q4_K | DType::Q5_K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
-                _ => &[0],
-            };
             for block in bytes.chunks_mut(dtype.block_bytes()) {
-                for &s in scales {
+                for &s in common::scale_offsets(dtype) {
                     let scale = half::f16::from_f32(0.01 + 0.02 * rng.uniform(1.0).abs());
                     block[s..s + 2].copy_from_slice(&scale.to_le_bytes());
                 }
@@ -352,14 +346,9 @@ fn a_matvec_normalizes_its_own_input() {
 fn quantized_projections_on_both_launch_shapes() {
     let mut rng = Rng(11);
     for dtype in QUANTIZED {
-        // 512: whole K-quant blocks; 96: three 32-element blocks, so that every other
-        // row of a 34-, 18- or 22-byte block type starts mid-word.
-        let widths: &[usize] = if dtype.block_elements() == 256 {
-            &[512]
-        } else {
-            &[512, 96]
-        };
-        for &k in widths {
+        // 512: whole blocks of every type; three blocks, so that every other row of a
+        // type whose blocks are 2 mod 4 bytes (34, 18, 22, 210, 54, 66) starts mid-word.
+        for k in [512, 3 * dtype.block_elements()] {
             for n_tokens in [1, 11] {
                 check_linear(dtype, (37, k), n_tokens, &mut rng);
             }

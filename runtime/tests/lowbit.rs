@@ -1,9 +1,11 @@
-//! 1-bit (Q1_0) and 2-bit (Q2_0) GGUF weights, as Bonsai's files carry them: a tiny
-//! Qwen3 packed by scripts/make_lowbit_fixtures.py (every 2-D tensor, embedding and
-//! output head included, norms F32) against HF transformers in f32 on exactly the
-//! dequantized weights; the embedding and head bound in several row ranges; the bits
-//! per weight `info` reports; and type id 42, which older files used for other
-//! layouts, read as Q2_0 only when the file's tensor spans say so.
+//! 1-bit (Q1_0) and 2-bit (Q2_0) GGUF weights, as Bonsai's files carry them, and the
+//! ternary TQ1_0 and TQ2_0 of BitNet b1.58 files: tiny Qwen3s packed by
+//! scripts/make_lowbit_fixtures.py (every 2-D tensor, embedding and output head
+//! included, norms F32; the ternary ones 256 wide, a TQ block's width) against HF
+//! transformers in f32 on exactly the dequantized weights; the embedding and head bound
+//! in several row ranges; the bits per weight `info` reports; and type id 42, which
+//! older files used for other layouts, read as Q2_0 only when the file's tensor spans
+//! say so.
 
 mod common;
 
@@ -23,9 +25,11 @@ use serde::Deserialize;
 const TOLERANCE: f32 = 5e-3;
 
 /// Each fixture, its weight type and that type's bits per weight.
-const FILES: [(&str, DType, f64); 2] = [
+const FILES: [(&str, DType, f64); 4] = [
     ("qwen3-tiny-lowbit-Q1_0", DType::Q1_0, 1.125),
     ("qwen3-tiny-lowbit-Q2_0", DType::Q2_0, 2.25),
+    ("qwen3-tiny-ternary-TQ1_0", DType::TQ1_0, 1.6875),
+    ("qwen3-tiny-ternary-TQ2_0", DType::TQ2_0, 2.0625),
 ];
 
 #[derive(Deserialize)]
@@ -116,8 +120,8 @@ fn greedy_continuation_matches_transformers() {
 }
 
 /// With 8 KiB bindings (`--max-binding 8KiB`) the packed embedding and output head
-/// (1024 rows of 18 or 36 bytes) are gathered and multiplied one row range at a time,
-/// to the same logits.
+/// (1024 rows of 18, 36, 54 or 66 bytes) are gathered and multiplied one row range at a
+/// time, to the same logits.
 #[test]
 fn embedding_split_across_bindings_gives_the_same_logits() {
     const BINDING: u64 = 8 << 10;
@@ -321,7 +325,7 @@ fn damaged_low_bit_files_give_errors_not_panics() {
                 u32::from_le_bytes(valid[at..at + 4].try_into().unwrap()),
                 info.ggml_type.id()
             );
-            for id in [0u32, 1, 2, 8, 12, 30, 40, 41, 42, 43, 142, u32::MAX] {
+            for id in [0u32, 1, 2, 8, 12, 30, 34, 35, 40, 41, 42, 43, 142, u32::MAX] {
                 let mut bytes = valid.clone();
                 bytes[at..at + 4].copy_from_slice(&id.to_le_bytes());
                 open_and_read(bytes);

@@ -10,9 +10,10 @@ is committed.
 
 - Shapes: make_models.py's LFM2 configs (350M, 1.2B, 2.6B, 8B-A1B) and Qwen3-8B, the
   shape of Bonsai 8B.
-- Types: F16, Q8_0, Q4_0, Q1_0, Q2_0 for every matrix (the embedding included, as
-  Bonsai is published), and Q4_K_M as llama-quantize mixes it: Q6_K for the embedding
-  and for attn_v / ffn_down in its "more bits" layers, Q4_K elsewhere.
+- Types: F16, Q8_0, Q4_0, Q1_0, Q2_0, TQ1_0, TQ2_0 for every matrix (the embedding
+  included, as Bonsai is published; TQ rows need a multiple of 256 columns), and Q4_K_M
+  as llama-quantize mixes it: Q6_K for the embedding and for attn_v / ffn_down in its
+  "more bits" layers, Q4_K elsewhere.
 
     python scripts/bench/random_gguf.py --shape 8B-A1B --type Q4_0 --out FILE [--layers N]
 """
@@ -53,10 +54,12 @@ BLOCKS = {
     "Q4_0": (32, 18, [0], 4),
     "Q1_0": (128, 18, [0], 1),
     "Q2_0": (64, 18, [0], 1),
+    "TQ1_0": (256, 54, [52], 1),
+    "TQ2_0": (256, 66, [64], 1),
     "Q4_K": (256, 144, [0, 2], 32 * 8),
     "Q6_K": (256, 210, [208], 64 * 16),
 }
-FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q1_0": 40, "Q2_0": 41}
+FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q1_0": 40, "Q2_0": 41, "TQ1_0": 36, "TQ2_0": 37}
 
 
 def random_rows(rows: int, cols: int, type_name: str, rng: np.random.Generator) -> np.ndarray:
@@ -66,6 +69,7 @@ def random_rows(rows: int, cols: int, type_name: str, rng: np.random.Generator) 
         bits = rng.integers(0, 1 << 16, size=(rows, cols), dtype=np.uint16)
         return ((bits & np.uint16(0x83FF)) | np.uint16(8 << 10) + (bits & np.uint16(1 << 10))).view(np.float16)
     per_block, block_bytes, scales, code = BLOCKS[type_name]
+    assert cols % per_block == 0, f"rows of {cols} are not whole {type_name} blocks of {per_block}"
     blocks = rows * cols // per_block
     data = rng.integers(0, 256, size=(blocks, block_bytes), dtype=np.uint8)
     for offset in scales:

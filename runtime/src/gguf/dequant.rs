@@ -1,8 +1,8 @@
 //! CPU dequantization of the supported types: the reference the GPU kernels are tested
 //! against, not a runtime path. Each block is decoded as gguf-py's `gguf.quants` does,
 //! in the same f32 operations in the same order, so results match it bit for bit
-//! (block layouts: ggml-common.h). Q1_0 and Q2_0, which gguf-py cannot decode, are
-//! ggml-quants.c's `dequantize_row_q1_0` / `dequantize_row_q2_0` transcribed.
+//! (block layouts: ggml-common.h). Q1_0 and Q2_0, which gguf-py cannot decode, and the
+//! ternary TQ1_0 and TQ2_0 are ggml-quants.c's `dequantize_row_*` transcribed.
 
 use half::f16;
 
@@ -25,6 +25,8 @@ pub fn dequantize(ggml_type: GgmlType, bytes: &[u8]) -> Result<Vec<f32>> {
         GgmlType::Q6_K => q6_k,
         GgmlType::Q1_0 => q1_0,
         GgmlType::Q2_0 => q2_0,
+        GgmlType::TQ1_0 => tq1_0,
+        GgmlType::TQ2_0 => tq2_0,
         other => {
             return Err(Error::Input(format!(
                 "dequantizing {other} is not supported"
@@ -187,6 +189,44 @@ fn q2_0(b: &[u8], out: &mut Vec<f32>) {
     }));
 }
 
+/// Trits 0..`count` of each of `bytes`, trit-major: a byte q holds up to five as a
+/// base-3 fraction of 256, trit n is ((q · 3ⁿ) mod 256) · 3 / 256, and codes 0, 1, 2
+/// are −d, 0, +d (`dequantize_row_tq1_0`'s pow3 loops).
+fn trits(bytes: &[u8], count: usize, d: f32, out: &mut Vec<f32>) {
+    const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
+    for pow3 in &POW3[..count] {
+        for &byte in bytes {
+            let q = byte.wrapping_mul(*pow3);
+            let xi = ((u16::from(q) * 3) >> 8) as i16;
+            out.push(f32::from(xi - 1) * d);
+        }
+    }
+}
+
+/// 48 bytes of five trits (bytes 0–31: elements 32n + m in trit n of byte m; bytes
+/// 32–47: elements 160 + 16n + m), 4 bytes of four (elements 240 + 4n + j), d (f16)
+/// last (`dequantize_row_tq1_0`).
+fn tq1_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 52);
+    trits(&b[..32], 5, d, out);
+    trits(&b[32..48], 5, d, out);
+    trits(&b[48..52], 4, d, out);
+}
+
+/// 64 bytes of 2-bit codes, d (f16) last: bits 2l of byte 32h + m are element
+/// 128h + 32l + m's code q, x = (q − 1) · d (`dequantize_row_tq2_0`).
+fn tq2_0(b: &[u8], out: &mut Vec<f32>) {
+    let d = half_at(b, 64);
+    for half in b[..64].chunks_exact(32) {
+        for l in 0..4 {
+            out.extend(half.iter().map(|&byte| {
+                let q = ((byte >> (2 * l)) & 3) as i8;
+                f32::from(q - 1) * d
+            }));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +272,47 @@ mod tests {
         assert_eq!(&values[..4], [-1.5, 0.0, 1.5, 3.0]);
         assert!(values[4..63].iter().all(|&v| v == 0.0));
         assert_eq!(values[63], 1.5);
+    }
+
+    #[test]
+    fn tq1_0_packs_five_trits_a_byte() {
+        // A byte holding trits t0..t4 (t0 most significant) is ceil((Σ tₙ 3^(4−n)) ·
+        // 256 / 243), as ggml's quantizer writes it; qh holds four, the fifth zero.
+        let pack = |t: [u8; 5]| {
+            let v = t.iter().fold(0u16, |v, &t| 3 * v + u16::from(t));
+            ((v * 256).div_ceil(243)) as u8
+        };
+        let mut b = vec![pack([1; 5]); 52];
+        b[0] = pack([0, 1, 2, 1, 0]); // elements 0, 32, 64, 96, 128
+        b[47] = pack([2, 0, 1, 1, 2]); // elements 175, 191, 207, 223, 239
+        b[51] = pack([0, 2, 1, 2, 0]); // elements 243, 247, 251, 255
+        b.extend(f16::from_f32(0.5).to_le_bytes());
+        let values = dequantize(GgmlType::TQ1_0, &b).unwrap();
+        assert_eq!(values.len(), 256);
+        let at = |es: &[usize]| es.iter().map(|&e| values[e]).collect::<Vec<_>>();
+        assert_eq!(at(&[0, 32, 64, 96, 128]), [-0.5, 0.0, 0.5, 0.0, -0.5]);
+        assert_eq!(at(&[175, 191, 207, 223, 239]), [0.5, -0.5, 0.0, 0.0, 0.5]);
+        assert_eq!(at(&[243, 247, 251, 255]), [-0.5, 0.5, 0.0, 0.5]);
+        let marked = [
+            0, 32, 64, 96, 128, 175, 191, 207, 223, 239, 243, 247, 251, 255,
+        ];
+        for (e, &v) in values.iter().enumerate() {
+            assert!(marked.contains(&e) || v == 0.0, "element {e}: {v}");
+        }
+    }
+
+    #[test]
+    fn tq2_0_codes_are_minus_one_to_two_in_strides_of_32() {
+        // Byte 32 + 5 = 0b11_10_00_01: elements 128 + 5, + 32, + 64, + 96 are codes 1,
+        // 0, 2, 3; d is the last two bytes.
+        let mut b = vec![0b0101_0101u8; 64];
+        b[37] = 0b1110_0001;
+        b.extend(f16::from_f32(-2.0).to_le_bytes());
+        let values = dequantize(GgmlType::TQ2_0, &b).unwrap();
+        assert_eq!(values.len(), 256);
+        let at = |es: [usize; 4]| es.map(|e| values[e]);
+        assert_eq!(at([133, 165, 197, 229]), [0.0, 2.0, -2.0, -4.0]);
+        assert_eq!(values.iter().filter(|&&v| v != 0.0).count(), 3);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::dtype::DType;
+
 /// A ggml tensor type. Names as gguf-py spells them (`Q4_K`, `IQ2_XXS`).
 #[allow(non_camel_case_types)] // ggml's own names, so messages match llama.cpp's tools
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,12 +147,32 @@ impl GgmlType {
         self.layout().block_bytes
     }
 
+    /// What the runtime keeps tensors of this type as in VRAM (their blocks as they
+    /// are), or `None` for a type it cannot load.
+    pub fn dtype(self) -> Option<DType> {
+        Some(match self {
+            F32 => DType::F32,
+            F16 => DType::F16,
+            BF16 => DType::BF16,
+            Q8_0 => DType::Q8_0,
+            Q4_0 => DType::Q4_0,
+            Q4_1 => DType::Q4_1,
+            Q5_0 => DType::Q5_0,
+            Q5_1 => DType::Q5_1,
+            Q4_K => DType::Q4_K,
+            Q5_K => DType::Q5_K,
+            Q6_K => DType::Q6_K,
+            Q1_0 => DType::Q1_0,
+            Q2_0 => DType::Q2_0,
+            TQ1_0 => DType::TQ1_0,
+            TQ2_0 => DType::TQ2_0,
+            _ => return None,
+        })
+    }
+
     /// Whether the runtime can load tensors of this type (and `dequantize` them).
     pub fn is_supported(self) -> bool {
-        matches!(
-            self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K | Q1_0 | Q2_0
-        )
+        self.dtype().is_some()
     }
 }
 

@@ -4,9 +4,8 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use super::{GgmlType, GgufFile};
+use super::GgufFile;
 use crate::config::{Architecture, ModelConfig};
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::{layer_count, TensorView, WeightSource};
 
@@ -57,25 +56,6 @@ fn gguf_name(architecture: Architecture, hf: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("blk.{layer}.{name}"))
-}
-
-fn dtype(t: GgmlType) -> Option<DType> {
-    Some(match t {
-        GgmlType::F32 => DType::F32,
-        GgmlType::F16 => DType::F16,
-        GgmlType::BF16 => DType::BF16,
-        GgmlType::Q8_0 => DType::Q8_0,
-        GgmlType::Q4_0 => DType::Q4_0,
-        GgmlType::Q4_1 => DType::Q4_1,
-        GgmlType::Q5_0 => DType::Q5_0,
-        GgmlType::Q5_1 => DType::Q5_1,
-        GgmlType::Q4_K => DType::Q4_K,
-        GgmlType::Q5_K => DType::Q5_K,
-        GgmlType::Q6_K => DType::Q6_K,
-        GgmlType::Q1_0 => DType::Q1_0,
-        GgmlType::Q2_0 => DType::Q2_0,
-        _ => return None,
-    })
 }
 
 /// A GGUF file's tensors under HF names.
@@ -147,7 +127,7 @@ impl WeightSource for GgufWeights {
             .ok_or_else(|| Error::tensor(self.file.path(), hf, "has no GGUF counterpart"))?;
         let tensor = self.file.tensor(&name)?;
         let ggml_type = tensor.info.ggml_type;
-        let dtype = dtype(ggml_type).ok_or_else(|| {
+        let dtype = ggml_type.dtype().ok_or_else(|| {
             Error::tensor(
                 self.file.path(),
                 &name,

@@ -8,6 +8,9 @@
 //          expert's weights once (a single token's expert matvecs read `routes` alone).
 // combine: x[t] += sum_s weight[t, s] * expert_out[t * top_k + s], the residual add of a
 //          batch (a single token's down projection adds its slots into x itself).
+// token:   a single token's router projection and routing in one launch: the logits
+//          from the residual stream x, normalized by the layer's feed-forward RMSNorm on
+//          the way (float router weights: GGUF keeps the router f32), then as route.
 //
 // Mesa 22's lavapipe substitutes the values of uniforms that alone decide a branch or
 // bound a loop, and where that halves the kernel or unrolls its loops (a few experts,
@@ -22,8 +25,8 @@ struct Params {
     norm_topk_prob: u32,
     routed_scaling: f32,
     use_bias: u32,
+    norm_eps: f32, // token: the feed-forward RMSNorm's epsilon
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> router_logits: array<f32>; // (n_tokens, n_experts)
@@ -32,9 +35,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> routes: array<u32>;  // (n_tokens, top_k, 2): expert, weight bits
 @group(0) @binding(4) var<storage, read_write> slots: array<u32>;   // counts (n_experts), lists (n_experts, n_tokens)
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;       // (n_tokens, hidden)
-@group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(6) var<storage, read> router: array<u32>;        // token: (n_experts, hidden)
+@group(0) @binding(7) var<storage, read> norm: array<u32>;          // token: (hidden) RMSNorm weight
+@group(0) @binding(8) var<uniform> params: Params;
 
 const WG: u32 = 64u;
+override NORM_DTYPE: u32 = DTYPE_F32;
 
 // Experts and slots per token, as many as the buffers hold.
 fn n_experts() -> u32 {
@@ -45,38 +51,40 @@ fn top_k() -> u32 {
     return min(params.top_k, arrayLength(&routes) / 2u);
 }
 
-fn score(t: u32, e: u32) -> f32 {
-    return 1.0 / (1.0 + exp(-router_logits[t * params.n_experts + e]));
-}
-
-// What experts are ranked by: the score, plus the expert's bias where the model has one
-// (a select, not a branch on the uniform: lavapipe would specialise that too).
-fn key(t: u32, e: u32) -> f32 {
-    let word = min(float_word(BIAS_DTYPE, e), arrayLength(&expert_bias) - 1u);
-    let bias = float_value(BIAS_DTYPE, expert_bias[word], e);
-    return score(t, e) + select(0.0, bias, params.use_bias == 1u);
-}
-
 // Scratch of one token's routing, one entry per expert (config/mod.rs's MAX_EXPERTS).
 const MAX_EXPERTS: u32 = 256u;
+var<workgroup> logits: array<f32, MAX_EXPERTS>;
 var<workgroup> keys: array<f32, MAX_EXPERTS>;
 var<workgroup> scores: array<f32, MAX_EXPERTS>;
 var<workgroup> ranks: array<u32, MAX_EXPERTS>;
 
-// Token t's top-k experts and their weights, into routes, by the whole workgroup: each
-// thread ranks its experts in the order (key descending, index ascending), and the
-// experts ranked below k are the picks, pick s the expert of rank s. A NaN key ranks
-// last, so the ranks are always a permutation.
-fn route_token(t: u32, lid: u32) {
+fn score(e: u32) -> f32 {
+    return 1.0 / (1.0 + exp(-logits[e]));
+}
+
+// What experts are ranked by: the score, plus the expert's bias where the model has one
+// (a select, not a branch on the uniform: lavapipe would specialise that too).
+fn key(e: u32) -> f32 {
+    let word = min(float_word(BIAS_DTYPE, e), arrayLength(&expert_bias) - 1u);
+    let bias = float_value(BIAS_DTYPE, expert_bias[word], e);
+    return score(e) + select(0.0, bias, params.use_bias == 1u);
+}
+
+// Token t's top-k experts and their weights, from its router logits in `logits`, into
+// routes, by the `stride` threads of the workgroup: each thread ranks its experts in the
+// order (key descending, index ascending), and the experts ranked below k are the
+// picks, pick s the expert of rank s. A NaN key ranks last, so the ranks are always a
+// permutation.
+fn pick_experts(t: u32, lid: u32, stride: u32) {
     let experts = min(n_experts(), MAX_EXPERTS);
     let k = top_k();
-    for (var e = lid; e < experts; e += WG) {
-        let key = key(t, e);
+    for (var e = lid; e < experts; e += stride) {
+        let key = key(e);
         keys[e] = select(key, -3.0e38, key != key);
-        scores[e] = score(t, e);
+        scores[e] = score(e);
     }
     workgroupBarrier();
-    for (var e = lid; e < experts; e += WG) {
+    for (var e = lid; e < experts; e += stride) {
         var rank = 0u;
         for (var j = 0u; j < experts; j++) {
             let ahead = keys[j] > keys[e] || (keys[j] == keys[e] && j < e);
@@ -91,7 +99,7 @@ fn route_token(t: u32, lid: u32) {
         total += select(0.0, scores[e], ranks[e] < k);
     }
     let scale = select(1.0, 1.0 / (total + 1e-6), params.norm_topk_prob == 1u) * params.routed_scaling;
-    for (var e = lid; e < experts; e += WG) {
+    for (var e = lid; e < experts; e += stride) {
         if ranks[e] < k {
             let slot = t * k + ranks[e];
             routes[slot * 2u] = e;
@@ -104,7 +112,11 @@ fn route_token(t: u32, lid: u32) {
 @compute @workgroup_size(WG)
 fn route(@builtin(local_invocation_index) lid: u32) {
     for (var t = 0u; t < step.n_tokens; t++) {
-        route_token(t, lid);
+        for (var e = lid; e < min(n_experts(), MAX_EXPERTS); e += WG) {
+            logits[e] = router_logits[t * params.n_experts + e];
+        }
+        workgroupBarrier();
+        pick_experts(t, lid, WG);
     }
     storageBarrier();
     workgroupBarrier();
@@ -136,4 +148,47 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         sum += bitcast<f32>(routes[slot * 2u + 1u]) * expert_out[slot * params.hidden + c];
     }
     x[i] += sum;
+}
+
+// The router's row e dotted with x ⊙ norm weight, from `stride` threads (lane `lane` of
+// them); the caller scales by 1/rms.
+fn router_dot(e: u32, lane: u32, stride: u32, hidden: u32) -> f32 {
+    var sum = 0.0;
+    for (var i = lane; i < hidden; i += stride) {
+        let w = e * hidden + i;
+        let g = float_value(NORM_DTYPE, norm[float_word(NORM_DTYPE, i)], i);
+        sum += weight_value(router[weight_word(w)], w) * x[i] * g;
+    }
+    return sum;
+}
+
+var<workgroup> dots: array<f32, REDUCE_WG>;
+
+@compute @workgroup_size(REDUCE_WG)
+fn token(@builtin(local_invocation_index) lid: u32) {
+    let hidden = min(params.hidden, arrayLength(&x));
+    var squares = 0.0;
+    for (var i = lid; i < hidden; i += REDUCE_WG) {
+        squares += x[i] * x[i];
+    }
+    let inv_rms = inverseSqrt(workgroup_sum(lid, squares) / f32(hidden) + params.norm_eps);
+    // A power of two `stride` of threads per expert, as many as the experts leave: 8
+    // each for 32 experts, 1 for 256.
+    let experts = min(n_experts(), MAX_EXPERTS);
+    let stride = REDUCE_WG >> (32u - countLeadingZeros(max(experts, 1u) - 1u));
+    let e = lid / stride;
+    let lane = lid % stride;
+    dots[lid] = select(0.0, router_dot(min(e, experts - 1u), lane, stride, hidden), e < experts);
+    workgroupBarrier();
+    for (var half = stride / 2u; half > 0u; half >>= 1u) {
+        if lane < half {
+            dots[lid] += dots[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lane == 0u && e < experts {
+        logits[e] = dots[lid] * inv_rms;
+    }
+    workgroupBarrier();
+    pick_experts(0u, lid, REDUCE_WG);
 }

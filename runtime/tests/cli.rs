@@ -458,7 +458,9 @@ fn bench_profile_times_each_kernel_family() {
     // rows of one stack in one, SwiGLU with them, and the down projection with the
     // combine. The two dense layers' gate and up rows take one launch, SwiGLU too, and
     // no layer launches its norms.
-    assert_eq!(dispatches("MoeRoute"), Some(3), "{out}");
+    assert_eq!(dispatches("MoeRouteToken"), Some(3), "{out}");
+    assert_eq!(dispatches("MoeRoute"), None, "{out}");
+    assert_eq!(dispatches("Matvec feed_forward.gate"), None, "{out}");
     for (experts, launches) in [("w1+w3", Some(3)), ("w2", Some(3)), ("w3", None)] {
         let name = format!("Matvec feed_forward.experts.{experts}");
         assert_eq!(dispatches(&name), launches, "{out}");

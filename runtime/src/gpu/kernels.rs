@@ -50,6 +50,7 @@ pub enum Kernel {
     SwiGlu,
     MoeRoute,
     MoeCombine,
+    MoeRouteToken,
     KvStore,
     KvShift,
     Copy,
@@ -57,7 +58,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -71,6 +72,7 @@ impl Kernel {
         Kernel::SwiGlu,
         Kernel::MoeRoute,
         Kernel::MoeCombine,
+        Kernel::MoeRouteToken,
         Kernel::KvStore,
         Kernel::KvShift,
         Kernel::Copy,
@@ -91,7 +93,7 @@ impl Kernel {
                 include_str!("../../../shaders/shortconv.wgsl")
             }
             Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
-            Kernel::MoeRoute | Kernel::MoeCombine => {
+            Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => {
                 include_str!("../../../shaders/moe.wgsl")
             }
             Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
@@ -143,6 +145,7 @@ impl Kernel {
             Kernel::ShortConvToken => "token",
             Kernel::MoeRoute => "route",
             Kernel::MoeCombine => "combine",
+            Kernel::MoeRouteToken => "token",
             _ => "main",
         }
     }
@@ -169,10 +172,11 @@ impl Kernel {
             }
             // gate, up (becomes the output), params
             Kernel::SwiGlu => &[Read, ReadWrite, Uniform],
-            // router logits, expert bias, expert out, routes, slots, x, params
-            Kernel::MoeRoute | Kernel::MoeCombine => {
-                &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
-            }
+            // router logits, expert bias, expert out, routes, slots, x, router weight,
+            // norm weight, params
+            Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => &[
+                Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, Uniform,
+            ],
             // k, v, page table, k cache, v cache, params
             Kernel::KvStore => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             // rope table, page table, cache (in place), params
@@ -365,12 +369,12 @@ impl Gpu {
             ("WEIGHT_DTYPE", key.dtype.shader_code()),
             ("BIAS_DTYPE", key.bias.shader_code()),
         ];
+        if let Some(norm) = key.norm {
+            constants.push(("NORM_DTYPE", norm.shader_code()));
+        }
         match key.kernel {
             Kernel::Matvec => {
                 constants.extend(self.tuning.matvec_constants());
-                // matvec.wgsl's NO_NORM: x is read as it is.
-                let norm = key.norm.map_or(255.0, DType::shader_code);
-                constants.push(("NORM_DTYPE", norm));
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),

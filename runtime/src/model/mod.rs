@@ -406,14 +406,14 @@ impl Model {
                 // router → top-k (and, for a batch, each expert's slots) → gate → up with
                 // SwiGLU → down with the weighted sum into the residual: four launches
                 // for a token; a batch's matmuls leave SwiGLU and the sum to their own.
-                steps.push(self.linear(
+                let router = self.linear(
                     &w.router,
                     None,
                     &s.xn,
                     &m.router_logits,
                     LinearOutput::Rows,
                     norm,
-                )?);
+                )?;
                 let buffers = MoeBuffers {
                     label: &label,
                     config: moe,
@@ -425,7 +425,23 @@ impl Model {
                     slots: &m.slots,
                     x: &s.x,
                 };
-                steps.push(Step::Always(ops::moe_route(gpu, &buffers, none)?));
+                let route = ops::moe_route(gpu, &buffers, none)?;
+                // A token's router projection and routing take one launch where the
+                // router is of a float type.
+                let token_route = norm
+                    .map(|n| ops::moe_route_token(gpu, &buffers, &w.router, n, none))
+                    .transpose()?
+                    .flatten();
+                match token_route {
+                    Some(one) => {
+                        steps.push(router.batch_only());
+                        steps.push(Step::BySize { one, many: route });
+                    }
+                    None => {
+                        steps.push(router);
+                        steps.push(Step::Always(route));
+                    }
+                }
                 let expert = |weight, x, x_per_slot, out, single| {
                     let op = ExpertLinear {
                         weight,

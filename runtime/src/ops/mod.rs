@@ -24,7 +24,7 @@ pub use linear::{
     expert_linear, gate_up, linear, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, InputNorm,
     Linear, LinearOutput,
 };
-pub use moe::{moe_combine, moe_route, MoeBuffers};
+pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table, Rope};
 pub use shortconv::{shortconv, shortconv_state, shortconv_token, ShortConv};

@@ -1,10 +1,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::layout::{mirror, Mirror};
-use super::GpuTensor;
+use super::{GpuTensor, InputNorm};
 use crate::config::MoeConfig;
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
 
 #[repr(C)]
@@ -16,7 +16,8 @@ struct Params {
     norm_topk_prob: u32,
     routed_scaling: f32,
     use_bias: u32,
-    _pad: [u32; 2],
+    norm_eps: f32,
+    _pad: u32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -28,7 +29,8 @@ pub(super) const MIRROR: Mirror = mirror!(
         hidden,
         norm_topk_prob,
         routed_scaling,
-        use_bias
+        use_bias,
+        norm_eps
     ]
 );
 
@@ -53,10 +55,17 @@ pub struct MoeBuffers<'a> {
 
 const WG: u32 = 64;
 
+/// A single token's router: its weight, and the RMSNorm its input takes.
+struct Router<'a> {
+    weight: &'a GpuTensor,
+    norm: InputNorm<'a>,
+}
+
 fn launch(
     gpu: &Gpu,
     kernel: Kernel,
     b: &MoeBuffers<'_>,
+    router: Option<Router<'_>>,
     none: &wgpu::Buffer,
     grid: Grid,
 ) -> Result<Dispatch> {
@@ -68,14 +77,32 @@ fn launch(
         norm_topk_prob: moe.norm_topk_prob as u32,
         routed_scaling: moe.routed_scaling_factor,
         use_bias: b.expert_bias.is_some() as u32,
-        _pad: [0; 2],
+        norm_eps: router.as_ref().map_or(0.0, |r| r.norm.eps),
+        _pad: 0,
     };
     let key = KernelKey {
         bias: b.expert_bias.map_or(DType::F32, |t| t.dtype),
-        ..KernelKey::new(kernel, DType::F32)
+        norm: router.as_ref().map(|r| r.norm.weight.dtype),
+        ..KernelKey::new(
+            kernel,
+            router.as_ref().map_or(DType::F32, |r| r.weight.dtype),
+        )
     };
     let bias = b.expert_bias.map_or(Ok(none), |t| t.buffer())?;
-    let buffers = [b.router_logits, bias, b.expert_out, b.routes, b.slots, b.x];
+    let (weight, norm, x) = match &router {
+        Some(r) => (r.weight.buffer()?, r.norm.weight.buffer()?, r.norm.residual),
+        None => (none, none, b.x),
+    };
+    let buffers = [
+        b.router_logits,
+        bias,
+        b.expert_out,
+        b.routes,
+        b.slots,
+        x,
+        weight,
+        norm,
+    ];
     Dispatch::new(
         gpu,
         format!("{}:{kernel:?}", b.label),
@@ -89,7 +116,39 @@ fn launch(
 /// Picks each token's experts and their weights, and lists each expert's slots (for
 /// a batch's expert matmuls): one workgroup for the whole batch.
 pub fn moe_route(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
-    launch(gpu, Kernel::MoeRoute, b, none, Grid::Fixed(1))
+    launch(gpu, Kernel::MoeRoute, b, None, none, Grid::Fixed(1))
+}
+
+/// A single token's router projection and routing in one launch, for a router
+/// `weight` (n_experts, hidden) of a float type whose input is `norm`'s output: the
+/// logits come from the residual stream `norm.residual`, normalized on the way.
+/// None where the router is quantized: its projection is then a matvec of its own.
+pub fn moe_route_token(
+    gpu: &Gpu,
+    b: &MoeBuffers<'_>,
+    weight: &GpuTensor,
+    norm: InputNorm<'_>,
+    none: &wgpu::Buffer,
+) -> Result<Option<Dispatch>> {
+    if weight.dtype.is_quantized() {
+        return Ok(None);
+    }
+    if weight.shape != [b.config.n_experts, b.hidden] || norm.weight.shape != [b.hidden] {
+        return Err(Error::Gpu(format!(
+            "{}: a router {:?} for {} experts of width {}, its norm {:?}",
+            weight.name, weight.shape, b.config.n_experts, b.hidden, norm.weight.shape
+        )));
+    }
+    let router = Router { weight, norm };
+    let launch = launch(
+        gpu,
+        Kernel::MoeRouteToken,
+        b,
+        Some(router),
+        none,
+        Grid::Fixed(1),
+    )?;
+    Ok(Some(launch))
 }
 
 /// Adds the weighted expert outputs of a batch to the residual stream (a single
@@ -99,5 +158,5 @@ pub fn moe_combine(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result
         per_token: b.hidden as u32,
         size: WG,
     };
-    launch(gpu, Kernel::MoeCombine, b, none, grid)
+    launch(gpu, Kernel::MoeCombine, b, None, none, grid)
 }

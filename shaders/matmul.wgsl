@@ -1,6 +1,9 @@
 // Tiled matrix multiply for prefill: out[t, n] (+)= dot(x[t, :], weight[n, :]) + bias[n].
 // A workgroup computes a TILE_T x TILE_N block of out through workgroup memory; each
-// thread owns 2 x 4 outputs. Params: linear_params.wgsl.
+// thread owns 2 x 4 outputs. Each step along k takes 32 elements: a GGUF row's 32 are
+// decoded once, by one thread, a whole block (or K-quant group) with its scales
+// (quant.wgsl's group32), and the tiles are read four elements at a time.
+// Params: linear_params.wgsl.
 // Expert mode (MoE): the batch's routed slots are gathered per expert (moe.wgsl's
 // `group`), and each workgroup multiplies one expert's slots by that expert's matrix,
 // so every expert's weights are read once per batch: the experts of this binding
@@ -20,11 +23,14 @@ fn load_word(i: u32) -> u32 {
 
 const TILE_T: u32 = 32u;
 const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
+const TILE_K: u32 = 32u;
 const WG: u32 = 256u; // 16 x 16 threads
+// A tile row: TILE_K elements as vectors, and one more vector, so that the threads
+// reading rows 16 apart fall in different memory banks.
+const ROW_VECS: u32 = TILE_K / 4u + 1u;
 
-var<workgroup> x_tile: array<f32, 512>;  // TILE_T * TILE_K
-var<workgroup> w_tile: array<f32, 1024>; // TILE_N * TILE_K
+var<workgroup> x_tile: array<vec4<f32>, 288>; // TILE_T * ROW_VECS
+var<workgroup> w_tile: array<vec4<f32>, 576>; // TILE_N * ROW_VECS
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,35 +55,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ty = lid / 16u; // t = t0 + ty + 16 i
     var acc: array<array<f32, 4>, 2>;
     for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
-        for (var r = 0u; r < 2u; r++) {
-            let idx = lid + r * WG;
-            let t = t0 + idx / TILE_K;
-            let kk = k0 + idx % TILE_K;
-            var v = 0.0;
-            if t < rows && kk < params.k {
-                v = x[x_row(expert, t) * params.k + kk];
+        // x: TILE_T rows of 32, four elements a thread, zero past the batch and k.
+        for (var r = 0u; r < TILE_T * TILE_K / (4u * WG); r++) {
+            let v = lid + r * WG; // vector v of the tile
+            let t = t0 + v / (TILE_K / 4u);
+            let kk = k0 + 4u * (v % (TILE_K / 4u));
+            var xv = vec4<f32>(0.0);
+            if t < rows {
+                let row = x_row(expert, t) * params.k;
+                for (var c = 0u; c < 4u; c++) {
+                    xv[c] = select(0.0, x[row + min(kk + c, params.k - 1u)], kk + c < params.k);
+                }
             }
-            x_tile[idx] = v;
+            x_tile[(v / (TILE_K / 4u)) * ROW_VECS + v % (TILE_K / 4u)] = xv;
         }
-        for (var r = 0u; r < 4u; r++) {
-            let idx = lid + r * WG;
-            let n = n0 + idx / TILE_K;
-            let kk = k0 + idx % TILE_K;
-            var w = 0.0;
-            if n < params.n && kk < params.k {
-                let e = w_base + n * params.k + kk;
-                w = weight_at(e);
+        // weight: TILE_N rows of 32. A GGUF row's 32 elements are one group (rows hold
+        // whole blocks, so k % 32 == 0), decoded by thread n of the first TILE_N; float
+        // rows (any k) are read an element at a time by every thread.
+        if WEIGHT_DTYPE > DTYPE_BF16 {
+            if lid < TILE_N {
+                let n = min(n0 + lid, params.n - 1u);
+                let group = group32((w_base + n * params.k + k0) / 32u);
+                for (var v = 0u; v < TILE_K / 4u; v++) {
+                    w_tile[lid * ROW_VECS + v] = group[v];
+                }
             }
-            w_tile[idx] = w;
+        } else {
+            for (var r = 0u; r < TILE_N * TILE_K / (4u * WG); r++) {
+                let v = lid + r * WG;
+                let n = n0 + v / (TILE_K / 4u);
+                let kk = k0 + 4u * (v % (TILE_K / 4u));
+                var wv = vec4<f32>(0.0);
+                for (var c = 0u; c < 4u; c++) {
+                    let e = w_base + min(n, params.n - 1u) * params.k + min(kk + c, params.k - 1u);
+                    wv[c] = select(0.0, weight_at(e), kk + c < params.k);
+                }
+                w_tile[(v / (TILE_K / 4u)) * ROW_VECS + v % (TILE_K / 4u)] = wv;
+            }
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let a0 = x_tile[ty * TILE_K + kk];
-            let a1 = x_tile[(ty + 16u) * TILE_K + kk];
+        for (var v = 0u; v < TILE_K / 4u; v++) {
+            let a0 = x_tile[ty * ROW_VECS + v];
+            let a1 = x_tile[(ty + 16u) * ROW_VECS + v];
             for (var j = 0u; j < 4u; j++) {
-                let b = w_tile[(tx + 16u * j) * TILE_K + kk];
-                acc[0][j] += a0 * b;
-                acc[1][j] += a1 * b;
+                let b = w_tile[(tx + 16u * j) * ROW_VECS + v];
+                acc[0][j] += dot(a0, b);
+                acc[1][j] += dot(a1, b);
             }
         }
         workgroupBarrier();

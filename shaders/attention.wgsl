@@ -3,16 +3,21 @@
 // any context length works in fixed workgroup memory. Token t of the batch sits at
 // position step.pos + t and sees keys 0..=step.pos + t, whose rows the page table
 // gives (kv.wgsl). The cache holds f32 values or f16 pairs packed in u32 words;
-// WEIGHT_DTYPE says which.
+// WEIGHT_DTYPE says which. Queries are the first columns of a token's row of qkv, where
+// the projection wrote q, k and v side by side.
 
 struct Params {
     head_dim: u32,
     n_heads: u32,
     n_kv_heads: u32,
     scale: f32, // 1 / sqrt(head_dim)
+    qkv_stride: u32, // elements from one token's row of qkv to the next
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> q: array<f32>;         // (n_tokens, n_heads, head_dim)
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;       // (n_tokens, qkv_stride): q's heads first
 @group(0) @binding(1) var<storage, read> pages: array<u32>;     // position / BLOCK_TOKENS -> block
 @group(0) @binding(2) var<storage, read> k_cache: array<u32>;   // (blocks * BLOCK_TOKENS, n_kv_heads, head_dim)
 @group(0) @binding(3) var<storage, read> v_cache: array<u32>;   // (blocks * BLOCK_TOKENS, n_kv_heads, head_dim)
@@ -38,12 +43,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     // Bounded by the buffer too, which changes nothing but keeps lavapipe from
     // recompiling the kernel at every launch (see moe.wgsl).
-    let d = min(params.head_dim, arrayLength(&q));
+    let d = min(params.head_dim, arrayLength(&qkv));
     let kv_head = head / (params.n_heads / params.n_kv_heads);
     let kv_stride = params.n_kv_heads * d;
-    let q_base = (t * params.n_heads + head) * d;
+    let q_base = t * params.qkv_stride + head * d;
     for (var i = lid; i < d; i += WG) {
-        q_row[i] = q[q_base + i] * params.scale;
+        q_row[i] = qkv[q_base + i] * params.scale;
     }
     workgroupBarrier();
 
@@ -99,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var r = 0u; r < DIMS_PER_THREAD; r++) {
         let dim = lid + r * WG;
         if dim < d {
-            out[q_base + dim] = acc[r] / running_sum;
+            out[(t * params.n_heads + head) * d + dim] = acc[r] / running_sum;
         }
     }
 }

@@ -69,9 +69,7 @@ pub struct State {
     pub x: wgpu::Buffer,          // (batch, hidden): the residual stream
     pub xn: wgpu::Buffer,         // (batch, hidden): normalised input of the current op
     pub bcx: wgpu::Buffer, // (batch, 3 · hidden): conv in_proj output (B, C, x); empty without conv layers
-    pub q: wgpu::Buffer,   // (batch, heads · head_dim)
-    pub k: wgpu::Buffer,   // (batch, kv_heads · head_dim), before it joins the cache
-    pub v: wgpu::Buffer,   // (batch, kv_heads · head_dim), before it joins the cache
+    pub qkv: wgpu::Buffer, // (batch, qkv_dim): q, k, v side by side (k and v before the cache)
     pub mixed: wgpu::Buffer, // (batch, max(hidden, heads · head_dim)): conv or attention output, before out_proj
     pub gate: wgpu::Buffer,  // (batch, ff): w1 x
     pub up: wgpu::Buffer,    // (batch, ff): w3 x, then silu(w1 x) · w3 x
@@ -84,16 +82,14 @@ pub struct State {
 }
 
 /// f32 elements of every activation buffer, in allocation order (label, elements).
-fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 11] {
+fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 9] {
     let (b, h) = (s.batch, c.hidden_size);
     [
         ("tokens", b),
         ("x", b * h),
         ("xn", b * h),
         ("bcx", if c.has_conv_layers() { b * 3 * h } else { 0 }),
-        ("q", b * c.n_heads * c.head_dim),
-        ("k", b * c.kv_dim()),
-        ("v", b * c.kv_dim()),
+        ("qkv", b * c.qkv_dim()),
         ("mixed", b * h.max(c.q_dim())),
         ("gate", b * c.ff_size),
         ("up", b * c.ff_size),
@@ -180,7 +176,7 @@ impl State {
             }
             None => None,
         };
-        let [tokens, x, xn, bcx, q, k, v, mixed, gate, up, logits] =
+        let [tokens, x, xn, bcx, qkv, mixed, gate, up, logits] =
             activations(c, &shape).map(|(label, len)| gpu.zeros(label, len));
         let table = rope_table(&c.rope, c.head_dim, shape.max_context);
         Ok(State {
@@ -188,9 +184,7 @@ impl State {
             x: x?,
             xn: xn?,
             bcx: bcx?,
-            q: q?,
-            k: k?,
-            v: v?,
+            qkv: qkv?,
             mixed: mixed?,
             gate: gate?,
             up: up?,
@@ -240,9 +234,7 @@ impl State {
             &self.x,
             &self.xn,
             &self.bcx,
-            &self.q,
-            &self.k,
-            &self.v,
+            &self.qkv,
             &self.mixed,
             &self.gate,
             &self.up,

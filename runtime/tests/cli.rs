@@ -457,7 +457,7 @@ fn bench_profile_times_each_kernel_family() {
     // Three MoE layers, each routed in one launch and its experts in two: gate and up
     // rows of one stack in one, SwiGLU with them, and the down projection with the
     // combine. The two dense layers' gate and up rows take one launch, SwiGLU too, and
-    // no layer launches its norms.
+    // no norm takes a launch of its own (the final one is the head's).
     assert_eq!(dispatches("MoeRouteToken"), Some(3), "{out}");
     assert_eq!(dispatches("MoeRoute"), None, "{out}");
     assert_eq!(dispatches("Matvec feed_forward.gate"), None, "{out}");
@@ -468,7 +468,14 @@ fn bench_profile_times_each_kernel_family() {
     assert_eq!(dispatches("MoeCombine"), None, "{out}");
     assert_eq!(dispatches("SwiGlu"), None, "{out}");
     assert_eq!(dispatches("Matvec feed_forward.w1+w3"), Some(2), "{out}");
-    assert_eq!(dispatches("RmsNorm"), Some(1), "{out}");
+    assert_eq!(dispatches("RmsNorm"), None, "{out}");
+    // Each of the two attention layers takes one launch for its q, k and v projections.
+    assert_eq!(dispatches("Attention"), Some(2), "{out}");
+    let qkv = |name| dispatches(&format!("Matvec self_attn.{name}"));
+    assert_eq!(qkv("q_proj+k_proj+v_proj"), Some(2), "{out}");
+    for apart in ["q_proj", "k_proj", "v_proj"] {
+        assert_eq!(qkv(apart), None, "{out}");
+    }
     for line in ["profile: 3 decoded tokens", "token µs: ", "launch µs: "] {
         assert!(out.contains(line), "{line:?} in {out}");
     }

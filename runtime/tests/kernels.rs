@@ -231,6 +231,7 @@ fn linear_ref(
     let rows: Vec<(usize, usize)> = match output {
         LinearOutput::Rows | LinearOutput::Accumulate => (0..n_tokens).map(|t| (t, t)).collect(),
         LinearOutput::LastRow => vec![(n_tokens - 1, 0)],
+        LinearOutput::Columns { .. } => panic!("tests/linear.rs checks columns of shared rows"),
     };
     let mut out = before.to_vec();
     for (t, row) in rows {
@@ -324,6 +325,14 @@ fn linear_every_output_mode_dtype_and_path() {
     report("linear", worst);
 }
 
+/// Each token's q, k and v side by side in one row, as the attention projections write
+/// them for the kernels after them (a session's `qkv`).
+fn qkv_rows(c: &ModelConfig, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+    let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
+    let rows = q.chunks(q_dim).zip(k.chunks(kv_dim)).zip(v.chunks(kv_dim));
+    rows.flat_map(|((q, k), v)| [q, k, v].concat()).collect()
+}
+
 /// Per-head RMSNorm (where `norm` is given) then rotate-half RoPE over `x` (n_tokens,
 /// n_heads, d) with cos/sin scaled by `factor`, then q's attention temperature
 /// `1 + beta · ln(1 + floor(position / floor_scale))`: batch token t is at position
@@ -410,27 +419,27 @@ fn rope_normalises_and_rotates_heads() {
                 let mut norm = |name| weight(name, dtype, &[d], &rng.vec(d, 1.5));
                 let norms = (!ministral).then(|| [norm("q_layernorm"), norm("k_layernorm")]);
                 let norm_values = |i: usize| norms.as_ref().map(|n| n[i].1.as_slice());
-                let q_values = rng.vec(tokens * c.n_heads * d, 2.0);
-                let k_values = rng.vec(tokens * c.n_kv_heads * d, 2.0);
+                let q_values = rng.vec(tokens * c.q_dim(), 2.0);
+                let k_values = rng.vec(tokens * c.kv_dim(), 2.0);
+                let v_values = rng.vec(tokens * c.kv_dim(), 2.0);
                 let q_want = rope_ref(&q_values, norm_values(0), d, &c.rope, batch);
                 let k_want = rope_ref(&k_values, norm_values(1), d, &k_rope, batch);
+                // q and k rotated in their columns of the rows, v's left as they were.
+                let want = qkv_rows(&c, &q_want, &k_want, &v_values);
                 for limit in grid_limits() {
-                    let (q, k) = (buffer("q", &q_values), buffer("k", &k_values));
+                    let qkv = buffer("qkv", &qkv_rows(&c, &q_values, &k_values, &v_values));
                     let op = ops::Rope {
                         label: "rope",
                         q_norm: norms.as_ref().map(|n| &n[0].0),
                         k_norm: norms.as_ref().map(|n| &n[1].0),
                         table: &table,
-                        q: &q,
-                        k: &k,
+                        qkv: &qkv,
                     };
                     let step = ops::rope(gpu(), &c, &op, &none);
                     run(batch, limit, &[&step.unwrap()]);
                     let case = format!("rope d {d} {dtype} ministral {ministral} limit {limit}");
-                    let got_q = read(&q, q_want.len());
-                    worst = worst.max(assert_close(&format!("{case} q"), &got_q, &q_want, 1e-4));
-                    let got_k = read(&k, k_want.len());
-                    worst = worst.max(assert_close(&format!("{case} k"), &got_k, &k_want, 1e-4));
+                    let got = read(&qkv, want.len());
+                    worst = worst.max(assert_close(&case, &got, &want, 1e-4));
                 }
             }
         }
@@ -493,7 +502,7 @@ fn paged(logical: &[f32], width: usize, blocks: usize) -> (wgpu::Buffer, Vec<f32
 
 /// Runs `ops::attention` for `batch` over a `cache`-typed, paged cache of random keys
 /// and values (rows past the batch hold huge values: reading one would wreck the
-/// result).
+/// result), its queries beside keys and values that it must not read in their rows.
 fn check_attention(config: &ModelConfig, batch: Batch, cache: DType, rng: &mut Rng) -> f32 {
     let (q_width, kv_width) = (config.n_heads * config.head_dim, config.kv_dim());
     let seen = (batch.pos + batch.n_tokens) as usize;
@@ -513,10 +522,12 @@ fn check_attention(config: &ModelConfig, batch: Batch, cache: DType, rng: &mut R
     let pages = pages.unwrap();
     let q_values = rng.vec(batch.n_tokens as usize * q_width, 2.0);
     let want = attention_ref(&q_values, &k_values, &v_values, config, batch);
-    let q = buffer("q", &q_values);
+    let beside = vec![1.0e4; batch.n_tokens as usize * kv_width];
+    let qkv = buffer("qkv", &qkv_rows(config, &q_values, &beside, &beside));
     let out = gpu().zeros("out", want.len()).unwrap();
     let (k, v) = (k.buffer().unwrap(), v.buffer().unwrap());
-    let d = ops::attention(gpu(), "attention", config, cache, [&q, &pages, k, v, &out]).unwrap();
+    let buffers = [&qkv, &pages, k, v, &out];
+    let d = ops::attention(gpu(), "attention", config, cache, buffers).unwrap();
     let mut worst = 0.0f32;
     for limit in grid_limits() {
         run(batch, limit, &[&d]);
@@ -716,6 +727,8 @@ fn read_cache(b: &wgpu::Buffer, dtype: DType, len: usize) -> Vec<f32> {
     }
 }
 
+/// Each token's k and v, read from their columns of its q, k and v row, land in the
+/// cache at the batch's positions as the cache's type stores them.
 #[test]
 fn kv_store_appends_rows_in_the_cache_type() {
     let config = attention_config(4, 2, 16);
@@ -728,7 +741,8 @@ fn kv_store_appends_rows_in_the_cache_type() {
     let mut k_values = rng.vec(batch.n_tokens as usize * kv, 4.0);
     k_values[..6].copy_from_slice(&[1.0e-6, -3.0e-5, 65000.0, 2049.0, 0.1, -0.0]);
     let v_values = rng.vec(k_values.len(), 4.0);
-    let (k, v) = (buffer("k", &k_values), buffer("v", &v_values));
+    let q_values = rng.vec(batch.n_tokens as usize * config.q_dim(), 4.0);
+    let qkv = buffer("qkv", &qkv_rows(&config, &q_values, &k_values, &v_values));
     for dtype in [DType::F32, DType::F16] {
         let len = blocks * lfm_edge::kv_pool::BLOCK_TOKENS * kv;
         let words = if dtype == DType::F16 { len / 2 } else { len };
@@ -743,7 +757,7 @@ fn kv_store_appends_rows_in_the_cache_type() {
                 logical[batch.pos as usize * kv..][..values.len()].copy_from_slice(values);
                 let (table, physical) = paged(&logical, kv, blocks);
                 if pages.is_none() {
-                    let buffers = [&k, &v, &table, &caches.0, &caches.1];
+                    let buffers = [&qkv, &table, &caches.0, &caches.1];
                     let d = ops::kv_store(gpu(), "kv", &config, dtype, buffers);
                     run(batch, limit, &[&d.unwrap()]);
                 }

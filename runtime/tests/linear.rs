@@ -261,6 +261,69 @@ fn gated_projection_applies_swiglu_to_a_single_token() {
     }
 }
 
+/// Projections writing their columns of rows they share (q, k and v side by side),
+/// for a token and a batch: each adds its part of the one bias of the whole row.
+#[test]
+fn projections_write_their_columns_of_shared_rows() {
+    let mut rng = Rng(23);
+    let k = 64;
+    let rows = [48, 16, 16];
+    let width: usize = rows.iter().sum();
+    for dtype in [DType::BF16, DType::Q8_0] {
+        let weights: Vec<_> = rows
+            .iter()
+            .map(|&n| random_weights(dtype, n * k, &mut rng))
+            .collect();
+        let bias = rng.vec(width, 1.0);
+        for n_tokens in [1, 5] {
+            let x = rng.vec(n_tokens * k, 1.0);
+            let want: Vec<Want> = (0..n_tokens)
+                .flat_map(|t| {
+                    let x = &x[t * k..][..k];
+                    weights
+                        .iter()
+                        .flat_map(move |(_, w)| w.chunks(k).map(move |row| dot(x, row)))
+                })
+                .zip(bias.iter().cycle())
+                .map(|(mut y, b)| {
+                    y.value += *b as f64;
+                    y
+                })
+                .collect();
+            for gpu in gpus() {
+                let bias_tensor = tensor(gpu, DType::F32, &[width], bytemuck::cast_slice(&bias));
+                let (x_buffer, none) = (buffer(gpu, &x), gpu.zeros("none", 1).unwrap());
+                let out = gpu.zeros("out", n_tokens * width).unwrap();
+                let mut first = 0;
+                for ((bytes, _), &n) in weights.iter().zip(&rows) {
+                    let weight = tensor(gpu, dtype, &[n, k], bytes);
+                    let op = |bias| Linear {
+                        weight: &weight,
+                        bias: Some(bias),
+                        x: &x_buffer,
+                        out: &out,
+                        output: LinearOutput::Columns { first, width },
+                        gate: None,
+                        norm: None,
+                    };
+                    // A bias of the projection's rows alone is not the row's.
+                    let own = tensor(gpu, DType::F32, &[n], bytemuck::cast_slice(&bias[..n]));
+                    let Err(err) = ops::linear(gpu, op(&own), &none) else {
+                        panic!("a bias of {n} for rows {width} wide was taken");
+                    };
+                    let message = format!("rows are {width} wide");
+                    assert!(err.to_string().contains(&message), "{err}");
+                    let step = ops::linear(gpu, op(&bias_tensor), &none).unwrap();
+                    run(gpu, &step, n_tokens as u32);
+                    first += n;
+                }
+                let case = format!("columns {dtype}, {n_tokens} tokens, {:?}", gpu.tuning);
+                assert_close(&case, &gpu.read_f32(&out, n_tokens * width).unwrap(), &want);
+            }
+        }
+    }
+}
+
 /// With an input norm, a single token's matvec reads the residual stream and applies
 /// RMSNorm to it itself: y = W · (x ⊙ g) / rms(x) + b, whatever the weight's and the norm
 /// weight's dtypes; LastRow normalizes the batch's last row.

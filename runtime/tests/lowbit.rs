@@ -166,10 +166,12 @@ fn info_reports_bits_per_weight() {
             .filter(|t| t.ggml_type.name() == dtype.to_string())
             .fold((0, 0), |(n, b), t| (n + 1, b + t.n_bytes));
         assert_eq!(dtype.bits_per_weight(), bits);
+        // Bindings too small for q, k and v or w1 and w3 together: no projections are
+        // joined, and the model holds the file's tensors.
         let out = Command::new(env!("CARGO_BIN_EXE_lfm-edge"))
             .args(["info", "--model"])
             .arg(path(name))
-            .args(["--max-binding", "8KiB"])
+            .args(["--max-binding", "4KiB"])
             .env("XDG_RUNTIME_DIR", std::env::temp_dir())
             .output()
             .unwrap();

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::{fixture, load, max_abs_diff, reference};
+use lfm_edge::bench::{profile, BenchOptions};
 use lfm_edge::kv_pool::blocks_for;
 use lfm_edge::{
     ContextOverflow, Error, Gpu, GpuOptions, KvDtype, KvPool, MemoryPlan, Model, Session,
@@ -96,6 +97,26 @@ fn split_bindings_give_the_same_logits() {
     same_logits_as_unsplit(&small, &split_models(), 4);
 }
 
+/// The projections before RoPE that a decoded token's attention layers launch, by the
+/// weight they read (`bench --profile`'s families).
+fn qkv_projections(model: Arc<Model>) -> Vec<String> {
+    let options = BenchOptions {
+        prompt_tokens: 1,
+        gen_tokens: 1,
+        repeat: 1,
+        kv_dtype: KvDtype::F32,
+    };
+    let families = profile(&model, &options).unwrap().families;
+    let mut names: Vec<String> = families
+        .iter()
+        .filter_map(|f| f.name.strip_prefix("Matvec self_attn."))
+        .filter(|name| *name != "out_proj")
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn split_buffers_give_the_same_logits() {
     // Small enough that the quantized expert stacks (9 KiB) take two bindings.
@@ -114,6 +135,13 @@ fn split_buffers_give_the_same_logits() {
             "{path:?}: no tensor was split"
         );
     }
+    // q, k and v together (30 KiB of bf16) exceed a binding: they stay three projections,
+    // each writing its columns of the rows, in parts.
+    let path = fixture("lfm2-tiny-attn-first");
+    let apart = qkv_projections(Arc::new(Model::load(&path, small.clone()).unwrap()));
+    assert_eq!(apart, ["k_proj", "q_proj", "v_proj"]);
+    let joined = qkv_projections(Arc::new(Model::load(&path, common::gpu()).unwrap()));
+    assert_eq!(joined, ["q_proj+k_proj+v_proj"]);
     // Two tokens' logits fill a binding.
     same_logits_as_unsplit(&small, &split_models(), 2);
 }

@@ -304,6 +304,11 @@ impl ModelConfig {
         self.n_kv_heads * self.head_dim
     }
 
+    /// Width of a token's q, k and v side by side (`State::qkv`): `q_dim + 2 · kv_dim`.
+    pub fn qkv_dim(&self) -> usize {
+        self.q_dim() + 2 * self.kv_dim()
+    }
+
     /// The layer pattern in one line, `c` for conv and `A` for attention.
     pub fn layer_pattern(&self) -> String {
         self.layers

@@ -161,10 +161,9 @@ impl Kernel {
             Kernel::Matvec => &[Read, Read, Read, Read, ReadWrite, Read, Uniform],
             // x, weight, bias, routing (MoE), out, params
             Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
-            // norm weight, rope table, x (in place), params
-            // q norm, k norm, table, q, k, params
-            Kernel::Rope => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
-            // q, page table, k cache, v cache, out, params
+            // q norm, k norm, table, qkv (q and k in place), params
+            Kernel::Rope => &[Read, Read, Read, ReadWrite, Uniform],
+            // qkv, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // bcx, conv weight, conv bias, state, out, params
             Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
@@ -177,8 +176,8 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => &[
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, Uniform,
             ],
-            // k, v, page table, k cache, v cache, params
-            Kernel::KvStore => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            // qkv, page table, k cache, v cache, params
+            Kernel::KvStore => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             // rope table, page table, cache (in place), params
             Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
             // src, dst, params

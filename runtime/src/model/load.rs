@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{
     AttentionWeights, ConvWeights, FeedForward, GateUpWeights, Layer, Model, MoeWeights, Operator,
+    QkvWeights,
 };
 use crate::budget::weight_file_bytes;
 use crate::config::{LayerKind, ModelConfig, MoeConfig};
@@ -36,6 +37,15 @@ impl Loader<'_> {
     fn bias(&self, present: bool, name: &str, len: usize) -> Result<Option<GpuTensor>> {
         present.then(|| self.tensor(name, &[len])).transpose()
     }
+
+    /// `views` (of one dtype) as one tensor named `name`: their rows back to back.
+    fn join(&self, name: &str, views: &[TensorView]) -> Result<GpuTensor> {
+        let first = &views[0];
+        let rows = views.iter().map(|v| v.shape[0]).sum();
+        let shape = [&[rows], &first.shape[1..]].concat();
+        let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes.as_ref()).collect();
+        GpuTensor::upload(self.gpu, name, first.dtype, &shape, &parts)
+    }
 }
 
 impl Loader<'_> {
@@ -54,25 +64,67 @@ impl Loader<'_> {
 
     fn attention(&self, p: &str, c: &ModelConfig) -> Result<AttentionWeights> {
         let (h, d) = (c.hidden_size, c.head_dim);
-        let tensor = |name: &str, shape: &[usize]| {
-            self.tensor(&format!("{p}.self_attn.{name}.weight"), shape)
-        };
-        let bias = |name: &str, len| {
-            self.bias(c.attention_bias, &format!("{p}.self_attn.{name}.bias"), len)
-        };
-        let norm = |name: &str| {
+        let name = |module: &str, what: &str| format!("{p}.self_attn.{module}.{what}");
+        let tensor = |module: &str, shape: &[usize]| self.tensor(&name(module, "weight"), shape);
+        let bias = |module: &str, len| self.bias(c.attention_bias, &name(module, "bias"), len);
+        let norm = |module: &str| {
             c.architecture
                 .qk_norm()
-                .then(|| tensor(name, &[d]))
+                .then(|| tensor(module, &[d]))
                 .transpose()
         };
+        // q_proj's, k_proj's and v_proj's weights (or biases): rows of `cols` each.
+        let projections = [
+            ("q_proj", c.q_dim()),
+            ("k_proj", c.kv_dim()),
+            ("v_proj", c.kv_dim()),
+        ];
+        let views = |what: &str, cols: &[usize]| {
+            projections
+                .iter()
+                .map(|&(module, rows)| {
+                    let view = self.source.get(&name(module, what))?;
+                    view.expect_shape(&[&[rows], cols].concat())?;
+                    Ok(view)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let joined = format!("{p}.self_attn.q_proj+k_proj+v_proj");
+        let weights = views("weight", &[h])?;
+        let bytes: usize = weights.iter().map(|v| v.bytes.len()).sum();
+        let qkv = if weights.iter().all(|v| v.dtype == weights[0].dtype)
+            && bytes as u64 <= self.gpu.limits.max_storage_buffer_binding_size
+        {
+            QkvWeights::Joined(self.join(&joined, &weights)?)
+        } else {
+            let apart = |i: usize| self.join(&name(projections[i].0, "weight"), &weights[i..=i]);
+            QkvWeights::Apart {
+                q_proj: apart(0)?,
+                k_proj: apart(1)?,
+                v_proj: apart(2)?,
+            }
+        };
+        // One bias tensor either way: each projection adds its columns' part of it.
+        let qkv_bias = if c.attention_bias {
+            let biases = views("bias", &[])?;
+            let dtype = biases[0].dtype;
+            if let Some(odd) = biases.iter().find(|b| b.dtype != dtype) {
+                return Err(Error::tensor(
+                    odd.path,
+                    odd.name,
+                    format!(
+                        "is {} but {} is {dtype}: q, k and v take their biases from one tensor",
+                        odd.dtype, biases[0].name
+                    ),
+                ));
+            }
+            Some(self.join(&format!("{joined}.bias"), &biases)?)
+        } else {
+            None
+        };
         Ok(AttentionWeights {
-            q_proj: tensor("q_proj", &[c.q_dim(), h])?,
-            q_bias: bias("q_proj", c.q_dim())?,
-            k_proj: tensor("k_proj", &[c.kv_dim(), h])?,
-            k_bias: bias("k_proj", c.kv_dim())?,
-            v_proj: tensor("v_proj", &[c.kv_dim(), h])?,
-            v_bias: bias("v_proj", c.kv_dim())?,
+            qkv,
+            qkv_bias,
             out_proj: tensor("out_proj", &[h, c.q_dim()])?,
             out_bias: bias("out_proj", h)?,
             q_norm: norm("q_layernorm")?,

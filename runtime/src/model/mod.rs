@@ -48,16 +48,29 @@ struct ConvWeights {
 
 /// Grouped-query attention.
 struct AttentionWeights {
-    q_proj: GpuTensor,           // (heads · d, hidden): self_attn.q_proj.weight
-    q_bias: Option<GpuTensor>,   // (heads · d) where the config has attention_bias
-    k_proj: GpuTensor,           // (kv_heads · d, hidden)
-    k_bias: Option<GpuTensor>,   // (kv_heads · d)
-    v_proj: GpuTensor,           // (kv_heads · d, hidden)
-    v_bias: Option<GpuTensor>,   // (kv_heads · d)
+    qkv: QkvWeights,
+    /// (qkv_dim): q_proj's, k_proj's and v_proj's biases where the config has
+    /// attention_bias, one tensor whichever way the weights are held.
+    qkv_bias: Option<GpuTensor>,
     out_proj: GpuTensor,         // (hidden, heads · d): self_attn.out_proj.weight
     out_bias: Option<GpuTensor>, // (hidden)
     q_norm: Option<GpuTensor>,   // (d): self_attn.q_layernorm.weight (not Ministral 3's)
     k_norm: Option<GpuTensor>,   // (d): self_attn.k_layernorm.weight
+}
+
+/// The q, k and v projections, which write a token's q, k and v side by side into one
+/// row of `State::qkv` (qkv_dim = (heads + 2 · kv_heads) · d wide).
+enum QkvWeights {
+    /// (qkv_dim, hidden): q_proj's rows, then k_proj's, then v_proj's, so that a token
+    /// (or a batch) computes all three in one launch.
+    Joined(GpuTensor),
+    /// Where their dtypes differ, or together they exceed a binding: each writes its
+    /// columns of the rows.
+    Apart {
+        q_proj: GpuTensor, // (heads · d, hidden): self_attn.q_proj.weight
+        k_proj: GpuTensor, // (kv_heads · d, hidden)
+        v_proj: GpuTensor, // (kv_heads · d, hidden)
+    },
 }
 
 /// The feed-forward of one decoder layer.
@@ -179,7 +192,6 @@ impl Model {
     /// the points where its named intermediates can be read.
     pub(crate) fn forward_graph(&self, s: &State) -> Result<Graph> {
         let gpu = &*self.gpu;
-        let eps = self.config.norm_eps;
         let mut steps = vec![ops::embedding(gpu, &s.tokens, &self.embed_tokens, &s.x)?];
         let mut taps = Vec::new();
         let mut tap = |steps: &Vec<Step>, name: String, source| {
@@ -204,14 +216,9 @@ impl Model {
             self.ffn_steps(i, &layer.ffn, s, norm, &mut steps)?;
             tap(&steps, format!("model.layers.{i}"), TapSource::Residual);
         }
-        // logits = final_norm(x) · embed_tokensᵀ (or lm_head)
-        steps.push(Step::Always(ops::rmsnorm(
-            gpu,
-            &s.x,
-            &self.final_norm,
-            eps,
-            &s.xn,
-        )?));
+        // logits = final_norm(x) · embed_tokensᵀ (or lm_head), the norm applied by the
+        // head's matvec itself where it can.
+        let norm = self.input_norm(&self.final_norm, s, &mut steps)?;
         tap(&steps, "model.embedding_norm".into(), TapSource::Normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let output = if s.shape.all_logits {
@@ -219,7 +226,7 @@ impl Model {
         } else {
             LinearOutput::LastRow
         };
-        steps.push(self.linear(head, None, &s.xn, &s.logits, output, None)?);
+        steps.push(self.linear(head, None, &s.xn, &s.logits, output, norm)?);
         Ok(Graph { steps, taps })
     }
 
@@ -315,29 +322,42 @@ impl Model {
                 )?);
             }
             (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
-                // q, k, v; per-head norm (where the model has one) + RoPE, q then
-                // scaled by position (where it has an attention temperature); k and v
-                // join the cache (f32 or f16).
-                let rows = |weight, bias: &Option<GpuTensor>, out| {
-                    self.linear(weight, bias.as_ref(), &s.xn, out, LinearOutput::Rows, norm)
-                };
-                steps.push(rows(&w.q_proj, &w.q_bias, &s.q)?);
-                steps.push(rows(&w.k_proj, &w.k_bias, &s.k)?);
-                steps.push(rows(&w.v_proj, &w.v_bias, &s.v)?);
+                // q, k, v side by side; per-head norm (where the model has one) + RoPE,
+                // q then scaled by position (where it has an attention temperature); k
+                // and v join the cache (f32 or f16).
+                let bias = w.qkv_bias.as_ref();
+                match &w.qkv {
+                    QkvWeights::Joined(weight) => {
+                        let rows = LinearOutput::Rows;
+                        steps.push(self.linear(weight, bias, &s.xn, &s.qkv, rows, norm)?);
+                    }
+                    QkvWeights::Apart {
+                        q_proj,
+                        k_proj,
+                        v_proj,
+                    } => {
+                        let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
+                        for (weight, first) in
+                            [(q_proj, 0), (k_proj, q_dim), (v_proj, q_dim + kv_dim)]
+                        {
+                            let columns = LinearOutput::Columns { first, width };
+                            steps.push(self.linear(weight, bias, &s.xn, &s.qkv, columns, norm)?);
+                        }
+                    }
+                }
                 let label = format!("model.layers.{i}.self_attn");
                 let rope = Rope {
                     label: &label,
                     q_norm: w.q_norm.as_ref(),
                     k_norm: w.k_norm.as_ref(),
                     table: &s.rope_table,
-                    q: &s.q,
-                    k: &s.k,
+                    qkv: &s.qkv,
                 };
                 steps.push(Step::Always(ops::rope(gpu, c, &rope, none)?));
                 let cache = s.shape.kv_dtype.dtype();
-                let kv = [&s.k, &s.v, &s.pages, k_cache, v_cache];
+                let kv = [&s.qkv, &s.pages, k_cache, v_cache];
                 steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
-                let attend = [&s.q, &s.pages, k_cache, v_cache, &s.mixed];
+                let attend = [&s.qkv, &s.pages, k_cache, v_cache, &s.mixed];
                 steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
                 steps.push(self.linear(
                     &w.out_proj,

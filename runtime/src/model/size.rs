@@ -1,7 +1,7 @@
 //! What a model weighs: parameters (total, and active per token for MoE), bytes in
 //! VRAM, and bytes a decoded token reads.
 
-use super::{FeedForward, GateUpWeights, Model, Operator};
+use super::{FeedForward, GateUpWeights, Model, Operator, QkvWeights};
 use crate::ops::{ExpertMatrix, GpuTensor};
 
 impl Model {
@@ -21,18 +21,19 @@ impl Model {
                     );
                 }
                 Operator::Attention(w) => {
-                    all.extend([&w.q_proj, &w.k_proj, &w.v_proj, &w.out_proj]);
+                    match &w.qkv {
+                        QkvWeights::Joined(w) => all.push(w),
+                        QkvWeights::Apart {
+                            q_proj,
+                            k_proj,
+                            v_proj,
+                        } => all.extend([q_proj, k_proj, v_proj]),
+                    }
+                    all.push(&w.out_proj);
                     all.extend(
-                        [
-                            &w.q_bias,
-                            &w.k_bias,
-                            &w.v_bias,
-                            &w.out_bias,
-                            &w.q_norm,
-                            &w.k_norm,
-                        ]
-                        .into_iter()
-                        .flatten(),
+                        [&w.qkv_bias, &w.out_bias, &w.q_norm, &w.k_norm]
+                            .into_iter()
+                            .flatten(),
                     );
                 }
             }

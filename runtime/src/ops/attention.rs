@@ -13,17 +13,20 @@ struct Params {
     n_heads: u32,
     n_kv_heads: u32,
     scale: f32,
+    qkv_stride: u32,
+    _pad: [u32; 3],
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
     Kernel::Attention,
     "Params",
-    [head_dim, n_heads, n_kv_heads, scale]
+    [head_dim, n_heads, n_kv_heads, scale, qkv_stride]
 );
 
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
 /// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page
-/// table gives. `buffers`: q, page table, k cache, v cache, out.
+/// table gives; q is the first columns of the (n_tokens, qkv_dim) q, k and v rows.
+/// `buffers`: qkv, page table, k cache, v cache, out.
 pub fn attention(
     gpu: &Gpu,
     label: &str,
@@ -41,6 +44,8 @@ pub fn attention(
             n_heads: config.n_heads as u32,
             n_kv_heads: config.n_kv_heads as u32,
             scale: 1.0 / (config.head_dim as f32).sqrt(),
+            qkv_stride: config.qkv_dim() as u32,
+            _pad: [0; 3],
         },
         Grid::PerToken(config.n_heads as u32),
     )

@@ -63,6 +63,10 @@ pub enum LinearOutput {
     Accumulate,
     /// Only the batch's last token, into row 0: next-token logits.
     LastRow,
+    /// Columns `first ..` of row t, of rows `width` wide: one projection's share of an
+    /// output several write side by side (q's, k's or v's columns of `State::qkv`). Its
+    /// bias covers the whole row, this projection's part from `first`.
+    Columns { first: usize, width: usize },
 }
 
 /// `out = x · weightᵀ (+ bias)`, weight (n, k) as PyTorch's `nn.Linear` stores it.
@@ -274,6 +278,24 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
             op.weight.name
         )));
     }
+    // Where the rows go: columns `first .. first + n` of rows `width` wide.
+    let (first, width) = match op.output {
+        LinearOutput::Columns { first, width } => (first, width),
+        _ => (0, n),
+    };
+    if first + n > width {
+        return Err(Error::Gpu(format!(
+            "{}: columns {first}..{} of rows {width} wide",
+            op.weight.name,
+            first + n
+        )));
+    }
+    if let Some(b) = op.bias.filter(|b| b.shape != [width]) {
+        return Err(Error::Gpu(format!(
+            "{}: shape {:?}, the output rows are {width} wide",
+            b.name, b.shape
+        )));
+    }
     let bias = op.bias.map_or(Ok(none), |b| b.buffer())?;
     let steps = row_parts(gpu, op.weight)?
         .into_iter()
@@ -282,10 +304,10 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
                 k: k as u32,
                 n: part.rows as u32,
                 x_last: (op.output == LinearOutput::LastRow) as u32,
-                out_col: part.first_row as u32,
+                out_col: (first + part.first_row) as u32,
                 accumulate: (op.output == LinearOutput::Accumulate) as u32,
                 has_bias: op.bias.is_some() as u32,
-                out_stride: n as u32,
+                out_stride: width as u32,
                 ..Params::default()
             };
             // matvec.wgsl reads the gate where a bias would be.

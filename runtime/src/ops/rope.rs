@@ -19,7 +19,9 @@ struct Params {
     attention_factor: f32,
     temperature_beta: f32,
     temperature_floor: u32,
-    _pad: [u32; 3],
+    qkv_stride: u32,
+    k_col: u32,
+    _pad: u32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -34,7 +36,9 @@ pub(super) const MIRROR: Mirror = mirror!(
         has_k_norm,
         attention_factor,
         temperature_beta,
-        temperature_floor
+        temperature_floor,
+        qkv_stride,
+        k_col
     ]
 );
 
@@ -47,10 +51,8 @@ pub struct Rope<'a> {
     pub k_norm: Option<&'a GpuTensor>,
     /// The session's cos/sin table ([`rope_table`]).
     pub table: &'a wgpu::Buffer,
-    /// (n_tokens, n_heads, head_dim), rotated in place.
-    pub q: &'a wgpu::Buffer,
-    /// (n_tokens, n_kv_heads, head_dim), rotated in place.
-    pub k: &'a wgpu::Buffer,
+    /// (n_tokens, qkv_dim): q's heads then k's (rotated in place) and v's (untouched).
+    pub qkv: &'a wgpu::Buffer,
 }
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
@@ -78,7 +80,7 @@ pub fn rope<'a>(
         gpu,
         op.label.to_owned(),
         KernelKey::new(Kernel::Rope, dtype),
-        &[buffer(op.q_norm)?, buffer(op.k_norm)?, op.table, op.q, op.k],
+        &[buffer(op.q_norm)?, buffer(op.k_norm)?, op.table, op.qkv],
         &Params {
             head_dim: c.head_dim as u32,
             n_heads: c.n_heads as u32,
@@ -90,7 +92,9 @@ pub fn rope<'a>(
             temperature_beta: temperature.map_or(0.0, |t| t.beta),
             // Positions fit u32 (MAX_CONTEXT); 1 where unused keeps the division defined.
             temperature_floor: temperature.map_or(1, |t| t.floor_scale as u32),
-            _pad: [0; 3],
+            qkv_stride: c.qkv_dim() as u32,
+            k_col: c.q_dim() as u32,
+            _pad: 0,
         },
         Grid::PerToken((c.n_heads + c.n_kv_heads) as u32),
     )

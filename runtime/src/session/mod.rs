@@ -391,6 +391,10 @@ impl Session {
             &[]
         };
         let ends = taps.iter().map(|t| t.after).chain([self.graph.steps.len()]);
+        // A trace takes the batch kernels even for one token: they write every tap's
+        // buffer (a token's projections normalize their input themselves, leaving the
+        // norm's output unwritten).
+        let kernels_for = if trace.is_some() { n.max(2) } else { n };
         let tap_bytes = (n as usize * self.model.config.hidden_size * 4) as u64;
         let mut start = 0;
         for (i, end) in ends.enumerate() {
@@ -401,7 +405,7 @@ impl Session {
                 });
                 pass.set_bind_group(1, &self.step_group, &[]);
                 for node in &self.graph.steps[start..end] {
-                    for dispatch in node.dispatches(n) {
+                    for dispatch in node.dispatches(kernels_for) {
                         dispatch.encode(&mut pass, n, max_per_dim);
                     }
                 }

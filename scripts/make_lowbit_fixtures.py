@@ -89,19 +89,11 @@ SOURCE = hf.FixtureSpec(
     },
     arch=hf.QWEN3,
 )
+# The K-quant Qwen3's shapes, every row 256 wide (a TQ block), with weights of its own.
 TERNARY_SOURCE = hf.FixtureSpec(
     name="qwen3-tiny-ternary",
     seed=7412,
-    config={
-        "hidden_size": 256,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 64,
-        "num_hidden_layers": 2,
-        "intermediate_size": 256,
-        "tie_word_embeddings": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
-    },
+    config=dict(gg.KQUANT_QWEN3_SOURCE.config),
     arch=hf.QWEN3,
 )
 # The fixture whose tokenizer (and so prompt ids) the sources take.

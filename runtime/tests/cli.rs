@@ -469,8 +469,10 @@ fn bench_profile_times_each_kernel_family() {
     assert_eq!(dispatches("SwiGlu"), None, "{out}");
     assert_eq!(dispatches("Matvec feed_forward.w1+w3"), Some(2), "{out}");
     assert_eq!(dispatches("RmsNorm"), None, "{out}");
-    // Each of the two attention layers takes one launch for its q, k and v projections.
+    // Each of the two attention layers takes one launch for its q, k and v projections,
+    // and one for RoPE with the KV store.
     assert_eq!(dispatches("Attention"), Some(2), "{out}");
+    assert_eq!(dispatches("Rope"), Some(2), "{out}");
     let qkv = |name| dispatches(&format!("Matvec self_attn.{name}"));
     assert_eq!(qkv("q_proj+k_proj+v_proj"), Some(2), "{out}");
     for apart in ["q_proj", "k_proj", "v_proj"] {

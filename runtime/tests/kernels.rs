@@ -394,53 +394,109 @@ fn rope_config(d: usize, ministral: bool) -> ModelConfig {
     c
 }
 
+/// Runs `ops::rope` for `batch` over `c`'s q, k and v rows, with q/k norms of type
+/// `norm_dtype` where given, into a paged KV cache of `cache`'s type. Checks q and k,
+/// rotated in their columns of the rows (v's left as they were), against `rope_ref`,
+/// and the cache at the batch's positions: exactly the keys left in the rows, and the
+/// values, as the cache's type stores them. Returns the largest error of the rows.
+fn check_rope(
+    c: &ModelConfig,
+    norm_dtype: Option<DType>,
+    cache: DType,
+    batch: Batch,
+    rng: &mut Rng,
+) -> f32 {
+    let (d, tokens, kv) = (c.head_dim, batch.n_tokens as usize, c.kv_dim());
+    let seen = (batch.pos + batch.n_tokens) as usize;
+    let blocks = lfm_edge::kv_pool::blocks_for(seen);
+    let table = ops::rope_table(&Rope::plain(ROPE_THETA as f32), d, seen);
+    let table = gpu()
+        .upload("rope table", bytemuck::cast_slice(&table))
+        .unwrap();
+    let mut norm = |name, dtype| weight(name, dtype, &[d], &rng.vec(d, 1.5));
+    let norms = norm_dtype.map(|dtype| [norm("q_layernorm", dtype), norm("k_layernorm", dtype)]);
+    let norm_values = |i: usize| norms.as_ref().map(|n| n[i].1.as_slice());
+    let q_values = rng.vec(tokens * c.q_dim(), 2.0);
+    let k_values = rng.vec(tokens * kv, 2.0);
+    // Values across f16's range: subnormals, ties, large ones.
+    let mut v_values = rng.vec(tokens * kv, 4.0);
+    v_values[..6].copy_from_slice(&[1.0e-6, -3.0e-5, 65000.0, 2049.0, 0.1, -0.0]);
+    // k's heads take no attention temperature.
+    let k_rope = Rope {
+        temperature: None,
+        ..c.rope.clone()
+    };
+    let q_want = rope_ref(&q_values, norm_values(0), d, &c.rope, batch);
+    let k_want = rope_ref(&k_values, norm_values(1), d, &k_rope, batch);
+    let want = qkv_rows(c, &q_want, &k_want, &v_values);
+    // A cache's rows as the kernel should leave them: the batch's at its positions (in
+    // the blocks the page table gives), the others untouched (zero).
+    let cache_rows = |values: &[f32]| {
+        let mut logical = vec![0.0; seen * kv];
+        logical[batch.pos as usize * kv..].copy_from_slice(values);
+        paged(&logical, kv, blocks)
+    };
+    let (pages, physical) = cache_rows(&v_values);
+    let words = if cache == DType::F16 {
+        physical.len() / 2
+    } else {
+        physical.len()
+    };
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let none = no_bias();
+    let mut worst = 0.0f32;
+    for limit in grid_limits() {
+        let qkv = buffer("qkv", &qkv_rows(c, &q_values, &k_values, &v_values));
+        let k_cache = gpu().zeros("k cache", words).unwrap();
+        let v_cache = gpu().zeros("v cache", words).unwrap();
+        let op = ops::Rope {
+            label: "rope",
+            q_norm: norms.as_ref().map(|n| &n[0].0),
+            k_norm: norms.as_ref().map(|n| &n[1].0),
+            table: &table,
+            qkv: &qkv,
+            pages: &pages,
+            k_cache: &k_cache,
+            v_cache: &v_cache,
+            cache_dtype: cache,
+        };
+        run(batch, limit, &[&ops::rope(gpu(), c, &op, &none).unwrap()]);
+        let case = format!(
+            "rope d {d} {:?} norms {norm_dtype:?} cache {cache} limit {limit}",
+            c.architecture
+        );
+        let got = read(&qkv, want.len());
+        worst = worst.max(assert_close(&case, &got, &want, 1e-4));
+        let k_got: Vec<f32> = got
+            .chunks(c.qkv_dim())
+            .flat_map(|row| &row[c.q_dim()..][..kv])
+            .copied()
+            .collect();
+        for (buffer, values) in [(&k_cache, &k_got), (&v_cache, &v_values)] {
+            let (_, physical) = cache_rows(values);
+            let got = read_cache(buffer, cache, physical.len());
+            assert_eq!(bits(&got), bits(&stored(cache, &physical)), "{case}");
+        }
+    }
+    worst
+}
+
 #[test]
-fn rope_normalises_and_rotates_heads() {
-    let batch = Batch::new(4, 9);
-    let tokens = batch.n_tokens as usize;
+fn rope_rotates_heads_and_stores_keys_and_values() {
+    // Positions 14..19 straddle two blocks of the paged cache.
+    let batch = Batch::new(5, 14);
     let mut rng = Rng(4);
     let mut worst = 0.0f32;
-    let none = no_bias();
     for d in [16, 64] {
-        let max_pos = (batch.pos + batch.n_tokens) as usize;
-        let table = ops::rope_table(&Rope::plain(ROPE_THETA as f32), d, max_pos);
-        let table = gpu()
-            .upload("rope table", bytemuck::cast_slice(&table))
-            .unwrap();
-        for ministral in [false, true] {
+        for (ministral, norms) in [
+            (false, Some(DType::F32)),
+            (false, Some(DType::BF16)),
+            (true, None),
+        ] {
             let mut c = rope_config(d, ministral);
             (c.n_heads, c.n_kv_heads) = (3, 2);
-            // k's heads take no attention temperature.
-            let k_rope = Rope {
-                temperature: None,
-                ..c.rope.clone()
-            };
-            for dtype in [DType::F32, DType::BF16] {
-                let mut norm = |name| weight(name, dtype, &[d], &rng.vec(d, 1.5));
-                let norms = (!ministral).then(|| [norm("q_layernorm"), norm("k_layernorm")]);
-                let norm_values = |i: usize| norms.as_ref().map(|n| n[i].1.as_slice());
-                let q_values = rng.vec(tokens * c.q_dim(), 2.0);
-                let k_values = rng.vec(tokens * c.kv_dim(), 2.0);
-                let v_values = rng.vec(tokens * c.kv_dim(), 2.0);
-                let q_want = rope_ref(&q_values, norm_values(0), d, &c.rope, batch);
-                let k_want = rope_ref(&k_values, norm_values(1), d, &k_rope, batch);
-                // q and k rotated in their columns of the rows, v's left as they were.
-                let want = qkv_rows(&c, &q_want, &k_want, &v_values);
-                for limit in grid_limits() {
-                    let qkv = buffer("qkv", &qkv_rows(&c, &q_values, &k_values, &v_values));
-                    let op = ops::Rope {
-                        label: "rope",
-                        q_norm: norms.as_ref().map(|n| &n[0].0),
-                        k_norm: norms.as_ref().map(|n| &n[1].0),
-                        table: &table,
-                        qkv: &qkv,
-                    };
-                    let step = ops::rope(gpu(), &c, &op, &none);
-                    run(batch, limit, &[&step.unwrap()]);
-                    let case = format!("rope d {d} {dtype} ministral {ministral} limit {limit}");
-                    let got = read(&qkv, want.len());
-                    worst = worst.max(assert_close(&case, &got, &want, 1e-4));
-                }
+            for cache in [DType::F32, DType::F16] {
+                worst = worst.max(check_rope(&c, norms, cache, batch, &mut rng));
             }
         }
     }
@@ -724,54 +780,6 @@ fn read_cache(b: &wgpu::Buffer, dtype: DType, len: usize) -> Vec<f32> {
             .map(|h| f16::from_bits(h).to_f32())
             .collect(),
         _ => words.iter().map(|w| f32::from_bits(*w)).collect(),
-    }
-}
-
-/// Each token's k and v, read from their columns of its q, k and v row, land in the
-/// cache at the batch's positions as the cache's type stores them.
-#[test]
-fn kv_store_appends_rows_in_the_cache_type() {
-    let config = attention_config(4, 2, 16);
-    let kv = config.kv_dim();
-    // Positions 14..19 straddle two blocks of a paged cache.
-    let (batch, rows) = (Batch::new(5, 14), 40);
-    let blocks = lfm_edge::kv_pool::blocks_for(rows);
-    let mut rng = Rng(8);
-    // Values across f16's range: subnormals, ties, large ones.
-    let mut k_values = rng.vec(batch.n_tokens as usize * kv, 4.0);
-    k_values[..6].copy_from_slice(&[1.0e-6, -3.0e-5, 65000.0, 2049.0, 0.1, -0.0]);
-    let v_values = rng.vec(k_values.len(), 4.0);
-    let q_values = rng.vec(batch.n_tokens as usize * config.q_dim(), 4.0);
-    let qkv = buffer("qkv", &qkv_rows(&config, &q_values, &k_values, &v_values));
-    for dtype in [DType::F32, DType::F16] {
-        let len = blocks * lfm_edge::kv_pool::BLOCK_TOKENS * kv;
-        let words = if dtype == DType::F16 { len / 2 } else { len };
-        for limit in grid_limits() {
-            let caches = (
-                gpu().zeros("kc", words).unwrap(),
-                gpu().zeros("vc", words).unwrap(),
-            );
-            let mut pages = None;
-            for (cache, values) in [(&caches.0, &k_values), (&caches.1, &v_values)] {
-                let mut logical = vec![0.0; rows * kv];
-                logical[batch.pos as usize * kv..][..values.len()].copy_from_slice(values);
-                let (table, physical) = paged(&logical, kv, blocks);
-                if pages.is_none() {
-                    let buffers = [&qkv, &table, &caches.0, &caches.1];
-                    let d = ops::kv_store(gpu(), "kv", &config, dtype, buffers);
-                    run(batch, limit, &[&d.unwrap()]);
-                }
-                pages = Some(table);
-                let got = read_cache(cache, dtype, len);
-                let want = stored(dtype, &physical);
-                let case = format!("kv_store {dtype} limit {limit}");
-                assert_eq!(
-                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "{case}"
-                );
-            }
-        }
     }
 }
 

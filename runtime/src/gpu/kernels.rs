@@ -51,14 +51,13 @@ pub enum Kernel {
     MoeRoute,
     MoeCombine,
     MoeRouteToken,
-    KvStore,
     KvShift,
     Copy,
     Argmax,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -73,7 +72,6 @@ impl Kernel {
         Kernel::MoeRoute,
         Kernel::MoeCombine,
         Kernel::MoeRouteToken,
-        Kernel::KvStore,
         Kernel::KvShift,
         Kernel::Copy,
         Kernel::Argmax,
@@ -96,7 +94,6 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => {
                 include_str!("../../../shaders/moe.wgsl")
             }
-            Kernel::KvStore => include_str!("../../../shaders/kv_store.wgsl"),
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
             Kernel::Copy => include_str!("../../../shaders/copy.wgsl"),
             Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
@@ -123,7 +120,7 @@ impl Kernel {
             _ if self.reads_quantized() => QUANT.to_string(),
             _ => String::new(),
         };
-        let kv = if matches!(self, Kernel::Attention | Kernel::KvStore | Kernel::KvShift) {
+        let kv = if matches!(self, Kernel::Rope | Kernel::Attention | Kernel::KvShift) {
             KV
         } else {
             ""
@@ -161,8 +158,11 @@ impl Kernel {
             Kernel::Matvec => &[Read, Read, Read, Read, ReadWrite, Read, Uniform],
             // x, weight, bias, routing (MoE), out, params
             Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
-            // q norm, k norm, table, qkv (q and k in place), params
-            Kernel::Rope => &[Read, Read, Read, ReadWrite, Uniform],
+            // q norm, k norm, table, page table, qkv (q and k in place), k cache, v cache,
+            // params
+            Kernel::Rope => &[
+                Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform,
+            ],
             // qkv, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // bcx, conv weight, conv bias, state, out, params
@@ -176,8 +176,6 @@ impl Kernel {
             Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => &[
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, Uniform,
             ],
-            // qkv, page table, k cache, v cache, params
-            Kernel::KvStore => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             // rope table, page table, cache (in place), params
             Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
             // src, dst, params
@@ -197,10 +195,11 @@ pub enum HalfDecode {
     Integer,
 }
 
-/// A compiled pipeline: the kernel specialised for one weight dtype (and, for
-/// projections, the bias dtype: GGUF keeps biases f32 beside quantized weights; for a
-/// matvec, the RMSNorm weight's where it normalizes its own input, and whether it
-/// computes SwiGLU's gate and up rows of one matrix together).
+/// A compiled pipeline: the kernel specialised for one weight dtype (the KV cache's for
+/// the kernels that use the cache) and, for projections, the bias dtype: GGUF keeps
+/// biases f32 beside quantized weights; the dtype of the norm weights a kernel applies
+/// (a matvec's where it normalizes its own input, RoPE's q/k norms); for a matvec,
+/// whether it computes SwiGLU's gate and up rows of one matrix together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,

@@ -323,8 +323,8 @@ impl Model {
             }
             (Operator::Attention(w), LayerState::Attention { k_cache, v_cache }) => {
                 // q, k, v side by side; per-head norm (where the model has one) + RoPE,
-                // q then scaled by position (where it has an attention temperature); k
-                // and v join the cache (f32 or f16).
+                // q then scaled by position (where it has an attention temperature), k
+                // and v joining the cache (f32 or f16) in the same launch.
                 let bias = w.qkv_bias.as_ref();
                 match &w.qkv {
                     QkvWeights::Joined(weight) => {
@@ -346,17 +346,19 @@ impl Model {
                     }
                 }
                 let label = format!("model.layers.{i}.self_attn");
+                let cache = s.shape.kv_dtype.dtype();
                 let rope = Rope {
                     label: &label,
                     q_norm: w.q_norm.as_ref(),
                     k_norm: w.k_norm.as_ref(),
                     table: &s.rope_table,
                     qkv: &s.qkv,
+                    pages: &s.pages,
+                    k_cache,
+                    v_cache,
+                    cache_dtype: cache,
                 };
                 steps.push(Step::Always(ops::rope(gpu, c, &rope, none)?));
-                let cache = s.shape.kv_dtype.dtype();
-                let kv = [&s.qkv, &s.pages, k_cache, v_cache];
-                steps.push(Step::Always(ops::kv_store(gpu, &label, c, cache, kv)?));
                 let attend = [&s.qkv, &s.pages, k_cache, v_cache, &s.mixed];
                 steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
                 steps.push(self.linear(

@@ -8,21 +8,6 @@ use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct StoreParams {
-    kv_dim: u32,
-    qkv_stride: u32,
-    k_col: u32,
-    v_col: u32,
-}
-pub(super) const STORE_MIRROR: Mirror = mirror!(
-    StoreParams,
-    Kernel::KvStore,
-    "Params",
-    [kv_dim, qkv_stride, k_col, v_col]
-);
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
 struct ShiftParams {
     head_dim: u32,
     n_heads: u32,
@@ -57,35 +42,6 @@ pub fn check_cache_dtype(config: &ModelConfig, dtype: DType) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Appends the batch's k and v, columns of its (n_tokens, qkv_dim) q, k and v rows, to
-/// the caches at position step.pos. `buffers`: qkv, page table, k cache, v cache.
-pub fn kv_store(
-    gpu: &Gpu,
-    label: &str,
-    config: &ModelConfig,
-    cache_dtype: DType,
-    buffers: [&wgpu::Buffer; 4],
-) -> Result<Dispatch> {
-    check_cache_dtype(config, cache_dtype)?;
-    let (q_dim, kv_dim) = (config.q_dim() as u32, config.kv_dim() as u32);
-    Dispatch::new(
-        gpu,
-        format!("{label}:kv_store"),
-        KernelKey::new(Kernel::KvStore, cache_dtype),
-        &buffers,
-        &StoreParams {
-            kv_dim,
-            qkv_stride: config.qkv_dim() as u32,
-            k_col: q_dim,
-            v_col: q_dim + kv_dim,
-        },
-        Grid::Threads {
-            per_token: kv_dim / 2,
-            size: WG,
-        },
-    )
 }
 
 /// A move of the rows of positions `src .. src + rows` to `dst` (at most |src - dst|

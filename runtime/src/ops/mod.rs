@@ -19,7 +19,7 @@ pub use argmax::argmax;
 pub use attention::attention;
 pub use copy::copy;
 pub use embedding::embedding;
-pub use kv::{check_cache_dtype, kv_shift, kv_store, KvShift};
+pub use kv::{check_cache_dtype, kv_shift, KvShift};
 pub use linear::{
     expert_linear, gate_up, linear, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, InputNorm,
     Linear, LinearOutput,
@@ -108,7 +108,6 @@ pub const MIRRORED: &[Mirror] = &[
     attention::MIRROR,
     copy::MIRROR,
     embedding::MIRROR,
-    kv::STORE_MIRROR,
     kv::SHIFT_MIRROR,
     linear::MIRROR,
     moe::MIRROR,

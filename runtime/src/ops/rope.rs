@@ -1,5 +1,6 @@
 use bytemuck::{Pod, Zeroable};
 
+use super::kv::check_cache_dtype;
 use super::layout::{mirror, Mirror};
 use super::GpuTensor;
 use crate::config::{ModelConfig, Rope as RopeConfig};
@@ -21,7 +22,7 @@ struct Params {
     temperature_floor: u32,
     qkv_stride: u32,
     k_col: u32,
-    _pad: u32,
+    v_col: u32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -38,11 +39,12 @@ pub(super) const MIRROR: Mirror = mirror!(
         temperature_beta,
         temperature_floor,
         qkv_stride,
-        k_col
+        k_col,
+        v_col
     ]
 );
 
-/// The q and k heads of one attention layer, for [`rope`].
+/// One attention layer's q, k and v, for [`rope`].
 pub struct Rope<'a> {
     pub label: &'a str,
     /// (head_dim): q_layernorm, shared by q's heads; `None` where the model has none.
@@ -53,19 +55,28 @@ pub struct Rope<'a> {
     pub table: &'a wgpu::Buffer,
     /// (n_tokens, qkv_dim): q's heads then k's (rotated in place) and v's (untouched).
     pub qkv: &'a wgpu::Buffer,
+    /// The session's page table: position / BLOCK_TOKENS → block.
+    pub pages: &'a wgpu::Buffer,
+    /// (blocks · BLOCK_TOKENS, kv_dim) each, of `cache_dtype`: the rotated keys and the
+    /// values join them.
+    pub k_cache: &'a wgpu::Buffer,
+    pub v_cache: &'a wgpu::Buffer,
+    pub cache_dtype: DType,
 }
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
 /// factor, then for q the attention temperature, in place, q's and k's heads in one
-/// launch: token t is at position step.pos + t.
+/// launch: token t is at position step.pos + t. The same launch appends the rotated
+/// keys and the values to the KV cache at those positions.
 pub fn rope<'a>(
     gpu: &Gpu,
     c: &ModelConfig,
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
 ) -> Result<Dispatch> {
+    check_cache_dtype(c, op.cache_dtype)?;
     let dtypes = [op.q_norm, op.k_norm].map(|n| n.map(|n| n.dtype));
-    let dtype = match dtypes {
+    let norm = match dtypes {
         [Some(q), Some(k)] if q != k => {
             return Err(Error::Gpu(format!(
                 "{}: q and k norms of different types ({q}, {k})",
@@ -76,11 +87,24 @@ pub fn rope<'a>(
     };
     let buffer = |norm: Option<&'a GpuTensor>| norm.map_or(Ok(none), |n| n.buffer());
     let temperature = c.rope.temperature;
+    let (q_dim, kv_dim) = (c.q_dim() as u32, c.kv_dim() as u32);
+    let key = KernelKey {
+        norm: Some(norm),
+        ..KernelKey::new(Kernel::Rope, op.cache_dtype)
+    };
     Dispatch::new(
         gpu,
         op.label.to_owned(),
-        KernelKey::new(Kernel::Rope, dtype),
-        &[buffer(op.q_norm)?, buffer(op.k_norm)?, op.table, op.qkv],
+        key,
+        &[
+            buffer(op.q_norm)?,
+            buffer(op.k_norm)?,
+            op.table,
+            op.pages,
+            op.qkv,
+            op.k_cache,
+            op.v_cache,
+        ],
         &Params {
             head_dim: c.head_dim as u32,
             n_heads: c.n_heads as u32,
@@ -93,8 +117,8 @@ pub fn rope<'a>(
             // Positions fit u32 (MAX_CONTEXT); 1 where unused keeps the division defined.
             temperature_floor: temperature.map_or(1, |t| t.floor_scale as u32),
             qkv_stride: c.qkv_dim() as u32,
-            k_col: c.q_dim() as u32,
-            _pad: 0,
+            k_col: q_dim,
+            v_col: q_dim + kv_dim,
         },
         Grid::PerToken((c.n_heads + c.n_kv_heads) as u32),
     )

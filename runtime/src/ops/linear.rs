@@ -388,29 +388,24 @@ pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<
         none,
         Grid::Fixed(gpu.tuning.matvec_workgroups(ff, 1)),
     )?;
+    // A batch's matmul over one half: the gate's rows, or the up's from row ff on.
     let (kernel, grid) = prefill_launch(gpu, ff);
-    let gate = launch(
-        gpu,
-        kernel,
-        op.weight,
-        None,
-        buffers(op.x, op.gate),
-        &params,
-        grid,
-    )?;
-    let up_rows = Params {
-        row_offset: ff as u32,
-        ..params
+    let half = |out, row_offset: usize| {
+        let params = Params {
+            row_offset: row_offset as u32,
+            ..params
+        };
+        launch(
+            gpu,
+            kernel,
+            op.weight,
+            None,
+            buffers(op.x, out),
+            &params,
+            grid,
+        )
     };
-    let up = launch(
-        gpu,
-        kernel,
-        op.weight,
-        None,
-        buffers(op.x, op.up),
-        &up_rows,
-        grid,
-    )?;
+    let (gate, up) = (half(op.gate, 0)?, half(op.up, ff)?);
     Ok(Step::Parts(vec![
         Step::BySize { one, many: gate },
         Step::Batch(up),

@@ -4,7 +4,9 @@
 //               where positions before the batch come from the conv state.
 // update_state: the state becomes the last L-1 values of Bx, ready for the next batch.
 // token:        both for a single token, in one launch: a thread per channel, which
-//               alone reads and writes that channel's state.
+//               alone reads and writes that channel's state, and keeps the state it
+//               found in `previous`, so that the session can take the token back (a
+//               greedy step fed ahead, session/ahead.rs).
 // The state is all a conv layer carries between batches: (L-1, hidden) floats.
 
 struct Params {
@@ -19,7 +21,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> bias: array<u32>;        // (hidden) or unused
 @group(0) @binding(3) var<storage, read_write> state: array<f32>; // (L-1, hidden), oldest first
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;   // (n_tokens, hidden)
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read_write> previous: array<f32>; // (L-1, hidden): token's
+@group(0) @binding(6) var<uniform> params: Params;
 
 const WG: u32 = 256u;
 
@@ -88,5 +91,9 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return;
     }
     out[c] = conv(0u, c);
+    for (var j = 0u; j < params.l_cache - 1u; j++) {
+        let i = j * params.hidden + c;
+        previous[i] = state[i];
+    }
     shift_state(c, 1u);
 }

@@ -135,9 +135,11 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         let start = Instant::now();
         let mut next = tokens[0];
         for _ in 0..n {
-            next = session.step_greedy(next)?;
+            next = session.step_greedy_ahead(next)?;
         }
-        Ok(start.elapsed())
+        let elapsed = start.elapsed();
+        session.settle()?;
+        Ok(elapsed)
     };
     // Warm-up: first launches pay for driver-side compilation and page faults.
     prefill(&mut session)?;

@@ -248,6 +248,8 @@ impl<'s> TokenStream<'s> {
                 });
             }
         }
+        // The session as the generation leaves it: its last token unfed.
+        self.session.settle()?;
         Ok(Generation {
             grammar_complete: self.guide.as_mut().map(Guide::is_complete),
             stop: self.stop.unwrap_or(StopReason::MaxTokens),
@@ -304,9 +306,10 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            // A plain argmax with nothing to mask runs on the GPU: one id comes back.
+            // A plain argmax with nothing to mask runs on the GPU: one id comes back, and
+            // the step that feeds it is already under way when it does.
             let stepped = match self.guide.is_none() && self.sampler.config().is_greedy() {
-                true => (self.session.step_greedy(id)).map(|next| self.picked = Some(next)),
+                true => (self.session.step_greedy_ahead(id)).map(|next| self.picked = Some(next)),
                 false => (self.session.step(id)).map(|logits| self.logits = logits),
             };
             match stepped {

@@ -19,6 +19,9 @@ pub enum LayerState {
         /// (slots, L - 1, hidden) f32: slot 0 holds the conv state at the session's
         /// rewind floor, slot k > 0 the state after `k · snapshot_interval` tokens.
         snapshots: wgpu::Buffer,
+        /// (L - 1, hidden) f32: the state before the last single token fed, from which
+        /// that token can be taken back.
+        previous: wgpu::Buffer,
     },
     /// The KV pool's buffers for this layer, (blocks · BLOCK_TOKENS, kv_heads,
     /// head_dim) each, f32 or f16 pairs packed in u32 words; keys already normalised
@@ -150,6 +153,8 @@ impl State {
                             &format!("layer {i} conv snapshots"),
                             shape.snapshot_slots() * conv_state_len(c),
                         )?,
+                        previous: gpu
+                            .zeros(&format!("layer {i} previous conv state"), conv_state_len(c))?,
                     },
                     LayerKind::Attention => {
                         let (k_cache, v_cache) = kv.next().cloned().ok_or_else(|| {
@@ -218,7 +223,7 @@ impl State {
             .iter()
             .map(|kind| match kind {
                 LayerKind::Conv => {
-                    allocation(conv_state_len(c))
+                    2 * allocation(conv_state_len(c))
                         + allocation(shape.snapshot_slots() * conv_state_len(c))
                 }
                 LayerKind::Attention => 0,
@@ -243,6 +248,7 @@ impl State {
             &self.pages,
         ];
         buffers.extend(self.conv_layers().flat_map(|(state, snaps)| [state, snaps]));
+        buffers.extend(self.conv_previous().map(|(_, previous)| previous));
         if let Some(m) = &self.moe {
             buffers.extend([
                 &m.router_logits,
@@ -266,7 +272,20 @@ impl State {
             LayerState::Conv {
                 conv_state,
                 snapshots,
+                ..
             } => Some((conv_state, snapshots)),
+            LayerState::Attention { .. } => None,
+        })
+    }
+
+    /// Each conv layer's state and the state before the last single token fed.
+    pub fn conv_previous(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
+        self.layers.iter().filter_map(|l| match l {
+            LayerState::Conv {
+                conv_state,
+                previous,
+                ..
+            } => Some((conv_state, previous)),
             LayerState::Attention { .. } => None,
         })
     }

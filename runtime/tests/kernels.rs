@@ -663,6 +663,7 @@ fn check_shortconv(
     let max_batch = *batches.iter().max().unwrap();
     let bcx = gpu().zeros("bcx", max_batch * width).unwrap();
     let state = gpu().zeros("state", (l - 1) * hidden).unwrap();
+    let previous = gpu().zeros("previous", (l - 1) * hidden).unwrap();
     let out = gpu().zeros("out", max_batch * hidden).unwrap();
     let no_bias = no_bias();
     let op = ShortConv {
@@ -670,6 +671,7 @@ fn check_shortconv(
         bias: bias.map(|b| &b.0),
         bcx: &bcx,
         state: &state,
+        previous: &previous,
         out: &out,
     };
     let conv = ops::shortconv(gpu(), &op, &no_bias).unwrap();
@@ -688,10 +690,16 @@ fn check_shortconv(
             .queue
             .write_buffer(&bcx, 0, bytemuck::cast_slice(rows));
         let batch = Batch::new(n, start);
-        // As the forward graph runs them: a single token in one launch.
+        // As the forward graph runs them: a single token in one launch, which keeps
+        // the state it found.
+        let before = read(&state, (l - 1) * hidden);
         match n {
             1 => run(batch, max_per_dim, &[&token]),
             _ => run(batch, max_per_dim, &[&conv, &update]),
+        }
+        if n == 1 {
+            let kept = read(&previous, before.len());
+            assert_eq!(kept, before, "{name} {batch:?}: the state before the token");
         }
         let expected = &want[start * hidden..(start + n) * hidden];
         let got = read(&out, n * hidden);

@@ -463,3 +463,55 @@ fn prefill_text_keeps_sampled_tokens_whatever_their_text() {
     let want = fresh_logits(&model, &options(), session.tokens());
     check("prefill_text", &got, &want, SAME);
 }
+
+/// A greedy stream feeds each token's step before yielding the token before it (the
+/// GPU never waits for the CPU between tokens); the session counts that step only once
+/// the stream asks for its result, so a stream ended after any token leaves the session
+/// as it would be without it: the same tokens, and the same logits for what is fed
+/// next, conv state included, across snapshot boundaries.
+#[test]
+fn a_greedy_stream_fed_ahead_leaves_the_session_as_without() {
+    for name in FIXTURES {
+        let model = load(name);
+        let prompt = reference(name).prompt_ids;
+        let want = common::greedy(model.clone(), &prompt, 10);
+        let greedy = GenerateOptions {
+            max_tokens: 10,
+            ignore_eos: true,
+            sampler: SamplerConfig {
+                temperature: 0.0,
+                ..SamplerConfig::default()
+            },
+            ..GenerateOptions::default()
+        };
+        for taken in [10, 4] {
+            let mut session = Session::new(model.clone(), &options()).unwrap();
+            let logits = session.prefill(&prompt).unwrap();
+            let got: Vec<u32> = TokenStream::new(&mut session, logits, &greedy)
+                .take(taken)
+                .map(|p| p.unwrap().token.unwrap())
+                .collect();
+            assert_eq!(got, want[..taken], "{name}: greedy ids");
+            // The last token yielded is not fed.
+            let fed = prompt.len() + taken - 1;
+            assert_eq!(session.position(), fed, "{name}: position after {taken}");
+            let all: Vec<u32> = prompt.iter().chain(&want[..taken]).copied().collect();
+            // A fork and a saved state see the session as it holds it.
+            let mut fork = session.fork().unwrap();
+            let mut restored = Session::new(model.clone(), &options()).unwrap();
+            restored
+                .restore_state(&session.save_state().unwrap())
+                .unwrap();
+            let want_logits = fresh_logits(&model, &options(), &all);
+            for (what, s) in [
+                ("session", &mut session),
+                ("fork", &mut fork),
+                ("restored", &mut restored),
+            ] {
+                let logits = s.feed(&want[taken - 1..taken]).unwrap();
+                let case = format!("{name}: {what}'s logits after {taken} streamed");
+                check(&case, &logits, &want_logits, SAME);
+            }
+        }
+    }
+}

@@ -165,9 +165,9 @@ impl Kernel {
             ],
             // qkv, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
-            // bcx, conv weight, conv bias, state, out, params
+            // bcx, conv weight, conv bias, state, out, previous state, params
             Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
-                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform]
+                &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform]
             }
             // gate, up (becomes the output), params
             Kernel::SwiGlu => &[Read, ReadWrite, Uniform],

@@ -289,7 +289,14 @@ impl Model {
     ) -> Result<()> {
         let (gpu, c, none) = (&*self.gpu, &self.config, &self.no_bias);
         match (operator, state) {
-            (Operator::Conv(w), LayerState::Conv { conv_state, .. }) => {
+            (
+                Operator::Conv(w),
+                LayerState::Conv {
+                    conv_state,
+                    previous,
+                    ..
+                },
+            ) => {
                 // in_proj → B, C, x; C · conv(B · x); out_proj
                 steps.push(self.linear(
                     &w.in_proj,
@@ -304,6 +311,7 @@ impl Model {
                     bias: w.conv_bias.as_ref(),
                     bcx: &s.bcx,
                     state: conv_state,
+                    previous,
                     out: &s.mixed,
                 };
                 // A token's conv moves its state in the same launch; a batch's takes two.

@@ -30,6 +30,8 @@ pub struct ShortConv<'a> {
     pub bcx: &'a wgpu::Buffer,
     /// (L - 1, hidden): this session's conv state.
     pub state: &'a wgpu::Buffer,
+    /// (L - 1, hidden): where a single token's launch keeps the state it found.
+    pub previous: &'a wgpu::Buffer,
     /// (n_tokens, hidden): input of out_proj.
     pub out: &'a wgpu::Buffer,
 }
@@ -62,6 +64,7 @@ fn launch(
             op.bias.map_or(Ok(no_bias), |b| b.buffer())?,
             op.state,
             op.out,
+            op.previous,
         ],
         &Params {
             hidden: hidden as u32,

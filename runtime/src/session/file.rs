@@ -187,7 +187,7 @@ impl Session {
         }
         let size = state.conv_state_bytes(&model.config);
         let slots = (pos / interval + 1) as u64;
-        for (conv_state, _) in state.conv_layers() {
+        for conv_state in self.conv_states() {
             out.extend(gpu.read::<u8>(conv_state, 0, size)?);
         }
         for (_, snapshots) in state.conv_layers() {
@@ -220,6 +220,7 @@ impl Session {
     /// Replaces this session's state with one [`Session::save_state`] made, for the
     /// same model, KV type and snapshot interval.
     pub fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
+        self.settle()?;
         self.restore_from(bytes, "bytes")
     }
 

@@ -98,6 +98,7 @@ impl Session {
 
     /// Forgets the tokens after position `to`, as if only the first `to` had been fed.
     pub fn rewind(&mut self, to: usize) -> Result<()> {
+        self.settle()?;
         if to > self.position() {
             return Err(Error::Input(format!(
                 "cannot rewind to position {to}: the session holds {} tokens",
@@ -195,9 +196,8 @@ impl Session {
         } else {
             other.pages.share_blocks_of(&self.pages)?;
         }
-        for ((state, snaps), (state2, snaps2)) in
-            self.state.conv_layers().zip(other.state.conv_layers())
-        {
+        let conv = self.conv_states().zip(self.state.conv_layers());
+        for ((state, (_, snaps)), (state2, snaps2)) in conv.zip(other.state.conv_layers()) {
             encoder.copy_buffer_to_buffer(state, 0, state2, 0, state.size());
             encoder.copy_buffer_to_buffer(snaps, 0, snaps2, 0, snaps.size());
         }

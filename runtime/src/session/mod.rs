@@ -13,6 +13,7 @@
 //! or one shared by several sessions of the model ([`Session::new_in`]), where a fork
 //! shares its parent's blocks until either writes into them.
 
+mod ahead;
 mod file;
 mod history;
 pub(crate) mod options;
@@ -53,6 +54,9 @@ pub struct Session {
     /// The earliest position a rewind can reach: 0, or where the last context shift
     /// left the session (earlier snapshots describe tokens that are gone).
     floor: usize,
+    /// The token a greedy step fed ahead of the caller feeds, while that step is not yet
+    /// the session's (`ahead.rs`).
+    ahead: Option<u32>,
     /// The session's bytes (its pool's, when its own, are the pool's) in the model's
     /// VRAM budget.
     _vram: Option<Reservation>,
@@ -135,6 +139,7 @@ impl Session {
             options,
             tokens: Vec::new(),
             floor: 0,
+            ahead: None,
             _vram: vram,
         })
     }
@@ -204,6 +209,7 @@ impl Session {
 
     /// Forgets everything fed so far.
     pub fn reset(&mut self) {
+        self.ahead = None;
         let gpu = &self.model.gpu;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for (conv_state, snapshots) in self.state.conv_layers() {
@@ -248,6 +254,7 @@ impl Session {
         cancelled: &dyn Fn() -> bool,
         readback: Readback,
     ) -> Result<Vec<T>> {
+        self.settle()?;
         self.check_tokens(tokens)?;
         if !self.has_room(tokens.len()) {
             return Err(Error::ContextFull {
@@ -312,16 +319,40 @@ impl Session {
         trace: Option<&wgpu::Buffer>,
         readback: Readback,
     ) -> Result<Vec<T>> {
+        let batch = Batch {
+            tokens: Some(tokens),
+            n: tokens.len(),
+            pos: self.position(),
+        };
+        let recorded = self.record(batch, trace, readback)?;
         let gpu = &self.model.gpu;
-        let n = tokens.len() as u32;
-        let pos = self.position();
+        gpu.queue.submit([recorded.commands]);
+        let values = gpu.map_and_read(&self.staging, recorded.bytes)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(values)
+    }
+
+    /// Records a batch into a command buffer, not yet submitted: the writes of its token
+    /// ids (where the CPU has them) and `Step` uniform, the KV blocks it needs, the
+    /// forward graph, the conv snapshot where it ends on a boundary, and the copy of
+    /// what `readback` says into the staging buffer.
+    fn record(
+        &mut self,
+        batch: Batch<'_>,
+        trace: Option<&wgpu::Buffer>,
+        readback: Readback,
+    ) -> Result<Recorded> {
+        let gpu = &self.model.gpu;
+        let (n, pos) = (batch.n as u32, batch.pos);
         let step = StepUniform {
             n_tokens: n,
             pos: pos as u32,
             _pad: [0; 2],
         };
-        gpu.queue
-            .write_buffer(&self.state.tokens, 0, bytemuck::cast_slice(tokens));
+        if let Some(tokens) = batch.tokens {
+            gpu.queue
+                .write_buffer(&self.state.tokens, 0, bytemuck::cast_slice(tokens));
+        }
         gpu.queue
             .write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&step));
         let mut encoder = gpu
@@ -334,10 +365,9 @@ impl Session {
             step_group: &self.step_group,
             rope_table: &self.state.rope_table,
         };
-        self.pages
-            .prepare_write(pos, pos + tokens.len(), &mut encoder, &context)?;
+        let end = pos + batch.n;
+        self.pages.prepare_write(pos, end, &mut encoder, &context)?;
         self.encode_graph(&mut encoder, n, trace);
-        let end = pos + tokens.len();
         let interval = self.options.snapshot_interval;
         if end % interval == 0 {
             let size = self.state.conv_state_bytes(&self.model.config);
@@ -369,10 +399,10 @@ impl Session {
             }
         };
         encoder.copy_buffer_to_buffer(source, 0, &self.staging, 0, bytes);
-        gpu.queue.submit([encoder.finish()]);
-        let values = gpu.map_and_read(&self.staging, bytes)?;
-        self.tokens.extend_from_slice(tokens);
-        Ok(values)
+        Ok(Recorded {
+            commands: encoder.finish(),
+            bytes,
+        })
     }
 
     /// Records the forward graph for a batch of `n` tokens in one compute pass; with
@@ -427,4 +457,19 @@ impl Session {
 enum Readback {
     Logits,
     Argmax,
+}
+
+/// A batch to record: `n` tokens from position `pos`, their ids written by the CPU, or
+/// (None) left in the token buffer by the argmax of the step before.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    tokens: Option<&'a [u32]>,
+    n: usize,
+    pos: usize,
+}
+
+/// A batch's command buffer, and the bytes its readback copies to the staging buffer.
+struct Recorded {
+    commands: wgpu::CommandBuffer,
+    bytes: u64,
 }

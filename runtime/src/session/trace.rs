@@ -28,6 +28,7 @@ impl Session {
     /// Feeds `tokens` as one batch, as [`Session::feed`] does, reading back every named
     /// intermediate of the forward pass.
     pub fn trace(&mut self, tokens: &[u32]) -> Result<Trace> {
+        self.settle()?;
         self.check_tokens(tokens)?;
         let (n, pos) = (tokens.len(), self.position());
         let interval = self.options.snapshot_interval;

@@ -1,0 +1,110 @@
+//! Greedy decoding one step ahead, so that the GPU does not wait for the CPU between
+//! greedy tokens. The argmax of a step leaves the picked id where the next step's
+//! embedding reads it, so the next step needs nothing from the CPU but its position:
+//! it is recorded while the GPU runs the step before, and submitted as soon as that
+//! step's pick is read back, before the caller sees the pick.
+//!
+//! A step fed ahead becomes the session's only when the caller asks for its result (the
+//! next call, with the id it fed). Until then the session's tokens and position do not
+//! count it, whatever feeds or moves the session first takes it back
+//! (`Session::settle`), and what reads its state reads the state before it
+//! (`Session::conv_states`): attention rows past the position are simply overwritten
+//! later, and each conv layer's state before the step is the copy the token kernel kept
+//! (shortconv.wgsl's `previous`). So a token stream dropped after any token leaves the
+//! session as it would be had the stream fed nothing ahead.
+
+use super::{Batch, Readback, Session};
+use crate::error::{Error, Result};
+
+impl Session {
+    /// As [`Session::step_greedy`]: feeds `token` and returns the most likely next
+    /// token, but returns with the step that feeds that token already submitted, where
+    /// the context has room for it. The next call, with that token, finds its step
+    /// under way.
+    pub(crate) fn step_greedy_ahead(&mut self, token: u32) -> Result<u32> {
+        match self.ahead.take() {
+            Some(fed) if fed == token => {}
+            pending => {
+                self.ahead = pending;
+                self.settle()?;
+                if self.position() + 1 > self.max_context() {
+                    // The context shifts first: the synchronous step does that.
+                    return self.step_greedy(token);
+                }
+                self.submit_step(token)?;
+            }
+        }
+        // `token`'s step is in flight at the session's position; record the one after
+        // it meanwhile, where the context holds both without a shift.
+        let pos = self.position();
+        let next = if pos + 2 <= self.max_context() {
+            let batch = Batch {
+                tokens: None,
+                n: 1,
+                pos: pos + 1,
+            };
+            match self.record(batch, None, Readback::Argmax) {
+                Ok(next) => Some(next),
+                // No block left for it (a shared pool): the next call feeds it instead,
+                // and reports what is wrong.
+                Err(_) => {
+                    self.pages.truncate(pos + 1);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let gpu = self.model.gpu.clone();
+        let picked: Vec<u32> = gpu.map_and_read(&self.staging, 4)?;
+        let picked = *picked
+            .first()
+            .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))?;
+        self.tokens.push(token);
+        if let Some(next) = next {
+            gpu.queue.submit([next.commands]);
+            self.ahead = Some(picked);
+        }
+        Ok(picked)
+    }
+
+    /// Submits the step that feeds `token` at the session's position (which the context
+    /// has room for), without waiting for it.
+    fn submit_step(&mut self, token: u32) -> Result<()> {
+        self.check_tokens(&[token])?;
+        let batch = Batch {
+            tokens: Some(&[token]),
+            n: 1,
+            pos: self.position(),
+        };
+        let recorded = self.record(batch, None, Readback::Argmax)?;
+        self.model.gpu.queue.submit([recorded.commands]);
+        Ok(())
+    }
+
+    /// Takes back a step fed ahead that the caller did not ask for, if there is one:
+    /// the session is then as if it had never been fed.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        if self.ahead.take().is_none() {
+            return Ok(());
+        }
+        let gpu = &self.model.gpu;
+        let size = self.state.conv_state_bytes(&self.model.config);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for (conv_state, previous) in self.state.conv_previous() {
+            encoder.copy_buffer_to_buffer(previous, 0, conv_state, 0, size);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        self.pages.truncate(self.position());
+        gpu.check()
+    }
+
+    /// Each conv layer's state as the session holds it: from before a step fed ahead,
+    /// while one is pending.
+    pub(crate) fn conv_states(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        let pending = self.ahead.is_some();
+        self.state
+            .conv_previous()
+            .map(move |(state, previous)| if pending { previous } else { state })
+    }
+}

@@ -32,6 +32,13 @@ pub enum LayerState {
     },
 }
 
+/// One conv layer's buffers (`LayerState::Conv`).
+pub struct ConvBuffers<'a> {
+    pub state: &'a wgpu::Buffer,
+    pub snapshots: &'a wgpu::Buffer,
+    pub previous: &'a wgpu::Buffer,
+}
+
 /// Scratch of the sparse MoE feed-forward, shared by all MoE layers.
 pub struct MoeState {
     pub router_logits: wgpu::Buffer, // (batch, experts)
@@ -247,8 +254,10 @@ impl State {
             &self.rope_table,
             &self.pages,
         ];
-        buffers.extend(self.conv_layers().flat_map(|(state, snaps)| [state, snaps]));
-        buffers.extend(self.conv_previous().map(|(_, previous)| previous));
+        buffers.extend(
+            self.conv_layers()
+                .flat_map(|c| [c.state, c.snapshots, c.previous]),
+        );
         if let Some(m) = &self.moe {
             buffers.extend([
                 &m.router_logits,
@@ -267,25 +276,18 @@ impl State {
         bytes(conv_state_len(c))
     }
 
-    pub fn conv_layers(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
+    /// Each conv layer's buffers, in layer order.
+    pub fn conv_layers(&self) -> impl Iterator<Item = ConvBuffers<'_>> {
         self.layers.iter().filter_map(|l| match l {
             LayerState::Conv {
                 conv_state,
                 snapshots,
-                ..
-            } => Some((conv_state, snapshots)),
-            LayerState::Attention { .. } => None,
-        })
-    }
-
-    /// Each conv layer's state and the state before the last single token fed.
-    pub fn conv_previous(&self) -> impl Iterator<Item = (&wgpu::Buffer, &wgpu::Buffer)> {
-        self.layers.iter().filter_map(|l| match l {
-            LayerState::Conv {
-                conv_state,
                 previous,
-                ..
-            } => Some((conv_state, previous)),
+            } => Some(ConvBuffers {
+                state: conv_state,
+                snapshots,
+                previous,
+            }),
             LayerState::Attention { .. } => None,
         })
     }

@@ -91,8 +91,8 @@ impl Session {
         let gpu = &self.model.gpu;
         let size = self.state.conv_state_bytes(&self.model.config);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        for (conv_state, previous) in self.state.conv_previous() {
-            encoder.copy_buffer_to_buffer(previous, 0, conv_state, 0, size);
+        for conv in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(conv.previous, 0, conv.state, 0, size);
         }
         gpu.queue.submit([encoder.finish()]);
         self.pages.truncate(self.position());
@@ -104,7 +104,7 @@ impl Session {
     pub(crate) fn conv_states(&self) -> impl Iterator<Item = &wgpu::Buffer> {
         let pending = self.ahead.is_some();
         self.state
-            .conv_previous()
-            .map(move |(state, previous)| if pending { previous } else { state })
+            .conv_layers()
+            .map(move |conv| if pending { conv.previous } else { conv.state })
     }
 }

@@ -190,8 +190,8 @@ impl Session {
         for conv_state in self.conv_states() {
             out.extend(gpu.read::<u8>(conv_state, 0, size)?);
         }
-        for (_, snapshots) in state.conv_layers() {
-            out.extend(gpu.read::<u8>(snapshots, 0, slots * size)?);
+        for conv in state.conv_layers() {
+            out.extend(gpu.read::<u8>(conv.snapshots, 0, slots * size)?);
         }
         out.extend_from_slice(&checksum(&out).to_le_bytes());
         Ok(out)
@@ -352,11 +352,11 @@ impl Session {
                 }
             }
         }
-        for (conv_state, _) in state.conv_layers() {
-            writes.push((conv_state, 0, r.take(size)?));
+        for conv in state.conv_layers() {
+            writes.push((conv.state, 0, r.take(size)?));
         }
-        for (_, snapshots) in state.conv_layers() {
-            writes.push((snapshots, 0, r.take((pos / interval + 1) * size)?));
+        for conv in state.conv_layers() {
+            writes.push((conv.snapshots, 0, r.take((pos / interval + 1) * size)?));
         }
         for (buffer, offset, data) in writes.into_iter().filter(|(_, _, d)| !d.is_empty()) {
             gpu.queue.write_buffer(buffer, offset, data);

@@ -137,8 +137,8 @@ impl Session {
         let gpu = &self.model.gpu;
         let size = self.state.conv_state_bytes(&self.model.config);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        for (conv_state, snapshots) in self.state.conv_layers() {
-            encoder.copy_buffer_to_buffer(snapshots, slot as u64 * size, conv_state, 0, size);
+        for conv in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(conv.snapshots, slot as u64 * size, conv.state, 0, size);
         }
         gpu.queue.submit([encoder.finish()]);
         Ok(start)
@@ -197,9 +197,10 @@ impl Session {
             other.pages.share_blocks_of(&self.pages)?;
         }
         let conv = self.conv_states().zip(self.state.conv_layers());
-        for ((state, (_, snaps)), (state2, snaps2)) in conv.zip(other.state.conv_layers()) {
-            encoder.copy_buffer_to_buffer(state, 0, state2, 0, state.size());
-            encoder.copy_buffer_to_buffer(snaps, 0, snaps2, 0, snaps.size());
+        for ((state, from), to) in conv.zip(other.state.conv_layers()) {
+            encoder.copy_buffer_to_buffer(state, 0, to.state, 0, state.size());
+            let snapshots = from.snapshots;
+            encoder.copy_buffer_to_buffer(snapshots, 0, to.snapshots, 0, snapshots.size());
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.check()?;
@@ -275,8 +276,8 @@ impl Session {
         // The conv state is that of the last token, wherever it now sits: it becomes
         // the state a rewind to the new floor restores.
         let size = self.state.conv_state_bytes(&self.model.config);
-        for (conv_state, snapshots) in self.state.conv_layers() {
-            encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, 0, size);
+        for conv in self.state.conv_layers() {
+            encoder.copy_buffer_to_buffer(conv.state, 0, conv.snapshots, 0, size);
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.check()?;

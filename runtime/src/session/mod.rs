@@ -212,9 +212,9 @@ impl Session {
         self.ahead = None;
         let gpu = &self.model.gpu;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        for (conv_state, snapshots) in self.state.conv_layers() {
-            encoder.clear_buffer(conv_state, 0, None);
-            encoder.clear_buffer(snapshots, 0, None);
+        for conv in self.state.conv_layers() {
+            encoder.clear_buffer(conv.state, 0, None);
+            encoder.clear_buffer(conv.snapshots, 0, None);
         }
         gpu.queue.submit([encoder.finish()]);
         self.tokens.clear();
@@ -372,8 +372,8 @@ impl Session {
         if end % interval == 0 {
             let size = self.state.conv_state_bytes(&self.model.config);
             let slot = (end / interval) as u64;
-            for (conv_state, snapshots) in self.state.conv_layers() {
-                encoder.copy_buffer_to_buffer(conv_state, 0, snapshots, slot * size, size);
+            for conv in self.state.conv_layers() {
+                encoder.copy_buffer_to_buffer(conv.state, 0, conv.snapshots, slot * size, size);
             }
         }
         let (source, bytes) = match readback {

@@ -10,24 +10,24 @@ use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, Prefill, Step};
 /// shaders/linear_params.wgsl: shared by matvec, matmul and matmul_rows.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Pod, Zeroable)]
-struct Params {
-    k: u32,
-    n: u32,
-    x_last: u32,
-    out_col: u32,
-    accumulate: u32,
-    has_bias: u32,
-    experts: u32,
-    top_k: u32,
-    expert_stride: u32,
-    row_offset: u32,
-    x_per_slot: u32,
-    out_stride: u32,
-    expert_first: u32,
-    expert_count: u32,
-    gated: u32,
-    combine: u32,
-    norm_eps: f32,
+pub(super) struct Params {
+    pub(super) k: u32,
+    pub(super) n: u32,
+    pub(super) x_last: u32,
+    pub(super) out_col: u32,
+    pub(super) accumulate: u32,
+    pub(super) has_bias: u32,
+    pub(super) experts: u32,
+    pub(super) top_k: u32,
+    pub(super) expert_stride: u32,
+    pub(super) row_offset: u32,
+    pub(super) x_per_slot: u32,
+    pub(super) out_stride: u32,
+    pub(super) expert_first: u32,
+    pub(super) expert_count: u32,
+    pub(super) gated: u32,
+    pub(super) combine: u32,
+    pub(super) norm_eps: f32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -102,50 +102,6 @@ impl InputNorm<'_> {
     }
 }
 
-/// One matrix of every expert, `rows` × k each, inside a stacked (experts, …, k)
-/// tensor, starting at row `row_offset` of each expert (the up half of `gate_up_proj`).
-pub struct ExpertMatrix {
-    pub tensor: GpuTensor,
-    pub rows: usize,
-    pub row_offset: usize,
-}
-
-/// Each routed slot (t · top_k + s) multiplied by the matrix of the expert it chose.
-pub struct ExpertLinear<'a> {
-    pub weight: &'a ExpertMatrix,
-    /// (n_tokens, k), or (n_tokens · top_k, k) with `x_per_slot`.
-    pub x: &'a wgpu::Buffer,
-    pub x_per_slot: bool,
-    /// (n_tokens · top_k, rows).
-    pub out: &'a wgpu::Buffer,
-    /// What a single token's launch makes of its slots (a batch's always writes `out`).
-    pub single: ExpertOutput<'a>,
-    /// The RMSNorm that made `x` (not `x_per_slot`), which a single token applies itself.
-    pub norm: Option<InputNorm<'a>>,
-    pub top_k: usize,
-    /// moe.wgsl's `routes` (decode reads the experts there) and `slots` (prefill's lists).
-    pub routes: &'a wgpu::Buffer,
-    pub slots: &'a wgpu::Buffer,
-}
-
-/// Where a single token's expert matvec puts its slots' rows: the rest of the MoE
-/// feed-forward fused into it, so that a token takes no SwiGLU or combine launch.
-#[derive(Clone, Copy)]
-pub enum ExpertOutput<'a> {
-    /// Each slot's rows into `out`.
-    Slots,
-    /// silu(gate) · rows into `out`: the up projection, `gate` (top_k, rows) the gate
-    /// projection's output.
-    Gated { gate: &'a wgpu::Buffer },
-    /// The slots' rows weighted by their routes and summed, added into `residual`
-    /// (1, rows): the down projection and the combine.
-    Combine { residual: &'a wgpu::Buffer },
-    /// silu(rows) · (the rows `rows` further on) into `up`: the gate projection of a
-    /// stack holding each expert's gate rows and then its up rows computes the up
-    /// projection and SwiGLU in the same launch (a batch's writes the gate rows to `out`).
-    Paired { up: &'a wgpu::Buffer },
-}
-
 /// SwiGLU's gate and up projections joined in one (2 · ff, k) matrix, the gate's rows
 /// first: a single token's matvec writes silu(gate · x) · (up · x) into `up`, one
 /// launch reading each weight once; a batch's matmuls write the gate's rows into `gate`
@@ -158,10 +114,10 @@ pub struct GateUp<'a> {
     pub norm: Option<InputNorm<'a>>,
 }
 
-const TILE_N: usize = 64;
+pub(super) const TILE_N: usize = 64;
 const TILE_T: u32 = 32;
 
-fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
+pub(super) fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     if weight.dtype != DType::F32 && k % 2 != 0 {
         return Err(Error::Gpu(format!(
             "{}: 16-bit weights need an even input width, found {k}",
@@ -172,7 +128,7 @@ fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
 }
 
 /// A matmul(_rows).wgsl launch over `buffers` (x, weight, bias, routing, out).
-fn launch(
+pub(super) fn launch(
     gpu: &Gpu,
     kernel: Kernel,
     weight: &GpuTensor,
@@ -192,7 +148,7 @@ fn launch(
 /// normalized by `norm` where there is one (x is then the norm's residual rows), its
 /// rows `paired` where they are SwiGLU's gate and up rows of one matrix.
 #[allow(clippy::too_many_arguments)]
-fn matvec<'a>(
+pub(super) fn matvec<'a>(
     gpu: &Gpu,
     weight: &GpuTensor,
     bias: Option<&GpuTensor>,
@@ -239,7 +195,7 @@ fn matvec<'a>(
     Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, &params, grid)
 }
 
-fn matmul_grid(tiles_across: usize) -> Grid {
+pub(super) fn matmul_grid(tiles_across: usize) -> Grid {
     Grid::Tiles {
         across: tiles_across as u32,
         tokens_per_tile: TILE_T,
@@ -410,102 +366,4 @@ pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<
         Step::BySize { one, many: gate },
         Step::Batch(up),
     ]))
-}
-
-/// The expert matmuls of a MoE layer: for one token, `top_k` matvecs reading only the
-/// chosen experts, in one launch with `single`'s epilogue; for a batch, a tiled matmul
-/// per expert over the slots that chose it. A stack larger than one binding is
-/// launched once per part of whole experts.
-pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer) -> Result<Step> {
-    let w = op.weight;
-    let [n_experts, stacked_rows, k] = w.tensor.shape[..] else {
-        return Err(Error::Gpu(format!(
-            "{} is not a stack of matrices",
-            w.tensor.name
-        )));
-    };
-    check_width(&w.tensor, k)?;
-    if matches!(op.single, ExpertOutput::Paired { .. }) && w.row_offset + 2 * w.rows > stacked_rows
-    {
-        return Err(Error::Gpu(format!(
-            "{}: no up rows after the gate's to pair them with",
-            w.tensor.name
-        )));
-    }
-    if op.norm.is_some() && op.x_per_slot {
-        return Err(Error::Gpu(format!(
-            "{}: a slot's own input is not normalized",
-            w.tensor.name
-        )));
-    }
-    let steps = row_parts(gpu, &w.tensor)?
-        .into_iter()
-        .map(|part| {
-            let params = Params {
-                k: k as u32,
-                n: w.rows as u32,
-                experts: n_experts as u32,
-                top_k: op.top_k as u32,
-                expert_stride: (stacked_rows * k) as u32,
-                row_offset: w.row_offset as u32,
-                x_per_slot: op.x_per_slot as u32,
-                out_stride: w.rows as u32,
-                expert_first: part.first_row as u32,
-                expert_count: part.rows as u32,
-                ..Params::default()
-            };
-            let buffers =
-                |gate: &'a wgpu::Buffer, routing: &'a wgpu::Buffer, out: &'a wgpu::Buffer| {
-                    [
-                        op.x.as_entire_buffer_binding(),
-                        part.binding(&w.tensor),
-                        gate.as_entire_buffer_binding(),
-                        routing.as_entire_buffer_binding(),
-                        out.as_entire_buffer_binding(),
-                    ]
-                };
-            let (gate, out, single) = match op.single {
-                ExpertOutput::Slots => (none, op.out, params),
-                ExpertOutput::Gated { gate } => (gate, op.out, Params { gated: 1, ..params }),
-                ExpertOutput::Paired { up } => (none, up, params),
-                ExpertOutput::Combine { residual } => {
-                    let combine = Params {
-                        combine: 1,
-                        accumulate: 1,
-                        ..params
-                    };
-                    (none, residual, combine)
-                }
-            };
-            let paired = matches!(op.single, ExpertOutput::Paired { .. });
-            // With combine, the rows of one matvec: each sums the slots itself.
-            let summed = matches!(op.single, ExpertOutput::Combine { .. });
-            let slot_rows = gpu
-                .tuning
-                .matvec_workgroups(w.rows, if summed { 1 } else { op.top_k });
-            let one = matvec(
-                gpu,
-                &w.tensor,
-                None,
-                op.norm,
-                paired,
-                buffers(gate, op.routes, out),
-                &single,
-                none,
-                Grid::Fixed(slot_rows),
-            )?;
-            let tiles = matmul_grid(part.rows * w.rows.div_ceil(TILE_N));
-            let many = launch(
-                gpu,
-                Kernel::Matmul,
-                &w.tensor,
-                None,
-                buffers(none, op.slots, op.out),
-                &params,
-                tiles,
-            )?;
-            Ok(Step::BySize { one, many })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Step::from_parts(steps))
 }

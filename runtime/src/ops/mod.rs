@@ -5,6 +5,7 @@ mod argmax;
 mod attention;
 mod copy;
 mod embedding;
+mod experts;
 mod kv;
 pub mod layout;
 mod linear;
@@ -19,11 +20,9 @@ pub use argmax::argmax;
 pub use attention::attention;
 pub use copy::copy;
 pub use embedding::embedding;
+pub use experts::{expert_linear, ExpertLinear, ExpertMatrix, ExpertOutput};
 pub use kv::{check_cache_dtype, kv_shift, KvShift};
-pub use linear::{
-    expert_linear, gate_up, linear, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, InputNorm,
-    Linear, LinearOutput,
-};
+pub use linear::{gate_up, linear, GateUp, InputNorm, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table, Rope};

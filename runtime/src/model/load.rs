@@ -29,8 +29,17 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        self.upload(name, &self.view(name, shape)?)
+    }
+
+    /// The checkpoint's tensor `name`, its shape checked, not uploaded yet.
+    fn view(&self, name: &str, shape: &[usize]) -> Result<TensorView<'_>> {
         let view = self.source.get(name)?;
         view.expect_shape(shape)?;
+        Ok(view)
+    }
+
+    fn upload(&self, name: &str, view: &TensorView) -> Result<GpuTensor> {
         GpuTensor::upload(self.gpu, name, view.dtype, &view.shape, &[&view.bytes])
     }
 
@@ -45,6 +54,15 @@ impl Loader<'_> {
         let shape = [&[rows], &first.shape[1..]].concat();
         let parts: Vec<&[u8]> = views.iter().map(|v| v.bytes.as_ref()).collect();
         GpuTensor::upload(self.gpu, name, first.dtype, &shape, &parts)
+    }
+
+    /// [`Loader::join`] where the views share a dtype and together fit one binding (a
+    /// projection then takes all their rows in one launch); None where they do not.
+    fn join_in_one_binding(&self, name: &str, views: &[TensorView]) -> Result<Option<GpuTensor>> {
+        let bytes: usize = views.iter().map(|v| v.bytes.len()).sum();
+        let fits = views.iter().all(|v| v.dtype == views[0].dtype)
+            && bytes as u64 <= self.gpu.limits.max_storage_buffer_binding_size;
+        fits.then(|| self.join(name, views)).transpose()
     }
 }
 
@@ -82,26 +100,20 @@ impl Loader<'_> {
         let views = |what: &str, cols: &[usize]| {
             projections
                 .iter()
-                .map(|&(module, rows)| {
-                    let view = self.source.get(&name(module, what))?;
-                    view.expect_shape(&[&[rows], cols].concat())?;
-                    Ok(view)
-                })
+                .map(|&(module, rows)| self.view(&name(module, what), &[&[rows], cols].concat()))
                 .collect::<Result<Vec<_>>>()
         };
         let joined = format!("{p}.self_attn.q_proj+k_proj+v_proj");
         let weights = views("weight", &[h])?;
-        let bytes: usize = weights.iter().map(|v| v.bytes.len()).sum();
-        let qkv = if weights.iter().all(|v| v.dtype == weights[0].dtype)
-            && bytes as u64 <= self.gpu.limits.max_storage_buffer_binding_size
-        {
-            QkvWeights::Joined(self.join(&joined, &weights)?)
-        } else {
-            let apart = |i: usize| self.join(&name(projections[i].0, "weight"), &weights[i..=i]);
-            QkvWeights::Apart {
-                q_proj: apart(0)?,
-                k_proj: apart(1)?,
-                v_proj: apart(2)?,
+        let qkv = match self.join_in_one_binding(&joined, &weights)? {
+            Some(qkv) => QkvWeights::Joined(qkv),
+            None => {
+                let apart = |i: usize| self.upload(&name(projections[i].0, "weight"), &weights[i]);
+                QkvWeights::Apart {
+                    q_proj: apart(0)?,
+                    k_proj: apart(1)?,
+                    v_proj: apart(2)?,
+                }
             }
         };
         // One bias tensor either way: each projection adds its columns' part of it.
@@ -137,37 +149,22 @@ impl Loader<'_> {
         let moe = match &c.moe {
             Some(moe) if c.is_moe_layer(layer) => moe,
             _ => {
-                let view = |which: &str, shape: &[usize]| {
-                    let view = self
-                        .source
-                        .get(&format!("{p}.feed_forward.{which}.weight"))?;
-                    view.expect_shape(shape)?;
-                    Ok(view)
-                };
-                let (w1, w3) = (view("w1", &[ff, h])?, view("w3", &[ff, h])?);
-                let joined_bytes = 2 * w1.dtype.bytes_for(ff * h) as u64;
-                let gate_up = if w1.dtype == w3.dtype
-                    && joined_bytes <= self.gpu.limits.max_storage_buffer_binding_size
-                {
-                    GateUpWeights::Joined(GpuTensor::upload(
-                        self.gpu,
-                        &format!("{p}.feed_forward.w1+w3"),
-                        w1.dtype,
-                        &[2 * ff, h],
-                        &[&w1.bytes, &w3.bytes],
-                    )?)
-                } else {
-                    let upload = |v: &TensorView| {
-                        GpuTensor::upload(self.gpu, v.name, v.dtype, &v.shape, &[&v.bytes])
-                    };
-                    GateUpWeights::Apart {
-                        w1: upload(&w1)?,
-                        w3: upload(&w3)?,
-                    }
+                let name = |which: &str| format!("{p}.feed_forward.{which}.weight");
+                let views = [
+                    self.view(&name("w1"), &[ff, h])?,
+                    self.view(&name("w3"), &[ff, h])?,
+                ];
+                let joined = format!("{p}.feed_forward.w1+w3");
+                let gate_up = match self.join_in_one_binding(&joined, &views)? {
+                    Some(gate_up) => GateUpWeights::Joined(gate_up),
+                    None => GateUpWeights::Apart {
+                        w1: self.upload(&name("w1"), &views[0])?,
+                        w3: self.upload(&name("w3"), &views[1])?,
+                    },
                 };
                 return Ok(FeedForward::Dense {
                     gate_up,
-                    w2: self.tensor(&format!("{p}.feed_forward.w2.weight"), &[h, ff])?,
+                    w2: self.tensor(&name("w2"), &[h, ff])?,
                 });
             }
         };
@@ -231,8 +228,7 @@ impl Loader<'_> {
         let e = moe.n_experts;
         let stacked = format!("{p}.feed_forward.experts.{which}");
         if self.source.contains(&stacked) {
-            let view = self.source.get(&stacked)?;
-            view.expect_shape(&[e, shape[0], shape[1]])?;
+            let view = self.view(&stacked, &[e, shape[0], shape[1]])?;
             return Ok(ExpertViews {
                 dtype: view.dtype,
                 shape,
@@ -249,11 +245,10 @@ impl Loader<'_> {
         }
         let views = (0..e)
             .map(|k| {
-                let view = self
-                    .source
-                    .get(&format!("{p}.feed_forward.experts.{k}.{which}.weight"))?;
-                view.expect_shape(&shape)?;
-                Ok(view)
+                self.view(
+                    &format!("{p}.feed_forward.experts.{k}.{which}.weight"),
+                    &shape,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let dtype = views[0].dtype;

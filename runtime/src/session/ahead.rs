@@ -13,8 +13,8 @@
 //! (shortconv.wgsl's `previous`). So a token stream dropped after any token leaves the
 //! session as it would be had the stream fed nothing ahead.
 
-use super::{Batch, Readback, Session};
-use crate::error::{Error, Result};
+use super::{only_pick, Batch, Readback, Session};
+use crate::error::Result;
 
 impl Session {
     /// As [`Session::step_greedy`]: feeds `token` and returns the most likely next
@@ -56,10 +56,7 @@ impl Session {
             None
         };
         let gpu = self.model.gpu.clone();
-        let picked: Vec<u32> = gpu.map_and_read(&self.staging, 4)?;
-        let picked = *picked
-            .first()
-            .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))?;
+        let picked = only_pick(gpu.map_and_read(&self.staging, 4)?)?;
         self.tokens.push(token);
         if let Some(next) = next {
             gpu.queue.submit([next.commands]);

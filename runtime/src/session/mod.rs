@@ -239,11 +239,7 @@ impl Session {
     /// first maximum of its logits, NaNs as −∞), picked on the GPU so that one id and
     /// not the row comes back. As [`Session::step`] then `sampler::argmax`.
     pub fn step_greedy(&mut self, token: u32) -> Result<u32> {
-        let picked: Vec<u32> = self.feed_with(&[token], &|| false, Readback::Argmax)?;
-        picked
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))
+        only_pick(self.feed_with(&[token], &|| false, Readback::Argmax)?)
     }
 
     /// [`Session::feed_until`], reading back what `readback` says after each batch: the
@@ -450,6 +446,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The one id a greedy step's readback holds.
+fn only_pick(picked: Vec<u32>) -> Result<u32> {
+    picked
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))
 }
 
 /// What a batch reads back: the logits, or the argmax of its last row.

@@ -42,12 +42,16 @@ fn weight_value(word: u32, i: u32) -> f32 {
     return float_value(WEIGHT_DTYPE, word, i);
 }
 
-// Both elements of a 16-bit word, even element first.
-fn weight_pair(word: u32) -> vec2<f32> {
-    if WEIGHT_DTYPE == DTYPE_F16 {
+// Both elements of a word of a 16-bit `dtype` (F16 or BF16), even element first.
+fn float_pair(dtype: u32, word: u32) -> vec2<f32> {
+    if dtype == DTYPE_F16 {
         return f16_pair(word);
     }
     return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
+}
+
+fn weight_pair(word: u32) -> vec2<f32> {
+    return float_pair(WEIGHT_DTYPE, word);
 }
 
 // Per-forward values, written once before each batch (StepUniform on the Rust side).

@@ -73,11 +73,7 @@ fn norm4(i: u32) -> vec4<f32> {
     }
     let words = norm[i >> 3u];
     let pair = select(words.xy, words.zw, (i & 4u) != 0u);
-    if NORM_DTYPE == DTYPE_F16 {
-        return vec4<f32>(f16_pair(pair.x), f16_pair(pair.y));
-    }
-    return bitcast<vec4<f32>>(vec4<u32>(pair.x << 16u, pair.x & 0xffff0000u,
-                                        pair.y << 16u, pair.y & 0xffff0000u));
+    return vec4<f32>(float_pair(NORM_DTYPE, pair.x), float_pair(NORM_DTYPE, pair.y));
 }
 
 // This thread's share of Σ x² over x's normalized row.

@@ -19,7 +19,7 @@
 use crate::constraint::{Allowed, Constraint, Guide};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::{Sampler, SamplerConfig, TopLogits};
 use crate::session::Session;
 use crate::stop::StopStrings;
 use crate::tokenizer::TextStream;
@@ -154,6 +154,9 @@ pub struct TokenStream<'s> {
     /// The next token, where a greedy step picked it on the GPU (`logits` are then
     /// stale).
     picked: Option<u32>,
+    /// The next token's candidates, where a sampled step picked them on the GPU
+    /// (`logits` are then stale).
+    top: Option<TopLogits>,
     max_tokens: usize,
     eos: Vec<u32>,
     sampler: Sampler,
@@ -197,6 +200,7 @@ impl<'s> TokenStream<'s> {
             session,
             logits,
             picked: None,
+            top: None,
             max_tokens: options.max_tokens,
             eos,
             sampler,
@@ -306,11 +310,18 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            // A plain argmax with nothing to mask runs on the GPU: one id comes back, and
-            // the step that feeds it is already under way when it does.
-            let stepped = match self.guide.is_none() && self.sampler.config().is_greedy() {
-                true => (self.session.step_greedy_ahead(id)).map(|next| self.picked = Some(next)),
-                false => (self.session.step(id)).map(|logits| self.logits = logits),
+            // With nothing to mask, the GPU picks: a plain argmax brings back one id, and
+            // the step that feeds it is already under way when it does; a sampled chain
+            // brings back the candidates it can decide from.
+            let config = self.sampler.config();
+            let stepped = match self.guide.is_none() {
+                true if config.is_greedy() => {
+                    (self.session.step_greedy_ahead(id)).map(|next| self.picked = Some(next))
+                }
+                true if config.samples_from_top() => (self.session)
+                    .step_top(id, config.temperature)
+                    .map(|top| self.top = Some(top)),
+                _ => (self.session.step(id)).map(|logits| self.logits = logits),
             };
             match stepped {
                 // A pool shared with other sessions has no block left: the token
@@ -330,12 +341,19 @@ impl<'s> TokenStream<'s> {
                 return Ok(None);
             }
         }
-        let id = match self.picked.take() {
-            Some(id) => {
+        let id = match (self.picked.take(), self.top.take()) {
+            (Some(id), _) => {
                 self.sampler.accept(&[id]);
                 id
             }
-            None => self.sampler.sample(&self.logits),
+            (None, Some(top)) => match self.sampler.sample_top(&top) {
+                Some(id) => id,
+                None => {
+                    self.logits = self.session.last_logits()?;
+                    self.sampler.sample(&self.logits)
+                }
+            },
+            (None, None) => self.sampler.sample(&self.logits),
         };
         if self.eos.contains(&id) {
             self.stop = Some(StopReason::EndOfSequence);

@@ -20,6 +20,10 @@
 //! llama.cpp's default chain differs in one place: it applies the temperature after
 //! top-k/top-p/min-p, so its top-p and min-p see the untempered distribution.
 
+use std::collections::HashMap;
+
+use crate::ops::TOP_RANK;
+
 /// Sampling settings; the defaults are greedy with no penalties.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
@@ -96,6 +100,29 @@ impl SamplerConfig {
         self.temperature <= 0.0 && !self.has_penalties()
     }
 
+    /// Whether a decode step brings back the GPU's candidates ([`TopLogits`]) instead of
+    /// the row: a sampled chain [`Sampler::sample_top`] can decide from them, unless the
+    /// draw falls among the tokens they leave out. Penalties change the row's mass, so
+    /// with them top-p and plain temperature need the row.
+    pub fn samples_from_top(&self) -> bool {
+        let top_k_fits = self.top_k < TOP_RANK;
+        let decided_without_mass = self.temperature <= 0.0
+            || self.top_k > 0 && top_k_fits
+            || self.top_p >= 1.0 && self.min_p > 0.0 && top_k_fits;
+        !self.is_greedy()
+            && self.penalties_only_lower()
+            && top_k_fits
+            && (!self.has_penalties() || decided_without_mass)
+    }
+
+    /// Whether the penalties can only lower a logit, so that a token outside the GPU's
+    /// candidates stays outside.
+    fn penalties_only_lower(&self) -> bool {
+        self.repetition_penalty >= 1.0
+            && self.presence_penalty >= 0.0
+            && self.frequency_penalty >= 0.0
+    }
+
     fn has_penalties(&self) -> bool {
         self.repetition_penalty != 1.0
             || self.presence_penalty != 0.0
@@ -148,94 +175,276 @@ impl Sampler {
         id
     }
 
+    /// The next token from a decode step's candidates (`Session::step_top`): the one
+    /// [`Sampler::sample`] would pick from the whole row, or `None` where the candidates
+    /// cannot tell (the draw falls among the tokens they leave out, a penalty could
+    /// raise one of those, a setting reaches past them). The generator is then as it
+    /// was, so that `sample` on the row draws the same number.
+    pub fn sample_top(&mut self, top: &TopLogits) -> Option<u32> {
+        let c = &self.config;
+        if !c.penalties_only_lower() {
+            return None;
+        }
+        let seen = c.has_penalties().then(|| counts(self.window()));
+        let ranked = Ranked::top(top, seen.as_ref(), c);
+        let id = match c.temperature <= 0.0 {
+            true => ranked.leading.first()?.0,
+            false => {
+                let mut rng = self.rng.clone();
+                let id = ranked.chain(c, rng.next_f64())?;
+                self.rng = rng;
+                id
+            }
+        };
+        self.accept(&[id]);
+        Some(id)
+    }
+
     fn pick(&mut self, logits: &[f32]) -> u32 {
         let c = &self.config;
         let mut logits = std::borrow::Cow::Borrowed(logits);
         if c.has_penalties() {
-            let window = match c.penalty_window {
-                0 => &self.history[..],
-                n => &self.history[self.history.len().saturating_sub(n)..],
-            };
-            apply_penalties(logits.to_mut(), window, c);
+            apply_penalties(logits.to_mut(), self.window(), c);
         }
         if c.temperature <= 0.0 {
             return argmax(&logits);
         }
-        let candidates = candidates(&logits, c);
-        let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
-        let mut target = self.rng.next_f64() * total;
-        for &(id, p) in &candidates {
-            target -= p;
-            if target < 0.0 {
-                return id;
-            }
+        let u = self.rng.next_f64();
+        // Nothing above −∞: the first token, as argmax.
+        Ranked::row(&logits)
+            .chain(c, u)
+            .unwrap_or_else(|| argmax(&logits))
+    }
+
+    /// The tokens the penalties look at.
+    fn window(&self) -> &[u32] {
+        match self.config.penalty_window {
+            0 => &self.history[..],
+            n => &self.history[self.history.len().saturating_sub(n)..],
         }
-        // Rounding left a sliver of mass: the least likely candidate takes it.
-        candidates
-            .last()
-            .map_or_else(|| argmax(&logits), |&(id, _)| id)
+    }
+}
+
+/// Sampled decoding's candidates, picked on the GPU (`ops::top_logits`) so that a few
+/// hundred logits come back instead of the row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopLogits {
+    /// (id, logit) of every logit above `bound`, in no order.
+    pub candidates: Vec<(u32, f32)>,
+    /// Every other logit is at or below it (−∞: there are no others).
+    pub bound: f32,
+    /// The softmax mass of the whole row at the step's temperature,
+    /// Σ exp((l − max) / T), summed in f32.
+    pub mass: f32,
+}
+
+impl TopLogits {
+    /// Reads the kernel's record: `[count, bound, mass, 0, (id, logit) × count]`,
+    /// floats as their bits; `None` when the count overruns it.
+    pub fn from_record(words: &[u32]) -> Option<TopLogits> {
+        let (head, pairs) = words.split_at_checked(4)?;
+        let pairs = pairs.get(..2 * head[0] as usize)?;
+        Some(TopLogits {
+            candidates: (pairs.chunks_exact(2))
+                .map(|p| (p[0], f32::from_bits(p[1])))
+                .collect(),
+            bound: f32::from_bits(head[1]),
+            mass: f32::from_bits(head[2]),
+        })
     }
 }
 
 /// Repetition (HF), then frequency and presence (OpenAI) penalties, in place.
 fn apply_penalties(logits: &mut [f32], seen: &[u32], c: &SamplerConfig) {
-    let mut counts = std::collections::HashMap::<u32, u32>::new();
+    for (&id, &count) in &counts(seen) {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = penalized(*l, count, c);
+        }
+    }
+}
+
+/// How often each token was seen.
+fn counts(seen: &[u32]) -> HashMap<u32, u32> {
+    let mut counts = HashMap::new();
     for &id in seen {
         *counts.entry(id).or_default() += 1;
     }
-    for (&id, &count) in &counts {
-        let Some(l) = logits.get_mut(id as usize) else {
-            continue;
-        };
-        if *l > 0.0 {
-            *l /= c.repetition_penalty;
-        } else {
-            *l *= c.repetition_penalty;
+    counts
+}
+
+/// A logit after the penalties for a token seen `count` times.
+fn penalized(l: f32, count: u32, c: &SamplerConfig) -> f32 {
+    let l = match l > 0.0 {
+        true => l / c.repetition_penalty,
+        false => l * c.repetition_penalty,
+    };
+    l - (count as f32 * c.frequency_penalty + c.presence_penalty)
+}
+
+/// How far an approximate total (the GPU's f32 mass of a row) may be from the sum the
+/// whole row would give, as a share of it: comparisons closer than that are left to
+/// the row. The f32 sum is within about 1e-5 of it.
+const MASS_MARGIN: f64 = 1e-3;
+
+/// The tokens a row can still yield after its penalties, most likely first (among
+/// equal logits the lower id first, as a stable sort of the row), with their logits:
+/// all of them, or the leading ones of a [`TopLogits`].
+struct Ranked {
+    leading: Vec<(u32, f32)>,
+    /// None: `leading` holds every token above −∞.
+    rest: Option<Rest>,
+}
+
+/// The tokens after a ranked row's leading ones.
+#[derive(Clone, Copy)]
+struct Rest {
+    /// Each of them has a logit at or below it.
+    bound: f32,
+    /// The softmax mass of the whole row, approximate; None where penalties changed it.
+    mass: Option<f64>,
+}
+
+/// What the chain's probabilities add up to: over the tokens kept, or, while tokens
+/// outside the leading ones are still in play, the approximate mass of the row.
+#[derive(Clone, Copy)]
+struct Total {
+    value: f64,
+    exact: bool,
+}
+
+impl Total {
+    fn of(kept: &[(u32, f64)], rest: Option<Rest>) -> Option<Total> {
+        match rest {
+            None => Some(Total {
+                value: kept.iter().map(|&(_, p)| p).sum(),
+                exact: true,
+            }),
+            Some(rest) => rest.mass.map(|value| Total {
+                value,
+                exact: false,
+            }),
         }
-        *l -= count as f32 * c.frequency_penalty + c.presence_penalty;
+    }
+
+    /// `a < b`, or `None` where an approximate total leaves it in doubt.
+    fn below(self, a: f64, b: f64) -> Option<bool> {
+        (self.exact || (a - b).abs() > MASS_MARGIN * self.value).then_some(a < b)
+    }
+}
+
+impl Ranked {
+    /// Every token of a row above −∞.
+    fn row(logits: &[f32]) -> Ranked {
+        let mut leading: Vec<(u32, f32)> = (logits.iter().enumerate())
+            .filter(|&(_, &l)| l > f32::NEG_INFINITY)
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        // Stable: among equal logits the lower id comes first.
+        leading.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ranked {
+            leading,
+            rest: None,
+        }
+    }
+
+    /// The candidates of `top` after the penalties of the tokens `seen` (which only
+    /// lower logits): those still above the bound lead, every other token is at or
+    /// below it.
+    fn top(top: &TopLogits, seen: Option<&HashMap<u32, u32>>, c: &SamplerConfig) -> Ranked {
+        let mut leading = top.candidates.clone();
+        if let Some(seen) = seen {
+            for (id, l) in &mut leading {
+                if let Some(&count) = seen.get(id) {
+                    *l = penalized(*l, count, c);
+                }
+            }
+        }
+        leading.retain(|&(_, l)| l.total_cmp(&top.bound).is_gt());
+        leading.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let rest = (top.bound > f32::NEG_INFINITY).then_some(Rest {
+            bound: top.bound,
+            mass: seen.is_none().then_some(top.mass as f64),
+        });
+        Ranked { leading, rest }
+    }
+
+    /// Steps 3–7 of the chain with the uniform draw `u`: `None` when nothing can be
+    /// drawn, or where the tokens after the leading ones could change the pick.
+    fn chain(&self, c: &SamplerConfig, u: f64) -> Option<u32> {
+        let (kept, total) = self.keep(c)?;
+        let mut target = u * total.value;
+        for &(id, p) in &kept {
+            target -= p;
+            if total.below(target, 0.0)? {
+                return Some(id);
+            }
+        }
+        // Rounding left a sliver of mass: the least likely candidate takes it. Against
+        // the row's mass, the draw fell among the tokens left out.
+        kept.last().filter(|_| total.exact).map(|&(id, _)| id)
+    }
+
+    /// The tokens left after temperature, top-k, top-p and min-p, most probable first,
+    /// with their unnormalised probabilities (the top one's is 1), and what the draw's
+    /// probabilities add up to.
+    fn keep(&self, c: &SamplerConfig) -> Option<(Vec<(u32, f64)>, Total)> {
+        let &(_, max) = self.leading.first()?;
+        let mut rest = self.rest;
+        let mut n = self.leading.len();
+        if c.top_k > 0 {
+            if c.top_k <= n {
+                // Ties with the k-th stay, as HF; all of them lead, being above the rest.
+                let kth = self.leading[c.top_k - 1].1;
+                n = self.leading.partition_point(|&(_, l)| l >= kth);
+                rest = None;
+            } else if rest.is_some() {
+                return None;
+            }
+        }
+        let (max, t) = (max as f64, c.temperature as f64);
+        let probability = |l: f32| ((l as f64 - max) / t).exp();
+        let mut kept: Vec<(u32, f64)> = (self.leading[..n].iter())
+            .map(|&(id, l)| (id, probability(l)))
+            .collect();
+        if c.top_p < 1.0 {
+            // Keep a token while the mass of the tokens above it is still below p.
+            let total = Total::of(&kept, rest)?;
+            let threshold = c.top_p as f64 * total.value;
+            let mut above = 0.0;
+            let mut cut = None;
+            for (j, &(_, p)) in kept.iter().enumerate() {
+                if !total.below(above, threshold)? {
+                    cut = Some(j);
+                    break;
+                }
+                above += p;
+            }
+            match (cut, rest) {
+                (Some(j), _) => kept.truncate(j.max(1)),
+                (None, Some(_)) => return None,
+                (None, None) => {}
+            }
+            rest = None;
+        }
+        if c.min_p > 0.0 {
+            if let Some(r) = rest.take() {
+                if probability(r.bound) >= c.min_p as f64 {
+                    return None;
+                }
+            }
+            kept.retain(|&(_, p)| p >= c.min_p as f64);
+        }
+        let total = Total::of(&kept, rest)?;
+        Some((kept, total))
     }
 }
 
 /// The tokens left after temperature, top-k, top-p and min-p, most probable first,
 /// with their (unnormalised) probabilities.
 pub fn candidates(logits: &[f32], c: &SamplerConfig) -> Vec<(u32, f64)> {
-    let mut order: Vec<u32> = (0..logits.len() as u32)
-        .filter(|&i| logits[i as usize] > f32::NEG_INFINITY)
-        .collect();
-    // Stable: among equal logits the lower id comes first.
-    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-    if c.top_k > 0 && c.top_k < order.len() {
-        let kth = logits[order[c.top_k - 1] as usize];
-        order.retain(|&i| logits[i as usize] >= kth);
-    }
-    let Some(&best) = order.first() else {
-        return Vec::new();
-    };
-    let max = logits[best as usize] as f64;
-    let t = c.temperature as f64;
-    let mut kept: Vec<(u32, f64)> = order
-        .into_iter()
-        .map(|i| (i, ((logits[i as usize] as f64 - max) / t).exp()))
-        .collect();
-    let total: f64 = kept.iter().map(|&(_, p)| p).sum();
-    if c.top_p < 1.0 {
-        // Keep a token while the mass of the tokens above it is still below p.
-        let mut above = 0.0;
-        let keep = kept
-            .iter()
-            .take_while(|&&(_, p)| {
-                let keep = above < c.top_p as f64 * total;
-                above += p;
-                keep
-            })
-            .count();
-        kept.truncate(keep.max(1));
-    }
-    if c.min_p > 0.0 {
-        // The top probability is exp(0) = 1 in these unnormalised units.
-        kept.retain(|&(_, p)| p >= c.min_p as f64);
-    }
-    kept
+    Ranked::row(logits)
+        .keep(c)
+        .map_or_else(Vec::new, |(kept, _)| kept)
 }
 
 /// Index of the largest logit; the first one on ties, as torch.argmax.
@@ -250,6 +459,7 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// A small, well-mixed generator; enough for sampling and fully reproducible.
+#[derive(Clone)]
 struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -447,6 +657,199 @@ mod tests {
         assert_eq!(sampler.sample(&[1.0, 1.5, 0.0]), 0);
         // Now id 0 is the window.
         assert_eq!(sampler.sample(&[1.0, 1.5, 0.0]), 1);
+    }
+
+    /// A row's candidates as `pick.wgsl`'s `top` finds them: every logit above the row's
+    /// `TOP_RANK`-th largest (in `total_cmp`'s order; NaN and −∞ never), that bound, and
+    /// the mass summed in f32.
+    fn top_of(row: &[f32], temperature: f32) -> TopLogits {
+        let finite = || row.iter().copied().filter(|&l| l > f32::NEG_INFINITY);
+        let mut values: Vec<f32> = finite().collect();
+        values.sort_by(|a, b| b.total_cmp(a));
+        let bound = match row.len() < TOP_RANK {
+            true => f32::NEG_INFINITY,
+            false => values
+                .get(TOP_RANK - 1)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY),
+        };
+        let max = values.first().copied().unwrap_or(f32::NEG_INFINITY);
+        TopLogits {
+            candidates: (row.iter().enumerate())
+                .filter(|&(_, &l)| l > f32::NEG_INFINITY && l.total_cmp(&bound).is_gt())
+                .map(|(i, &l)| (i as u32, l))
+                .collect(),
+            bound,
+            mass: finite().map(|l| ((l - max) / temperature).exp()).sum(),
+        }
+    }
+
+    /// The history the penalties look at: every 7th id.
+    const SEEN: std::ops::Range<u32> = 0..3000;
+
+    /// Rows of 3000 logits: peaked (a model's usual row), flat (a random model's), one
+    /// with a tie across the 256th place and a masked tail, one shorter than
+    /// `TOP_RANK`, and one led by the tokens seen.
+    fn rows() -> Vec<(&'static str, Vec<f32>)> {
+        let mut state = 5u64;
+        let mut normal = move || {
+            let mut uniform = || {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (a, b) = (uniform(), uniform());
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        };
+        let peaked: Vec<f32> = (0..3000)
+            .map(|i| 3.0 * normal() + if i % 97 == 0 { 9.0 } else { 0.0 })
+            .collect();
+        let flat: Vec<f32> = (0..3000).map(|_| 0.3 * normal()).collect();
+        let mut tied: Vec<f32> = (0..3000).map(|i| -(i as f32) / 100.0).collect();
+        tied[200..320].fill(-2.0);
+        tied[2000..].fill(f32::NEG_INFINITY);
+        let short: Vec<f32> = (0..100).map(|_| 2.0 * normal()).collect();
+        // The tokens the history holds lead: penalties take every candidate below the
+        // bound.
+        let seen = (0..3000)
+            .map(|i| normal() + if i % 7 == 0 { 6.0 } else { 0.0 })
+            .collect();
+        vec![
+            ("seen", seen),
+            ("peaked", peaked),
+            ("flat", flat),
+            ("tied", tied),
+            ("short", short),
+        ]
+    }
+
+    /// Every setting of the chain, alone and together, penalties included.
+    fn configs() -> Vec<SamplerConfig> {
+        let at = |temperature| SamplerConfig {
+            temperature,
+            seed: 11,
+            ..Default::default()
+        };
+        vec![
+            at(1.0),
+            at(0.7),
+            SamplerConfig {
+                top_k: 40,
+                ..at(1.2)
+            },
+            SamplerConfig {
+                top_k: 255,
+                ..at(1.0)
+            },
+            SamplerConfig {
+                top_p: 0.9,
+                ..at(0.8)
+            },
+            SamplerConfig {
+                min_p: 0.05,
+                ..at(1.0)
+            },
+            SamplerConfig {
+                top_k: 50,
+                top_p: 0.95,
+                min_p: 0.02,
+                ..at(1.0)
+            },
+            SamplerConfig {
+                top_k: 20,
+                repetition_penalty: 1.3,
+                ..at(0.9)
+            },
+            SamplerConfig {
+                min_p: 0.1,
+                presence_penalty: 0.5,
+                frequency_penalty: 0.3,
+                ..at(1.0)
+            },
+            SamplerConfig {
+                repetition_penalty: 1.5,
+                penalty_window: 64,
+                ..at(0.0)
+            },
+            SamplerConfig {
+                presence_penalty: 20.0,
+                ..at(0.0)
+            },
+        ]
+    }
+
+    /// Picking from the GPU's candidates draws what picking from the row draws, the
+    /// generator in step, for every row and setting (where the candidates cannot tell,
+    /// the row decides). They decide every draw a setting confines to them (top-k below
+    /// the rank, min-p of a peaked row, greedy with penalties), and fall back where the
+    /// draw may reach past them.
+    #[test]
+    fn top_candidates_pick_what_the_row_picks() {
+        for (name, row) in rows() {
+            for config in configs()
+                .into_iter()
+                .filter(SamplerConfig::samples_from_top)
+            {
+                let mut from_row = Sampler::with_config(config.clone());
+                let mut from_top = Sampler::with_config(config.clone());
+                let seen: Vec<u32> = SEEN.step_by(7).collect();
+                from_row.accept(&seen);
+                from_top.accept(&seen);
+                let t = if config.temperature > 0.0 {
+                    config.temperature
+                } else {
+                    1.0
+                };
+                let top = top_of(&row, t);
+                let mut decided = 0;
+                for draw in 0..300 {
+                    let want = from_row.sample(&row);
+                    let got = match from_top.sample_top(&top) {
+                        Some(id) => {
+                            decided += 1;
+                            id
+                        }
+                        None => from_top.sample(&row),
+                    };
+                    assert_eq!(got, want, "{name} row, draw {draw}, {config:?}");
+                }
+                // The seen row's candidates all fall below its bound; greedy with a
+                // presence penalty of 20 runs through them; the tied row has 200.
+                let confined = name != "seen"
+                    && ((config.temperature <= 0.0 && config.presence_penalty == 0.0)
+                        || (config.top_k > 0 && !(name == "tied" && config.top_k > 200))
+                        || (name == "peaked" && config.min_p >= 0.05)
+                        || name == "short");
+                if confined {
+                    assert_eq!(decided, 300, "{name} row, {config:?}");
+                }
+                if name == "flat" && config == configs()[0] {
+                    assert!(decided < 300, "a flat row's draws fall past the candidates");
+                }
+                if name == "seen" && config.presence_penalty > 10.0 {
+                    assert_eq!(decided, 0, "every candidate is penalised below the bound");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn top_record_reads_back() {
+        let words = [
+            2,
+            (-1.5f32).to_bits(),
+            3.5f32.to_bits(),
+            0,
+            7,
+            2.0f32.to_bits(),
+            9,
+            1.0f32.to_bits(),
+        ];
+        let top = TopLogits::from_record(&words).unwrap();
+        assert_eq!(top.candidates, [(7, 2.0), (9, 1.0)]);
+        assert_eq!((top.bound, top.mass), (-1.5, 3.5));
+        assert!(TopLogits::from_record(&words[..6]).is_none());
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use lfm_edge::{sampler::argmax, Model, Session, SessionOptions};
+use lfm_edge::{
+    generate, sampler::argmax, Flow, GenerateOptions, Model, Sampler, SamplerConfig, Session,
+    SessionOptions,
+};
 use serde::Deserialize;
 
 /// The GGUF file the commands run without --model.
@@ -86,4 +89,71 @@ fn generate_defaults_to_the_demo_model() {
         stdout.lines().last(),
         Some(join(&r.greedy_ids[..8]).as_str())
     );
+}
+
+/// Sampled generation, which picks from the GPU's candidates (`Session::step_top`) and
+/// reads the row only where they cannot decide, draws the tokens that sampling each
+/// row read back draws: for every setting of the chain, penalties included.
+#[test]
+fn sampled_generation_draws_what_the_rows_draw() {
+    let r = read_reference(&demos()[1].1);
+    let model = Arc::new(Model::load(Path::new(BUNDLED_MODEL), common::gpu()).unwrap());
+    let at = |temperature, seed| SamplerConfig {
+        temperature,
+        seed,
+        ..SamplerConfig::default()
+    };
+    let configs = [
+        at(1.0, 1),
+        SamplerConfig {
+            top_k: 40,
+            ..at(1.2, 2)
+        },
+        SamplerConfig {
+            top_p: 0.9,
+            ..at(0.8, 3)
+        },
+        SamplerConfig {
+            min_p: 0.05,
+            ..at(1.0, 4)
+        },
+        SamplerConfig {
+            top_k: 20,
+            repetition_penalty: 1.3,
+            ..at(0.9, 5)
+        },
+        SamplerConfig {
+            min_p: 0.1,
+            presence_penalty: 0.5,
+            frequency_penalty: 0.3,
+            ..at(1.0, 6)
+        },
+        SamplerConfig {
+            repetition_penalty: 1.2,
+            ..at(0.0, 7)
+        },
+    ];
+    for config in configs {
+        let options = GenerateOptions {
+            max_tokens: 48,
+            sampler: config.clone(),
+            ignore_eos: true,
+            ..GenerateOptions::default()
+        };
+        let mut session = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+        let logits = session.feed(&r.prompt_ids).unwrap();
+        let streamed = generate(&mut session, logits, &options, |_| Flow::Continue).unwrap();
+
+        let mut session = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+        let mut sampler = Sampler::with_config(config.clone());
+        sampler.accept(&r.prompt_ids);
+        let mut logits = session.feed(&r.prompt_ids).unwrap();
+        let mut drawn = Vec::new();
+        while drawn.len() < options.max_tokens {
+            let id = sampler.sample(&logits);
+            drawn.push(id);
+            logits = session.step(id).unwrap();
+        }
+        assert_eq!(streamed.tokens, drawn, "{config:?}");
+    }
 }

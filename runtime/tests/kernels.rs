@@ -18,6 +18,7 @@ use lfm_edge::config::{Architecture, AttentionTemperature, Rope, Yarn};
 use lfm_edge::dtype::DType;
 use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions};
 use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
+use lfm_edge::sampler::TopLogits;
 use lfm_edge::ModelConfig;
 
 // ---------------------------------------------------------------------------------
@@ -1060,6 +1061,86 @@ fn argmax_picks_the_first_maximum() {
             run(Batch::new(1, 0), max_per_dim, &[&step]);
             let got: Vec<u32> = gpu().read(&tokens, 0, 4).unwrap();
             assert_eq!(got[0], want, "argmax of {} values", row.len());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Sampled decoding's candidates
+// ---------------------------------------------------------------------------------
+
+/// The GPU's candidates are the logits above the row's `TOP_RANK`-th largest (in
+/// `f32::total_cmp`'s order, NaN and −∞ never among them), with that bound and the
+/// row's softmax mass: over rows shorter and longer than the rank and the workgroup, a
+/// vocabulary's 65 536, ties across the rank, negative rows with −0 and +0, a row with
+/// fewer numbers than the rank, and −∞ rows; NaNs count as −∞.
+#[test]
+fn top_logits_are_the_logits_above_the_bound() {
+    let mut rng = Rng(23);
+    let mut cases: Vec<Vec<f32>> = [1, 3, 255, 256, 257, 1000, 65536]
+        .map(|n| rng.vec(n, 8.0))
+        .into_iter()
+        .collect();
+    let mut tied = rng.vec(2000, 1.0);
+    tied[100..400].fill(0.75);
+    cases.push(tied);
+    let mut signed: Vec<f32> = rng.vec(600, 3.0).iter().map(|v| -v.abs()).collect();
+    (signed[5], signed[6], signed[7]) = (-0.0, 0.0, -0.0);
+    cases.push(signed);
+    let mut sparse = vec![f32::NEG_INFINITY; 5000];
+    for i in (0..5000).step_by(50) {
+        sparse[i] = rng.uniform(4.0);
+    }
+    cases.push(sparse);
+    cases.push(vec![f32::NEG_INFINITY; 300]);
+    let temperature = 0.7;
+    for values in &cases {
+        let mut with_nan = values.clone();
+        with_nan.push(f32::NAN);
+        for row in [values, &with_nan] {
+            let logits = buffer("logits", row);
+            let record = buffer("record", &vec![0.0; ops::TOP_RECORD_BYTES as usize / 4]);
+            let step = ops::top_logits(gpu(), &logits, row.len(), &record).unwrap();
+            step.write_params(&gpu().queue, &ops::top_params(row.len(), temperature));
+            let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
+            run(Batch::new(1, 0), max_per_dim, &[&step]);
+            let words: Vec<u32> = gpu().read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
+            let got = TopLogits::from_record(&words).unwrap();
+
+            let mut numbers: Vec<f32> = row
+                .iter()
+                .copied()
+                .filter(|&l| l > f32::NEG_INFINITY)
+                .collect();
+            numbers.sort_by(|a, b| b.total_cmp(a));
+            let bound = match row.len() < ops::TOP_RANK {
+                true => f32::NEG_INFINITY,
+                false => numbers
+                    .get(ops::TOP_RANK - 1)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY),
+            };
+            let mut want: Vec<(u32, u32)> = (row.iter().enumerate())
+                .filter(|&(_, &l)| l > f32::NEG_INFINITY && l.total_cmp(&bound).is_gt())
+                .map(|(i, &l)| (i as u32, l.to_bits()))
+                .collect();
+            let mut candidates: Vec<(u32, u32)> = (got.candidates.iter())
+                .map(|&(i, l)| (i, l.to_bits()))
+                .collect();
+            candidates.sort();
+            want.sort();
+            let n = row.len();
+            assert_eq!(candidates, want, "candidates of {n} values");
+            assert_eq!(got.bound.to_bits(), bound.to_bits(), "bound of {n} values");
+            let max = numbers.first().map_or(0.0, |&m| m as f64);
+            let mass: f64 = (numbers.iter())
+                .map(|&l| ((l as f64 - max) / temperature as f64).exp())
+                .sum();
+            assert!(
+                (got.mass as f64 - mass).abs() <= 1e-5 * mass.max(1.0),
+                "mass of {n} values: {} against {mass}",
+                got.mass
+            );
         }
     }
 }

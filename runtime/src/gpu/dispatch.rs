@@ -53,6 +53,8 @@ pub struct Dispatch {
     key: KernelKey,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
+    /// The params uniform, for kernels whose params change between launches.
+    params: wgpu::Buffer,
     grid: Grid,
 }
 
@@ -103,7 +105,7 @@ impl Dispatch {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&label),
                 contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -123,6 +125,7 @@ impl Dispatch {
         Ok(Dispatch {
             pipeline: gpu.pipeline(key)?,
             bind_group,
+            params,
             grid,
             label,
             key,
@@ -141,6 +144,12 @@ impl Dispatch {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// Replaces the params uniform (the same type as at creation) for the launches
+    /// submitted after this write.
+    pub fn write_params<P: Pod>(&self, queue: &wgpu::Queue, params: &P) {
+        queue.write_buffer(&self.params, 0, bytemuck::bytes_of(params));
     }
 
     pub fn label(&self) -> &str {

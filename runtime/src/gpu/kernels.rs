@@ -54,10 +54,11 @@ pub enum Kernel {
     KvShift,
     Copy,
     Argmax,
+    TopLogits,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -75,6 +76,7 @@ impl Kernel {
         Kernel::KvShift,
         Kernel::Copy,
         Kernel::Argmax,
+        Kernel::TopLogits,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -96,7 +98,7 @@ impl Kernel {
             }
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
             Kernel::Copy => include_str!("../../../shaders/copy.wgsl"),
-            Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Kernel::Argmax | Kernel::TopLogits => include_str!("../../../shaders/pick.wgsl"),
         }
     }
 
@@ -143,6 +145,8 @@ impl Kernel {
             Kernel::MoeRoute => "route",
             Kernel::MoeCombine => "combine",
             Kernel::MoeRouteToken => "token",
+            Kernel::Argmax => "argmax",
+            Kernel::TopLogits => "top",
             _ => "main",
         }
     }
@@ -180,8 +184,8 @@ impl Kernel {
             Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
             // src, dst, params
             Kernel::Copy => &[Read, ReadWrite, Uniform],
-            // logits, tokens, params
-            Kernel::Argmax => &[Read, ReadWrite, Uniform],
+            // logits, the batch's ids (argmax) or the candidates' record (top), params
+            Kernel::Argmax | Kernel::TopLogits => &[Read, ReadWrite, Uniform],
         }
     }
 }

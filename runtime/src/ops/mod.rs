@@ -1,7 +1,6 @@
 //! One constructor per kernel family: shape guards, the kernel's `#[repr(C)]` params
 //! (mirroring its WGSL `Params`), and the recorded dispatch.
 
-mod argmax;
 mod attention;
 mod copy;
 mod embedding;
@@ -10,13 +9,13 @@ mod kv;
 pub mod layout;
 mod linear;
 mod moe;
+mod pick;
 mod rmsnorm;
 mod rope;
 mod shortconv;
 mod split;
 mod swiglu;
 
-pub use argmax::argmax;
 pub use attention::attention;
 pub use copy::copy;
 pub use embedding::embedding;
@@ -24,6 +23,7 @@ pub use experts::{expert_linear, ExpertLinear, ExpertMatrix, ExpertOutput};
 pub use kv::{check_cache_dtype, kv_shift, KvShift};
 pub use linear::{gate_up, linear, GateUp, InputNorm, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
+pub use pick::{argmax, top_logits, top_params, TOP_RANK, TOP_RECORD_BYTES};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_table, Rope};
 pub use shortconv::{shortconv, shortconv_state, shortconv_token, ShortConv};
@@ -103,13 +103,13 @@ fn outer_rows(shape: &[usize]) -> usize {
 /// Every mirrored struct: each kernel family's params and the step uniform.
 #[doc(hidden)]
 pub const MIRRORED: &[Mirror] = &[
-    argmax::MIRROR,
     attention::MIRROR,
     copy::MIRROR,
     embedding::MIRROR,
     kv::SHIFT_MIRROR,
     linear::MIRROR,
     moe::MIRROR,
+    pick::MIRROR,
     rmsnorm::MIRROR,
     rope::MIRROR,
     shortconv::MIRROR,

@@ -27,6 +27,7 @@ use crate::gpu::{Dispatch, StepUniform};
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
 use crate::model::{Graph, Model, TapSource};
 use crate::ops;
+use crate::sampler::TopLogits;
 use crate::state::State;
 use crate::vram::Reservation;
 
@@ -44,6 +45,9 @@ pub struct Session {
     staging: wgpu::Buffer,
     /// The last row's argmax into the first token id, for [`Session::step_greedy`].
     argmax: Dispatch,
+    /// The last row's candidates into `top_record`, for [`Session::step_top`].
+    top: Dispatch,
+    top_record: wgpu::Buffer,
     /// Positions → blocks of the KV pool.
     pages: PageTable,
     /// Whether the pool is this session's alone (its bytes count as the session's).
@@ -114,11 +118,19 @@ impl Session {
         let (step_uniform, step_group) = gpu.step_binding("step", &StepUniform::default())?;
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("logits readback"),
-            size: state.logits.size(),
+            size: state.logits.size().max(ops::TOP_RECORD_BYTES),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let argmax = ops::argmax(gpu, &state.logits, model.config.vocab_size, &state.tokens)?;
+        let vocab = model.config.vocab_size;
+        let argmax = ops::argmax(gpu, &state.logits, vocab, &state.tokens)?;
+        let top_record = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("top logits"),
+            size: ops::TOP_RECORD_BYTES,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let top = ops::top_logits(gpu, &state.logits, vocab, &top_record)?;
         gpu.check()?;
         let options = SessionOptions {
             max_context: shape.max_context,
@@ -134,6 +146,8 @@ impl Session {
             step_group,
             staging,
             argmax,
+            top,
+            top_record,
             pages,
             own_pool,
             options,
@@ -191,7 +205,7 @@ impl Session {
         } else {
             0
         };
-        self.state.allocated_bytes() + self.staging.size() + pool
+        self.state.allocated_bytes() + self.staging.size() + self.top_record.size() + pool
     }
 
     /// The pool holding this session's KV cache.
@@ -242,8 +256,30 @@ impl Session {
         only_pick(self.feed_with(&[token], &|| false, Readback::Argmax)?)
     }
 
+    /// One sampled decode step: feeds `token` and returns the next one's candidates,
+    /// picked on the GPU with the row's softmax mass at `temperature`, so that a few
+    /// hundred logits and not the row come back (`Sampler::sample_top`; where they
+    /// cannot decide, [`Session::last_logits`] reads the row).
+    pub fn step_top(&mut self, token: u32, temperature: f32) -> Result<TopLogits> {
+        let params = ops::top_params(self.model.config.vocab_size, temperature);
+        self.top.write_params(&self.model.gpu.queue, &params);
+        let record: Vec<u32> = self.feed_with(&[token], &|| false, Readback::Top)?;
+        TopLogits::from_record(&record)
+            .ok_or_else(|| Error::Gpu("the top logits' record overruns itself".into()))
+    }
+
+    /// The logits of the token the latest one-token step fed, read again.
+    pub fn last_logits(&mut self) -> Result<Vec<f32>> {
+        let gpu = &self.model.gpu;
+        let bytes = self.model.config.vocab_size as u64 * 4;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.state.logits, 0, &self.staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        gpu.map_and_read(&self.staging, bytes)
+    }
+
     /// [`Session::feed_until`], reading back what `readback` says after each batch: the
-    /// logits (f32) or the last row's argmax (u32).
+    /// logits (f32), the last row's argmax (u32) or its candidates' record (u32).
     fn feed_with<T: bytemuck::Pod>(
         &mut self,
         tokens: &[u32],
@@ -382,16 +418,20 @@ impl Session {
                 let bytes = rows * self.model.config.vocab_size * 4;
                 (&self.state.logits, bytes as u64)
             }
-            Readback::Argmax => {
+            Readback::Argmax | Readback::Top => {
+                let (pick, out, bytes) = match readback {
+                    Readback::Argmax => (&self.argmax, &self.state.tokens, 4),
+                    _ => (&self.top, &self.top_record, ops::TOP_RECORD_BYTES),
+                };
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("argmax"),
+                    label: Some(pick.label()),
                     timestamp_writes: None,
                 });
                 pass.set_bind_group(1, &self.step_group, &[]);
                 let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
-                self.argmax.encode(&mut pass, n, max_per_dim);
+                pick.encode(&mut pass, n, max_per_dim);
                 drop(pass);
-                (&self.state.tokens, 4)
+                (out, bytes)
             }
         };
         encoder.copy_buffer_to_buffer(source, 0, &self.staging, 0, bytes);
@@ -456,11 +496,13 @@ fn only_pick(picked: Vec<u32>) -> Result<u32> {
         .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))
 }
 
-/// What a batch reads back: the logits, or the argmax of its last row.
+/// What a batch reads back: the logits, or the argmax or the candidates of its last
+/// row.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Readback {
     Logits,
     Argmax,
+    Top,
 }
 
 /// A batch to record: `n` tokens from position `pos`, their ids written by the CPU, or

@@ -19,6 +19,13 @@
 //!
 //! llama.cpp's default chain differs in one place: it applies the temperature after
 //! top-k/top-p/min-p, so its top-p and min-p see the untempered distribution.
+//!
+//! Steps 3–7 run on a row's leading tokens, most likely first: the candidates the GPU
+//! picked (`TopLogits`: every logit above the row's 256th largest, that bound and the
+//! row's softmax mass), or the same found on the CPU from a row read back. They decide
+//! the pick unless it may lie among the tokens left out (a draw or a top-p cut past
+//! them, or too close to call against the mass, which the GPU sums in f32); then the
+//! whole row, sorted, decides. Either way the pick is the one the sorted row gives.
 
 use std::collections::HashMap;
 
@@ -210,9 +217,12 @@ impl Sampler {
             return argmax(&logits);
         }
         let u = self.rng.next_f64();
-        // Nothing above −∞: the first token, as argmax.
-        Ranked::row(&logits)
+        // The row's leading tokens, found in linear time, decide almost every draw; a
+        // sort of the whole row decides the rest. Nothing above −∞: the first token, as
+        // argmax.
+        Ranked::top(&TopLogits::of_row(&logits, c.temperature), None, c)
             .chain(c, u)
+            .or_else(|| Ranked::row(&logits).chain(c, u))
             .unwrap_or_else(|| argmax(&logits))
     }
 
@@ -234,8 +244,8 @@ pub struct TopLogits {
     /// Every other logit is at or below it (−∞: there are no others).
     pub bound: f32,
     /// The softmax mass of the whole row at the step's temperature,
-    /// Σ exp((l − max) / T), summed in f32.
-    pub mass: f32,
+    /// Σ exp((l − max) / T) (the GPU sums it in f32).
+    pub mass: f64,
 }
 
 impl TopLogits {
@@ -249,8 +259,37 @@ impl TopLogits {
                 .map(|p| (p[0], f32::from_bits(p[1])))
                 .collect(),
             bound: f32::from_bits(head[1]),
-            mass: f32::from_bits(head[2]),
+            mass: f32::from_bits(head[2]) as f64,
         })
+    }
+
+    /// A row's candidates as the GPU finds them, found on the CPU in linear time (its
+    /// mass at `temperature`, above 0, summed in f64).
+    pub fn of_row(logits: &[f32], temperature: f32) -> TopLogits {
+        let mut numbers: Vec<(u32, f32)> = (logits.iter().enumerate())
+            .filter(|&(_, &l)| l > f32::NEG_INFINITY)
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        let max = numbers
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &(_, l)| m.max(l)) as f64;
+        let t = temperature as f64;
+        let mass = numbers
+            .iter()
+            .map(|&(_, l)| ((l as f64 - max) / t).exp())
+            .sum();
+        let mut bound = f32::NEG_INFINITY;
+        if numbers.len() >= TOP_RANK {
+            numbers.select_nth_unstable_by(TOP_RANK - 1, |a, b| b.1.total_cmp(&a.1));
+            bound = numbers[TOP_RANK - 1].1;
+            numbers.truncate(TOP_RANK - 1);
+            numbers.retain(|&(_, l)| l.total_cmp(&bound).is_gt());
+        }
+        TopLogits {
+            candidates: numbers,
+            bound,
+            mass,
+        }
     }
 }
 
@@ -363,7 +402,7 @@ impl Ranked {
         leading.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest = (top.bound > f32::NEG_INFINITY).then_some(Rest {
             bound: top.bound,
-            mass: seen.is_none().then_some(top.mass as f64),
+            mass: seen.is_none().then_some(top.mass),
         });
         Ranked { leading, rest }
     }
@@ -680,7 +719,9 @@ mod tests {
                 .map(|(i, &l)| (i as u32, l))
                 .collect(),
             bound,
-            mass: finite().map(|l| ((l - max) / temperature).exp()).sum(),
+            mass: finite()
+                .map(|l| ((l - max) / temperature).exp())
+                .sum::<f32>() as f64,
         }
     }
 
@@ -829,6 +870,50 @@ mod tests {
                 }
                 if name == "seen" && config.presence_penalty > 10.0 {
                     assert_eq!(decided, 0, "every candidate is penalised below the bound");
+                }
+            }
+        }
+    }
+
+    /// Picking from a row (its leading tokens found in linear time, a sort where they
+    /// cannot tell) draws what the chain over the sorted row draws, the generator in
+    /// step, for every row and setting.
+    #[test]
+    fn sample_draws_what_the_sorted_row_draws() {
+        let mut all = configs();
+        all.push(SamplerConfig {
+            presence_penalty: -0.5,
+            top_p: 0.8,
+            ..all[0].clone()
+        });
+        for (name, row) in rows() {
+            for config in &all {
+                let mut sampler = Sampler::with_config(config.clone());
+                let mut history: Vec<u32> = SEEN.step_by(7).collect();
+                sampler.accept(&history);
+                let mut rng = SplitMix64(config.seed);
+                for draw in 0..300 {
+                    let mut penalized = row.clone();
+                    if config.has_penalties() {
+                        let window = match config.penalty_window {
+                            0 => &history[..],
+                            n => &history[history.len().saturating_sub(n)..],
+                        };
+                        apply_penalties(&mut penalized, window, config);
+                    }
+                    let want = match config.temperature <= 0.0 {
+                        true => argmax(&penalized),
+                        false => {
+                            let u = rng.next_f64();
+                            Ranked::row(&penalized).chain(config, u).unwrap()
+                        }
+                    };
+                    assert_eq!(
+                        sampler.sample(&row),
+                        want,
+                        "{name} row, draw {draw}, {config:?}"
+                    );
+                    history.push(want);
                 }
             }
         }

@@ -1071,7 +1071,7 @@ fn argmax_picks_the_first_maximum() {
 
 /// The GPU's candidates are the logits above the row's `TOP_RANK`-th largest (in
 /// `f32::total_cmp`'s order, NaN and −∞ never among them), with that bound and the
-/// row's softmax mass: over rows shorter and longer than the rank and the workgroup, a
+/// row's softmax mass, as the CPU finds them (`TopLogits::of_row`): over rows shorter and longer than the rank and the workgroup, a
 /// vocabulary's 65 536, ties across the rank, negative rows with −0 and +0, a row with
 /// fewer numbers than the rank, and −∞ rows; NaNs count as −∞.
 #[test]
@@ -1107,39 +1107,26 @@ fn top_logits_are_the_logits_above_the_bound() {
             let words: Vec<u32> = gpu().read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
             let got = TopLogits::from_record(&words).unwrap();
 
-            let mut numbers: Vec<f32> = row
-                .iter()
-                .copied()
-                .filter(|&l| l > f32::NEG_INFINITY)
-                .collect();
-            numbers.sort_by(|a, b| b.total_cmp(a));
-            let bound = match row.len() < ops::TOP_RANK {
-                true => f32::NEG_INFINITY,
-                false => numbers
-                    .get(ops::TOP_RANK - 1)
-                    .copied()
-                    .unwrap_or(f32::NEG_INFINITY),
+            let want = TopLogits::of_row(row, temperature);
+            let sorted = |top: &TopLogits| {
+                let mut pairs: Vec<(u32, u32)> = (top.candidates.iter())
+                    .map(|&(i, l)| (i, l.to_bits()))
+                    .collect();
+                pairs.sort();
+                pairs
             };
-            let mut want: Vec<(u32, u32)> = (row.iter().enumerate())
-                .filter(|&(_, &l)| l > f32::NEG_INFINITY && l.total_cmp(&bound).is_gt())
-                .map(|(i, &l)| (i as u32, l.to_bits()))
-                .collect();
-            let mut candidates: Vec<(u32, u32)> = (got.candidates.iter())
-                .map(|&(i, l)| (i, l.to_bits()))
-                .collect();
-            candidates.sort();
-            want.sort();
             let n = row.len();
-            assert_eq!(candidates, want, "candidates of {n} values");
-            assert_eq!(got.bound.to_bits(), bound.to_bits(), "bound of {n} values");
-            let max = numbers.first().map_or(0.0, |&m| m as f64);
-            let mass: f64 = (numbers.iter())
-                .map(|&l| ((l as f64 - max) / temperature as f64).exp())
-                .sum();
+            assert_eq!(sorted(&got), sorted(&want), "candidates of {n} values");
+            assert_eq!(
+                got.bound.to_bits(),
+                want.bound.to_bits(),
+                "bound of {n} values"
+            );
             assert!(
-                (got.mass as f64 - mass).abs() <= 1e-5 * mass.max(1.0),
-                "mass of {n} values: {} against {mass}",
-                got.mass
+                (got.mass - want.mass).abs() <= 1e-5 * want.mass.max(1.0),
+                "mass of {n} values: {} against {}",
+                got.mass,
+                want.mass
             );
         }
     }

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::generate::sampled_step;
 use crate::gpu::{Gpu, StepUniform};
 use crate::model::Model;
+use crate::sampler::{Sampler, SamplerConfig};
 use crate::session::{KvDtype, Session, SessionOptions};
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,9 @@ impl Rate {
 pub struct BenchReport {
     pub prefill: Rate,
     pub decode: Rate,
+    /// Decoding with [`SAMPLED`]: each token's candidates picked on the GPU and read
+    /// back, the sampler's chain on the CPU.
+    pub sampled_decode: Rate,
     /// Bytes of weights one decoded token reads (`Model::decode_weight_bytes`).
     pub decode_weight_bytes: u64,
     /// Bytes of GPU memory allocated while the benchmark ran: weights and the session.
@@ -74,6 +79,19 @@ impl BenchReport {
     }
 }
 
+/// The sampling `bench` times beside greedy decoding: a chain its candidates decide.
+pub const SAMPLED: SamplerConfig = SamplerConfig {
+    temperature: 0.8,
+    top_k: 40,
+    top_p: 1.0,
+    min_p: 0.0,
+    repetition_penalty: 1.0,
+    presence_penalty: 0.0,
+    frequency_penalty: 0.0,
+    penalty_window: 0,
+    seed: 1,
+};
+
 /// Token ids spread over the vocabulary, the same every run (llama-bench feeds random
 /// ids too: the speed of a dense model does not depend on which).
 fn prompt(len: usize, vocab: usize) -> Vec<u32> {
@@ -89,7 +107,8 @@ fn prompt(len: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// Feeds the prompt in one pass (up to 512 tokens, llama-bench's micro-batch) from an
-/// empty cache, and generates `gen_tokens` greedily from an empty cache.
+/// empty cache, and generates `gen_tokens` from an empty cache, greedily and then
+/// sampled with [`SAMPLED`].
 pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> {
     if options.prompt_tokens == 0 || options.gen_tokens == 0 || options.repeat == 0 {
         return Err(Error::Input(
@@ -141,18 +160,33 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         session.settle()?;
         Ok(elapsed)
     };
+    let sampled_decode = |session: &mut Session, n: usize| -> Result<Duration> {
+        session.reset();
+        let mut sampler = Sampler::with_config(SAMPLED);
+        let start = Instant::now();
+        let mut next = tokens[0];
+        for _ in 0..n {
+            next = sampled_step(session, &mut sampler, next)?;
+        }
+        Ok(start.elapsed())
+    };
     // Warm-up: first launches pay for driver-side compilation and page faults.
     prefill(&mut session)?;
     decode(&mut session, 2)?;
+    sampled_decode(&mut session, 2)?;
     let prefill_times = (0..options.repeat)
         .map(|_| prefill(&mut session))
         .collect::<Result<Vec<_>>>()?;
     let decode_times = (0..options.repeat)
         .map(|_| decode(&mut session, options.gen_tokens))
         .collect::<Result<Vec<_>>>()?;
+    let sampled_times = (0..options.repeat)
+        .map(|_| sampled_decode(&mut session, options.gen_tokens))
+        .collect::<Result<Vec<_>>>()?;
     Ok(BenchReport {
         prefill: Rate::of(options.prompt_tokens, &prefill_times),
         decode: Rate::of(options.gen_tokens, &decode_times),
+        sampled_decode: Rate::of(options.gen_tokens, &sampled_times),
         decode_weight_bytes: model.decode_weight_bytes(),
         weight_vram_bytes: model.weight_bytes(),
         session_vram_bytes: session.gpu_bytes(),

@@ -19,7 +19,7 @@
 use crate::constraint::{Allowed, Constraint, Guide};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplerConfig, TopLogits};
+use crate::sampler::{Sampler, SamplerConfig};
 use crate::session::Session;
 use crate::stop::StopStrings;
 use crate::tokenizer::TextStream;
@@ -124,6 +124,21 @@ pub fn generate(
     TokenStream::new(session, logits, options).run(on_chunk)
 }
 
+/// One sampled decode step: feeds `token` and picks the next one from the candidates
+/// the GPU picked (`Session::step_top`), reading the row back only where they cannot
+/// decide; the pick joins the history the sampler's penalties look at.
+pub(crate) fn sampled_step(
+    session: &mut Session,
+    sampler: &mut Sampler,
+    token: u32,
+) -> Result<u32> {
+    let top = session.step_top(token, sampler.config().temperature)?;
+    match sampler.sample_top(&top) {
+        Some(id) => Ok(id),
+        None => Ok(sampler.sample(&session.last_logits()?)),
+    }
+}
+
 /// A piece of streamed text, as [`TokenStream`] yields it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
@@ -151,12 +166,9 @@ pub struct Piece {
 pub struct TokenStream<'s> {
     session: &'s mut Session,
     logits: Vec<f32>,
-    /// The next token, where a greedy step picked it on the GPU (`logits` are then
-    /// stale).
+    /// The next token, where the step picked it from what the GPU picked (its argmax,
+    /// or its candidates); `logits` are then stale.
     picked: Option<u32>,
-    /// The next token's candidates, where a sampled step picked them on the GPU
-    /// (`logits` are then stale).
-    top: Option<TopLogits>,
     max_tokens: usize,
     eos: Vec<u32>,
     sampler: Sampler,
@@ -200,7 +212,6 @@ impl<'s> TokenStream<'s> {
             session,
             logits,
             picked: None,
-            top: None,
             max_tokens: options.max_tokens,
             eos,
             sampler,
@@ -315,13 +326,17 @@ impl<'s> TokenStream<'s> {
             // brings back the candidates it can decide from.
             let config = self.sampler.config();
             let stepped = match self.guide.is_none() {
-                true if config.is_greedy() => {
-                    (self.session.step_greedy_ahead(id)).map(|next| self.picked = Some(next))
+                true if config.is_greedy() => (self.session.step_greedy_ahead(id)).map(|next| {
+                    self.sampler.accept(&[next]);
+                    Some(next)
+                }),
+                true if config.samples_from_top() => {
+                    sampled_step(self.session, &mut self.sampler, id).map(Some)
                 }
-                true if config.samples_from_top() => (self.session)
-                    .step_top(id, config.temperature)
-                    .map(|top| self.top = Some(top)),
-                _ => (self.session.step(id)).map(|logits| self.logits = logits),
+                _ => (self.session.step(id)).map(|logits| {
+                    self.logits = logits;
+                    None
+                }),
             };
             match stepped {
                 // A pool shared with other sessions has no block left: the token
@@ -330,7 +345,7 @@ impl<'s> TokenStream<'s> {
                     self.stop = Some(StopReason::ContextFull);
                     return Ok(None);
                 }
-                stepped => stepped?,
+                stepped => self.picked = stepped?,
             }
             self.unfed = None;
         }
@@ -341,19 +356,9 @@ impl<'s> TokenStream<'s> {
                 return Ok(None);
             }
         }
-        let id = match (self.picked.take(), self.top.take()) {
-            (Some(id), _) => {
-                self.sampler.accept(&[id]);
-                id
-            }
-            (None, Some(top)) => match self.sampler.sample_top(&top) {
-                Some(id) => id,
-                None => {
-                    self.logits = self.session.last_logits()?;
-                    self.sampler.sample(&self.logits)
-                }
-            },
-            (None, None) => self.sampler.sample(&self.logits),
+        let id = match self.picked.take() {
+            Some(id) => id,
+            None => self.sampler.sample(&self.logits),
         };
         if self.eos.contains(&id) {
             self.stop = Some(StopReason::EndOfSequence);

@@ -53,6 +53,14 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool)
         options.gen_tokens,
         options.repeat
     )?;
+    let sampled = &bench::SAMPLED;
+    outln!(
+        "sampled decode tok/s: {:.2} ± {:.2} (temperature {}, top-k {}: candidates read back, not the row)",
+        report.sampled_decode.mean,
+        report.sampled_decode.stddev,
+        sampled.temperature,
+        sampled.top_k
+    )?;
     outln!(
         "weight bytes per decoded token: {} ({})",
         report.decode_weight_bytes,

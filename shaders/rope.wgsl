@@ -9,9 +9,16 @@
 // RoPE is the rotate-half form: element i pairs with i + head_dim/2. The cos/sin table
 // is computed once on the CPU in f32, as transformers does, so long positions keep
 // their precision; YaRN's attention factor scales cos and sin here, as transformers
-// scales its cos/sin. One workgroup per (token, head), q's heads first; k head h's
-// also stores v head h. A thread takes elements i, i + 1 (i even) with their partners
+// scales its cos/sin. A thread takes elements i, i + 1 (i even) with their partners
 // i + d/2, i + 1 + d/2 (head_dim a multiple of 4), the pairs an f16 cache packs in a word.
+//
+// main:  a batch's heads, one workgroup per (token, head), q's heads first; k head h's
+//        also stores v head h. attention.wgsl then attends.
+// token: a single token, one workgroup per q head, which rotates its q head and its
+//        kv head's k, attends (attend.wgsl) and writes the head's output to `out`: RoPE
+//        and attention in one launch. The newest key and value come from the workgroup
+//        itself (rounded as the cache holds them), and the first q head of each kv
+//        head's group stores them in the cache for later tokens.
 
 struct Params {
     head_dim: u32,
@@ -26,6 +33,10 @@ struct Params {
     qkv_stride: u32, // elements from one token's row of qkv to the next
     k_col: u32,      // k's first column
     v_col: u32,      // v's first column
+    scale: f32,      // token: 1 / sqrt(head_dim), the attention's
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q_norm: array<u32>;        // (head_dim): q_layernorm
@@ -35,7 +46,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> qkv: array<f32>;     // (n_tokens, qkv_stride): q's heads, k's, v's
 @group(0) @binding(5) var<storage, read_write> k_cache: array<u32>; // (blocks * BLOCK_TOKENS, n_kv_heads * head_dim)
 @group(0) @binding(6) var<storage, read_write> v_cache: array<u32>; // (blocks * BLOCK_TOKENS, n_kv_heads * head_dim)
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;     // token: (n_heads, head_dim)
+@group(0) @binding(8) var<uniform> params: Params;
 
 // The q/k norms' element type (WEIGHT_DTYPE is the cache's).
 override NORM_DTYPE: u32 = DTYPE_F32;
@@ -53,6 +65,30 @@ fn norm_weight(is_q: bool, i: u32) -> f32 {
 fn normed_pair(is_q: bool, base: u32, i: u32, scale: f32) -> vec2<f32> {
     let x = vec2<f32>(qkv[base + i], qkv[base + i + 1u]);
     return x * scale * vec2<f32>(norm_weight(is_q, i), norm_weight(is_q, i + 1u));
+}
+
+// The norm's 1/rms of a head whose Σ x² over d elements is `squares` (1 without one).
+fn norm_scale(is_q: bool, squares: f32, d: u32) -> f32 {
+    let has_norm = select(params.has_k_norm, params.has_q_norm, is_q) != 0u;
+    return select(1.0, inverseSqrt(squares / f32(d) + params.eps), has_norm);
+}
+
+// Pair p of a head at `base` at position `pos`: elements i = 2p, i + 1 and their
+// partners j = i + d/2, j + 1, normalised by `scale`, rotated, and for q multiplied by
+// the attention temperature. Returns (i's pair, j's pair).
+fn rotated_pair(is_q: bool, base: u32, p: u32, scale: f32, pos: u32, d: u32) -> mat2x2<f32> {
+    let half = d / 2u;
+    let i = 2u * p;
+    let j = i + half;
+    let a = normed_pair(is_q, base, i, scale);
+    let b = normed_pair(is_q, base, j, scale);
+    let at = (pos * half + i) * 2u;
+    let c = vec2<f32>(table[at], table[at + 2u]) * params.attention_factor;
+    let s = vec2<f32>(table[at + 1u], table[at + 3u]) * params.attention_factor;
+    // 1 + beta · ln(1 + floor(pos / floor_scale)) for q, after RoPE as in transformers.
+    let beta = select(0.0, params.temperature_beta, is_q);
+    let temperature = 1.0 + beta * log(1.0 + f32(pos / params.temperature_floor));
+    return mat2x2<f32>((a * c - b * s) * temperature, (b * c + a * s) * temperature);
 }
 
 // Cache elements e and e + 1 (e even) of the keys and of the values.
@@ -89,35 +125,90 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         sum += x * x;
     }
     // Uniform control flow: every invocation takes part in the reduction.
-    let total = workgroup_sum(lid, sum);
-    let has_norm = select(params.has_k_norm, params.has_q_norm, is_q) != 0u;
-    let scale = select(1.0, inverseSqrt(total / f32(d) + params.eps), has_norm);
+    let scale = norm_scale(is_q, workgroup_sum(lid, sum), d);
     let pos = step.pos + t;
-    // 1 + beta · ln(1 + floor(pos / floor_scale)) for q, after RoPE as in transformers.
-    let beta = select(0.0, params.temperature_beta, is_q);
-    let temperature = 1.0 + beta * log(1.0 + f32(pos / params.temperature_floor));
     let half = d / 2u;
-    let angle_base = pos * half;
     let v_base = row + params.v_col + head * d;
     // This head's first element in the cache row of `pos`.
     let cached = kv_row(pos) * params.n_kv_heads * d + head * d;
     for (var p = lid; p < half / 2u; p += REDUCE_WG) {
         let i = 2u * p;
         let j = i + half;
-        let a = normed_pair(is_q, base, i, scale);
-        let b = normed_pair(is_q, base, j, scale);
-        let at = (angle_base + i) * 2u;
-        let c = vec2<f32>(table[at], table[at + 2u]) * params.attention_factor;
-        let s = vec2<f32>(table[at + 1u], table[at + 3u]) * params.attention_factor;
-        let ra = (a * c - b * s) * temperature;
-        let rb = (b * c + a * s) * temperature;
-        qkv[base + i] = ra.x;
-        qkv[base + i + 1u] = ra.y;
-        qkv[base + j] = rb.x;
-        qkv[base + j + 1u] = rb.y;
+        let r = rotated_pair(is_q, base, p, scale, pos, d);
+        qkv[base + i] = r[0].x;
+        qkv[base + i + 1u] = r[0].y;
+        qkv[base + j] = r[1].x;
+        qkv[base + j + 1u] = r[1].y;
         if !is_q {
-            store_kv(cached + i, ra, vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]));
-            store_kv(cached + j, rb, vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]));
+            store_kv(cached + i, r[0], vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]));
+            store_kv(cached + j, r[1], vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]));
         }
     }
+}
+
+// A pair as attention reads it back from the cache: f16-rounded in an f16 cache.
+fn as_cached(pair: vec2<f32>) -> vec2<f32> {
+    if WEIGHT_DTYPE == DTYPE_F16 {
+        return weight_pair(kv_words(pair).x);
+    }
+    return pair;
+}
+
+@compute @workgroup_size(ATTEND_WG)
+fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let head = flat_workgroup(wid, nwg);
+    if head >= params.n_heads {
+        return;
+    }
+    let d = min(params.head_dim, arrayLength(&qkv));
+    let group = params.n_heads / params.n_kv_heads;
+    let kv_head = head / group;
+    let q_base = head * d;
+    let k_base = params.k_col + kv_head * d;
+    let v_base = params.v_col + kv_head * d;
+    var q_squares = 0.0;
+    var k_squares = 0.0;
+    for (var i = lid; i < d; i += ATTEND_WG) {
+        let q = qkv[q_base + i];
+        let k = qkv[k_base + i];
+        q_squares += q * q;
+        k_squares += k * k;
+    }
+    let q_scale = norm_scale(true, attend_sum(lid, q_squares), d);
+    let k_scale = norm_scale(false, attend_sum(lid, k_squares), d);
+    let pos = step.pos;
+    let half = d / 2u;
+    let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;
+    let stores = head % group == 0u;
+    for (var p = lid; p < half / 2u; p += ATTEND_WG) {
+        let i = 2u * p;
+        let j = i + half;
+        let q = rotated_pair(true, q_base, p, q_scale, pos, d) * params.scale;
+        let k = rotated_pair(false, k_base, p, k_scale, pos, d);
+        let v_i = vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]);
+        let v_j = vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]);
+        q_row[i] = q[0].x;
+        q_row[i + 1u] = q[0].y;
+        q_row[j] = q[1].x;
+        q_row[j + 1u] = q[1].y;
+        let k_i = as_cached(k[0]);
+        let k_j = as_cached(k[1]);
+        let vc_i = as_cached(v_i);
+        let vc_j = as_cached(v_j);
+        k_fresh[i] = k_i.x;
+        k_fresh[i + 1u] = k_i.y;
+        k_fresh[j] = k_j.x;
+        k_fresh[j + 1u] = k_j.y;
+        v_fresh[i] = vc_i.x;
+        v_fresh[i + 1u] = vc_i.y;
+        v_fresh[j] = vc_j.x;
+        v_fresh[j + 1u] = vc_j.y;
+        if stores {
+            store_kv(cached + i, k[0], v_i);
+            store_kv(cached + j, k[1], v_j);
+        }
+    }
+    workgroupBarrier();
+    attend(lid, pos + 1u, d, kv_head * d, params.n_kv_heads * d, head * d, true);
 }

@@ -450,6 +450,7 @@ fn check_rope(
         let qkv = buffer("qkv", &qkv_rows(c, &q_values, &k_values, &v_values));
         let k_cache = gpu().zeros("k cache", words).unwrap();
         let v_cache = gpu().zeros("v cache", words).unwrap();
+        let out = gpu().zeros("out", 1).unwrap();
         let op = ops::Rope {
             label: "rope",
             q_norm: norms.as_ref().map(|n| &n[0].0),
@@ -460,6 +461,7 @@ fn check_rope(
             k_cache: &k_cache,
             v_cache: &v_cache,
             cache_dtype: cache,
+            out: &out,
         };
         run(batch, limit, &[&ops::rope(gpu(), c, &op, &none).unwrap()]);
         let case = format!(
@@ -618,6 +620,113 @@ fn attention_causal_gqa_over_cache() {
         &mut rng,
     ));
     report("attention", worst);
+}
+
+/// A single token's RoPE and attention in one launch (`ops::rope_attention`) give the
+/// output, and leave the cache, that `ops::rope` then `ops::attention` give: bit for
+/// bit, with and without q/k norms, with an attention temperature, GQA and one kv head
+/// per q head, both cache types, at the first position, across a block boundary and
+/// past the attention's first block of keys.
+#[test]
+fn rope_attention_is_rope_then_attention() {
+    let mut rng = Rng(6);
+    for (d, ministral, norms, heads) in [
+        (64, false, Some(DType::F32), (6, 2)),
+        (32, true, None, (3, 3)),
+        (128, false, Some(DType::BF16), (4, 1)),
+    ] {
+        let mut c = rope_config(d, ministral);
+        (c.n_heads, c.n_kv_heads) = heads;
+        for cache in [DType::F32, DType::F16] {
+            for pos in [0, 15, 16, 70] {
+                check_rope_attention(&c, norms, cache, pos, &mut rng);
+            }
+        }
+    }
+}
+
+fn check_rope_attention(
+    c: &ModelConfig,
+    norm_dtype: Option<DType>,
+    cache: DType,
+    pos: usize,
+    rng: &mut Rng,
+) {
+    let (d, kv) = (c.head_dim, c.kv_dim());
+    let blocks = lfm_edge::kv_pool::blocks_for(pos + 1);
+    let table = ops::rope_table(&Rope::plain(ROPE_THETA as f32), d, pos + 1);
+    let table = gpu()
+        .upload("rope table", bytemuck::cast_slice(&table))
+        .unwrap();
+    let mut norm = |name, dtype| weight(name, dtype, &[d], &rng.vec(d, 1.5)).0;
+    let norms = norm_dtype.map(|dtype| [norm("q_layernorm", dtype), norm("k_layernorm", dtype)]);
+    // Earlier positions' keys and values, and the token's q, k and v.
+    let earlier = [rng.vec(pos * kv, 2.0), rng.vec(pos * kv, 2.0)];
+    let row = qkv_rows(
+        c,
+        &rng.vec(c.q_dim(), 2.0),
+        &rng.vec(kv, 2.0),
+        &rng.vec(kv, 2.0),
+    );
+    let none = no_bias();
+    let batch = Batch::new(1, pos);
+    let limit = gpu().limits.max_compute_workgroups_per_dimension;
+    let mut results = Vec::new();
+    for fused in [false, true] {
+        let caches = earlier.clone().map(|mut values| {
+            values.resize((pos + 1) * kv, 0.0);
+            let (pages, physical) = paged(&values, kv, blocks);
+            (
+                pages,
+                weight("cache", cache, &[physical.len()], &physical).0,
+            )
+        });
+        let [(pages, k_cache), (_, v_cache)] = &caches;
+        let qkv = buffer("qkv", &row);
+        let out = gpu().zeros("out", c.q_dim()).unwrap();
+        let op = ops::Rope {
+            label: "rope",
+            q_norm: norms.as_ref().map(|n| &n[0]),
+            k_norm: norms.as_ref().map(|n| &n[1]),
+            table: &table,
+            qkv: &qkv,
+            pages,
+            k_cache: k_cache.buffer().unwrap(),
+            v_cache: v_cache.buffer().unwrap(),
+            cache_dtype: cache,
+            out: &out,
+        };
+        if fused {
+            run(
+                batch,
+                limit,
+                &[&ops::rope_attention(gpu(), c, &op, &none).unwrap()],
+            );
+        } else {
+            let attend = [&qkv, pages, op.k_cache, op.v_cache, &out];
+            let attention = ops::attention(gpu(), "attention", c, cache, attend).unwrap();
+            run(
+                batch,
+                limit,
+                &[&ops::rope(gpu(), c, &op, &none).unwrap(), &attention],
+            );
+        }
+        let cache_words = |b: &wgpu::Buffer| gpu().read::<u32>(b, 0, b.size()).unwrap();
+        results.push((
+            read(&out, c.q_dim()),
+            cache_words(op.k_cache),
+            cache_words(op.v_cache),
+        ));
+    }
+    let case = format!(
+        "d {d} {}/{} heads {:?} norms {norm_dtype:?} cache {cache} position {pos}",
+        c.n_heads, c.n_kv_heads, c.architecture
+    );
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert!(results[0].0.iter().all(|v| v.is_finite()), "{case}");
+    assert_eq!(bits(&results[1].0), bits(&results[0].0), "{case}: output");
+    assert_eq!(results[1].1, results[0].1, "{case}: keys");
+    assert_eq!(results[1].2, results[0].2, "{case}: values");
 }
 
 /// out[t] = C[t] * (bias + Σ_k w[c, k] · (B·x)[t - (L-1) + k]) over the whole sequence

@@ -96,7 +96,14 @@ fn every_kernel_parses_and_validates() {
 #[test]
 fn every_kernel_loop_visibly_ends() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
-    let steps = ["WG", "REDUCE_WG", "ROW_THREADS", "TILE_K", "stride"];
+    let steps = [
+        "WG",
+        "REDUCE_WG",
+        "ATTEND_WG",
+        "ROW_THREADS",
+        "TILE_K",
+        "stride",
+    ];
     let mut loops = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -24,6 +24,8 @@ const MATVEC_QUANT: &str = include_str!("../../../shaders/matvec_quant.wgsl");
 const LINEAR_PARAMS: &str = include_str!("../../../shaders/linear_params.wgsl");
 /// KV cache packing and paging, for the kernels that use the cache.
 const KV: &str = include_str!("../../../shaders/kv.wgsl");
+/// One token's attention over the cache, for the kernels that attend.
+const ATTEND: &str = include_str!("../../../shaders/attend.wgsl");
 
 /// How a kernel binds one of its `@group(0)` buffers, in binding order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +45,7 @@ pub enum Kernel {
     Matmul,
     MatmulRows,
     Rope,
+    RopeAttention,
     Attention,
     ShortConv,
     ShortConvState,
@@ -58,13 +61,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
         Kernel::Matmul,
         Kernel::MatmulRows,
         Kernel::Rope,
+        Kernel::RopeAttention,
         Kernel::Attention,
         Kernel::ShortConv,
         Kernel::ShortConvState,
@@ -87,7 +91,7 @@ impl Kernel {
             Kernel::Matvec => include_str!("../../../shaders/matvec.wgsl"),
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
-            Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
+            Kernel::Rope | Kernel::RopeAttention => include_str!("../../../shaders/rope.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
                 include_str!("../../../shaders/shortconv.wgsl")
@@ -122,10 +126,10 @@ impl Kernel {
             _ if self.reads_quantized() => QUANT.to_string(),
             _ => String::new(),
         };
-        let kv = if matches!(self, Kernel::Rope | Kernel::Attention | Kernel::KvShift) {
-            KV
-        } else {
-            ""
+        let kv = match self {
+            Kernel::Rope | Kernel::RopeAttention | Kernel::Attention => format!("{KV}\n{ATTEND}"),
+            Kernel::KvShift => KV.to_string(),
+            _ => String::new(),
         };
         let params = if matches!(self, Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows) {
             LINEAR_PARAMS
@@ -145,6 +149,7 @@ impl Kernel {
             Kernel::MoeRoute => "route",
             Kernel::MoeCombine => "combine",
             Kernel::MoeRouteToken => "token",
+            Kernel::RopeAttention => "token",
             Kernel::Argmax => "argmax",
             Kernel::TopLogits => "top",
             _ => "main",
@@ -163,9 +168,9 @@ impl Kernel {
             // x, weight, bias, routing (MoE), out, params
             Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // q norm, k norm, table, page table, qkv (q and k in place), k cache, v cache,
-            // params
-            Kernel::Rope => &[
-                Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform,
+            // attention's out (a single token's), params
+            Kernel::Rope | Kernel::RopeAttention => &[
+                Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Uniform,
             ],
             // qkv, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],

@@ -365,10 +365,15 @@ impl Model {
                     k_cache,
                     v_cache,
                     cache_dtype: cache,
+                    out: &s.mixed,
                 };
-                steps.push(Step::Always(ops::rope(gpu, c, &rope, none)?));
+                // A token's RoPE and attention are one launch; a batch's two.
+                steps.push(Step::Batch(ops::rope(gpu, c, &rope, none)?));
                 let attend = [&s.qkv, &s.pages, k_cache, v_cache, &s.mixed];
-                steps.push(Step::Always(ops::attention(gpu, &label, c, cache, attend)?));
+                steps.push(Step::BySize {
+                    one: ops::rope_attention(gpu, c, &rope, none)?,
+                    many: ops::attention(gpu, &label, c, cache, attend)?,
+                });
                 steps.push(self.linear(
                     &w.out_proj,
                     w.out_bias.as_ref(),

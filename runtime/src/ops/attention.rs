@@ -23,6 +23,11 @@ pub(super) const MIRROR: Mirror = mirror!(
     [head_dim, n_heads, n_kv_heads, scale, qkv_stride]
 );
 
+/// The scores' scale, 1 / sqrt(head_dim).
+pub(super) fn scale(config: &ModelConfig) -> f32 {
+    1.0 / (config.head_dim as f32).sqrt()
+}
+
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
 /// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page
 /// table gives; q is the first columns of the (n_tokens, qkv_dim) q, k and v rows.
@@ -43,7 +48,7 @@ pub fn attention(
             head_dim: config.head_dim as u32,
             n_heads: config.n_heads as u32,
             n_kv_heads: config.n_kv_heads as u32,
-            scale: 1.0 / (config.head_dim as f32).sqrt(),
+            scale: scale(config),
             qkv_stride: config.qkv_dim() as u32,
             _pad: [0; 3],
         },

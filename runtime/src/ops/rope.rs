@@ -23,6 +23,8 @@ struct Params {
     qkv_stride: u32,
     k_col: u32,
     v_col: u32,
+    scale: f32,
+    _pad: [u32; 3],
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -40,7 +42,8 @@ pub(super) const MIRROR: Mirror = mirror!(
         temperature_floor,
         qkv_stride,
         k_col,
-        v_col
+        v_col,
+        scale
     ]
 );
 
@@ -62,6 +65,8 @@ pub struct Rope<'a> {
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
     pub cache_dtype: DType,
+    /// (n_heads, head_dim): a single token's attention output ([`rope_attention`]).
+    pub out: &'a wgpu::Buffer,
 }
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
@@ -73,6 +78,38 @@ pub fn rope<'a>(
     c: &ModelConfig,
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
+) -> Result<Dispatch> {
+    let grid = Grid::PerToken((c.n_heads + c.n_kv_heads) as u32);
+    launch(gpu, Kernel::Rope, c, op, none, grid)
+}
+
+/// [`rope`] then [`super::attention`] for a single token, in one launch: each q head's
+/// workgroup rotates its head and its kv head's key, attends over the cache with that
+/// key and value as the newest, and writes the head's output to `op.out`; one
+/// workgroup per kv head stores them in the cache.
+pub fn rope_attention<'a>(
+    gpu: &Gpu,
+    c: &ModelConfig,
+    op: &Rope<'a>,
+    none: &'a wgpu::Buffer,
+) -> Result<Dispatch> {
+    launch(
+        gpu,
+        Kernel::RopeAttention,
+        c,
+        op,
+        none,
+        Grid::Fixed(c.n_heads as u32),
+    )
+}
+
+fn launch<'a>(
+    gpu: &Gpu,
+    kernel: Kernel,
+    c: &ModelConfig,
+    op: &Rope<'a>,
+    none: &'a wgpu::Buffer,
+    grid: Grid,
 ) -> Result<Dispatch> {
     check_cache_dtype(c, op.cache_dtype)?;
     let dtypes = [op.q_norm, op.k_norm].map(|n| n.map(|n| n.dtype));
@@ -90,7 +127,7 @@ pub fn rope<'a>(
     let (q_dim, kv_dim) = (c.q_dim() as u32, c.kv_dim() as u32);
     let key = KernelKey {
         norm: Some(norm),
-        ..KernelKey::new(Kernel::Rope, op.cache_dtype)
+        ..KernelKey::new(kernel, op.cache_dtype)
     };
     Dispatch::new(
         gpu,
@@ -104,6 +141,7 @@ pub fn rope<'a>(
             op.qkv,
             op.k_cache,
             op.v_cache,
+            op.out,
         ],
         &Params {
             head_dim: c.head_dim as u32,
@@ -119,8 +157,10 @@ pub fn rope<'a>(
             qkv_stride: c.qkv_dim() as u32,
             k_col: q_dim,
             v_col: q_dim + kv_dim,
+            scale: super::attention::scale(c),
+            _pad: [0; 3],
         },
-        Grid::PerToken((c.n_heads + c.n_kv_heads) as u32),
+        grid,
     )
 }
 

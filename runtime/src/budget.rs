@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::config::{LayerKind, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_pool::{blocks_for, KvPool};
+use crate::ops;
 use crate::session::options::SessionOptions;
 use crate::state::{State, StateShape};
 use crate::units::format_size;
@@ -77,8 +78,11 @@ pub(crate) fn session_scratch_bytes(
     context: usize,
 ) -> u64 {
     let shape = shape_at(c, options, context);
-    let readback = if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4;
-    State::planned_bytes(c, &shape) + readback as u64
+    let logits = (if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4) as u64;
+    // The readback buffer holds the logits or the top logits' record; the record has
+    // a buffer of its own too (`Session::step_top`).
+    let readback = logits.max(ops::TOP_RECORD_BYTES) + ops::TOP_RECORD_BYTES;
+    State::planned_bytes(c, &shape) + readback
 }
 
 /// Bytes one session with a KV pool of its own allocates at a context of `context`.

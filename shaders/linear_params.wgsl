@@ -19,4 +19,5 @@ struct Params {
     gated: u32,          // 1: out = silu(gate) * y, the gate bound at the bias binding (matvec)
     combine: u32,        // 1: each row sums the token's slots, by route weight, into out (matvec)
     norm_eps: f32,       // the RMSNorm's epsilon, where matvec normalizes x itself
+    conv_len: u32,       // the short conv's kernel length L (matvec's `conv`)
 }

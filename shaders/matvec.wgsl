@@ -22,6 +22,12 @@
 // RMSNorm before it itself, so that a token's norm takes no launch: x is multiplied by
 // the norm weight as it is loaded, the row's threads add up x² beside the dot product,
 // and the 1/rms factor scales the sum.
+// Short conv (the `conv` entry): LFM2's in_proj and its gated short conv for one token
+// in one launch. The matrix holds B's rows, then C's, then x's (n each, as in_proj
+// writes them); channel r's three dot products meet in one thread, which computes
+// C · conv(B · x) over this layer's conv state as shortconv.wgsl's `token` does, keeps
+// the state it found in `conv_previous` and moves the state on. The conv weight
+// (n, L) is bound where a bias would be, its dtype BIAS_DTYPE; there is no bias.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k), 16-byte padded
 @group(0) @binding(1) var<storage, read> weight: array<vec4<u32>>; // (n, k)
@@ -30,6 +36,8 @@
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // (rows, n)
 @group(0) @binding(5) var<storage, read> norm: array<vec4<u32>>; // (k) RMSNorm weight, or unused
 @group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read_write> conv_state: array<f32>;    // conv: (L-1, n), oldest first
+@group(0) @binding(8) var<storage, read_write> conv_previous: array<f32>; // conv: the state found
 
 override WG: u32 = 256u;
 override ROW_THREADS: u32 = 16u;
@@ -45,7 +53,8 @@ alias Rows = array<f32, MAX_ROWS>;
 alias RowIndex = array<u32, MAX_ROWS>;
 
 var<workgroup> partial: array<f32, 256>;
-var<workgroup> partial_up: array<f32, 256>; // the up rows' sums, when paired
+var<workgroup> partial_up: array<f32, 256>; // the up rows' sums when paired, C's in conv
+var<workgroup> partial_x: array<f32, 256>; // conv: x's rows' sums
 var<workgroup> partial_squares: array<f32, 256>; // Σ x² of a normalized input
 var<private> normed_row_start: u32; // where x's normalized row starts
 
@@ -145,29 +154,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         held = held || holds;
     }
-    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        partial[lid * ROWS_PER_THREAD + j] = sums[j];
-        if PAIRED == 1u {
-            partial_up[lid * ROWS_PER_THREAD + j] = up_sums[j];
-        }
-    }
-    workgroupBarrier();
-    // A tree: each round the lower half of a row's threads adds the upper half's sums.
-    for (var half = ROW_THREADS / 2u; half > 0u; half >>= 1u) {
-        if lane < half {
-            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-                let r = lid * ROWS_PER_THREAD + j;
-                partial[r] += partial[r + half * ROWS_PER_THREAD];
-                if PAIRED == 1u {
-                    partial_up[r] += partial_up[r + half * ROWS_PER_THREAD];
-                }
-            }
-            if NORM_DTYPE != NO_NORM {
-                partial_squares[lid] += partial_squares[lid + half];
-            }
-        }
-        workgroupBarrier();
-    }
+    var no_sums: Rows;
+    add_partials(lid, lane, sums, up_sums, no_sums, select(1u, 2u, PAIRED == 1u));
     if !live || !held || lane != 0u {
         return;
     }
@@ -176,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var y = partial[lid * ROWS_PER_THREAD + j];
         var up = partial_up[lid * ROWS_PER_THREAD + j];
         if NORM_DTYPE != NO_NORM {
-            let scale = inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+            let scale = input_scale(lid);
             y *= scale;
             up *= scale;
         }
@@ -197,6 +185,100 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             out[o] += y;
         } else {
             out[o] = y;
+        }
+    }
+}
+
+// Each row's sums over its ROW_THREADS threads, for the first `sets` row sets (`sums`
+// into partial, `up_sums` into partial_up, `x_sums` into partial_x), and x²'s where
+// the input is normalized: a tree, each round the lower half of a row's threads adding
+// the upper half's.
+fn add_partials(lid: u32, lane: u32, sums: Rows, up_sums: Rows, x_sums: Rows, sets: u32) {
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+        let r = lid * ROWS_PER_THREAD + j;
+        partial[r] = sums[j];
+        if sets > 1u {
+            partial_up[r] = up_sums[j];
+        }
+        if sets > 2u {
+            partial_x[r] = x_sums[j];
+        }
+    }
+    workgroupBarrier();
+    for (var half = ROW_THREADS / 2u; half > 0u; half >>= 1u) {
+        if lane < half {
+            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+                let r = lid * ROWS_PER_THREAD + j;
+                let other = r + half * ROWS_PER_THREAD;
+                partial[r] += partial[other];
+                if sets > 1u {
+                    partial_up[r] += partial_up[other];
+                }
+                if sets > 2u {
+                    partial_x[r] += partial_x[other];
+                }
+            }
+            if NORM_DTYPE != NO_NORM {
+                partial_squares[lid] += partial_squares[lid + half];
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// The RMSNorm's 1/rms of a normalized input, once add_partials has summed x².
+fn input_scale(lid: u32) -> f32 {
+    return inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+}
+
+@compute @workgroup_size(WG)
+fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let group = flat_workgroup(wid, nwg) * (WG / ROW_THREADS) + lid / ROW_THREADS;
+    let lane = lid % ROW_THREADS;
+    let h = params.n;
+    let first = group * ROWS_PER_THREAD;
+    if NORM_DTYPE != NO_NORM {
+        normed_row_start = 0u; // one token
+        partial_squares[lid] = squares(lane);
+    }
+    var b_rows: RowIndex;
+    var c_rows: RowIndex;
+    var x_rows: RowIndex;
+    for (var j = 0u; j < ROWS_PER_THREAD; j++) {
+        b_rows[j] = min(first + j, h - 1u);
+        c_rows[j] = b_rows[j] + h;
+        x_rows[j] = b_rows[j] + 2u * h;
+    }
+    let b_sums = dots(b_rows, 0u, lane, params.k);
+    let c_sums = dots(c_rows, 0u, lane, params.k);
+    let x_sums = dots(x_rows, 0u, lane, params.k);
+    add_partials(lid, lane, b_sums, c_sums, x_sums, 3u);
+    if lane != 0u {
+        return;
+    }
+    var scale = 1.0;
+    if NORM_DTYPE != NO_NORM {
+        scale = input_scale(lid);
+    }
+    let l = params.conv_len;
+    for (var j = 0u; j < ROWS_PER_THREAD && first + j < h; j++) {
+        let c = first + j;
+        let r = lid * ROWS_PER_THREAD + j;
+        let bx = (partial[r] * scale) * (partial_x[r] * scale);
+        // Σ_k w[c, k] · Bx[t - (L-1) + k]: the state's L-1 values, then this token's.
+        var y = 0.0;
+        for (var k = 0u; k < l; k++) {
+            let e = c * l + k;
+            let w = float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, e)], e);
+            y += w * select(conv_state[k * h + c], bx, k == l - 1u);
+        }
+        out[c] = (partial_up[r] * scale) * y;
+        for (var k = 0u; k < l - 1u; k++) {
+            conv_previous[k * h + c] = conv_state[k * h + c];
+        }
+        for (var k = 0u; k < l - 1u; k++) {
+            conv_state[k * h + c] = select(conv_state[(k + 1u) * h + c], bx, k + 2u == l);
         }
     }
 }

@@ -470,9 +470,13 @@ fn bench_profile_times_each_kernel_family() {
     assert_eq!(dispatches("Matvec feed_forward.w1+w3"), Some(2), "{out}");
     assert_eq!(dispatches("RmsNorm"), None, "{out}");
     // Each of the two attention layers takes one launch for its q, k and v projections,
-    // and one for RoPE with the KV store.
-    assert_eq!(dispatches("Attention"), Some(2), "{out}");
-    assert_eq!(dispatches("Rope"), Some(2), "{out}");
+    // and one for RoPE, the KV store and the attention; each of the three conv layers
+    // one for its in_proj and conv.
+    assert_eq!(dispatches("RopeAttention"), Some(2), "{out}");
+    assert_eq!(dispatches("Attention"), None, "{out}");
+    assert_eq!(dispatches("Rope"), None, "{out}");
+    assert_eq!(dispatches("MatvecConv conv.in_proj"), Some(3), "{out}");
+    assert_eq!(dispatches("ShortConvToken"), None, "{out}");
     let qkv = |name| dispatches(&format!("Matvec self_attn.{name}"));
     assert_eq!(qkv("q_proj+k_proj+v_proj"), Some(2), "{out}");
     for apart in ["q_proj", "k_proj", "v_proj"] {

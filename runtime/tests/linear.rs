@@ -571,3 +571,105 @@ fn paired_expert_rows_give_swiglu_of_each_slot() {
         }
     }
 }
+
+/// A single token's in_proj and short conv in one launch (`ops::conv_in_proj`) give
+/// the output, the moved state and the state kept for taking the token back that
+/// in_proj's matvec then the conv's token launch give, bit for bit: float and GGUF
+/// weights, with and without the input's RMSNorm, a channel count that leaves a part
+/// of a workgroup's rows empty, on every launch shape.
+#[test]
+fn conv_in_proj_is_in_proj_then_the_conv() {
+    let mut rng = Rng(29);
+    let (hidden, l) = (36, 3);
+    for (dtype, conv_dtype) in [
+        (DType::F32, DType::F32),
+        (DType::BF16, DType::BF16),
+        (DType::Q4_0, DType::F32),
+        (DType::Q6_K, DType::F16),
+    ] {
+        let k = if dtype.is_quantized() { 256 } else { hidden };
+        let (bytes, _) = random_weights(dtype, 3 * hidden * k, &mut rng);
+        let (conv_bytes, _) = random_weights(conv_dtype, hidden * l, &mut rng);
+        let x = rng.vec(k, 1.0);
+        let state = rng.vec((l - 1) * hidden, 1.0);
+        let norm_values = rng.vec(k, 1.5);
+        for gpu in gpus() {
+            let in_proj = tensor(gpu, dtype, &[3 * hidden, k], &bytes);
+            let conv = tensor(gpu, conv_dtype, &[hidden, 1, l], &conv_bytes);
+            let norm_weight = tensor(gpu, DType::F32, &[k], bytemuck::cast_slice(&norm_values));
+            for normed in [false, true] {
+                let mut results = Vec::new();
+                for fused in [false, true] {
+                    let none = gpu.zeros("none", 1).unwrap();
+                    let x_buffer = buffer(gpu, &x);
+                    let (bcx, out) = (
+                        gpu.zeros("bcx", 3 * hidden).unwrap(),
+                        gpu.zeros("out", hidden).unwrap(),
+                    );
+                    let state_buffer = buffer(gpu, &state);
+                    let previous = gpu.zeros("previous", state.len()).unwrap();
+                    let norm = normed.then_some(InputNorm {
+                        weight: &norm_weight,
+                        eps: 1e-5,
+                        residual: &x_buffer,
+                    });
+                    let op = ops::ShortConv {
+                        weight: &conv,
+                        bias: None,
+                        bcx: &bcx,
+                        state: &state_buffer,
+                        previous: &previous,
+                        out: &out,
+                    };
+                    let max = gpu.limits.max_compute_workgroups_per_dimension;
+                    if fused {
+                        let one =
+                            ops::conv_in_proj(gpu, &op, &in_proj, None, &x_buffer, norm, &none);
+                        let one = one.unwrap().expect("the layer fuses");
+                        common::run_dispatches(gpu, 1, 0, max, &[&one]);
+                    } else {
+                        let linear = Linear {
+                            weight: &in_proj,
+                            bias: None,
+                            x: &x_buffer,
+                            out: &bcx,
+                            output: LinearOutput::Rows,
+                            gate: None,
+                            norm,
+                        };
+                        let step = ops::linear(gpu, linear, &none).unwrap();
+                        let token = ops::shortconv_token(gpu, &op, &none).unwrap();
+                        let mut launches = step.dispatches(1);
+                        launches.push(&token);
+                        common::run_dispatches(gpu, 1, 0, max, &launches);
+                    }
+                    let read = |b: &wgpu::Buffer, n: usize| -> Vec<u32> {
+                        gpu.read_f32(b, n)
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect()
+                    };
+                    results.push([
+                        read(&out, hidden),
+                        read(&state_buffer, state.len()),
+                        read(&previous, state.len()),
+                    ]);
+                }
+                let case = format!("{dtype} conv {conv_dtype} normed {normed} {:?}", gpu.tuning);
+                assert!(
+                    results[0][0].iter().all(|&v| f32::from_bits(v).is_finite()),
+                    "{case}"
+                );
+                assert_eq!(
+                    results[0][2],
+                    bytemuck::cast_slice::<f32, u32>(&state),
+                    "{case}: kept state"
+                );
+                for (what, i) in [("output", 0), ("state", 1), ("kept state", 2)] {
+                    assert_eq!(results[1][i], results[0][i], "{case}: {what}");
+                }
+            }
+        }
+    }
+}

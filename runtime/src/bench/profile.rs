@@ -77,7 +77,10 @@ impl Profile {
 /// layer index and any row range dropped, so that the layers add up.
 fn family(dispatch: &Dispatch) -> String {
     let kernel = dispatch.key().kernel;
-    if !matches!(kernel, Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows) {
+    if !matches!(
+        kernel,
+        Kernel::Matvec | Kernel::MatvecConv | Kernel::Matmul | Kernel::MatmulRows
+    ) {
         return format!("{kernel:?}");
     }
     let name = dispatch.label().split(" rows ").next().unwrap_or_default();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
+use super::kernels::Access;
 use super::{Gpu, KernelKey};
 use crate::error::{Error, Result};
 
@@ -59,7 +60,7 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Binds `buffers` (in the kernel's binding order) and `params` as the final uniform.
+    /// Binds `buffers` (in the kernel's binding order) and `params` as its uniform.
     pub fn new<P: Pod>(
         gpu: &Gpu,
         label: impl Into<String>,
@@ -107,11 +108,15 @@ impl Dispatch {
                 contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .cloned()
-            .chain(std::iter::once(params.as_entire_buffer_binding()))
-            .enumerate()
+        // The buffers fill the storage bindings in order, the params the uniform's (the
+        // count checked above).
+        let uniform = bindings.iter().position(|a| *a == Access::Uniform);
+        let mut storage: Vec<wgpu::BufferBinding<'_>> = buffers.to_vec();
+        storage.insert(
+            uniform.unwrap_or(storage.len()),
+            params.as_entire_buffer_binding(),
+        );
+        let entries: Vec<wgpu::BindGroupEntry> = (storage.into_iter().enumerate())
             .map(|(i, binding)| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: wgpu::BindingResource::Buffer(binding),

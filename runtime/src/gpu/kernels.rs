@@ -42,6 +42,7 @@ pub enum Kernel {
     Embedding,
     RmsNorm,
     Matvec,
+    MatvecConv,
     Matmul,
     MatmulRows,
     Rope,
@@ -61,10 +62,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
+        Kernel::MatvecConv,
         Kernel::Matmul,
         Kernel::MatmulRows,
         Kernel::Rope,
@@ -88,7 +90,7 @@ impl Kernel {
         match self {
             Kernel::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Kernel::RmsNorm => include_str!("../../../shaders/rmsnorm.wgsl"),
-            Kernel::Matvec => include_str!("../../../shaders/matvec.wgsl"),
+            Kernel::Matvec | Kernel::MatvecConv => include_str!("../../../shaders/matvec.wgsl"),
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
             Kernel::Rope | Kernel::RopeAttention => include_str!("../../../shaders/rope.wgsl"),
@@ -110,7 +112,11 @@ impl Kernel {
     fn reads_quantized(self) -> bool {
         matches!(
             self,
-            Kernel::Embedding | Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows
+            Kernel::Embedding
+                | Kernel::Matvec
+                | Kernel::MatvecConv
+                | Kernel::Matmul
+                | Kernel::MatmulRows
         )
     }
 
@@ -122,7 +128,7 @@ impl Kernel {
             HalfDecode::Integer => HALF_INTEGER,
         };
         let quant = match self {
-            Kernel::Matvec => format!("{QUANT}\n{MATVEC_QUANT}"),
+            Kernel::Matvec | Kernel::MatvecConv => format!("{QUANT}\n{MATVEC_QUANT}"),
             _ if self.reads_quantized() => QUANT.to_string(),
             _ => String::new(),
         };
@@ -131,7 +137,10 @@ impl Kernel {
             Kernel::KvShift => KV.to_string(),
             _ => String::new(),
         };
-        let params = if matches!(self, Kernel::Matvec | Kernel::Matmul | Kernel::MatmulRows) {
+        let params = if matches!(
+            self,
+            Kernel::Matvec | Kernel::MatvecConv | Kernel::Matmul | Kernel::MatmulRows
+        ) {
             LINEAR_PARAMS
         } else {
             ""
@@ -150,6 +159,7 @@ impl Kernel {
             Kernel::MoeCombine => "combine",
             Kernel::MoeRouteToken => "token",
             Kernel::RopeAttention => "token",
+            Kernel::MatvecConv => "conv",
             Kernel::Argmax => "argmax",
             Kernel::TopLogits => "top",
             _ => "main",
@@ -165,6 +175,11 @@ impl Kernel {
             Kernel::RmsNorm => &[Read, Read, ReadWrite, Uniform],
             // x, weight, bias, routing (MoE), out, norm weight, params
             Kernel::Matvec => &[Read, Read, Read, Read, ReadWrite, Read, Uniform],
+            // x, in_proj weight, conv weight, routing (unused), out, norm weight, params,
+            // conv state, previous conv state
+            Kernel::MatvecConv => &[
+                Read, Read, Read, Read, ReadWrite, Read, Uniform, ReadWrite, ReadWrite,
+            ],
             // x, weight, bias, routing (MoE), out, params
             Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // q norm, k norm, table, page table, qkv (q and k in place), k cache, v cache,
@@ -380,6 +395,7 @@ impl Gpu {
             constants.push(("NORM_DTYPE", norm.shader_code()));
         }
         match key.kernel {
+            Kernel::MatvecConv => constants.extend(self.tuning.matvec_constants()),
             Kernel::Matvec => {
                 constants.extend(self.tuning.matvec_constants());
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));

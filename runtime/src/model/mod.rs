@@ -298,14 +298,14 @@ impl Model {
                 },
             ) => {
                 // in_proj → B, C, x; C · conv(B · x); out_proj
-                steps.push(self.linear(
+                let in_proj = self.linear(
                     &w.in_proj,
                     w.in_proj_bias.as_ref(),
                     &s.xn,
                     &s.bcx,
                     LinearOutput::Rows,
                     norm,
-                )?);
+                )?;
                 let op = ShortConv {
                     weight: &w.conv,
                     bias: w.conv_bias.as_ref(),
@@ -314,11 +314,23 @@ impl Model {
                     previous,
                     out: &s.mixed,
                 };
-                // A token's conv moves its state in the same launch; a batch's takes two.
-                steps.push(Step::BySize {
-                    one: ops::shortconv_token(gpu, &op, none)?,
-                    many: ops::shortconv(gpu, &op, none)?,
-                });
+                let bias = w.in_proj_bias.as_ref();
+                let fused = ops::conv_in_proj(gpu, &op, &w.in_proj, bias, &s.xn, norm, none)?;
+                match (fused, in_proj) {
+                    // A token's in_proj and conv are one launch, which moves the state.
+                    (Some(one), Step::BySize { many, .. }) => {
+                        steps.push(Step::BySize { one, many });
+                        steps.push(Step::Batch(ops::shortconv(gpu, &op, none)?));
+                    }
+                    // Else a token's conv moves its state in the same launch.
+                    (_, in_proj) => {
+                        steps.push(in_proj);
+                        steps.push(Step::BySize {
+                            one: ops::shortconv_token(gpu, &op, none)?,
+                            many: ops::shortconv(gpu, &op, none)?,
+                        });
+                    }
+                }
                 steps.push(Step::Batch(ops::shortconv_state(gpu, &op, none)?));
                 steps.push(self.linear(
                     &w.out_proj,

@@ -2,7 +2,9 @@
 //! expert it chose, reading only the chosen experts' weights (matvec.wgsl's expert mode
 //! for a token, matmul.wgsl's per-expert gathering for a batch).
 
-use super::linear::{check_width, launch, matmul_grid, matvec, InputNorm, Params, TILE_N};
+use super::linear::{
+    check_width, launch, matmul_grid, matvec, InputNorm, MatvecRows, Params, TILE_N,
+};
 use super::split::row_parts;
 use super::GpuTensor;
 use crate::error::{Error, Result};
@@ -117,7 +119,10 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                     (none, residual, combine)
                 }
             };
-            let paired = matches!(op.single, ExpertOutput::Paired { .. });
+            let rows = match op.single {
+                ExpertOutput::Paired { .. } => MatvecRows::Paired,
+                _ => MatvecRows::Plain,
+            };
             // With combine, the rows of one matvec: each sums the slots itself.
             let summed = matches!(op.single, ExpertOutput::Combine { .. });
             let slot_rows = gpu
@@ -128,7 +133,7 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 &w.tensor,
                 None,
                 op.norm,
-                paired,
+                rows,
                 buffers(gate, op.routes, out),
                 &single,
                 none,

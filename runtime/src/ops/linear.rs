@@ -28,6 +28,7 @@ pub(super) struct Params {
     pub(super) gated: u32,
     pub(super) combine: u32,
     pub(super) norm_eps: f32,
+    pub(super) conv_len: u32,
 }
 pub(super) const MIRROR: Mirror = mirror!(
     Params,
@@ -50,7 +51,8 @@ pub(super) const MIRROR: Mirror = mirror!(
         expert_count,
         gated,
         combine,
-        norm_eps
+        norm_eps,
+        conv_len
     ]
 );
 
@@ -144,16 +146,31 @@ pub(super) fn launch(
     Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, params, grid)
 }
 
+/// What a matvec's rows are and what it makes of them.
+#[derive(Clone, Copy)]
+pub(super) enum MatvecRows<'a> {
+    /// One output per row.
+    Plain,
+    /// SwiGLU's gate rows then its up rows: silu(gate) · up.
+    Paired,
+    /// LFM2's in_proj (B, C, x rows), then its short conv over `state`, which moves on,
+    /// keeping the state it found in `previous` (matvec.wgsl's `conv`).
+    Conv {
+        state: &'a wgpu::Buffer,
+        previous: &'a wgpu::Buffer,
+    },
+}
+
 /// A matvec.wgsl launch over `buffers` (x, weight, bias, routing, out), its input
 /// normalized by `norm` where there is one (x is then the norm's residual rows), its
-/// rows `paired` where they are SwiGLU's gate and up rows of one matrix.
+/// rows as `rows` says.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matvec<'a>(
     gpu: &Gpu,
     weight: &GpuTensor,
     bias: Option<&GpuTensor>,
     norm: Option<InputNorm<'a>>,
-    paired: bool,
+    rows: MatvecRows<'a>,
     [x, w, b, routing, out]: [wgpu::BufferBinding<'a>; 5],
     params: &Params,
     none: &'a wgpu::Buffer,
@@ -167,11 +184,15 @@ pub(super) fn matvec<'a>(
             norm.map_or(String::new(), |n| format!("{:?}", n.weight.shape))
         )));
     }
+    let kernel = match rows {
+        MatvecRows::Conv { .. } => Kernel::MatvecConv,
+        _ => Kernel::Matvec,
+    };
     let key = KernelKey {
         bias: bias.map_or(DType::F32, |b| b.dtype),
         norm: norm.map(|n| n.weight.dtype),
-        paired,
-        ..KernelKey::new(Kernel::Matvec, weight.dtype)
+        paired: matches!(rows, MatvecRows::Paired),
+        ..KernelKey::new(kernel, weight.dtype)
     };
     let (x, norm_weight, params) = match norm {
         Some(n) => (
@@ -184,7 +205,7 @@ pub(super) fn matvec<'a>(
         ),
         None => (x, none, *params),
     };
-    let buffers = [
+    let mut buffers = vec![
         x,
         w,
         b,
@@ -192,6 +213,9 @@ pub(super) fn matvec<'a>(
         out,
         norm_weight.as_entire_buffer_binding(),
     ];
+    if let MatvecRows::Conv { state, previous } = rows {
+        buffers.extend([state, previous].map(|b| b.as_entire_buffer_binding()));
+    }
     Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, &params, grid)
 }
 
@@ -285,7 +309,7 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
                 op.weight,
                 op.bias,
                 op.norm,
-                false,
+                MatvecRows::Plain,
                 buffers(one_bias),
                 &one_params,
                 none,
@@ -338,7 +362,7 @@ pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<
         op.weight,
         None,
         op.norm,
-        true,
+        MatvecRows::Paired,
         buffers(op.x, op.up),
         &params,
         none,

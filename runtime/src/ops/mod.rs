@@ -26,7 +26,7 @@ pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
 pub use pick::{argmax, top_logits, top_params, TOP_RANK, TOP_RECORD_BYTES};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_attention, rope_table, Rope};
-pub use shortconv::{shortconv, shortconv_state, shortconv_token, ShortConv};
+pub use shortconv::{conv_in_proj, shortconv, shortconv_state, shortconv_token, ShortConv};
 pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;
 

@@ -17,22 +17,6 @@ var<workgroup> key_rows: array<u32, ATTEND_WG>; // cache rows of the block's key
 var<workgroup> k_fresh: array<f32, MAX_HEAD_DIM>;
 var<workgroup> v_fresh: array<f32, MAX_HEAD_DIM>;
 
-// Σ value over the workgroup, to every thread.
-fn attend_sum(lid: u32, value: f32) -> f32 {
-    workgroupBarrier(); // earlier readers of probs are done
-    probs[lid] = value;
-    workgroupBarrier();
-    for (var half = ATTEND_WG / 2u; half > 0u; half >>= 1u) {
-        if lid < half {
-            probs[lid] += probs[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = probs[0];
-    workgroupBarrier();
-    return total;
-}
-
 // Element e of the key (or value) cache.
 fn cached_k(e: u32) -> f32 {
     return weight_value(k_cache[weight_word(e)], e);

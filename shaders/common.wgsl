@@ -68,15 +68,16 @@ fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// Sum of `value` over a workgroup of REDUCE_WG threads; every thread gets the total.
+// Sum of `value` over a workgroup of `threads` threads (a power of two, at most
+// REDUCE_WG); every thread gets the total.
 const REDUCE_WG: u32 = 256u;
 var<workgroup> reduce_scratch: array<f32, REDUCE_WG>;
 
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
+fn workgroup_sum(lid: u32, value: f32, threads: u32) -> f32 {
     workgroupBarrier(); // earlier readers of reduce_scratch are done
     reduce_scratch[lid] = value;
     workgroupBarrier();
-    for (var stride = REDUCE_WG / 2u; stride > 0u; stride >>= 1u) {
+    for (var stride = threads / 2u; stride > 0u; stride >>= 1u) {
         if lid < stride {
             reduce_scratch[lid] += reduce_scratch[lid + stride];
         }

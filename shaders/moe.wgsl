@@ -171,7 +171,7 @@ fn token(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < hidden; i += REDUCE_WG) {
         squares += x[i] * x[i];
     }
-    let inv_rms = inverseSqrt(workgroup_sum(lid, squares) / f32(hidden) + params.norm_eps);
+    let inv_rms = inverseSqrt(workgroup_sum(lid, squares, REDUCE_WG) / f32(hidden) + params.norm_eps);
     // A power of two `stride` of threads per expert, as many as the experts leave: 8
     // each for 32 experts, 1 for 256.
     let experts = min(n_experts(), MAX_EXPERTS);

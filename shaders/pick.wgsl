@@ -191,7 +191,7 @@ fn top(@builtin(local_invocation_index) lid: u32) {
             mass += exp((v - m) * inverse_t);
         }
     }
-    mass = workgroup_sum(lid, mass);
+    mass = workgroup_sum(lid, mass, WG);
     // A row shorter than the rank: every number is a candidate.
     var bound = 0u;
     if n >= params.rank {

@@ -29,7 +29,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = x[base + i];
         sum += v * v;
     }
-    let scale = inverseSqrt(workgroup_sum(lid, sum) / f32(n) + params.eps);
+    let scale = inverseSqrt(workgroup_sum(lid, sum, REDUCE_WG) / f32(n) + params.eps);
     for (var i = lid; i < n; i += REDUCE_WG) {
         out[base + i] = x[base + i] * scale * weight_value(weight[weight_word(i)], i);
     }

@@ -125,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         sum += x * x;
     }
     // Uniform control flow: every invocation takes part in the reduction.
-    let scale = norm_scale(is_q, workgroup_sum(lid, sum), d);
+    let scale = norm_scale(is_q, workgroup_sum(lid, sum, REDUCE_WG), d);
     let pos = step.pos + t;
     let half = d / 2u;
     let v_base = row + params.v_col + head * d;
@@ -175,8 +175,8 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         q_squares += q * q;
         k_squares += k * k;
     }
-    let q_scale = norm_scale(true, attend_sum(lid, q_squares), d);
-    let k_scale = norm_scale(false, attend_sum(lid, k_squares), d);
+    let q_scale = norm_scale(true, workgroup_sum(lid, q_squares, ATTEND_WG), d);
+    let k_scale = norm_scale(false, workgroup_sum(lid, k_squares, ATTEND_WG), d);
     let pos = step.pos;
     let half = d / 2u;
     let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;

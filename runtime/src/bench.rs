@@ -83,13 +83,8 @@ impl BenchReport {
 pub const SAMPLED: SamplerConfig = SamplerConfig {
     temperature: 0.8,
     top_k: 40,
-    top_p: 1.0,
-    min_p: 0.0,
-    repetition_penalty: 1.0,
-    presence_penalty: 0.0,
-    frequency_penalty: 0.0,
-    penalty_window: 0,
     seed: 1,
+    ..SamplerConfig::GREEDY
 };
 
 /// Token ids spread over the vocabulary, the same every run (llama-bench feeds random

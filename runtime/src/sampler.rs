@@ -55,21 +55,24 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            penalty_window: 0,
-            seed: 0,
-        }
+        SamplerConfig::GREEDY
     }
 }
 
 impl SamplerConfig {
+    /// The default: greedy, no penalties.
+    pub const GREEDY: SamplerConfig = SamplerConfig {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repetition_penalty: 1.0,
+        presence_penalty: 0.0,
+        frequency_penalty: 0.0,
+        penalty_window: 0,
+        seed: 0,
+    };
+
     /// A message naming the first setting out of range.
     pub fn validate(&self) -> Result<(), String> {
         let finite = [

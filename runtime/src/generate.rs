@@ -125,14 +125,15 @@ pub fn generate(
 }
 
 /// One sampled decode step: feeds `token` and picks the next one from the candidates
-/// the GPU picked (`Session::step_top`), reading the row back only where they cannot
-/// decide; the pick joins the history the sampler's penalties look at.
+/// the GPU picked (`Session::step_top`, its next step recorded while the GPU runs this
+/// one), reading the row back only where they cannot decide; the pick joins the
+/// history the sampler's penalties look at.
 pub(crate) fn sampled_step(
     session: &mut Session,
     sampler: &mut Sampler,
     token: u32,
 ) -> Result<u32> {
-    let top = session.step_top(token, sampler.config().temperature)?;
+    let top = session.step_top_ahead(token, sampler.config().temperature)?;
     match sampler.sample_top(&top) {
         Some(id) => Ok(id),
         None => Ok(sampler.sample(&session.last_logits()?)),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::{fixture, gpu, load, max_abs_diff, reference, tokens, FIXTURES};
 use lfm_edge::{
-    generate, ContextOverflow, Error, Flow, GenerateOptions, KvDtype, Model, Piece, SamplerConfig,
-    Session, SessionOptions, StopReason, TokenStream,
+    generate, ContextOverflow, Error, Flow, GenerateOptions, KvDtype, Model, Piece, Sampler,
+    SamplerConfig, Session, SessionOptions, StopReason, TokenStream,
 };
 
 /// Two runs of the runtime that batch the same tokens differently agree this closely.
@@ -465,23 +465,42 @@ fn prefill_text_keeps_sampled_tokens_whatever_their_text() {
 }
 
 /// A greedy stream feeds each token's step before yielding the token before it (the
-/// GPU never waits for the CPU between tokens); the session counts that step only once
-/// the stream asks for its result, so a stream ended after any token leaves the session
-/// as it would be without it: the same tokens, and the same logits for what is fed
-/// next, conv state included, across snapshot boundaries.
+/// GPU never waits for the CPU between tokens), and a sampled one records it; the
+/// session counts that step only once the stream asks for its result, so a stream ended
+/// after any token leaves the session as it would be without it: the same tokens, and
+/// the same logits for what is fed next, conv state included, across snapshot
+/// boundaries.
 #[test]
-fn a_greedy_stream_fed_ahead_leaves_the_session_as_without() {
-    for name in FIXTURES {
+fn a_stream_fed_ahead_leaves_the_session_as_without() {
+    let sampled = SamplerConfig {
+        temperature: 0.9,
+        top_k: 40,
+        seed: 3,
+        ..SamplerConfig::default()
+    };
+    for (name, config) in FIXTURES
+        .iter()
+        .flat_map(|name| [(name, SamplerConfig::default()), (name, sampled.clone())])
+    {
         let model = load(name);
         let prompt = reference(name).prompt_ids;
-        let want = common::greedy(model.clone(), &prompt, 10);
+        // Drawn from the rows a synchronous session reads back.
+        let want = {
+            let mut session = Session::new(model.clone(), &options()).unwrap();
+            let mut sampler = Sampler::with_config(config.clone());
+            sampler.accept(&prompt);
+            let mut logits = session.prefill(&prompt).unwrap();
+            let mut ids = Vec::new();
+            while ids.len() < 10 {
+                ids.push(sampler.sample(&logits));
+                logits = session.step(ids[ids.len() - 1]).unwrap();
+            }
+            ids
+        };
         let greedy = GenerateOptions {
             max_tokens: 10,
             ignore_eos: true,
-            sampler: SamplerConfig {
-                temperature: 0.0,
-                ..SamplerConfig::default()
-            },
+            sampler: config.clone(),
             ..GenerateOptions::default()
         };
         for taken in [10, 4] {
@@ -491,7 +510,7 @@ fn a_greedy_stream_fed_ahead_leaves_the_session_as_without() {
                 .take(taken)
                 .map(|p| p.unwrap().token.unwrap())
                 .collect();
-            assert_eq!(got, want[..taken], "{name}: greedy ids");
+            assert_eq!(got, want[..taken], "{name} {config:?}: ids");
             // The last token yielded is not fed.
             let fed = prompt.len() + taken - 1;
             assert_eq!(session.position(), fed, "{name}: position after {taken}");

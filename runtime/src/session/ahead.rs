@@ -12,9 +12,17 @@
 //! later, and each conv layer's state before the step is the copy the token kernel kept
 //! (shortconv.wgsl's `previous`). So a token stream dropped after any token leaves the
 //! session as it would be had the stream fed nothing ahead.
+//!
+//! Sampled decoding cannot submit the next step before the sampler picks its token, but
+//! it records it ahead: while the GPU runs a step, the next one is recorded (its token
+//! id to be written into the token buffer before it is submitted), so that after the
+//! pick only a write and a submission stand between the GPU and its next step. Taking
+//! such a step back is dropping it and the KV block it may have reserved.
 
-use super::{only_pick, Batch, Readback, Session};
+use super::{only_pick, top_logits, Batch, Readback, Session};
 use crate::error::Result;
+use crate::ops;
+use crate::sampler::TopLogits;
 
 impl Session {
     /// As [`Session::step_greedy`]: feeds `token` and returns the most likely next
@@ -65,6 +73,53 @@ impl Session {
         Ok(picked)
     }
 
+    /// As [`Session::step_top`], submitting the step recorded while the GPU ran the one
+    /// before, where there is one, and recording the step after this one meanwhile,
+    /// where the context holds it without a shift.
+    pub(crate) fn step_top_ahead(&mut self, token: u32, temperature: f32) -> Result<TopLogits> {
+        self.check_tokens(&[token])?;
+        let gpu = self.model.gpu.clone();
+        let recorded = match self.sampled_next.take() {
+            Some(recorded) => {
+                gpu.queue
+                    .write_buffer(&self.state.tokens, 0, bytemuck::bytes_of(&token));
+                recorded
+            }
+            None => {
+                self.settle()?;
+                if self.position() + 1 > self.max_context() {
+                    // The context shifts first: the synchronous step does that.
+                    return self.step_top(token, temperature);
+                }
+                let batch = Batch {
+                    tokens: Some(&[token]),
+                    n: 1,
+                    pos: self.position(),
+                };
+                self.record(batch, None, Readback::Top)?
+            }
+        };
+        self.set_top_temperature(temperature);
+        gpu.queue.submit([recorded.commands]);
+        let pos = self.position();
+        if pos + 2 <= self.max_context() {
+            let batch = Batch {
+                tokens: None,
+                n: 1,
+                pos: pos + 1,
+            };
+            match self.record(batch, None, Readback::Top) {
+                Ok(next) => self.sampled_next = Some(next),
+                // No block left for it (a shared pool): the next call feeds it instead,
+                // and reports what is wrong.
+                Err(_) => self.pages.truncate(pos + 1),
+            }
+        }
+        let record = gpu.map_and_read(&self.staging, ops::TOP_RECORD_BYTES)?;
+        self.tokens.push(token);
+        top_logits(&record)
+    }
+
     /// Submits the step that feeds `token` at the session's position (which the context
     /// has room for), without waiting for it.
     fn submit_step(&mut self, token: u32) -> Result<()> {
@@ -79,9 +134,12 @@ impl Session {
         Ok(())
     }
 
-    /// Takes back a step fed ahead that the caller did not ask for, if there is one:
-    /// the session is then as if it had never been fed.
+    /// Takes back a step fed ahead that the caller did not ask for, or drops one recorded
+    /// ahead, if there is one: the session is then as if it had never been fed.
     pub(crate) fn settle(&mut self) -> Result<()> {
+        if self.sampled_next.take().is_some() {
+            self.pages.truncate(self.position());
+        }
         if self.ahead.take().is_none() {
             return Ok(());
         }

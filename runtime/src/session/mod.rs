@@ -61,6 +61,9 @@ pub struct Session {
     /// The token a greedy step fed ahead of the caller feeds, while that step is not yet
     /// the session's (`ahead.rs`).
     ahead: Option<u32>,
+    /// The step after a sampled one, recorded while the GPU ran that one and not yet
+    /// submitted: its token is the sampler's pick (`ahead.rs`).
+    sampled_next: Option<Recorded>,
     /// The session's bytes (its pool's, when its own, are the pool's) in the model's
     /// VRAM budget.
     _vram: Option<Reservation>,
@@ -154,6 +157,7 @@ impl Session {
             tokens: Vec::new(),
             floor: 0,
             ahead: None,
+            sampled_next: None,
             _vram: vram,
         })
     }
@@ -224,6 +228,7 @@ impl Session {
     /// Forgets everything fed so far.
     pub fn reset(&mut self) {
         self.ahead = None;
+        self.sampled_next = None;
         let gpu = &self.model.gpu;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for conv in self.state.conv_layers() {
@@ -261,11 +266,14 @@ impl Session {
     /// hundred logits and not the row come back (`Sampler::sample_top`; where they
     /// cannot decide, [`Session::last_logits`] reads the row).
     pub fn step_top(&mut self, token: u32, temperature: f32) -> Result<TopLogits> {
+        self.set_top_temperature(temperature);
+        top_logits(&self.feed_with(&[token], &|| false, Readback::Top)?)
+    }
+
+    /// The temperature of the mass the next candidates' launch sums.
+    fn set_top_temperature(&self, temperature: f32) {
         let params = ops::top_params(self.model.config.vocab_size, temperature);
         self.top.write_params(&self.model.gpu.queue, &params);
-        let record: Vec<u32> = self.feed_with(&[token], &|| false, Readback::Top)?;
-        TopLogits::from_record(&record)
-            .ok_or_else(|| Error::Gpu("the top logits' record overruns itself".into()))
     }
 
     /// The logits of the token the latest one-token step fed, read again.
@@ -486,6 +494,12 @@ impl Session {
             }
         }
     }
+}
+
+/// The candidates a sampled step's readback holds.
+fn top_logits(record: &[u32]) -> Result<TopLogits> {
+    TopLogits::from_record(record)
+        .ok_or_else(|| Error::Gpu("the top logits' record overruns itself".into()))
 }
 
 /// The one id a greedy step's readback holds.

@@ -115,13 +115,12 @@ impl SamplerConfig {
     /// draw falls among the tokens they leave out. Penalties change the row's mass, so
     /// with them top-p and plain temperature need the row.
     pub fn samples_from_top(&self) -> bool {
-        let top_k_fits = self.top_k < TOP_RANK;
-        let decided_without_mass = self.temperature <= 0.0
-            || self.top_k > 0 && top_k_fits
-            || self.top_p >= 1.0 && self.min_p > 0.0 && top_k_fits;
+        // A top-k of TOP_RANK or more reaches past the candidates.
+        let decided_without_mass =
+            self.temperature <= 0.0 || self.top_k > 0 || self.top_p >= 1.0 && self.min_p > 0.0;
         !self.is_greedy()
             && self.penalties_only_lower()
-            && top_k_fits
+            && self.top_k < TOP_RANK
             && (!self.has_penalties() || decided_without_mass)
     }
 

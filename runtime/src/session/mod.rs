@@ -277,7 +277,7 @@ impl Session {
     }
 
     /// The logits of the token the latest one-token step fed, read again.
-    pub fn last_logits(&mut self) -> Result<Vec<f32>> {
+    pub fn last_logits(&self) -> Result<Vec<f32>> {
         let gpu = &self.model.gpu;
         let bytes = self.model.config.vocab_size as u64 * 4;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());

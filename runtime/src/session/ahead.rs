@@ -19,7 +19,7 @@
 //! pick only a write and a submission stand between the GPU and its next step. Taking
 //! such a step back is dropping it and the KV block it may have reserved.
 
-use super::{only_pick, top_logits, Batch, Readback, Session};
+use super::{only_pick, top_logits, Batch, Readback, Recorded, Session};
 use crate::error::Result;
 use crate::ops;
 use crate::sampler::TopLogits;
@@ -39,30 +39,13 @@ impl Session {
                     // The context shifts first: the synchronous step does that.
                     return self.step_greedy(token);
                 }
-                self.submit_step(token)?;
+                let step = self.record_step(token, Readback::Argmax)?;
+                self.model.gpu.queue.submit([step.commands]);
             }
         }
         // `token`'s step is in flight at the session's position; record the one after
-        // it meanwhile, where the context holds both without a shift.
-        let pos = self.position();
-        let next = if pos + 2 <= self.max_context() {
-            let batch = Batch {
-                tokens: None,
-                n: 1,
-                pos: pos + 1,
-            };
-            match self.record(batch, None, Readback::Argmax) {
-                Ok(next) => Some(next),
-                // No block left for it (a shared pool): the next call feeds it instead,
-                // and reports what is wrong.
-                Err(_) => {
-                    self.pages.truncate(pos + 1);
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        // it meanwhile.
+        let next = self.record_next(Readback::Argmax);
         let gpu = self.model.gpu.clone();
         let picked = only_pick(gpu.map_and_read(&self.staging, 4)?)?;
         self.tokens.push(token);
@@ -77,6 +60,7 @@ impl Session {
     /// before, where there is one, and recording the step after this one meanwhile,
     /// where the context holds it without a shift.
     pub(crate) fn step_top_ahead(&mut self, token: u32, temperature: f32) -> Result<TopLogits> {
+        // Checked before a recorded step is taken: a bad id leaves it to `settle`.
         self.check_tokens(&[token])?;
         let gpu = self.model.gpu.clone();
         let recorded = match self.sampled_next.take() {
@@ -91,47 +75,47 @@ impl Session {
                     // The context shifts first: the synchronous step does that.
                     return self.step_top(token, temperature);
                 }
-                let batch = Batch {
-                    tokens: Some(&[token]),
-                    n: 1,
-                    pos: self.position(),
-                };
-                self.record(batch, None, Readback::Top)?
+                self.record_step(token, Readback::Top)?
             }
         };
         self.set_top_temperature(temperature);
         gpu.queue.submit([recorded.commands]);
-        let pos = self.position();
-        if pos + 2 <= self.max_context() {
-            let batch = Batch {
-                tokens: None,
-                n: 1,
-                pos: pos + 1,
-            };
-            match self.record(batch, None, Readback::Top) {
-                Ok(next) => self.sampled_next = Some(next),
-                // No block left for it (a shared pool): the next call feeds it instead,
-                // and reports what is wrong.
-                Err(_) => self.pages.truncate(pos + 1),
-            }
-        }
+        self.sampled_next = self.record_next(Readback::Top);
         let record = gpu.map_and_read(&self.staging, ops::TOP_RECORD_BYTES)?;
         self.tokens.push(token);
         top_logits(&record)
     }
 
-    /// Submits the step that feeds `token` at the session's position (which the context
-    /// has room for), without waiting for it.
-    fn submit_step(&mut self, token: u32) -> Result<()> {
+    /// Records the step that feeds `token` at the session's position (which the context
+    /// has room for).
+    fn record_step(&mut self, token: u32, readback: Readback) -> Result<Recorded> {
         self.check_tokens(&[token])?;
         let batch = Batch {
             tokens: Some(&[token]),
             n: 1,
             pos: self.position(),
         };
-        let recorded = self.record(batch, None, Readback::Argmax)?;
-        self.model.gpu.queue.submit([recorded.commands]);
-        Ok(())
+        self.record(batch, None, readback)
+    }
+
+    /// Records the step after the one in flight at the session's position, its token
+    /// left to be written into the token buffer, where the context holds both without a
+    /// shift.
+    fn record_next(&mut self, readback: Readback) -> Option<Recorded> {
+        let pos = self.position();
+        if pos + 2 > self.max_context() {
+            return None;
+        }
+        let batch = Batch {
+            tokens: None,
+            n: 1,
+            pos: pos + 1,
+        };
+        // No block left for it (a shared pool): the next call feeds it instead, and
+        // reports what is wrong.
+        self.record(batch, None, readback)
+            .inspect_err(|_| self.pages.truncate(pos + 1))
+            .ok()
     }
 
     /// Takes back a step fed ahead that the caller did not ask for, or drops one recorded

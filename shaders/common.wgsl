@@ -68,20 +68,44 @@ fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// Sum of `value` over a workgroup of `threads` threads (a power of two, at most
-// REDUCE_WG); every thread gets the total.
+// Sums across invocations: `group_sums` (reduce_subgroups.wgsl or reduce_workgroup.wgsl,
+// whichever the device can run) adds each of up to GROUP_VALUES values over groups of
+// consecutive invocations; a group is a power of two dividing the workgroup, at most
+// REDUCE_WG, and group × values fit the scratch.
 const REDUCE_WG: u32 = 256u;
-var<workgroup> reduce_scratch: array<f32, REDUCE_WG>;
+const GROUP_VALUES: u32 = 32u;
+alias GroupSums = array<f32, GROUP_VALUES>;
+var<workgroup> group_scratch: array<f32, 1024>;
 
-fn workgroup_sum(lid: u32, value: f32, threads: u32) -> f32 {
-    workgroupBarrier(); // earlier readers of reduce_scratch are done
-    reduce_scratch[lid] = value;
+// group_sums through workgroup memory: each round the lower half of a group's
+// invocations adds the upper half's values. Every invocation then reads its group's.
+fn tree_sums(lid: u32, group: u32, values: ptr<function, GroupSums>, count: u32) {
+    if group == 1u {
+        return;
+    }
+    workgroupBarrier(); // earlier readers of group_scratch are done
+    for (var v = 0u; v < count; v++) {
+        group_scratch[lid * count + v] = (*values)[v];
+    }
     workgroupBarrier();
-    for (var stride = threads / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            reduce_scratch[lid] += reduce_scratch[lid + stride];
+    let lane = lid % group;
+    for (var half = group / 2u; half > 0u; half >>= 1u) {
+        if lane < half {
+            for (var v = 0u; v < count; v++) {
+                group_scratch[lid * count + v] += group_scratch[(lid + half) * count + v];
+            }
         }
         workgroupBarrier();
     }
-    return reduce_scratch[0];
+    for (var v = 0u; v < count; v++) {
+        (*values)[v] = group_scratch[(lid - lane) * count + v];
+    }
+}
+
+// Sum of `value` over a workgroup of `threads` invocations; every invocation gets it.
+fn workgroup_sum(inv: Invocation, value: f32, threads: u32) -> f32 {
+    var values: GroupSums;
+    values[0] = value;
+    group_sums(inv, threads, threads, &values, 1u);
+    return values[0];
 }

@@ -6,7 +6,9 @@
 // serves that many rows (on a CPU adapter each load costs a loop over the SIMD lanes,
 // and x would otherwise cost as much as the weights). GGUF weights are decoded a block,
 // or a K-quant scale group, per step: scales once per step and row. The partial sums
-// of a row meet in workgroup memory, added in a tree.
+// of a row meet through `group_sums` (common.wgsl): a subgroup sum each and one barrier
+// where a row has the whole workgroup and the device has subgroup operations, a tree
+// in workgroup memory otherwise.
 // Expert mode (MoE, experts > 0): one matvec per routed slot s of the token, with the
 // weight matrix of the expert the router chose for that slot; only those k experts'
 // weights are read. A stack larger than one binding is launched once per part, each
@@ -52,10 +54,6 @@ override PAIRED: u32 = 0u;
 alias Rows = array<f32, MAX_ROWS>;
 alias RowIndex = array<u32, MAX_ROWS>;
 
-var<workgroup> partial: array<f32, 256>;
-var<workgroup> partial_up: array<f32, 256>; // the up rows' sums when paired, C's in conv
-var<workgroup> partial_x: array<f32, 256>; // conv: x's rows' sums
-var<workgroup> partial_squares: array<f32, 256>; // Σ x² of a normalized input
 var<private> normed_row_start: u32; // where x's normalized row starts
 
 fn load_word(i: u32) -> u32 {
@@ -99,7 +97,8 @@ fn squares(lane: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        inv: Invocation) {
+    let lid = inv.index;
     let group = flat_workgroup(wid, nwg) * (WG / ROW_THREADS) + lid / ROW_THREADS;
     let lane = lid % ROW_THREADS;
     // A slot's rows are padded to whole groups: the rows of a thread share one x row.
@@ -116,10 +115,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let summed = select(1u, min(params.top_k, arrayLength(&routing) / 2u), combine);
     var sums: Rows;
     var up_sums: Rows;
+    var squared = 0.0;
     if NORM_DTYPE != NO_NORM {
         // A normalized input is the token's row (never a slot's): its x² once per thread.
         normed_row_start = select(0u, step.n_tokens - 1u, params.x_last == 1u) * params.k;
-        partial_squares[lid] = squares(lane);
+        squared = squares(lane);
     }
     // Whether this binding holds the expert of a slot summed (always, when dense).
     var held = false;
@@ -155,16 +155,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         held = held || holds;
     }
     var no_sums: Rows;
-    add_partials(lid, lane, sums, up_sums, no_sums, select(1u, 2u, PAIRED == 1u));
+    let sets = select(1u, 2u, PAIRED == 1u);
+    let row_sums = add_partials(inv, sums, up_sums, no_sums, sets, squared);
     if !live || !held || lane != 0u {
         return;
     }
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < params.n; j++) {
         let row = first + j;
-        var y = partial[lid * ROWS_PER_THREAD + j];
-        var up = partial_up[lid * ROWS_PER_THREAD + j];
+        var y = row_sums[j];
+        var up = row_sums[ROWS_PER_THREAD + j];
         if NORM_DTYPE != NO_NORM {
-            let scale = input_scale(lid);
+            let scale = input_scale(row_sums[sets * ROWS_PER_THREAD]);
             y *= scale;
             up *= scale;
         }
@@ -189,58 +190,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 }
 
-// Each row's sums over its ROW_THREADS threads, for the first `sets` row sets (`sums`
-// into partial, `up_sums` into partial_up, `x_sums` into partial_x), and x²'s where
-// the input is normalized: a tree, each round the lower half of a row's threads adding
-// the upper half's.
-fn add_partials(lid: u32, lane: u32, sums: Rows, up_sums: Rows, x_sums: Rows, sets: u32) {
+// Each row's sums over its ROW_THREADS threads, for the first `sets` row sets (`sums`,
+// `up_sums`, `x_sums`), then the sum of `squared` (x²) where the input is normalized:
+// set s's row j at s * ROWS_PER_THREAD + j, x² after the sets.
+fn add_partials(inv: Invocation, sums: Rows, up_sums: Rows, x_sums: Rows, sets: u32,
+                squared: f32) -> GroupSums {
+    var values: GroupSums;
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        let r = lid * ROWS_PER_THREAD + j;
-        partial[r] = sums[j];
-        if sets > 1u {
-            partial_up[r] = up_sums[j];
-        }
-        if sets > 2u {
-            partial_x[r] = x_sums[j];
-        }
+        values[j] = sums[j];
+        values[ROWS_PER_THREAD + j] = up_sums[j];
+        values[2u * ROWS_PER_THREAD + j] = x_sums[j];
     }
-    workgroupBarrier();
-    for (var half = ROW_THREADS / 2u; half > 0u; half >>= 1u) {
-        if lane < half {
-            for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-                let r = lid * ROWS_PER_THREAD + j;
-                let other = r + half * ROWS_PER_THREAD;
-                partial[r] += partial[other];
-                if sets > 1u {
-                    partial_up[r] += partial_up[other];
-                }
-                if sets > 2u {
-                    partial_x[r] += partial_x[other];
-                }
-            }
-            if NORM_DTYPE != NO_NORM {
-                partial_squares[lid] += partial_squares[lid + half];
-            }
-        }
-        workgroupBarrier();
-    }
+    let count = sets * ROWS_PER_THREAD;
+    values[count] = squared;
+    group_sums(inv, ROW_THREADS, WG, &values, count + u32(NORM_DTYPE != NO_NORM));
+    return values;
 }
 
-// The RMSNorm's 1/rms of a normalized input, once add_partials has summed x².
-fn input_scale(lid: u32) -> f32 {
-    return inverseSqrt(partial_squares[lid] / f32(params.k) + params.norm_eps);
+// The RMSNorm's 1/rms of a normalized input, given the row's Σ x².
+fn input_scale(squares: f32) -> f32 {
+    return inverseSqrt(squares / f32(params.k) + params.norm_eps);
 }
 
 @compute @workgroup_size(WG)
 fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        inv: Invocation) {
+    let lid = inv.index;
     let group = flat_workgroup(wid, nwg) * (WG / ROW_THREADS) + lid / ROW_THREADS;
     let lane = lid % ROW_THREADS;
     let h = params.n;
     let first = group * ROWS_PER_THREAD;
+    var squared = 0.0;
     if NORM_DTYPE != NO_NORM {
         normed_row_start = 0u; // one token
-        partial_squares[lid] = squares(lane);
+        squared = squares(lane);
     }
     var b_rows: RowIndex;
     var c_rows: RowIndex;
@@ -253,19 +236,18 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let b_sums = dots(b_rows, 0u, lane, params.k);
     let c_sums = dots(c_rows, 0u, lane, params.k);
     let x_sums = dots(x_rows, 0u, lane, params.k);
-    add_partials(lid, lane, b_sums, c_sums, x_sums, 3u);
+    let row_sums = add_partials(inv, b_sums, c_sums, x_sums, 3u, squared);
     if lane != 0u {
         return;
     }
     var scale = 1.0;
     if NORM_DTYPE != NO_NORM {
-        scale = input_scale(lid);
+        scale = input_scale(row_sums[3u * ROWS_PER_THREAD]);
     }
     let l = params.conv_len;
     for (var j = 0u; j < ROWS_PER_THREAD && first + j < h; j++) {
         let c = first + j;
-        let r = lid * ROWS_PER_THREAD + j;
-        let bx = (partial[r] * scale) * (partial_x[r] * scale);
+        let bx = (row_sums[j] * scale) * (row_sums[2u * ROWS_PER_THREAD + j] * scale);
         // Σ_k w[c, k] · Bx[t - (L-1) + k]: the state's L-1 values, then this token's.
         var y = 0.0;
         for (var k = 0u; k < l; k++) {
@@ -273,7 +255,7 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let w = float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, e)], e);
             y += w * select(conv_state[k * h + c], bx, k == l - 1u);
         }
-        out[c] = (partial_up[r] * scale) * y;
+        out[c] = (row_sums[ROWS_PER_THREAD + j] * scale) * y;
         for (var k = 0u; k < l - 1u; k++) {
             conv_previous[k * h + c] = conv_state[k * h + c];
         }

@@ -162,32 +162,26 @@ fn router_dot(e: u32, lane: u32, stride: u32, hidden: u32) -> f32 {
     return sum;
 }
 
-var<workgroup> dots: array<f32, REDUCE_WG>;
-
 @compute @workgroup_size(REDUCE_WG)
-fn token(@builtin(local_invocation_index) lid: u32) {
+fn token(inv: Invocation) {
+    let lid = inv.index;
     let hidden = min(params.hidden, arrayLength(&x));
     var squares = 0.0;
     for (var i = lid; i < hidden; i += REDUCE_WG) {
         squares += x[i] * x[i];
     }
-    let inv_rms = inverseSqrt(workgroup_sum(lid, squares, REDUCE_WG) / f32(hidden) + params.norm_eps);
+    let inv_rms = inverseSqrt(workgroup_sum(inv, squares, REDUCE_WG) / f32(hidden) + params.norm_eps);
     // A power of two `stride` of threads per expert, as many as the experts leave: 8
     // each for 32 experts, 1 for 256.
     let experts = min(n_experts(), MAX_EXPERTS);
     let stride = REDUCE_WG >> (32u - countLeadingZeros(max(experts, 1u) - 1u));
     let e = lid / stride;
     let lane = lid % stride;
-    dots[lid] = select(0.0, router_dot(min(e, experts - 1u), lane, stride, hidden), e < experts);
-    workgroupBarrier();
-    for (var half = stride / 2u; half > 0u; half >>= 1u) {
-        if lane < half {
-            dots[lid] += dots[lid + half];
-        }
-        workgroupBarrier();
-    }
+    var dot: GroupSums;
+    dot[0] = select(0.0, router_dot(min(e, experts - 1u), lane, stride, hidden), e < experts);
+    group_sums(inv, stride, REDUCE_WG, &dot, 1u);
     if lane == 0u && e < experts {
-        logits[e] = dots[lid] * inv_rms;
+        logits[e] = dot[0] * inv_rms;
     }
     workgroupBarrier();
     pick_experts(0u, lid, REDUCE_WG);

@@ -180,7 +180,8 @@ fn bound_key(lid: u32, n: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn top(@builtin(local_invocation_index) lid: u32) {
+fn top(inv: Invocation) {
+    let lid = inv.index;
     let n = row_length();
     let m = row_max(lid, n);
     var mass = 0.0;
@@ -191,7 +192,7 @@ fn top(@builtin(local_invocation_index) lid: u32) {
             mass += exp((v - m) * inverse_t);
         }
     }
-    mass = workgroup_sum(lid, mass, WG);
+    mass = workgroup_sum(inv, mass, WG);
     // A row shorter than the rank: every number is a candidate.
     var bound = 0u;
     if n >= params.rank {

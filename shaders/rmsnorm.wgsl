@@ -15,7 +15,8 @@ struct Params {
 
 @compute @workgroup_size(REDUCE_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        inv: Invocation) {
+    let lid = inv.index;
     let row = flat_workgroup(wid, nwg);
     if row >= step.n_tokens {
         return;
@@ -29,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = x[base + i];
         sum += v * v;
     }
-    let scale = inverseSqrt(workgroup_sum(lid, sum, REDUCE_WG) / f32(n) + params.eps);
+    let scale = inverseSqrt(workgroup_sum(inv, sum, REDUCE_WG) / f32(n) + params.eps);
     for (var i = lid; i < n; i += REDUCE_WG) {
         out[base + i] = x[base + i] * scale * weight_value(weight[weight_word(i)], i);
     }

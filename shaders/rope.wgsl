@@ -106,7 +106,8 @@ fn store_kv(e: u32, k: vec2<f32>, v: vec2<f32>) {
 
 @compute @workgroup_size(REDUCE_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        inv: Invocation) {
+    let lid = inv.index;
     let id = flat_workgroup(wid, nwg);
     let heads = params.n_heads + params.n_kv_heads;
     let t = id / heads;
@@ -119,13 +120,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let d = min(params.head_dim, arrayLength(&qkv));
     let row = t * params.qkv_stride;
     let base = row + select(params.k_col, 0u, is_q) + head * d;
+    // Σ x² as `token` adds it up (over ATTEND_WG threads), so that both give the same
+    // bits.
     var sum = 0.0;
-    for (var i = lid; i < d; i += REDUCE_WG) {
-        let x = qkv[base + i];
-        sum += x * x;
+    if lid < ATTEND_WG {
+        for (var i = lid; i < d; i += ATTEND_WG) {
+            let x = qkv[base + i];
+            sum += x * x;
+        }
     }
     // Uniform control flow: every invocation takes part in the reduction.
-    let scale = norm_scale(is_q, workgroup_sum(lid, sum, REDUCE_WG), d);
+    let scale = norm_scale(is_q, workgroup_sum(inv, sum, REDUCE_WG), d);
     let pos = step.pos + t;
     let half = d / 2u;
     let v_base = row + params.v_col + head * d;
@@ -156,7 +161,8 @@ fn as_cached(pair: vec2<f32>) -> vec2<f32> {
 
 @compute @workgroup_size(ATTEND_WG)
 fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) lid: u32) {
+         inv: Invocation) {
+    let lid = inv.index;
     let head = flat_workgroup(wid, nwg);
     if head >= params.n_heads {
         return;
@@ -175,8 +181,8 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         q_squares += q * q;
         k_squares += k * k;
     }
-    let q_scale = norm_scale(true, workgroup_sum(lid, q_squares, ATTEND_WG), d);
-    let k_scale = norm_scale(false, workgroup_sum(lid, k_squares, ATTEND_WG), d);
+    let q_scale = norm_scale(true, workgroup_sum(inv, q_squares, ATTEND_WG), d);
+    let k_scale = norm_scale(false, workgroup_sum(inv, k_squares, ATTEND_WG), d);
     let pos = step.pos;
     let half = d / 2u;
     let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;

@@ -221,8 +221,10 @@ impl Sampler {
         let u = self.rng.next_f64();
         // The row's leading tokens, found in linear time, decide almost every draw; a
         // sort of the whole row decides the rest. Nothing above −∞: the first token, as
-        // argmax.
-        Ranked::top(&TopLogits::of_row(&logits, c.temperature), None, c)
+        // argmax. A top-k the leading tokens hold needs no mass of the row.
+        let needs_mass = c.top_k == 0 || c.top_k >= TOP_RANK;
+        let top = TopLogits::of_row(&logits, needs_mass.then_some(c.temperature));
+        Ranked::top(&top, None, c)
             .chain(c, u)
             .or_else(|| Ranked::row(&logits).chain(c, u))
             .unwrap_or_else(|| argmax(&logits))
@@ -246,8 +248,8 @@ pub struct TopLogits {
     /// Every other logit is at or below it (−∞: there are no others).
     pub bound: f32,
     /// The softmax mass of the whole row at the step's temperature,
-    /// Σ exp((l − max) / T) (the GPU sums it in f32).
-    pub mass: f64,
+    /// Σ exp((l − max) / T) (the GPU sums it in f32); `None` where it was not summed.
+    pub mass: Option<f64>,
 }
 
 impl TopLogits {
@@ -261,13 +263,13 @@ impl TopLogits {
                 .map(|p| (p[0], f32::from_bits(p[1])))
                 .collect(),
             bound: f32::from_bits(head[1]),
-            mass: f32::from_bits(head[2]) as f64,
+            mass: Some(f32::from_bits(head[2]) as f64),
         })
     }
 
-    /// A row's candidates as the GPU finds them, found on the CPU in linear time (its
-    /// mass at `temperature`, above 0, summed in f64).
-    pub fn of_row(logits: &[f32], temperature: f32) -> TopLogits {
+    /// A row's candidates as the GPU finds them, found on the CPU in linear time, with
+    /// its mass at the temperature `mass_at` where one is given (above 0; summed in f64).
+    pub fn of_row(logits: &[f32], mass_at: Option<f32>) -> TopLogits {
         let mut numbers: Vec<(u32, f32)> = (logits.iter().enumerate())
             .filter(|&(_, &l)| l > f32::NEG_INFINITY)
             .map(|(i, &l)| (i as u32, l))
@@ -275,11 +277,11 @@ impl TopLogits {
         let max = numbers
             .iter()
             .fold(f32::NEG_INFINITY, |m, &(_, l)| m.max(l)) as f64;
-        let t = temperature as f64;
-        let mass = numbers
-            .iter()
-            .map(|&(_, l)| ((l as f64 - max) / t).exp())
-            .sum();
+        let mass = mass_at.map(|t| {
+            (numbers.iter())
+                .map(|&(_, l)| ((l as f64 - max) / t as f64).exp())
+                .sum()
+        });
         let mut bound = f32::NEG_INFINITY;
         if numbers.len() >= TOP_RANK {
             numbers.select_nth_unstable_by(TOP_RANK - 1, |a, b| b.1.total_cmp(&a.1));
@@ -404,7 +406,7 @@ impl Ranked {
         leading.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest = (top.bound > f32::NEG_INFINITY).then_some(Rest {
             bound: top.bound,
-            mass: seen.is_none().then_some(top.mass),
+            mass: top.mass.filter(|_| seen.is_none()),
         });
         Ranked { leading, rest }
     }
@@ -721,9 +723,11 @@ mod tests {
                 .map(|(i, &l)| (i as u32, l))
                 .collect(),
             bound,
-            mass: finite()
-                .map(|l| ((l - max) / temperature).exp())
-                .sum::<f32>() as f64,
+            mass: Some(
+                finite()
+                    .map(|l| ((l - max) / temperature).exp())
+                    .sum::<f32>() as f64,
+            ),
         }
     }
 
@@ -935,7 +939,7 @@ mod tests {
         ];
         let top = TopLogits::from_record(&words).unwrap();
         assert_eq!(top.candidates, [(7, 2.0), (9, 1.0)]);
-        assert_eq!((top.bound, top.mass), (-1.5, 3.5));
+        assert_eq!((top.bound, top.mass), (-1.5, Some(3.5)));
         assert!(TopLogits::from_record(&words[..6]).is_none());
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use common::{ggml_type, Rng};
 use lfm_edge::dtype::DType;
 use lfm_edge::gguf::dequantize;
-use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Tuning};
+use lfm_edge::gpu::{Gpu, GpuOptions, HalfDecode, Reduce, Tuning};
 use lfm_edge::ops::{
     self, ExpertLinear, ExpertMatrix, ExpertOutput, GateUp, GpuTensor, InputNorm, Linear,
     LinearOutput,
@@ -34,21 +34,29 @@ const QUANTIZED: [DType; 12] = [
     DType::TQ2_0,
 ];
 
-/// The GPU launch shapes with integer half decoding, the CPU ones with the device's
-/// own, and a wide matvec (32 threads on each of 4 rows per thread, their sums added in
-/// a tree): every path the kernels have, on any adapter that runs the tests.
-fn gpus() -> &'static [Arc<Gpu>; 3] {
-    static GPUS: OnceLock<[Arc<Gpu>; 3]> = OnceLock::new();
+/// The GPU launch shapes with integer half decoding and sums in a tree, the CPU ones
+/// with the device's own, a wide matvec (32 threads on each of 4 rows per thread, their
+/// sums added in a tree), and a row's 64 threads to a workgroup (its sums added by
+/// subgroups where the device has them): every path the kernels have, on any adapter
+/// that runs the tests.
+fn gpus() -> &'static [Arc<Gpu>; 4] {
+    static GPUS: OnceLock<[Arc<Gpu>; 4]> = OnceLock::new();
     GPUS.get_or_init(|| {
         [
-            (Tuning::GPU, Some(HalfDecode::Integer)),
-            (Tuning::CPU, None),
-            (Tuning::GPU.with_matvec([64, 32, 4]), None),
+            (
+                Tuning::GPU,
+                Some(HalfDecode::Integer),
+                Some(Reduce::Workgroup),
+            ),
+            (Tuning::CPU, None, None),
+            (Tuning::GPU.with_matvec([64, 32, 4]), None, None),
+            (Tuning::GPU_SUBGROUPS.with_matvec([64, 64, 4]), None, None),
         ]
-        .map(|(tuning, halves)| {
+        .map(|(tuning, halves, reduce)| {
             Gpu::new(&GpuOptions {
                 tuning: Some(tuning),
                 halves,
+                reduce,
                 ..GpuOptions::default()
             })
             .expect("no wgpu adapter")

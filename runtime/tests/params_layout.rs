@@ -2,7 +2,7 @@
 //! offsets, as naga lays out the kernel's complete module, and every `#[repr(C)]`
 //! struct of the GPU code is listed among them: no layout is kept in step by eye.
 
-use lfm_edge::gpu::HalfDecode;
+use lfm_edge::gpu::{HalfDecode, Reduce};
 use lfm_edge::ops::layout::Mirror;
 use lfm_edge::ops::MIRRORED;
 use naga::proc::Layouter;
@@ -14,7 +14,9 @@ type Fields = Vec<(String, usize)>;
 
 /// Size and fields of the WGSL struct `mirror` names.
 fn wgsl_layout(mirror: &Mirror) -> Result<(usize, Fields), String> {
-    let source = mirror.kernel.module_source(HalfDecode::Integer);
+    let source = mirror
+        .kernel
+        .module_source(HalfDecode::Integer, Reduce::Workgroup);
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source))?;
     let mut layouter = Layouter::default();
     layouter

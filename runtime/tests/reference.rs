@@ -75,6 +75,44 @@ fn chunked_prefill_logits_match_transformers() {
     }
 }
 
+/// Decoding on a GPU's launch shapes, with each way the kernels sum across invocations
+/// (a tree in workgroup memory; subgroup sums where the adapter has them): the default
+/// adapter of the tests above may take only one of them.
+#[test]
+fn decode_logits_match_transformers_with_either_sums() {
+    use lfm_edge::gpu::{Gpu, GpuOptions, Reduce, Tuning};
+    use lfm_edge::Model;
+    let gpus = [
+        (Tuning::GPU, Some(Reduce::Workgroup)),
+        (Tuning::GPU_SUBGROUPS, None),
+    ]
+    .map(|(tuning, reduce)| {
+        let options = GpuOptions {
+            tuning: Some(tuning),
+            reduce,
+            ..GpuOptions::default()
+        };
+        Gpu::new(&options).unwrap()
+    });
+    for gpu in gpus {
+        for name in FIXTURES {
+            let r = reference(name);
+            let model =
+                std::sync::Arc::new(Model::load(&common::fixture(name), gpu.clone()).unwrap());
+            let mut session = Session::new(model, &exact()).unwrap();
+            let logits: Vec<f32> = (r.prompt_ids.iter())
+                .flat_map(|&t| session.step(t).unwrap())
+                .collect();
+            check_logits(
+                name,
+                &format!("decode, {:?} sums", gpu.reduce),
+                &logits,
+                &r.logits,
+            );
+        }
+    }
+}
+
 #[test]
 fn greedy_continuation_matches_transformers() {
     for name in FIXTURES {

@@ -4,17 +4,21 @@
 //! also be in the layout the Rust side builds from `Kernel::bindings` (plus the `Step`
 //! uniform), with the same access.
 
-use lfm_edge::gpu::{HalfDecode, Kernel};
+use lfm_edge::gpu::{HalfDecode, Kernel, Reduce};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, StorageAccess};
 
 /// What validating a module may assume: naga's defaults, what every WebGPU adapter
-/// offers, plus `unpack2x16float` for the hardware half decoding, which runs only where
-/// the device has that capability (integer decoding elsewhere).
-fn capabilities(halves: HalfDecode) -> Capabilities {
-    match halves {
+/// offers, plus `unpack2x16float` for the hardware half decoding and subgroup operations
+/// for subgroup sums, each of which runs only where the device has it.
+fn capabilities(halves: HalfDecode, reduce: Reduce) -> Capabilities {
+    let halves = match halves {
         HalfDecode::Hardware => Capabilities::SHADER_FLOAT16_IN_FLOAT32,
         HalfDecode::Integer => Capabilities::default(),
+    };
+    match reduce {
+        Reduce::Subgroups => halves | Capabilities::SUBGROUP,
+        Reduce::Workgroup => halves,
     }
 }
 
@@ -63,11 +67,11 @@ fn expected_bindings(kernel: Kernel) -> Vec<(u32, u32, String)> {
 }
 
 /// Why `kernel`'s module is wrong, if it is.
-fn check(kernel: Kernel, halves: HalfDecode) -> Result<(), String> {
-    let source = kernel.module_source(halves);
+fn check(kernel: Kernel, halves: HalfDecode, reduce: Reduce) -> Result<(), String> {
+    let source = kernel.module_source(halves, reduce);
     let module = naga::front::wgsl::parse_str(&source)
         .map_err(|e| format!("does not parse:\n{}", e.emit_to_string(&source)))?;
-    let info = Validator::new(ValidationFlags::all(), capabilities(halves))
+    let info = Validator::new(ValidationFlags::all(), capabilities(halves, reduce))
         .validate(&module)
         .map_err(|e| format!("does not validate:\n{}", e.emit_to_string(&source)))?;
     let entry = kernel.entry_point();
@@ -92,9 +96,12 @@ fn every_kernel_parses_and_validates() {
     let failures: Vec<String> = Kernel::ALL
         .into_iter()
         .flat_map(|kernel| [HalfDecode::Hardware, HalfDecode::Integer].map(|h| (kernel, h)))
-        .filter_map(|(kernel, halves)| {
-            let error = check(kernel, halves).err()?;
-            Some(format!("{kernel:?} ({halves:?} halves) {error}"))
+        .flat_map(|(kernel, h)| [Reduce::Subgroups, Reduce::Workgroup].map(|r| (kernel, h, r)))
+        .filter_map(|(kernel, halves, reduce)| {
+            let error = check(kernel, halves, reduce).err()?;
+            Some(format!(
+                "{kernel:?} ({halves:?} halves, {reduce:?} sums) {error}"
+            ))
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -57,6 +57,17 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         gpu.info.backend,
         gpu.info.device_type
     )?;
+    let t = gpu.tuning;
+    outln!(
+        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}",
+        gpu.halves,
+        gpu.reduce,
+        gpu.info.subgroup_min_size,
+        gpu.info.subgroup_max_size,
+        t.matvec_workgroup,
+        t.matvec_row_threads,
+        t.matvec_rows_per_thread
+    )?;
     outln!(
         "limits: max_buffer_size {}, max_storage_buffer_binding_size {}, max_compute_workgroup_size_x {}, max_compute_workgroups_per_dimension {}",
         gpu.limits.max_buffer_size,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{HalfDecode, PipelineCache};
+use super::kernels::{HalfDecode, PipelineCache, Reduce};
 use super::Tuning;
 use crate::error::{Error, Result};
 
@@ -83,6 +83,9 @@ pub struct GpuOptions {
     /// Half decoding instead of the device's best (tests run the integer one on
     /// devices that decode halves in hardware).
     pub halves: Option<HalfDecode>,
+    /// Sums across invocations instead of the device's best (tests run the tree on
+    /// devices with subgroup operations); subgroups where the device has none fail.
+    pub reduce: Option<Reduce>,
 }
 
 /// Where the device can write GPU timestamps (wgpu's timestamp query features).
@@ -105,6 +108,8 @@ pub struct Gpu {
     pub tuning: Tuning,
     /// How the kernels decode IEEE halves on this device.
     pub halves: HalfDecode,
+    /// How the kernels add values up across invocations on this device.
+    pub reduce: Reduce,
     pub(super) pipelines: PipelineCache,
     /// The first validation or device error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -152,7 +157,19 @@ impl Gpu {
             ))
         })?;
         let info = adapter.get_info();
-        let mut tuning = options.tuning.unwrap_or_else(|| Tuning::for_adapter(&info));
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let reduce = match options.reduce {
+            Some(Reduce::Subgroups) if !subgroups => {
+                return Err(Error::Input(format!(
+                    "{} has no subgroup operations (wgpu's SUBGROUP feature)",
+                    info.name
+                )))
+            }
+            Some(reduce) => reduce,
+            None if subgroups => Reduce::Subgroups,
+            None => Reduce::Workgroup,
+        };
+        let mut tuning = (options.tuning).unwrap_or_else(|| Tuning::for_adapter(&info, reduce));
         if let Some(launch) = options.matvec_launch {
             tuning = tuning.with_matvec(launch);
         }
@@ -175,6 +192,7 @@ impl Gpu {
             info.driver,
             info.driver_info
         );
+        // SUBGROUP where the kernels use subgroup operations (`Reduce::Subgroups`).
         // SHADER_F16 where the adapter has it: Mesa's Vulkan drivers grant the
         // SHADER_F16_IN_F32 capability (hardware half decoding) only with it.
         // The timestamp queries where it has them: `bench --profile` times each
@@ -183,7 +201,11 @@ impl Gpu {
             & (wgpu::Features::SHADER_F16
                 | wgpu::Features::TIMESTAMP_QUERY
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+            | match reduce {
+                Reduce::Subgroups => wgpu::Features::SUBGROUP,
+                Reduce::Workgroup => wgpu::Features::empty(),
+            };
         let hardware_halves = adapter
             .get_downlevel_capabilities()
             .flags
@@ -213,6 +235,7 @@ impl Gpu {
             queue,
             tuning,
             halves,
+            reduce,
             info,
             limits,
             pipelines: PipelineCache::default(),

@@ -16,6 +16,9 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 /// IEEE half to f32, by the hardware or with integer operations (`HalfDecode`).
 const HALF_HARDWARE: &str = include_str!("../../../shaders/half_hardware.wgsl");
 const HALF_INTEGER: &str = include_str!("../../../shaders/half_integer.wgsl");
+/// Sums across a workgroup, with subgroup operations or without (`Reduce`).
+const REDUCE_SUBGROUPS: &str = include_str!("../../../shaders/reduce_subgroups.wgsl");
+const REDUCE_WORKGROUP: &str = include_str!("../../../shaders/reduce_workgroup.wgsl");
 /// GGUF block unpacking, for the kernels that read weight matrices (named `weight`).
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
 /// GGUF block dot products, for matvec.wgsl.
@@ -120,12 +123,16 @@ impl Kernel {
         )
     }
 
-    /// The complete module: the half decoding, common helpers (and block unpacking)
-    /// followed by the kernel.
-    pub fn module_source(self, halves: HalfDecode) -> String {
+    /// The complete module: the half decoding, the sums across invocations, common
+    /// helpers (and block unpacking) followed by the kernel.
+    pub fn module_source(self, halves: HalfDecode, reduce: Reduce) -> String {
         let half = match halves {
             HalfDecode::Hardware => HALF_HARDWARE,
             HalfDecode::Integer => HALF_INTEGER,
+        };
+        let sums = match reduce {
+            Reduce::Subgroups => REDUCE_SUBGROUPS,
+            Reduce::Workgroup => REDUCE_WORKGROUP,
         };
         let quant = match self {
             Kernel::Matvec | Kernel::MatvecConv => format!("{QUANT}\n{MATVEC_QUANT}"),
@@ -146,7 +153,7 @@ impl Kernel {
             ""
         };
         format!(
-            "{half}\n{COMMON}\n{quant}\n{kv}\n{params}\n{}",
+            "{half}\n{sums}\n{COMMON}\n{quant}\n{kv}\n{params}\n{}",
             self.source()
         )
     }
@@ -217,6 +224,16 @@ pub enum HalfDecode {
     Hardware,
     /// Integer operations, everywhere else.
     Integer,
+}
+
+/// How kernels add values up across the invocations of a workgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduce {
+    /// A subgroup sum per value, then one barrier, where the device has wgpu's
+    /// SUBGROUP feature (a group that is not the whole workgroup still takes the tree).
+    Subgroups,
+    /// A tree in workgroup memory, a barrier per halving, everywhere else.
+    Workgroup,
 }
 
 /// A compiled pipeline: the kernel specialised for one weight dtype (the KV cache's for
@@ -359,7 +376,7 @@ impl Gpu {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(&format!("{kernel:?}")),
-            source: wgpu::ShaderSource::Wgsl(kernel.module_source(self.halves).into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.module_source(self.halves, self.reduce).into()),
         };
         // Bounds and integer-division checks stay; the loop bound naga would add to
         // every loop goes. It keeps drivers from unrolling the kernels' fixed-count

@@ -7,5 +7,5 @@ mod tuning;
 
 pub use context::{Backend, Gpu, GpuOptions, Timestamps};
 pub use dispatch::{Dispatch, Grid, Step, StepUniform};
-pub use kernels::{HalfDecode, Kernel, KernelKey};
+pub use kernels::{HalfDecode, Kernel, KernelKey, Reduce};
 pub use tuning::{Prefill, Tuning};

@@ -6,6 +6,7 @@
 //! takes whole rows, several of them, and (in prefill) several tokens, with no
 //! workgroup memory at all.
 
+use super::kernels::Reduce;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,14 @@ impl Tuning {
         matvec_row_threads: 64,
         matvec_rows_per_thread: 1,
         prefill: Prefill::Tiled,
+    };
+
+    /// With subgroup operations: the same 64 threads on a row, but a row to a
+    /// workgroup, so that a row's sums take one subgroup sum and one barrier instead of
+    /// a tree (`Reduce::Subgroups`). Not yet measured against `GPU` on a GPU.
+    pub const GPU_SUBGROUPS: Tuning = Tuning {
+        matvec_workgroup: 64,
+        ..Tuning::GPU
     };
 
     /// Chosen by measuring on lavapipe (AVX2, SIMD-8). Matvec: two SIMD vectors of
@@ -109,10 +118,11 @@ impl Tuning {
         }
     }
 
-    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
-        match info.device_type {
-            wgpu::DeviceType::Cpu => Tuning::CPU,
-            _ => Tuning::GPU,
+    pub fn for_adapter(info: &wgpu::AdapterInfo, reduce: Reduce) -> Tuning {
+        match (info.device_type, reduce) {
+            (wgpu::DeviceType::Cpu, _) => Tuning::CPU,
+            (_, Reduce::Subgroups) => Tuning::GPU_SUBGROUPS,
+            (_, Reduce::Workgroup) => Tuning::GPU,
         }
     }
 

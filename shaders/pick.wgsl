@@ -12,7 +12,9 @@
 //   temperature sampling need. The bound is found by a radix select: four passes over
 //   the row, each counting the next 8 bits of the logits' order-preserving keys.
 //
-// NaN and −∞ count as −∞: never picked over a number, never a candidate, no mass.
+// NaN and −∞ count as −∞: never picked over a number, never a candidate, no mass. So
+// do the tokens a constraint forbids: `allowed` has a bit per token (bit i % 32 of word
+// i / 32), set where the token may be picked (every bit, unconstrained).
 
 struct Params {
     n: u32,           // the row's length (the vocabulary)
@@ -25,7 +27,8 @@ struct Params {
 // argmax: the batch's ids, [0] ← the pick. top: the record
 // [count, bound, mass, 0, (id, logit) × count], floats as their bits.
 @group(0) @binding(1) var<storage, read_write> picks: array<u32>;
-@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read> allowed: array<u32>; // (vocab / 32, rounded up)
+@group(0) @binding(3) var<uniform> params: Params;
 
 const WG: u32 = 256u;
 const NEG_INF: u32 = 0xff800000u;
@@ -38,6 +41,12 @@ fn is_nan(v: f32) -> bool {
 
 fn row_length() -> u32 {
     return min(params.n, arrayLength(&logits));
+}
+
+// Logit i, or −∞ where the token is not allowed.
+fn logit(i: u32) -> f32 {
+    let allows = ((allowed[i >> 5u] >> (i & 31u)) & 1u) == 1u;
+    return select(bitcast<f32>(NEG_INF), logits[i], allows);
 }
 
 // ---------------------------------------------------------------------------------
@@ -61,7 +70,7 @@ fn argmax(@builtin(local_invocation_index) lid: u32) {
     var best = bitcast<f32>(NEG_INF);
     var at = 0xffffffffu;
     for (var i = lid; i < n; i += WG) {
-        let v = finite_or_lowest(logits[i]);
+        let v = finite_or_lowest(logit(i));
         if beats(v, i, best, at) {
             best = v;
             at = i;
@@ -113,7 +122,7 @@ fn value_of(key: u32) -> f32 {
 fn row_max(lid: u32, n: u32) -> f32 {
     var m = bitcast<f32>(NEG_INF);
     for (var i = lid; i < n; i += WG) {
-        let v = logits[i];
+        let v = logit(i);
         if key_of(v) != 0u && v > m {
             m = v;
         }
@@ -143,7 +152,7 @@ fn bound_key(lid: u32, n: u32) -> u32 {
         workgroupBarrier();
         let copy = (lid % HIST_COPIES) * 256u;
         for (var i = lid; i < n; i += WG) {
-            let key = key_of(logits[i]);
+            let key = key_of(logit(i));
             if (key & high) == prefix {
                 atomicAdd(&histogram[copy + ((key >> shift) & 255u)], 1u);
             }
@@ -187,7 +196,7 @@ fn top(inv: Invocation) {
     var mass = 0.0;
     let inverse_t = 1.0 / params.temperature;
     for (var i = lid; i < n; i += WG) {
-        let v = logits[i];
+        let v = logit(i);
         if key_of(v) != 0u {
             mass += exp((v - m) * inverse_t);
         }
@@ -204,7 +213,7 @@ fn top(inv: Invocation) {
     workgroupBarrier();
     let room = params.rank - 1u;
     for (var i = lid; i < n; i += WG) {
-        let v = logits[i];
+        let v = logit(i);
         if key_of(v) > bound {
             let slot = atomicAdd(&written, 1u);
             if slot < room {

@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::constraint::{Allowed, Constraint, Guide};
+use crate::constraint::{Constraint, Guide, NextTokens};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
@@ -132,11 +132,20 @@ pub(crate) fn sampled_step(
     session: &mut Session,
     sampler: &mut Sampler,
     token: u32,
+    next: &NextTokens,
 ) -> Result<u32> {
-    let top = session.step_top_ahead(token, sampler.config().temperature)?;
+    let temperature = sampler.config().temperature;
+    let top = match next {
+        NextTokens::Only(allowed) => session.step_top_within(token, temperature, allowed)?,
+        _ => session.step_top_ahead(token, temperature)?,
+    };
     match sampler.sample_top(&top) {
         Some(id) => Ok(id),
-        None => Ok(sampler.sample(&session.last_logits()?)),
+        None => {
+            let mut row = session.last_logits()?;
+            next.apply(&mut row);
+            Ok(sampler.sample(&row))
+        }
     }
 }
 
@@ -313,6 +322,13 @@ impl<'s> TokenStream<'s> {
             self.stop = Some(StopReason::MaxTokens);
             return Ok(None);
         }
+        // The tokens the grammar allows next, found once: the GPU's pick and a row read
+        // back both keep to them.
+        let vocab = self.session.model().config.vocab_size;
+        let next = match &mut self.guide {
+            Some(guide) => guide.next_tokens(vocab)?,
+            None => NextTokens::Any,
+        };
         if let Some(id) = self.unfed {
             if self.cancelled.is_some_and(|cancelled| cancelled()) {
                 self.stop = Some(StopReason::Cancelled);
@@ -322,24 +338,7 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            // With nothing to mask, the GPU picks: a plain argmax brings back one id, and
-            // the step that feeds it is already under way when it does; a sampled chain
-            // brings back the candidates it can decide from.
-            let config = self.sampler.config();
-            let stepped = match self.guide.is_none() {
-                true if config.is_greedy() => (self.session.step_greedy_ahead(id)).map(|next| {
-                    self.sampler.accept(&[next]);
-                    Some(next)
-                }),
-                true if config.samples_from_top() => {
-                    sampled_step(self.session, &mut self.sampler, id).map(Some)
-                }
-                _ => (self.session.step(id)).map(|logits| {
-                    self.logits = logits;
-                    None
-                }),
-            };
-            match stepped {
+            match self.feed(id, &next) {
                 // A pool shared with other sessions has no block left: the token
                 // stays unfed, for a later call once they give blocks back.
                 Err(Error::KvPoolFull { .. }) => {
@@ -350,17 +349,23 @@ impl<'s> TokenStream<'s> {
             }
             self.unfed = None;
         }
-        if let Some(guide) = &mut self.guide {
-            // Forbidden tokens go before the sampling chain sees the logits.
-            if guide.mask(&mut self.logits)? == Allowed::Nothing {
-                self.stop = Some(StopReason::EndOfSequence);
-                return Ok(None);
-            }
+        if next == NextTokens::Nothing {
+            self.stop = Some(StopReason::EndOfSequence);
+            return Ok(None);
         }
         let id = match self.picked.take() {
             Some(id) => id,
-            None => self.sampler.sample(&self.logits),
+            None => {
+                // Forbidden tokens go before the sampling chain sees the logits.
+                next.apply(&mut self.logits);
+                self.sampler.sample(&self.logits)
+            }
         };
+        if !next.allows(id) {
+            return Err(Error::Input(format!(
+                "constrained decoding: no token the grammar allows has a finite logit (picked {id})"
+            )));
+        }
         if self.eos.contains(&id) {
             self.stop = Some(StopReason::EndOfSequence);
             return Ok(None);
@@ -379,6 +384,34 @@ impl<'s> TokenStream<'s> {
             text: released.text,
             token: Some(id),
         }))
+    }
+}
+
+impl TokenStream<'_> {
+    /// Feeds `token`; the next token where the GPU picked it (`None`: the row is in
+    /// `self.logits`). A plain argmax brings back one id, with the step that feeds it
+    /// already under way when nothing may mask it; a sampled chain brings back the
+    /// candidates it can decide from. Both pick among the tokens `next` allows.
+    fn feed(&mut self, token: u32, next: &NextTokens) -> Result<Option<u32>> {
+        let config = self.sampler.config();
+        let session = &mut *self.session;
+        let greedy = match next {
+            // Nothing may follow: the token joins the session, and the generation ends.
+            NextTokens::Nothing => return session.step(token).map(|_| None),
+            _ if !config.is_greedy() => None,
+            NextTokens::Any if self.guide.is_none() => Some(session.step_greedy_ahead(token)?),
+            NextTokens::Any => Some(session.step_greedy(token)?),
+            NextTokens::Only(allowed) => Some(session.step_greedy_within(token, allowed)?),
+        };
+        if let Some(id) = greedy {
+            self.sampler.accept(&[id]);
+            return Ok(Some(id));
+        }
+        if config.samples_from_top() {
+            return sampled_step(session, &mut self.sampler, token, next).map(Some);
+        }
+        self.logits = session.step(token)?;
+        Ok(None)
     }
 }
 

@@ -117,6 +117,49 @@ fn json_schema_output_validates_greedy_and_sampled() {
     }
 }
 
+/// Under a mask the GPU picks (greedy's argmax, a top-k chain's candidates) among the
+/// tokens the grammar allows, and reads back no row: the same tokens as the chain on
+/// each row read back and masked on the CPU.
+#[test]
+fn the_gpu_picks_what_the_masked_row_gives() {
+    use lfm_edge::constraint::{Allowed, Guide};
+    use lfm_edge::Sampler;
+    let model = demo();
+    let constraint = Constraint::json_schema(SCHEMA).unwrap();
+    let eos = lfm_edge::generate::end_of_sequence_ids(&model);
+    let prompt = model.tokenizer.encode("Enter the King and Queen.").unwrap();
+    let top_k = SamplerConfig {
+        temperature: 0.8,
+        top_k: 40,
+        seed: 5,
+        ..SamplerConfig::default()
+    };
+    for config in [SamplerConfig::default(), top_k] {
+        let options = constrained(constraint.clone(), 48, config.clone());
+        let done = run("Enter the King and Queen.", &options).unwrap();
+        let mut session = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+        let mut logits = session.feed(&prompt).unwrap();
+        let mut sampler = Sampler::with_config(config.clone());
+        sampler.accept(session.tokens());
+        let mut guide = Guide::new(&constraint, &model.tokenizer, &eos).unwrap();
+        let mut replayed = Vec::new();
+        while replayed.len() < 48 {
+            if guide.mask(&mut logits).unwrap() == Allowed::Nothing {
+                break;
+            }
+            let id = sampler.sample(&logits);
+            if eos.contains(&id) {
+                break;
+            }
+            guide.accept(id).unwrap();
+            replayed.push(id);
+            logits = session.step(id).unwrap();
+        }
+        assert!(replayed.len() > 5, "{config:?}: {replayed:?}");
+        assert_eq!(done.tokens, replayed, "{config:?}");
+    }
+}
+
 /// Sentences of a small grammar with alternatives, a repetition and a regex terminal.
 const LARK: &str = r#"
 start: greeting ", " name "! " deed "."

@@ -1143,7 +1143,7 @@ fn low_bit_projections_match_the_dequantizer() {
 
 /// The GPU argmax agrees with `sampler::argmax` (the first maximum) over rows longer
 /// and shorter than its workgroup, with ties, a maximum in the last slot and −∞ rows;
-/// NaNs count as −∞.
+/// NaNs count as −∞; with every token allowed and with some (`masks`).
 #[test]
 fn argmax_picks_the_first_maximum() {
     let mut rng = Rng(21);
@@ -1159,19 +1159,46 @@ fn argmax_picks_the_first_maximum() {
     cases.push(last);
     cases.push(vec![f32::NEG_INFINITY; 300]);
     for values in &cases {
-        let want = lfm_edge::sampler::argmax(values);
         let mut with_nan = values.clone();
         with_nan.push(f32::NAN);
         for row in [values, &with_nan] {
-            let logits = buffer("logits", row);
-            let tokens = buffer("tokens", &[0.0; 4]);
-            let step = ops::argmax(gpu(), &logits, row.len(), &tokens).unwrap();
-            let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
-            run(Batch::new(1, 0), max_per_dim, &[&step]);
-            let got: Vec<u32> = gpu().read(&tokens, 0, 4).unwrap();
-            assert_eq!(got[0], want, "argmax of {} values", row.len());
+            for (mask, allowed) in masks(row.len()) {
+                let want = lfm_edge::sampler::argmax(&masked(row, &mask));
+                let logits = buffer("logits", row);
+                let tokens = buffer("tokens", &[0.0; 4]);
+                let step = ops::argmax(gpu(), &logits, row.len(), &allowed, &tokens).unwrap();
+                let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
+                run(Batch::new(1, 0), max_per_dim, &[&step]);
+                let got: Vec<u32> = gpu().read(&tokens, 0, 4).unwrap();
+                assert_eq!(got[0], want, "argmax of {} values", row.len());
+            }
         }
     }
+}
+
+/// Masks of `n` tokens (a bit each, as the pick kernels read them) with their buffers:
+/// every token allowed, and two in five.
+fn masks(n: usize) -> [(Vec<u32>, wgpu::Buffer); 2] {
+    let every = vec![u32::MAX; n.div_ceil(32)];
+    let mut some = vec![0u32; n.div_ceil(32)];
+    for i in (0..n).filter(|i| (i * 7 + 3) % 5 < 2) {
+        some[i / 32] |= 1 << (i % 32);
+    }
+    [every, some].map(|mask| {
+        let bits: Vec<f32> = mask.iter().map(|&w| f32::from_bits(w)).collect();
+        let allowed = buffer("allowed", &bits);
+        (mask, allowed)
+    })
+}
+
+/// `row` with the tokens `mask` forbids at −∞.
+fn masked(row: &[f32], mask: &[u32]) -> Vec<f32> {
+    (row.iter().enumerate())
+        .map(|(i, &l)| match mask[i / 32] >> (i % 32) & 1 {
+            1 => l,
+            _ => f32::NEG_INFINITY,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1182,7 +1209,8 @@ fn argmax_picks_the_first_maximum() {
 /// `f32::total_cmp`'s order, NaN and −∞ never among them), with that bound and the
 /// row's softmax mass, as the CPU finds them (`TopLogits::of_row`): over rows shorter and longer than the rank and the workgroup, a
 /// vocabulary's 65 536, ties across the rank, negative rows with −0 and +0, a row with
-/// fewer numbers than the rank, and −∞ rows; NaNs count as −∞.
+/// fewer numbers than the rank, and −∞ rows; NaNs count as −∞; with every token
+/// allowed and with some (`masks`).
 #[test]
 fn top_logits_are_the_logits_above_the_bound() {
     let mut rng = Rng(23);
@@ -1207,35 +1235,37 @@ fn top_logits_are_the_logits_above_the_bound() {
         let mut with_nan = values.clone();
         with_nan.push(f32::NAN);
         for row in [values, &with_nan] {
-            let logits = buffer("logits", row);
-            let record = buffer("record", &vec![0.0; ops::TOP_RECORD_BYTES as usize / 4]);
-            let step = ops::top_logits(gpu(), &logits, row.len(), &record).unwrap();
-            step.write_params(&gpu().queue, &ops::top_params(row.len(), temperature));
-            let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
-            run(Batch::new(1, 0), max_per_dim, &[&step]);
-            let words: Vec<u32> = gpu().read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
-            let got = TopLogits::from_record(&words).unwrap();
+            for (mask, allowed) in masks(row.len()) {
+                let logits = buffer("logits", row);
+                let record = buffer("record", &vec![0.0; ops::TOP_RECORD_BYTES as usize / 4]);
+                let step = ops::top_logits(gpu(), &logits, row.len(), &allowed, &record).unwrap();
+                step.write_params(&gpu().queue, &ops::top_params(row.len(), temperature));
+                let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
+                run(Batch::new(1, 0), max_per_dim, &[&step]);
+                let words: Vec<u32> = gpu().read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
+                let got = TopLogits::from_record(&words).unwrap();
 
-            let want = TopLogits::of_row(row, Some(temperature));
-            let sorted = |top: &TopLogits| {
-                let mut pairs: Vec<(u32, u32)> = (top.candidates.iter())
-                    .map(|&(i, l)| (i, l.to_bits()))
-                    .collect();
-                pairs.sort();
-                pairs
-            };
-            let n = row.len();
-            assert_eq!(sorted(&got), sorted(&want), "candidates of {n} values");
-            assert_eq!(
-                got.bound.to_bits(),
-                want.bound.to_bits(),
-                "bound of {n} values"
-            );
-            let (got_mass, want_mass) = (got.mass.unwrap(), want.mass.unwrap());
-            assert!(
-                (got_mass - want_mass).abs() <= 1e-5 * want_mass.max(1.0),
-                "mass of {n} values: {got_mass} against {want_mass}"
-            );
+                let want = TopLogits::of_row(&masked(row, &mask), Some(temperature));
+                let sorted = |top: &TopLogits| {
+                    let mut pairs: Vec<(u32, u32)> = (top.candidates.iter())
+                        .map(|&(i, l)| (i, l.to_bits()))
+                        .collect();
+                    pairs.sort();
+                    pairs
+                };
+                let n = row.len();
+                assert_eq!(sorted(&got), sorted(&want), "candidates of {n} values");
+                assert_eq!(
+                    got.bound.to_bits(),
+                    want.bound.to_bits(),
+                    "bound of {n} values"
+                );
+                let (got_mass, want_mass) = (got.mass.unwrap(), want.mass.unwrap());
+                assert!(
+                    (got_mass - want_mass).abs() <= 1e-5 * want_mass.max(1.0),
+                    "mass of {n} values: {got_mass} against {want_mass}"
+                );
+            }
         }
     }
 }

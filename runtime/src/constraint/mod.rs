@@ -4,9 +4,11 @@
 //! [llguidance](https://github.com/guidance-ai/llguidance) compiles the grammar and,
 //! before each token, computes the set of tokens that keep the output a prefix of a
 //! sentence of it, from the bytes every token stands for ([`vocab`], built once per
-//! tokenizer). The generation loop sets the logits of the other tokens to −∞ before the
-//! sampling chain, so penalties, temperature, top-k/p and min-p all still apply; the
-//! end-of-sequence tokens are allowed only where the grammar may end.
+//! tokenizer). The generation loop hands that set ([`NextTokens`]) to the GPU's pick,
+//! which treats the other tokens as −∞ (a greedy argmax, a sampled chain's candidates),
+//! and sets their logits to −∞ in a row read back, before the sampling chain, so
+//! penalties, temperature, top-k/p and min-p all still apply; the end-of-sequence
+//! tokens are allowed only where the grammar may end.
 //!
 //! ```no_run
 //! # fn demo(session: &mut lfm_edge::Session, prompt: &[u32]) -> lfm_edge::Result<()> {
@@ -211,6 +213,60 @@ pub enum Allowed {
     Nothing,
 }
 
+/// The tokens a step may sample, as [`Guide::next_tokens`] finds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextTokens {
+    /// Any token (waiting for a trigger).
+    Any,
+    /// Those whose bit is set: bit `i % 32` of word `i / 32`, over the vocabulary.
+    Only(Vec<u32>),
+    /// None: the grammar is complete and no end-of-sequence token may be sampled
+    /// (`ignore_eos`): the generation ends here.
+    Nothing,
+}
+
+impl NextTokens {
+    pub fn allows(&self, id: u32) -> bool {
+        match self {
+            NextTokens::Any => true,
+            NextTokens::Only(bits) => {
+                (bits.get(id as usize / 32)).is_some_and(|w| w >> (id % 32) & 1 == 1)
+            }
+            NextTokens::Nothing => false,
+        }
+    }
+
+    /// Sets the logits of the tokens not allowed to −∞.
+    pub fn apply(&self, logits: &mut [f32]) {
+        match self {
+            NextTokens::Any => {}
+            NextTokens::Only(bits) => {
+                for (chunk, &word) in logits
+                    .chunks_mut(32)
+                    .zip(bits.iter().chain(std::iter::repeat(&0)))
+                {
+                    if word == u32::MAX {
+                        continue;
+                    }
+                    for (bit, logit) in chunk.iter_mut().enumerate() {
+                        if word >> bit & 1 == 0 {
+                            *logit = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+            NextTokens::Nothing => logits.fill(f32::NEG_INFINITY),
+        }
+    }
+}
+
+fn set_bit(bits: &mut [u32], id: u32, on: bool) {
+    if let Some(word) = bits.get_mut(id as usize / 32) {
+        let bit = 1 << (id % 32);
+        *word = if on { *word | bit } else { *word & !bit };
+    }
+}
+
 /// One generation's state in a [`Constraint`]: the parser, fed each sampled token.
 pub struct Guide {
     vocab: Arc<Vocabulary>,
@@ -262,53 +318,51 @@ impl Guide {
 
     /// Sets the logits of the tokens the grammar forbids next to −∞.
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<Allowed> {
+        let next = self.next_tokens(logits.len())?;
+        next.apply(logits);
+        Ok(match next {
+            NextTokens::Any => Allowed::Any,
+            NextTokens::Only(_) => Allowed::Masked,
+            NextTokens::Nothing => Allowed::Nothing,
+        })
+    }
+
+    /// The tokens of a vocabulary of `vocab_size` that the grammar allows next; an
+    /// error where it allows none and may not end here.
+    pub fn next_tokens(&mut self, vocab_size: usize) -> Result<NextTokens> {
         let Some(matcher) = &mut self.matcher else {
-            return Ok(Allowed::Any);
+            return Ok(NextTokens::Any);
         };
         let stopped = matcher.is_stopped();
-        let allowed = match stopped {
-            true => None,
-            false => match matcher.compute_mask() {
-                Ok(allowed) => Some(allowed),
+        let mut bits = vec![0u32; vocab_size.div_ceil(32)];
+        if !stopped {
+            let allowed = match matcher.compute_mask() {
+                Ok(allowed) => allowed,
                 Err(e) => return Err(self.error(&e.to_string())),
-            },
-        };
-        let accepting = stopped || matcher.is_accepting().unwrap_or(false);
-        let ends: Vec<(usize, f32)> = (self.eos.iter())
-            .filter_map(|&id| Some((id as usize, *logits.get(id as usize)?)))
-            .collect();
-        match &allowed {
-            Some(allowed) => {
-                let words = allowed.as_slice();
-                for (chunk, i) in logits.chunks_mut(32).zip(0..) {
-                    let word = words.get(i).copied().unwrap_or(0);
-                    if word == u32::MAX {
-                        continue;
-                    }
-                    for (bit, logit) in chunk.iter_mut().enumerate() {
-                        if word >> bit & 1 == 0 {
-                            *logit = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-                // The trie's end-of-sequence bit stands for none of ours.
-                let trie_eos = self.vocab.trie().eos_token();
-                if let Some(logit) = logits.get_mut(trie_eos as usize) {
-                    if allowed.is_allowed(trie_eos) && !self.eos.contains(&trie_eos) {
-                        *logit = f32::NEG_INFINITY;
-                    }
-                }
+            };
+            let words = allowed.as_slice();
+            bits.iter_mut()
+                .zip(words)
+                .for_each(|(bit, &word)| *bit = word);
+            // The trie's end-of-sequence bit stands for none of ours.
+            let trie_eos = self.vocab.trie().eos_token();
+            if !self.eos.contains(&trie_eos) {
+                set_bit(&mut bits, trie_eos, false);
             }
-            None => logits.fill(f32::NEG_INFINITY),
         }
+        let accepting = stopped || self.is_complete();
         // Ending is allowed where the grammar may end, at the model's own odds.
-        for (id, logit) in ends {
-            logits[id] = if accepting { logit } else { f32::NEG_INFINITY };
+        for &id in &self.eos {
+            set_bit(&mut bits, id, accepting);
         }
-        let left = logits.iter().any(|&l| l > f32::NEG_INFINITY);
+        // Tokens past the vocabulary are none.
+        if let Some(last) = bits.last_mut().filter(|_| vocab_size % 32 != 0) {
+            *last &= (1 << (vocab_size % 32)) - 1;
+        }
+        let left = bits.iter().any(|&word| word != 0);
         match (left, accepting) {
-            (true, _) => Ok(Allowed::Masked),
-            (false, true) => Ok(Allowed::Nothing),
+            (true, _) => Ok(NextTokens::Only(bits)),
+            (false, true) => Ok(NextTokens::Nothing),
             (false, false) => Err(self.error("it allows no token here")),
         }
     }

@@ -211,8 +211,9 @@ impl Kernel {
             Kernel::KvShift => &[Read, Read, ReadWrite, Uniform],
             // src, dst, params
             Kernel::Copy => &[Read, ReadWrite, Uniform],
-            // logits, the batch's ids (argmax) or the candidates' record (top), params
-            Kernel::Argmax | Kernel::TopLogits => &[Read, ReadWrite, Uniform],
+            // logits, the batch's ids (argmax) or the candidates' record (top), the
+            // allowed tokens' mask, params
+            Kernel::Argmax | Kernel::TopLogits => &[Read, ReadWrite, Read, Uniform],
         }
     }
 }

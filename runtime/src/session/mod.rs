@@ -48,6 +48,9 @@ pub struct Session {
     /// The last row's candidates into `top_record`, for [`Session::step_top`].
     top: Dispatch,
     top_record: wgpu::Buffer,
+    /// The tokens the picks may return, a bit each: all of them, but during a step of
+    /// [`Session::step_greedy_within`] or [`Session::step_top_within`].
+    allowed: wgpu::Buffer,
     /// Positions → blocks of the KV pool.
     pages: PageTable,
     /// Whether the pool is this session's alone (its bytes count as the session's).
@@ -126,14 +129,22 @@ impl Session {
             mapped_at_creation: false,
         });
         let vocab = model.config.vocab_size;
-        let argmax = ops::argmax(gpu, &state.logits, vocab, &state.tokens)?;
+        let allowed = wgpu::util::DeviceExt::create_buffer_init(
+            &gpu.device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("allowed tokens"),
+                contents: &vec![0xff; ops::allowed_bytes(vocab) as usize],
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            },
+        );
+        let argmax = ops::argmax(gpu, &state.logits, vocab, &allowed, &state.tokens)?;
         let top_record = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("top logits"),
             size: ops::TOP_RECORD_BYTES,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let top = ops::top_logits(gpu, &state.logits, vocab, &top_record)?;
+        let top = ops::top_logits(gpu, &state.logits, vocab, &allowed, &top_record)?;
         gpu.check()?;
         let options = SessionOptions {
             max_context: shape.max_context,
@@ -151,6 +162,7 @@ impl Session {
             argmax,
             top,
             top_record,
+            allowed,
             pages,
             own_pool,
             options,
@@ -209,7 +221,11 @@ impl Session {
         } else {
             0
         };
-        self.state.allocated_bytes() + self.staging.size() + self.top_record.size() + pool
+        self.state.allocated_bytes()
+            + self.staging.size()
+            + self.top_record.size()
+            + self.allowed.size()
+            + pool
     }
 
     /// The pool holding this session's KV cache.
@@ -268,6 +284,51 @@ impl Session {
     pub fn step_top(&mut self, token: u32, temperature: f32) -> Result<TopLogits> {
         self.set_top_temperature(temperature);
         top_logits(&self.feed_with(&[token], &|| false, Readback::Top)?)
+    }
+
+    /// As [`Session::step_greedy`], the pick among the tokens `allowed` allows: a bit per
+    /// token, bit `i % 32` of word `i / 32` (a constraint's mask). Where it allows no
+    /// token whose logit is a number, the pick is token 0.
+    pub fn step_greedy_within(&mut self, token: u32, allowed: &[u32]) -> Result<u32> {
+        self.within(allowed, |session| session.step_greedy(token))
+    }
+
+    /// As [`Session::step_top`], the candidates among the tokens `allowed` allows (as
+    /// [`Session::step_greedy_within`]), the row's mass over those alone.
+    pub fn step_top_within(
+        &mut self,
+        token: u32,
+        temperature: f32,
+        allowed: &[u32],
+    ) -> Result<TopLogits> {
+        self.within(allowed, |session| {
+            session.step_top_ahead(token, temperature)
+        })
+    }
+
+    /// Runs `step` with the picks limited to `allowed`, then allows every token again
+    /// (the queue runs the write after the step's submission).
+    fn within<T>(
+        &mut self,
+        allowed: &[u32],
+        step: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let words = self.allowed.size() as usize / 4;
+        if allowed.len() != words {
+            return Err(Error::Input(format!(
+                "a mask of {} words for a vocabulary of {} tokens (needs {words})",
+                allowed.len(),
+                self.model.config.vocab_size
+            )));
+        }
+        let gpu = self.model.gpu.clone();
+        gpu.queue
+            .write_buffer(&self.allowed, 0, bytemuck::cast_slice(allowed));
+        let stepped = step(self);
+        let every = vec![u32::MAX; words];
+        gpu.queue
+            .write_buffer(&self.allowed, 0, bytemuck::cast_slice(&every));
+        stepped
     }
 
     /// The temperature of the mass the next candidates' launch sums.

@@ -15,7 +15,6 @@ pub use profile::{profile, profile_timed, FamilyTime, Profile};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::constraint::NextTokens;
 use crate::error::{Error, Result};
 use crate::generate::sampled_step;
 use crate::gpu::{Gpu, StepUniform};
@@ -162,7 +161,7 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         let start = Instant::now();
         let mut next = tokens[0];
         for _ in 0..n {
-            next = sampled_step(session, &mut sampler, next, &NextTokens::Any)?;
+            next = sampled_step(session, &mut sampler, next)?;
         }
         Ok(start.elapsed())
     };

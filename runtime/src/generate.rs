@@ -19,7 +19,7 @@
 use crate::constraint::{Constraint, Guide, NextTokens};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::{Sampler, SamplerConfig, TopLogits};
 use crate::session::Session;
 use crate::stop::StopStrings;
 use crate::tokenizer::TextStream;
@@ -132,14 +132,20 @@ pub(crate) fn sampled_step(
     session: &mut Session,
     sampler: &mut Sampler,
     token: u32,
+) -> Result<u32> {
+    let top = session.step_top_ahead(token, sampler.config().temperature)?;
+    sample_candidates(session, sampler, &top, &NextTokens::Any)
+}
+
+/// The sampler's pick from the candidates the GPU picked among the tokens `next`
+/// allows, or, where they cannot decide, from the row read back and masked by `next`.
+fn sample_candidates(
+    session: &Session,
+    sampler: &mut Sampler,
+    top: &TopLogits,
     next: &NextTokens,
 ) -> Result<u32> {
-    let temperature = sampler.config().temperature;
-    let top = match next {
-        NextTokens::Only(allowed) => session.step_top_within(token, temperature, allowed)?,
-        _ => session.step_top_ahead(token, temperature)?,
-    };
-    match sampler.sample_top(&top) {
+    match sampler.sample_top(top) {
         Some(id) => Ok(id),
         None => {
             let mut row = session.last_logits()?;
@@ -322,13 +328,7 @@ impl<'s> TokenStream<'s> {
             self.stop = Some(StopReason::MaxTokens);
             return Ok(None);
         }
-        // The tokens the grammar allows next, found once: the GPU's pick and a row read
-        // back both keep to them.
-        let vocab = self.session.model().config.vocab_size;
-        let next = match &mut self.guide {
-            Some(guide) => guide.next_tokens(vocab)?,
-            None => NextTokens::Any,
-        };
+        let mut next = NextTokens::Any;
         if let Some(id) = self.unfed {
             if self.cancelled.is_some_and(|cancelled| cancelled()) {
                 self.stop = Some(StopReason::Cancelled);
@@ -338,16 +338,18 @@ impl<'s> TokenStream<'s> {
                 self.stop = Some(StopReason::ContextFull);
                 return Ok(None);
             }
-            match self.feed(id, &next) {
+            match self.feed(id) {
                 // A pool shared with other sessions has no block left: the token
                 // stays unfed, for a later call once they give blocks back.
                 Err(Error::KvPoolFull { .. }) => {
                     self.stop = Some(StopReason::ContextFull);
                     return Ok(None);
                 }
-                stepped => self.picked = stepped?,
+                stepped => (self.picked, next) = stepped?,
             }
             self.unfed = None;
+        } else if let Some(guide) = &mut self.guide {
+            next = guide.next_tokens(self.logits.len())?;
         }
         if next == NextTokens::Nothing {
             self.stop = Some(StopReason::EndOfSequence);
@@ -389,29 +391,54 @@ impl<'s> TokenStream<'s> {
 
 impl TokenStream<'_> {
     /// Feeds `token`; the next token where the GPU picked it (`None`: the row is in
-    /// `self.logits`). A plain argmax brings back one id, with the step that feeds it
-    /// already under way when nothing may mask it; a sampled chain brings back the
-    /// candidates it can decide from. Both pick among the tokens `next` allows.
-    fn feed(&mut self, token: u32, next: &NextTokens) -> Result<Option<u32>> {
+    /// `self.logits`), and the tokens the grammar allows next. A plain argmax brings
+    /// back one id, a sampled chain the candidates it can decide from. Unconstrained,
+    /// the step that feeds the greedy pick is under way when it comes back; under a
+    /// grammar, the mask is computed while the GPU runs the step, and the pick keeps to
+    /// it.
+    fn feed(&mut self, token: u32) -> Result<(Option<u32>, NextTokens)> {
         let config = self.sampler.config();
         let session = &mut *self.session;
-        let greedy = match next {
-            // Nothing may follow: the token joins the session, and the generation ends.
-            NextTokens::Nothing => return session.step(token).map(|_| None),
-            _ if !config.is_greedy() => None,
-            NextTokens::Any if self.guide.is_none() => Some(session.step_greedy_ahead(token)?),
-            NextTokens::Any => Some(session.step_greedy(token)?),
-            NextTokens::Only(allowed) => Some(session.step_greedy_within(token, allowed)?),
+        let Some(guide) = &mut self.guide else {
+            let picked = match () {
+                _ if config.is_greedy() => Some(session.step_greedy_ahead(token)?),
+                _ if config.samples_from_top() => {
+                    let top = session.step_top_ahead(token, config.temperature)?;
+                    let id = sample_candidates(session, &mut self.sampler, &top, &NextTokens::Any)?;
+                    return Ok((Some(id), NextTokens::Any));
+                }
+                _ => {
+                    self.logits = session.step(token)?;
+                    None
+                }
+            };
+            self.sampler.accept(picked.as_slice());
+            return Ok((picked, NextTokens::Any));
         };
-        if let Some(id) = greedy {
-            self.sampler.accept(&[id]);
-            return Ok(Some(id));
-        }
-        if config.samples_from_top() {
-            return sampled_step(session, &mut self.sampler, token, next).map(Some);
-        }
-        self.logits = session.step(token)?;
-        Ok(None)
+        session.submit_step(token)?;
+        let next = guide.next_tokens(session.model().config.vocab_size)?;
+        let allowed = match &next {
+            // Nothing may follow: the generation ends.
+            NextTokens::Nothing => return Ok((None, next)),
+            NextTokens::Any => None,
+            NextTokens::Only(allowed) => Some(&allowed[..]),
+        };
+        let picked = match () {
+            _ if config.is_greedy() => {
+                let id = session.pick_greedy(allowed)?;
+                self.sampler.accept(&[id]);
+                Some(id)
+            }
+            _ if config.samples_from_top() => {
+                let top = session.pick_top(config.temperature, allowed)?;
+                Some(sample_candidates(session, &mut self.sampler, &top, &next)?)
+            }
+            _ => {
+                self.logits = session.last_logits()?;
+                None
+            }
+        };
+        Ok((picked, next))
     }
 }
 

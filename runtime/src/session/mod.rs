@@ -48,8 +48,8 @@ pub struct Session {
     /// The last row's candidates into `top_record`, for [`Session::step_top`].
     top: Dispatch,
     top_record: wgpu::Buffer,
-    /// The tokens the picks may return, a bit each: all of them, but during a step of
-    /// [`Session::step_greedy_within`] or [`Session::step_top_within`].
+    /// The tokens the picks may return, a bit each: all of them, but during a pick
+    /// limited to some ([`Session::pick_greedy`], [`Session::pick_top`]).
     allowed: wgpu::Buffer,
     /// Positions → blocks of the KV pool.
     pages: PageTable,
@@ -286,49 +286,55 @@ impl Session {
         top_logits(&self.feed_with(&[token], &|| false, Readback::Top)?)
     }
 
-    /// As [`Session::step_greedy`], the pick among the tokens `allowed` allows: a bit per
-    /// token, bit `i % 32` of word `i / 32` (a constraint's mask). Where it allows no
-    /// token whose logit is a number, the pick is token 0.
-    pub fn step_greedy_within(&mut self, token: u32, allowed: &[u32]) -> Result<u32> {
-        self.within(allowed, |session| session.step_greedy(token))
+    /// Feeds `token` and submits its step without waiting for it: the next token is
+    /// then picked on the GPU ([`Session::pick_greedy`], [`Session::pick_top`]) or read
+    /// as a row ([`Session::last_logits`]), so that the CPU can work meanwhile (a
+    /// constraint computes its mask while the GPU runs the step).
+    pub fn submit_step(&mut self, token: u32) -> Result<()> {
+        self.feed_with::<u32>(&[token], &|| false, Readback::Nothing)
+            .map(drop)
     }
 
-    /// As [`Session::step_top`], the candidates among the tokens `allowed` allows (as
-    /// [`Session::step_greedy_within`]), the row's mass over those alone.
-    pub fn step_top_within(
-        &mut self,
-        token: u32,
-        temperature: f32,
-        allowed: &[u32],
-    ) -> Result<TopLogits> {
-        self.within(allowed, |session| {
-            session.step_top_ahead(token, temperature)
-        })
+    /// The most likely token after the one the latest one-token step fed, among those
+    /// `allowed` allows (a bit per token, bit `i % 32` of word `i / 32`; every token with
+    /// `None`): picked on the GPU, as [`Session::step_greedy`] picks. Where it allows
+    /// no token whose logit is a number, the pick is token 0.
+    pub fn pick_greedy(&mut self, allowed: Option<&[u32]>) -> Result<u32> {
+        only_pick(self.pick(Readback::Argmax, allowed)?)
     }
 
-    /// Runs `step` with the picks limited to `allowed`, then allows every token again
-    /// (the queue runs the write after the step's submission).
-    fn within<T>(
-        &mut self,
-        allowed: &[u32],
-        step: impl FnOnce(&mut Self) -> Result<T>,
-    ) -> Result<T> {
-        let words = self.allowed.size() as usize / 4;
-        if allowed.len() != words {
-            return Err(Error::Input(format!(
-                "a mask of {} words for a vocabulary of {} tokens (needs {words})",
-                allowed.len(),
-                self.model.config.vocab_size
-            )));
-        }
+    /// The candidates after the one the latest one-token step fed, among the tokens
+    /// `allowed` allows (as [`Session::pick_greedy`]), with their softmax mass at
+    /// `temperature`: picked on the GPU, as [`Session::step_top`] picks.
+    pub fn pick_top(&mut self, temperature: f32, allowed: Option<&[u32]>) -> Result<TopLogits> {
+        self.set_top_temperature(temperature);
+        top_logits(&self.pick(Readback::Top, allowed)?)
+    }
+
+    /// Runs the pick `readback` names over the last row, limited to `allowed` where
+    /// given (every token is allowed again after it), and reads it back.
+    fn pick(&mut self, readback: Readback, allowed: Option<&[u32]>) -> Result<Vec<u32>> {
         let gpu = self.model.gpu.clone();
-        gpu.queue
-            .write_buffer(&self.allowed, 0, bytemuck::cast_slice(allowed));
-        let stepped = step(self);
-        let every = vec![u32::MAX; words];
-        gpu.queue
-            .write_buffer(&self.allowed, 0, bytemuck::cast_slice(&every));
-        stepped
+        let words = self.allowed.size() as usize / 4;
+        if let Some(allowed) = allowed {
+            if allowed.len() != words {
+                return Err(Error::Input(format!(
+                    "a mask of {} words for a vocabulary of {} tokens (needs {words})",
+                    allowed.len(),
+                    self.model.config.vocab_size
+                )));
+            }
+            (gpu.queue).write_buffer(&self.allowed, 0, bytemuck::cast_slice(allowed));
+        }
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let bytes = self.encode_pick(&mut encoder, readback, 1);
+        gpu.queue.submit([encoder.finish()]);
+        if allowed.is_some() {
+            // The queue runs the write after the pick.
+            let every = vec![u32::MAX; words];
+            (gpu.queue).write_buffer(&self.allowed, 0, bytemuck::cast_slice(&every));
+        }
+        gpu.map_and_read(&self.staging, bytes)
     }
 
     /// The temperature of the mass the next candidates' launch sums.
@@ -428,7 +434,10 @@ impl Session {
         let recorded = self.record(batch, trace, readback)?;
         let gpu = &self.model.gpu;
         gpu.queue.submit([recorded.commands]);
-        let values = gpu.map_and_read(&self.staging, recorded.bytes)?;
+        let values = match readback {
+            Readback::Nothing => Vec::new(),
+            _ => gpu.map_and_read(&self.staging, recorded.bytes)?,
+        };
         self.tokens.extend_from_slice(tokens);
         Ok(values)
     }
@@ -477,7 +486,19 @@ impl Session {
                 encoder.copy_buffer_to_buffer(conv.state, 0, conv.snapshots, slot * size, size);
             }
         }
+        let bytes = self.encode_pick(&mut encoder, readback, n);
+        Ok(Recorded {
+            commands: encoder.finish(),
+            bytes,
+        })
+    }
+
+    /// Records what `readback` says after a batch of `n` tokens: the pick over the last
+    /// row where it is one, and the copy of what comes back into the staging buffer;
+    /// the bytes copied.
+    fn encode_pick(&self, encoder: &mut wgpu::CommandEncoder, readback: Readback, n: u32) -> u64 {
         let (source, bytes) = match readback {
+            Readback::Nothing => return 0,
             Readback::Logits => {
                 let rows = if self.options.all_logits {
                     n as usize
@@ -497,17 +518,14 @@ impl Session {
                     timestamp_writes: None,
                 });
                 pass.set_bind_group(1, &self.step_group, &[]);
-                let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+                let max_per_dim = self.model.gpu.limits.max_compute_workgroups_per_dimension;
                 pick.encode(&mut pass, n, max_per_dim);
                 drop(pass);
                 (out, bytes)
             }
         };
         encoder.copy_buffer_to_buffer(source, 0, &self.staging, 0, bytes);
-        Ok(Recorded {
-            commands: encoder.finish(),
-            bytes,
-        })
+        bytes
     }
 
     /// Records the forward graph for a batch of `n` tokens in one compute pass; with
@@ -571,10 +589,11 @@ fn only_pick(picked: Vec<u32>) -> Result<u32> {
         .ok_or_else(|| Error::Gpu("argmax read back nothing".into()))
 }
 
-/// What a batch reads back: the logits, or the argmax or the candidates of its last
-/// row.
+/// What a batch reads back: nothing (it is submitted, not waited for), the logits, or
+/// the argmax or the candidates of its last row.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Readback {
+    Nothing,
     Logits,
     Argmax,
     Top,

@@ -13,7 +13,9 @@
 #    8B-A1B in Q4_0 and Q4_K_M, Qwen3-8B in Q1_0), prompt 512, 128 generated, 3 runs.
 # 4. `bench --profile` of a dense, a MoE and a 1-bit model: time per kernel family.
 # 5. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
-#    three, to check `Tuning::GPU` on this GPU.
+#    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU.
+# 6. The same three with sums by subgroups and by a tree (`bench --sums`), where the
+#    adapter has subgroup operations.
 #
 # Each step has a time limit, so that a slow or hanging step leaves the others' results.
 # Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
@@ -59,4 +61,13 @@ for shape in 256,64,1 256,16,1 256,32,1 128,64,2 64,64,1 128,128,1 256,256,1 64,
             --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
     done
 done | tee "$OUT/shapes.txt"
+
+echo "== sums: subgroups against a tree in workgroup memory ($(elapsed) s)"
+for sums in subgroups workgroup; do
+    for name in $PROFILED; do
+        echo "$sums $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
+            --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \
+            --sums "$sums" 2>&1 | grep "decode tok/s")"
+    done
+done | tee "$OUT/sums.txt"
 echo "== done ($(elapsed) s)"

@@ -1,9 +1,10 @@
 //! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
 //! session is sized, planned before anything is allocated; `--max-binding`,
-//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`: a launch shape
-//! to measure.
+//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`, `--sums`: a
+//! launch shape and a way of summing to measure.
 
 use clap::Args;
+use lfm_edge::gpu::Reduce;
 use lfm_edge::units::{format_size, parse_size};
 use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, Result, SessionOptions};
 
@@ -39,6 +40,19 @@ pub struct MemoryArgs {
     /// on a new device with `bench`.
     #[arg(long, value_parser = launch, value_name = "WG,THREADS,ROWS")]
     pub matvec_launch: Option<[u32; 3]>,
+    /// How the kernels sum across invocations: subgroups (where the adapter has
+    /// subgroup operations) or workgroup (a tree in workgroup memory) instead of the
+    /// adapter's best: for measuring both with `bench`.
+    #[arg(long, value_parser = sums, value_name = "subgroups|workgroup")]
+    pub sums: Option<Reduce>,
+}
+
+fn sums(text: &str) -> std::result::Result<Reduce, String> {
+    match text {
+        "subgroups" => Ok(Reduce::Subgroups),
+        "workgroup" => Ok(Reduce::Workgroup),
+        _ => Err(format!("{text:?}: subgroups or workgroup")),
+    }
 }
 
 fn launch(text: &str) -> std::result::Result<[u32; 3], String> {

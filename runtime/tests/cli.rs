@@ -169,6 +169,25 @@ fn info_describes_model_and_adapter() {
     }
 }
 
+/// `--sums` and `--matvec-launch` choose how the kernels run; `info` says which.
+#[test]
+fn info_names_the_sums_and_launch_chosen() {
+    let model = fixture(FIXTURES[0]);
+    let out = stdout(&lfm_edge(&[
+        "info",
+        "--model",
+        s(&model),
+        "--sums",
+        "workgroup",
+        "--matvec-launch",
+        "64,8,2",
+    ]));
+    assert!(
+        out.contains("Workgroup sums") && out.contains("matvec launch 64/8/2"),
+        "{out}"
+    );
+}
+
 #[test]
 fn missing_model_directory() {
     expect_error(

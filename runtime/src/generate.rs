@@ -403,8 +403,7 @@ impl TokenStream<'_> {
             let picked = match () {
                 _ if config.is_greedy() => Some(session.step_greedy_ahead(token)?),
                 _ if config.samples_from_top() => {
-                    let top = session.step_top_ahead(token, config.temperature)?;
-                    let id = sample_candidates(session, &mut self.sampler, &top, &NextTokens::Any)?;
+                    let id = sampled_step(session, &mut self.sampler, token)?;
                     return Ok((Some(id), NextTokens::Any));
                 }
                 _ => {

@@ -534,3 +534,44 @@ fn a_stream_fed_ahead_leaves_the_session_as_without() {
         }
     }
 }
+
+/// A step submitted alone (`submit_step`) and then picked gives what the one-call steps
+/// give, and a pick within a mask gives the masked row's argmax; the mask holds for
+/// that pick only.
+#[test]
+fn a_submitted_step_picks_as_a_whole_step_does() {
+    for name in FIXTURES {
+        let model = load(name);
+        let ids = tokens(12, 5);
+        let (prompt, fed) = ids.split_at(6);
+        let mut whole = Session::new(model.clone(), &options()).unwrap();
+        let mut parts = Session::new(model.clone(), &options()).unwrap();
+        whole.feed(prompt).unwrap();
+        parts.feed(prompt).unwrap();
+        let vocab = model.config.vocab_size;
+        // Every third token allowed.
+        let mut mask = vec![0u32; vocab.div_ceil(32)];
+        for i in (0..vocab).step_by(3) {
+            mask[i / 32] |= 1 << (i % 32);
+        }
+        for (i, &t) in fed.iter().enumerate() {
+            let case = format!("{name}, step {i}");
+            if i % 2 == 0 {
+                let want = whole.step_greedy(t).unwrap();
+                parts.submit_step(t).unwrap();
+                let row = parts.last_logits().unwrap();
+                let masked: Vec<f32> = (row.iter().enumerate())
+                    .map(|(j, &l)| if j % 3 == 0 { l } else { f32::NEG_INFINITY })
+                    .collect();
+                let within = parts.pick_greedy(Some(&mask)).unwrap();
+                assert_eq!(within, lfm_edge::sampler::argmax(&masked), "{case}");
+                assert_eq!(parts.pick_greedy(None).unwrap(), want, "{case}");
+            } else {
+                let want = whole.step_top(t, 0.7).unwrap();
+                parts.submit_step(t).unwrap();
+                assert_eq!(parts.pick_top(0.7, None).unwrap(), want, "{case}");
+            }
+        }
+        assert_eq!(whole.tokens(), parts.tokens(), "{name}");
+    }
+}

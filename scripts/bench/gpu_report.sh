@@ -12,10 +12,10 @@
 # 3. compare.sh on RUNS (default: LFM2 350M and 1.2B in F16, Q8_0, Q4_0, Q4_K_M,
 #    8B-A1B in Q4_0 and Q4_K_M, Qwen3-8B in Q1_0), prompt 512, 128 generated, 3 runs.
 # 4. `bench --profile` of a dense, a MoE and a 1-bit model: time per kernel family.
-# 5. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
-#    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU.
-# 6. The same three with sums by subgroups and by a tree (`bench --sums`), where the
+# 5. The same three with sums by subgroups and by a tree (`bench --sums`), where the
 #    adapter has subgroup operations.
+# 6. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
+#    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU.
 #
 # Each step has a time limit, so that a slow or hanging step leaves the others' results.
 # Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
@@ -53,15 +53,6 @@ for name in $PROFILED; do
         --prompt-tokens 64 --gen-tokens 32 --repeat 1 --profile 2>&1 | grep -v "^\[20"
 done | tee "$OUT/profile.txt"
 
-echo "== matvec launch shapes ($(elapsed) s)"
-for shape in 256,64,1 256,16,1 256,32,1 128,64,2 64,64,1 128,128,1 256,256,1 64,32,4; do
-    for name in $PROFILED; do
-        echo "$shape $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
-            --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \
-            --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
-    done
-done | tee "$OUT/shapes.txt"
-
 echo "== sums: subgroups against a tree in workgroup memory ($(elapsed) s)"
 for sums in subgroups workgroup; do
     for name in $PROFILED; do
@@ -70,4 +61,13 @@ for sums in subgroups workgroup; do
             --sums "$sums" 2>&1 | grep "decode tok/s")"
     done
 done | tee "$OUT/sums.txt"
+
+echo "== matvec launch shapes ($(elapsed) s)"
+for shape in 256,64,1 256,16,1 256,32,1 128,64,2 64,64,1 128,128,1 256,256,1 64,32,4; do
+    for name in $PROFILED; do
+        echo "$shape $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
+            --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \
+            --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
+    done
+done | tee "$OUT/shapes.txt"
 echo "== done ($(elapsed) s)"

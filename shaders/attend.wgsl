@@ -29,7 +29,9 @@ fn cached_v(e: u32) -> f32 {
 // out[out_base .. + d] = softmax(q_row · keysᵀ) · values over keys 0 .. n_keys of the
 // kv head whose elements start at `kv_col` of a cache row of `kv_stride` elements.
 // With `fresh`, the last key and value are k_fresh and v_fresh instead of the cache's.
-fn attend(lid: u32, n_keys: u32, d: u32, kv_col: u32, kv_stride: u32, out_base: u32, fresh: bool) {
+fn attend(inv: Invocation, n_keys: u32, d: u32, kv_col: u32, kv_stride: u32, out_base: u32,
+          fresh: bool) {
+    let lid = inv.index;
     var running_max = -3.0e38;
     var running_sum = 0.0;
     var acc: array<f32, DIMS_PER_THREAD>;
@@ -47,21 +49,12 @@ fn attend(lid: u32, n_keys: u32, d: u32, kv_col: u32, kv_stride: u32, out_base: 
                 score += q_row[i] * k;
             }
         }
-        probs[lid] = score;
-        workgroupBarrier();
-        var block_max = running_max;
-        for (var j = 0u; j < ATTEND_WG; j++) {
-            block_max = max(block_max, probs[j]);
-        }
-        workgroupBarrier();
+        let block_max = max(running_max, workgroup_max(inv, score, ATTEND_WG));
         let p = select(0.0, exp(score - block_max), key < n_keys);
         probs[lid] = p;
-        workgroupBarrier();
+        // Its barriers also make every thread's probs and key_rows visible.
+        let block_sum = workgroup_sum(inv, p, ATTEND_WG);
         let rescale = exp(running_max - block_max);
-        var block_sum = 0.0;
-        for (var j = 0u; j < ATTEND_WG; j++) {
-            block_sum += probs[j];
-        }
         running_sum = running_sum * rescale + block_sum;
         running_max = block_max;
         // Each thread accumulates its own dimensions over the block's keys.

@@ -25,7 +25,8 @@ struct Params {
 
 @compute @workgroup_size(ATTEND_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        inv: Invocation) {
+    let lid = inv.index;
     let id = flat_workgroup(wid, nwg);
     let t = id / params.n_heads;
     let head = id % params.n_heads;
@@ -42,5 +43,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
     let out_base = (t * params.n_heads + head) * d;
-    attend(lid, step.pos + t + 1u, d, kv_head * d, params.n_kv_heads * d, out_base, false);
+    attend(inv, step.pos + t + 1u, d, kv_head * d, params.n_kv_heads * d, out_base, false);
 }

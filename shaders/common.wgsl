@@ -68,18 +68,31 @@ fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// Sums across invocations: `group_sums` (reduce_subgroups.wgsl or reduce_workgroup.wgsl,
-// whichever the device can run) adds each of up to GROUP_VALUES values over groups of
-// consecutive invocations; a group is a power of two dividing the workgroup, at most
-// REDUCE_WG, and group × values fit the scratch.
+// Sums and maxima across invocations: `group_reduce` (reduce_subgroups.wgsl or
+// reduce_workgroup.wgsl, whichever the device can run) combines each of up to
+// GROUP_VALUES values over groups of consecutive invocations, by `op`; a group is a
+// power of two dividing the workgroup, at most REDUCE_WG, and group × values fit the
+// scratch.
 const REDUCE_WG: u32 = 256u;
 const GROUP_VALUES: u32 = 32u;
 alias GroupSums = array<f32, GROUP_VALUES>;
 var<workgroup> group_scratch: array<f32, 1024>;
+const SUM: u32 = 0u;
+const MAX: u32 = 1u;
 
-// group_sums through workgroup memory: each round the lower half of a group's
-// invocations adds the upper half's values. Every invocation then reads its group's.
-fn tree_sums(lid: u32, group: u32, values: ptr<function, GroupSums>, count: u32) {
+fn reduce_pair(op: u32, a: f32, b: f32) -> f32 {
+    return select(a + b, max(a, b), op == MAX);
+}
+
+fn group_sums(inv: Invocation, group: u32, threads: u32, values: ptr<function, GroupSums>,
+              count: u32) {
+    group_reduce(inv, group, threads, values, count, SUM);
+}
+
+// group_reduce through workgroup memory: each round the lower half of a group's
+// invocations combines the upper half's values into its own. Every invocation then
+// reads its group's.
+fn tree_reduce(lid: u32, group: u32, values: ptr<function, GroupSums>, count: u32, op: u32) {
     if group == 1u {
         return;
     }
@@ -92,7 +105,9 @@ fn tree_sums(lid: u32, group: u32, values: ptr<function, GroupSums>, count: u32)
     for (var half = group / 2u; half > 0u; half >>= 1u) {
         if lane < half {
             for (var v = 0u; v < count; v++) {
-                group_scratch[lid * count + v] += group_scratch[(lid + half) * count + v];
+                let at = lid * count + v;
+                let other = group_scratch[at + half * count];
+                group_scratch[at] = reduce_pair(op, group_scratch[at], other);
             }
         }
         workgroupBarrier();
@@ -104,8 +119,17 @@ fn tree_sums(lid: u32, group: u32, values: ptr<function, GroupSums>, count: u32)
 
 // Sum of `value` over a workgroup of `threads` invocations; every invocation gets it.
 fn workgroup_sum(inv: Invocation, value: f32, threads: u32) -> f32 {
+    return workgroup_reduce(inv, value, threads, SUM);
+}
+
+// The largest `value` of a workgroup of `threads` invocations, to every invocation.
+fn workgroup_max(inv: Invocation, value: f32, threads: u32) -> f32 {
+    return workgroup_reduce(inv, value, threads, MAX);
+}
+
+fn workgroup_reduce(inv: Invocation, value: f32, threads: u32, op: u32) -> f32 {
     var values: GroupSums;
     values[0] = value;
-    group_sums(inv, threads, threads, &values, 1u);
+    group_reduce(inv, threads, threads, &values, 1u, op);
     return values[0];
 }

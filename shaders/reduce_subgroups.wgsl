@@ -1,4 +1,4 @@
-// Sums across a workgroup through subgroup operations, for devices with them (wgpu's
+// Sums and maxima across a workgroup through subgroup operations, for devices with them (wgpu's
 // SUBGROUP feature, `Reduce::Subgroups`); reduce_workgroup.wgsl is the other. Prepended
 // to every kernel before common.wgsl. Nothing is assumed of how invocations fall into
 // subgroups: each subgroup's sum goes to the slot of its subgroup id.
@@ -11,28 +11,33 @@ struct Invocation {
     @builtin(num_subgroups) subgroups: u32,
 }
 
-// Each of the first `count` values summed over the invocation's group of `group`
-// consecutive invocations, in every invocation of the group (common.wgsl). A group of
-// the whole workgroup (`threads`) takes one subgroup sum per value and one barrier;
-// smaller ones the tree.
-fn group_sums(inv: Invocation, group: u32, threads: u32, values: ptr<function, GroupSums>,
-              count: u32) {
+// Each of the first `count` values combined by `op` (SUM, MAX) over the invocation's
+// group of `group` consecutive invocations, in every invocation of the group
+// (common.wgsl). A group of the whole workgroup (`threads`) takes one subgroup
+// operation per value and one barrier; smaller ones the tree.
+fn group_reduce(inv: Invocation, group: u32, threads: u32, values: ptr<function, GroupSums>,
+                count: u32, op: u32) {
     if group < threads {
-        tree_sums(inv.index, group, values, count);
+        tree_reduce(inv.index, group, values, count, op);
         return;
     }
     workgroupBarrier(); // earlier readers of group_scratch are done
     for (var v = 0u; v < count; v++) {
-        let sum = subgroupAdd((*values)[v]);
+        var reduced = 0.0;
+        if op == MAX {
+            reduced = subgroupMax((*values)[v]);
+        } else {
+            reduced = subgroupAdd((*values)[v]);
+        }
         if inv.lane == 0u {
-            group_scratch[v * inv.subgroups + inv.subgroup] = sum;
+            group_scratch[v * inv.subgroups + inv.subgroup] = reduced;
         }
     }
     workgroupBarrier();
     for (var v = 0u; v < count; v++) {
-        var total = 0.0;
-        for (var s = 0u; s < inv.subgroups; s++) {
-            total += group_scratch[v * inv.subgroups + s];
+        var total = group_scratch[v * inv.subgroups];
+        for (var s = 1u; s < inv.subgroups; s++) {
+            total = reduce_pair(op, total, group_scratch[v * inv.subgroups + s]);
         }
         (*values)[v] = total;
     }

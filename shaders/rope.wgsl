@@ -216,5 +216,5 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         }
     }
     workgroupBarrier();
-    attend(lid, pos + 1u, d, kv_head * d, params.n_kv_heads * d, head * d, true);
+    attend(inv, pos + 1u, d, kv_head * d, params.n_kv_heads * d, head * d, true);
 }

@@ -75,11 +75,11 @@ fn chunked_prefill_logits_match_transformers() {
     }
 }
 
-/// Decoding on a GPU's launch shapes, with each way the kernels sum across invocations
-/// (a tree in workgroup memory; subgroup sums where the adapter has them): the default
-/// adapter of the tests above may take only one of them.
+/// Prefill and decode on a GPU's launch shapes, with each way the kernels sum across
+/// invocations (a tree in workgroup memory; subgroup sums where the adapter has them):
+/// the default adapter of the tests above may take only one of them.
 #[test]
-fn decode_logits_match_transformers_with_either_sums() {
+fn logits_match_transformers_with_either_sums() {
     use lfm_edge::gpu::{Gpu, GpuOptions, Reduce, Tuning};
     use lfm_edge::Model;
     let gpus = [
@@ -99,16 +99,16 @@ fn decode_logits_match_transformers_with_either_sums() {
             let r = reference(name);
             let model =
                 std::sync::Arc::new(Model::load(&common::fixture(name), gpu.clone()).unwrap());
+            let mut prefill = Session::new(model.clone(), &all_logits(128)).unwrap();
+            let logits = prefill.feed(&r.prompt_ids).unwrap();
+            let mode = format!("prefill, {:?} sums", gpu.reduce);
+            check_logits(name, &mode, &logits, &r.logits);
             let mut session = Session::new(model, &exact()).unwrap();
             let logits: Vec<f32> = (r.prompt_ids.iter())
                 .flat_map(|&t| session.step(t).unwrap())
                 .collect();
-            check_logits(
-                name,
-                &format!("decode, {:?} sums", gpu.reduce),
-                &logits,
-                &r.logits,
-            );
+            let mode = format!("decode, {:?} sums", gpu.reduce);
+            check_logits(name, &mode, &logits, &r.logits);
         }
     }
 }

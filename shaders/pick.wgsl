@@ -119,23 +119,15 @@ fn value_of(key: u32) -> f32 {
 }
 
 // The row's largest number (−∞ when it has none) to every thread.
-fn row_max(lid: u32, n: u32) -> f32 {
+fn row_max(inv: Invocation, n: u32) -> f32 {
     var m = bitcast<f32>(NEG_INF);
-    for (var i = lid; i < n; i += WG) {
+    for (var i = inv.index; i < n; i += WG) {
         let v = logit(i);
         if key_of(v) != 0u && v > m {
             m = v;
         }
     }
-    values[lid] = m;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if lid < half {
-            values[lid] = max(values[lid], values[lid + half]);
-        }
-        workgroupBarrier();
-    }
-    return values[0];
+    return workgroup_max(inv, m, WG);
 }
 
 // The key of the row's `rank`-th largest logit (0 when the row has fewer numbers).
@@ -192,7 +184,7 @@ fn bound_key(lid: u32, n: u32) -> u32 {
 fn top(inv: Invocation) {
     let lid = inv.index;
     let n = row_length();
-    let m = row_max(lid, n);
+    let m = row_max(inv, n);
     var mass = 0.0;
     let inverse_t = 1.0 / params.temperature;
     for (var i = lid; i < n; i += WG) {

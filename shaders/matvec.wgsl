@@ -83,6 +83,16 @@ fn norm4(i: u32) -> vec4<f32> {
     return vec4<f32>(float_pair(NORM_DTYPE, pair.x), float_pair(NORM_DTYPE, pair.y));
 }
 
+// Where the input is normalized: x's row `row` is the one normalized, and this thread's
+// share of its Σ x²; 0 where x is read as it is.
+fn normed_input(row: u32, lane: u32) -> f32 {
+    if NORM_DTYPE == NO_NORM {
+        return 0.0;
+    }
+    normed_row_start = row * params.k;
+    return squares(lane);
+}
+
 // This thread's share of Σ x² over x's normalized row.
 fn squares(lane: u32) -> f32 {
     var sum = 0.0;
@@ -115,12 +125,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let summed = select(1u, min(params.top_k, arrayLength(&routing) / 2u), combine);
     var sums: Rows;
     var up_sums: Rows;
-    var squared = 0.0;
-    if NORM_DTYPE != NO_NORM {
-        // A normalized input is the token's row (never a slot's): its x² once per thread.
-        normed_row_start = select(0u, step.n_tokens - 1u, params.x_last == 1u) * params.k;
-        squared = squares(lane);
-    }
+    // A normalized input is the token's row (never a slot's): its x² once per thread.
+    let squared = normed_input(select(0u, step.n_tokens - 1u, params.x_last == 1u), lane);
     // Whether this binding holds the expert of a slot summed (always, when dense).
     var held = false;
     for (var i = 0u; i < summed; i++) {
@@ -220,11 +226,7 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let lane = lid % ROW_THREADS;
     let h = params.n;
     let first = group * ROWS_PER_THREAD;
-    var squared = 0.0;
-    if NORM_DTYPE != NO_NORM {
-        normed_row_start = 0u; // one token
-        squared = squares(lane);
-    }
+    let squared = normed_input(0u, lane); // one token
     var b_rows: RowIndex;
     var c_rows: RowIndex;
     var x_rows: RowIndex;

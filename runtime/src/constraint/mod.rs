@@ -341,9 +341,8 @@ impl Guide {
                 Err(e) => return Err(self.error(&e.to_string())),
             };
             let words = allowed.as_slice();
-            bits.iter_mut()
-                .zip(words)
-                .for_each(|(bit, &word)| *bit = word);
+            let n = words.len().min(bits.len());
+            bits[..n].copy_from_slice(&words[..n]);
             // The trie's end-of-sequence bit stands for none of ours.
             let trie_eos = self.vocab.trie().eos_token();
             if !self.eos.contains(&trie_eos) {

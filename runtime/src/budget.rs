@@ -80,10 +80,12 @@ pub(crate) fn session_scratch_bytes(
     let shape = shape_at(c, options, context);
     let logits = (if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4) as u64;
     // The readback buffer holds the logits or the top logits' record; the record has
-    // a buffer of its own too (`Session::step_top`), and the picks a mask.
+    // a buffer of its own too (`Session::step_top`), and the picks a mask and their
+    // chunks' picks.
     let readback = logits.max(ops::TOP_RECORD_BYTES)
         + ops::TOP_RECORD_BYTES
-        + ops::allowed_bytes(c.vocab_size);
+        + ops::allowed_bytes(c.vocab_size)
+        + ops::picks_scratch_bytes(c.vocab_size);
     State::planned_bytes(c, &shape) + readback
 }
 

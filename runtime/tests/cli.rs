@@ -501,7 +501,12 @@ fn bench_profile_times_each_kernel_family() {
     for apart in ["q_proj", "k_proj", "v_proj"] {
         assert_eq!(qkv(apart), None, "{out}");
     }
-    for line in ["profile: 3 decoded tokens", "token µs: ", "launch µs: "] {
+    for line in [
+        "profile: 3 decoded tokens",
+        "token µs: ",
+        "pick µs: ",
+        "launch µs: ",
+    ] {
         assert!(out.contains(line), "{line:?} in {out}");
     }
 }

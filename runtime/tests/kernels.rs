@@ -16,7 +16,7 @@ use common::Rng;
 use half::{bf16, f16};
 use lfm_edge::config::{Architecture, AttentionTemperature, Rope, Yarn};
 use lfm_edge::dtype::DType;
-use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions};
+use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions, PickChunks, Tuning};
 use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
 use lfm_edge::sampler::TopLogits;
 use lfm_edge::ModelConfig;
@@ -1142,8 +1142,9 @@ fn low_bit_projections_match_the_dequantizer() {
 // ---------------------------------------------------------------------------------
 
 /// The GPU argmax agrees with `sampler::argmax` (the first maximum) over rows longer
-/// and shorter than its workgroup, with ties, a maximum in the last slot and −∞ rows;
-/// NaNs count as −∞; with every token allowed and with some (`masks`).
+/// and shorter than its workgroup and its chunk, with ties (in one chunk and in
+/// several), a maximum in the last slot and −∞ rows; NaNs count as −∞; with every token
+/// allowed and with some (`masks`).
 #[test]
 fn argmax_picks_the_first_maximum() {
     let mut rng = Rng(21);
@@ -1157,28 +1158,63 @@ fn argmax_picks_the_first_maximum() {
     let mut last = rng.vec(513, 1.0);
     last[512] = 5.0;
     cases.push(last);
+    // Ties in different chunks (1024 logits each), and the largest in the last one.
+    let mut chunks = rng.vec(5000, 1.0);
+    (chunks[1500], chunks[1030], chunks[4999]) = (7.0, 7.0, 7.0);
+    cases.push(chunks);
+    let mut at_end = rng.vec(4097, 1.0);
+    at_end[4096] = 3.0;
+    cases.push(at_end);
     cases.push(vec![f32::NEG_INFINITY; 300]);
-    for values in &cases {
+    cases.push(vec![f32::NEG_INFINITY; 3000]);
+    for (gpu, values) in pick_gpus()
+        .iter()
+        .flat_map(|g| cases.iter().map(move |c| (g, c)))
+    {
         let mut with_nan = values.clone();
         with_nan.push(f32::NAN);
         for row in [values, &with_nan] {
-            for (mask, allowed) in masks(row.len()) {
+            for (mask, allowed) in masks(gpu, row.len()) {
                 let want = lfm_edge::sampler::argmax(&masked(row, &mask));
-                let logits = buffer("logits", row);
-                let tokens = buffer("tokens", &[0.0; 4]);
-                let step = ops::argmax(gpu(), &logits, row.len(), &allowed, &tokens).unwrap();
-                let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
-                run(Batch::new(1, 0), max_per_dim, &[&step]);
-                let got: Vec<u32> = gpu().read(&tokens, 0, 4).unwrap();
-                assert_eq!(got[0], want, "argmax of {} values", row.len());
+                let logits = buffer_on(gpu, "logits", row);
+                let tokens = buffer_on(gpu, "tokens", &[0.0; 4]);
+                let pick = ops::argmax(gpu, &logits, row.len(), &allowed, &tokens).unwrap();
+                run_picks(gpu, &pick);
+                let got: Vec<u32> = gpu.read(&tokens, 0, 4).unwrap();
+                let chunks = gpu.tuning.pick_chunks;
+                assert_eq!(got[0], want, "argmax of {} values, {chunks:?}", row.len());
             }
         }
     }
 }
 
+/// The adapter's device, and one whose picks take the smallest chunks (a GPU's), so
+/// that rows of a few thousand logits span several chunks on any adapter.
+fn pick_gpus() -> [&'static Arc<Gpu>; 2] {
+    static SMALL: OnceLock<Arc<Gpu>> = OnceLock::new();
+    let small = SMALL.get_or_init(|| {
+        let tuning = Tuning {
+            pick_chunks: PickChunks::SMALLEST,
+            ..gpu().tuning
+        };
+        let options = GpuOptions {
+            tuning: Some(tuning),
+            ..GpuOptions::default()
+        };
+        Gpu::new(&options).expect("no wgpu adapter")
+    });
+    [gpu(), small]
+}
+
+/// Both launches of `pick`, in one pass.
+fn run_picks(gpu: &Gpu, pick: &ops::Pick) {
+    let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+    common::run_dispatches(gpu, 1, 0, max_per_dim, &pick.dispatches());
+}
+
 /// Masks of `n` tokens (a bit each, as the pick kernels read them) with their buffers:
 /// every token allowed, and two in five.
-fn masks(n: usize) -> [(Vec<u32>, wgpu::Buffer); 2] {
+fn masks(gpu: &Gpu, n: usize) -> [(Vec<u32>, wgpu::Buffer); 2] {
     let every = vec![u32::MAX; n.div_ceil(32)];
     let mut some = vec![0u32; n.div_ceil(32)];
     for i in (0..n).filter(|i| (i * 7 + 3) % 5 < 2) {
@@ -1186,7 +1222,7 @@ fn masks(n: usize) -> [(Vec<u32>, wgpu::Buffer); 2] {
     }
     [every, some].map(|mask| {
         let bits: Vec<f32> = mask.iter().map(|&w| f32::from_bits(w)).collect();
-        let allowed = buffer("allowed", &bits);
+        let allowed = buffer_on(gpu, "allowed", &bits);
         (mask, allowed)
     })
 }
@@ -1207,10 +1243,11 @@ fn masked(row: &[f32], mask: &[u32]) -> Vec<f32> {
 
 /// The GPU's candidates are the logits above the row's `TOP_RANK`-th largest (in
 /// `f32::total_cmp`'s order, NaN and −∞ never among them), with that bound and the
-/// row's softmax mass, as the CPU finds them (`TopLogits::of_row`): over rows shorter and longer than the rank and the workgroup, a
-/// vocabulary's 65 536, ties across the rank, negative rows with −0 and +0, a row with
-/// fewer numbers than the rank, and −∞ rows; NaNs count as −∞; with every token
-/// allowed and with some (`masks`).
+/// row's softmax mass, as the CPU finds them (`TopLogits::of_row`): over rows shorter
+/// and longer than the rank and the workgroup, a vocabulary's 65 536, ties across the
+/// rank, negative rows with −0 and +0, a row with fewer numbers than the rank, rows of
+/// several chunks (with exactly the rank above every chunk's bound), and −∞ rows; NaNs count as −∞; with every token allowed and with
+/// some (`masks`).
 #[test]
 fn top_logits_are_the_logits_above_the_bound() {
     let mut rng = Rng(23);
@@ -1229,20 +1266,40 @@ fn top_logits_are_the_logits_above_the_bound() {
         sparse[i] = rng.uniform(4.0);
     }
     cases.push(sparse);
+    // Across chunks (4096 logits each): the largest all in one chunk, and in none of
+    // them the rank; ties at the bound in every chunk; a chunk of fewer logits than the
+    // rank after full ones.
+    let ascending: Vec<f32> = (0..10000).map(|i| i as f32 / 100.0).collect();
+    cases.push(ascending);
+    let mut spread = rng.vec(9000, 1.0);
+    for i in (0..9000).step_by(40) {
+        spread[i] = 2.5;
+    }
+    cases.push(spread);
+    cases.push(rng.vec(8292, 2.0));
+    // Exactly `TOP_RANK` logits above the largest chunk bound, half in each chunk.
+    let mut exact = vec![0.0; 8192];
+    for i in 0..128 {
+        (exact[i], exact[4096 + i]) = (10.0 + i as f32 / 64.0, 20.0 + i as f32 / 64.0);
+    }
+    cases.push(exact);
     cases.push(vec![f32::NEG_INFINITY; 300]);
     let temperature = 0.7;
-    for values in &cases {
+    for (gpu, values) in pick_gpus()
+        .iter()
+        .flat_map(|g| cases.iter().map(move |c| (g, c)))
+    {
         let mut with_nan = values.clone();
         with_nan.push(f32::NAN);
         for row in [values, &with_nan] {
-            for (mask, allowed) in masks(row.len()) {
-                let logits = buffer("logits", row);
-                let record = buffer("record", &vec![0.0; ops::TOP_RECORD_BYTES as usize / 4]);
-                let step = ops::top_logits(gpu(), &logits, row.len(), &allowed, &record).unwrap();
-                step.write_params(&gpu().queue, &ops::top_params(row.len(), temperature));
-                let max_per_dim = gpu().limits.max_compute_workgroups_per_dimension;
-                run(Batch::new(1, 0), max_per_dim, &[&step]);
-                let words: Vec<u32> = gpu().read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
+            for (mask, allowed) in masks(gpu, row.len()) {
+                let logits = buffer_on(gpu, "logits", row);
+                let words = ops::TOP_RECORD_BYTES as usize / 4;
+                let record = buffer_on(gpu, "record", &vec![0.0; words]);
+                let pick = ops::top_logits(gpu, &logits, row.len(), &allowed, &record).unwrap();
+                pick.write_params(&gpu.queue, &ops::top_params(row.len(), temperature));
+                run_picks(gpu, &pick);
+                let words: Vec<u32> = gpu.read(&record, 0, ops::TOP_RECORD_BYTES).unwrap();
                 let got = TopLogits::from_record(&words).unwrap();
 
                 let want = TopLogits::of_row(&masked(row, &mask), Some(temperature));
@@ -1253,17 +1310,14 @@ fn top_logits_are_the_logits_above_the_bound() {
                     pairs.sort();
                     pairs
                 };
-                let n = row.len();
-                assert_eq!(sorted(&got), sorted(&want), "candidates of {n} values");
-                assert_eq!(
-                    got.bound.to_bits(),
-                    want.bound.to_bits(),
-                    "bound of {n} values"
-                );
+                let (n, chunks) = (row.len(), gpu.tuning.pick_chunks);
+                let case = format!("{n} values, {chunks:?}");
+                assert_eq!(sorted(&got), sorted(&want), "candidates of {case}");
+                assert_eq!(got.bound.to_bits(), want.bound.to_bits(), "bound of {case}");
                 let (got_mass, want_mass) = (got.mass.unwrap(), want.mass.unwrap());
                 assert!(
                     (got_mass - want_mass).abs() <= 1e-5 * want_mass.max(1.0),
-                    "mass of {n} values: {got_mass} against {want_mass}"
+                    "mass of {case}: {got_mass} against {want_mass}"
                 );
             }
         }

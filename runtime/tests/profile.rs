@@ -36,6 +36,7 @@ fn each_timing_finds_the_same_launches() {
         assert_eq!(profile.tokens, 2);
         assert!(profile.token_micros > 0.0 && profile.graph_micros > 0.0);
         assert!(profile.launch_micros >= 0.0);
+        assert!(profile.argmax_micros >= 0.0 && profile.top_micros >= 0.0);
         assert!(profile.families.iter().all(|f| f.micros >= 0.0));
         assert!(profile.kernel_micros() > 0.0, "{timing:?}: {profile:?}");
         let mut shape: Vec<(String, usize)> = profile

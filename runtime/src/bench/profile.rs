@@ -8,6 +8,10 @@
 //! at the same position (they advance the conv state again, which changes the values
 //! decoded next, not the work).
 //!
+//! The picks that follow a token's graph (greedy decoding's argmax, sampled decoding's
+//! candidates) are timed the same way, over the token's logits, into buffers of their
+//! own.
+//!
 //! A token's wall time less that of its launches submitted alone is the fixed cost of a
 //! token outside the GPU: writing the step, recording, the argmax and reading its id
 //! back. The launches hold a fixed cost too, that of launching: launches of one
@@ -23,6 +27,7 @@ use super::{prompt, BenchOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, StepUniform, Timestamps};
 use crate::model::Model;
+use crate::ops;
 use crate::session::{Session, SessionOptions};
 
 /// The launches of one kernel family, per decoded token.
@@ -45,6 +50,10 @@ pub struct Profile {
     pub families: Vec<FamilyTime>,
     /// Mean wall time of one `Session::step` and its argmax.
     pub token_micros: f64,
+    /// GPU time of a token's pick: the argmax (greedy decoding), and the candidates
+    /// (sampled decoding), one launch each.
+    pub argmax_micros: f64,
+    pub top_micros: f64,
     /// Mean wall time of a token's launches in one submission, waited for.
     pub graph_micros: f64,
     /// What a launch that does next to nothing (one workgroup copying 16 bytes) costs,
@@ -141,6 +150,8 @@ pub fn profile_timed(
     // The session's graph, recorded again against its buffers: bind groups built once.
     let graph = model.forward_graph(session.state())?;
     let dispatches: Vec<&Dispatch> = graph.steps.iter().flat_map(|s| s.dispatches(1)).collect();
+    let picks = picks(gpu, &session.state().logits, model.config.vocab_size)?;
+    let picks: Vec<&Dispatch> = picks.iter().flat_map(|p| p.dispatches()).collect();
     let timer = Timer::new(gpu, timing, dispatches.len())?;
     // Warm-up: pipelines compiled by the driver, pages touched.
     let mut next = prompt(1, model.config.vocab_size)[0];
@@ -151,12 +162,17 @@ pub fn profile_timed(
     session.reset();
     let (mut wall, mut launches) = (Duration::ZERO, Duration::ZERO);
     let mut total = vec![0.0; dispatches.len()];
+    let mut pick_total = [0.0; 2];
     for _ in 0..tokens {
         let start = Instant::now();
         next = session.step_greedy(next)?;
         wall += start.elapsed();
-        let times = timer.time(gpu, &dispatches, session.position() - 1)?;
+        let pos = session.position() - 1;
+        let times = timer.time(gpu, &dispatches, pos)?;
         total.iter_mut().zip(times).for_each(|(t, d)| *t += d);
+        let times = timer.time(gpu, &picks, pos)?;
+        // Each pick is two launches.
+        (pick_total.iter_mut().zip(times.chunks(2))).for_each(|(t, d)| *t += d.iter().sum::<f64>());
         launches += timer.submit_and_wait(gpu, &dispatches)?;
     }
     let mut by_family: HashMap<String, FamilyTime> = HashMap::new();
@@ -177,9 +193,24 @@ pub fn profile_timed(
         tokens,
         families,
         token_micros: wall.as_secs_f64() * 1e6 / tokens as f64,
+        argmax_micros: pick_total[0] / tokens as f64,
+        top_micros: pick_total[1] / tokens as f64,
         graph_micros: launches.as_secs_f64() * 1e6 / tokens as f64,
         launch_micros: launch_micros(gpu, &timer)?,
     })
+}
+
+/// The argmax and the candidates over `logits` (`vocab` values), every token allowed,
+/// each into a buffer of its own.
+fn picks(gpu: &Gpu, logits: &wgpu::Buffer, vocab: usize) -> Result<[ops::Pick; 2]> {
+    let mask = vec![0xff; ops::allowed_bytes(vocab) as usize];
+    let every = gpu.upload("profile mask", &mask)?;
+    let id = gpu.zeros("profile argmax", 1)?;
+    let record = gpu.zeros("profile candidates", ops::TOP_RECORD_BYTES as usize / 4)?;
+    Ok([
+        ops::argmax(gpu, logits, vocab, &every, &id)?,
+        ops::top_logits(gpu, logits, vocab, &every, &record)?,
+    ])
 }
 
 /// Launches of the launch probe in one submission.

@@ -128,6 +128,11 @@ fn print_profile(p: &Profile) -> Result<()> {
         p.fixed_micros()
     )?;
     outln!(
+        "pick µs: {:.1} for greedy decoding's argmax, {:.1} for sampled decoding's candidates (two launches each)",
+        p.argmax_micros,
+        p.top_micros
+    )?;
+    outln!(
         "launch µs: {:.1} for a launch doing next to nothing, {:.1} for the token's {} launches",
         p.launch_micros,
         p.launch_overhead_micros(),

@@ -61,11 +61,13 @@ pub enum Kernel {
     KvShift,
     Copy,
     Argmax,
+    ArgmaxMerge,
     TopLogits,
+    TopMerge,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -85,7 +87,9 @@ impl Kernel {
         Kernel::KvShift,
         Kernel::Copy,
         Kernel::Argmax,
+        Kernel::ArgmaxMerge,
         Kernel::TopLogits,
+        Kernel::TopMerge,
     ];
 
     /// The kernel's own WGSL file (shaders/common.wgsl is prepended to it).
@@ -107,7 +111,9 @@ impl Kernel {
             }
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
             Kernel::Copy => include_str!("../../../shaders/copy.wgsl"),
-            Kernel::Argmax | Kernel::TopLogits => include_str!("../../../shaders/pick.wgsl"),
+            Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
+                include_str!("../../../shaders/pick.wgsl")
+            }
         }
     }
 
@@ -168,7 +174,9 @@ impl Kernel {
             Kernel::RopeAttention => "token",
             Kernel::MatvecConv => "conv",
             Kernel::Argmax => "argmax",
+            Kernel::ArgmaxMerge => "argmax_merge",
             Kernel::TopLogits => "top",
+            Kernel::TopMerge => "top_merge",
             _ => "main",
         }
     }
@@ -212,8 +220,10 @@ impl Kernel {
             // src, dst, params
             Kernel::Copy => &[Read, ReadWrite, Uniform],
             // logits, the batch's ids (argmax) or the candidates' record (top), the
-            // allowed tokens' mask, params
-            Kernel::Argmax | Kernel::TopLogits => &[Read, ReadWrite, Read, Uniform],
+            // allowed tokens' mask, the chunks' picks, params
+            Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
+                &[Read, ReadWrite, Read, ReadWrite, Uniform]
+            }
         }
     }
 }
@@ -419,6 +429,9 @@ impl Gpu {
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
+            Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
+                constants.extend(self.tuning.pick_constants())
+            }
             _ => {}
         }
         constants

@@ -18,6 +18,27 @@ pub struct Tuning {
     /// Consecutive rows each matvec thread computes (1 to 8; workgroup × rows ≤ 256).
     pub matvec_rows_per_thread: u32,
     pub prefill: Prefill,
+    /// Logits each workgroup of a pick's first launch reads (pick.wgsl): the argmax's
+    /// and the candidates' (powers of two, at least [`PickChunks::SMALLEST`]).
+    pub pick_chunks: PickChunks,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PickChunks {
+    pub argmax: u32,
+    pub top: u32,
+}
+
+impl PickChunks {
+    /// The smallest chunks, for which the picks' scratch is sized (so that a session's
+    /// memory does not depend on the adapter): a GPU's. Small, so that the row spreads
+    /// over many workgroups: 64 at a 65 536 vocabulary. The candidates' merge reads up
+    /// to 255 of each chunk's, so their chunks are larger: 16 of 4096, 16 logits per
+    /// thread in either launch.
+    pub const SMALLEST: PickChunks = PickChunks {
+        argmax: 1024,
+        top: 4096,
+    };
 }
 
 /// The kernel dense projections of more than one token take.
@@ -43,6 +64,7 @@ impl Tuning {
         matvec_row_threads: 64,
         matvec_rows_per_thread: 1,
         prefill: Prefill::Tiled,
+        pick_chunks: PickChunks::SMALLEST,
     };
 
     /// With subgroup operations: the same 64 threads on a row, but a row to a
@@ -66,6 +88,13 @@ impl Tuning {
             workgroup: 32,
             rows_per_thread: 4,
             tokens_per_thread: 16,
+        },
+        // A workgroup costs tens of µs to start: one for an argmax of 65 536 logits
+        // (330 µs against 1040 at the GPU's chunks), four for the candidates (1820 µs
+        // against 2630, 2880 in one workgroup).
+        pick_chunks: PickChunks {
+            argmax: 65536,
+            top: 16384,
         },
     };
 
@@ -104,6 +133,13 @@ impl Tuning {
                     && (1..=256).contains(&workgroup),
             )?;
         }
+        let (chunks, smallest) = (self.pick_chunks, PickChunks::SMALLEST);
+        fits(
+            "pick chunks must be powers of two, at least PickChunks::SMALLEST",
+            [(chunks.argmax, smallest.argmax), (chunks.top, smallest.top)]
+                .iter()
+                .all(|&(c, least)| c.is_power_of_two() && c >= least),
+        )?;
         Ok(())
     }
 
@@ -144,6 +180,13 @@ impl Tuning {
     }
 
     /// The override constants of matmul_rows.wgsl.
+    pub(super) fn pick_constants(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("ARGMAX_CHUNK", self.pick_chunks.argmax.into()),
+            ("TOP_CHUNK", self.pick_chunks.top.into()),
+        ]
+    }
+
     pub(super) fn matmul_rows_constants(&self) -> Vec<(&'static str, f64)> {
         match self.prefill {
             Prefill::Rows {

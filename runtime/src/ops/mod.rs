@@ -23,7 +23,10 @@ pub use experts::{expert_linear, ExpertLinear, ExpertMatrix, ExpertOutput};
 pub use kv::{check_cache_dtype, kv_shift, KvShift};
 pub use linear::{gate_up, linear, GateUp, InputNorm, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
-pub use pick::{allowed_bytes, argmax, top_logits, top_params, TOP_RANK, TOP_RECORD_BYTES};
+pub use pick::{
+    allowed_bytes, argmax, picks_scratch_bytes, top_logits, top_params, Pick, TOP_RANK,
+    TOP_RECORD_BYTES,
+};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_attention, rope_table, Rope};
 pub use shortconv::{conv_in_proj, shortconv, shortconv_state, shortconv_token, ShortConv};

@@ -2,14 +2,15 @@
 //! and sampled decoding's candidates, so that an id or a few hundred logits come back
 //! instead of the row. Both pick among the tokens a mask allows (a bit per token, bit
 //! `i % 32` of word `i / 32`; every bit set, unconstrained), so that constrained
-//! decoding reads back no row either.
+//! decoding reads back no row either. Each is two launches ([`Pick`]): the row's chunks
+//! side by side, then their merge.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::layout::{mirror, Mirror};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
+use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, PickChunks};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -28,6 +29,86 @@ pub const TOP_RANK: usize = 256;
 /// Bytes of [`top_logits`]'s record: a head of 4 words, then (id, logit) pairs.
 pub const TOP_RECORD_BYTES: u64 = 4 * (4 + 2 * (TOP_RANK as u64 - 1));
 
+/// What sets the argmax and the candidates apart: their two kernels, their chunks
+/// (`Tuning::pick_chunks`), the words of `parts` each chunk writes, and the bytes the
+/// merge writes.
+struct Kind {
+    kernels: [Kernel; 2],
+    chunk: fn(PickChunks) -> u32,
+    words_per_chunk: usize,
+    out_bytes: u64,
+}
+
+const ARGMAX: Kind = Kind {
+    kernels: [Kernel::Argmax, Kernel::ArgmaxMerge],
+    chunk: |chunks| chunks.argmax,
+    words_per_chunk: 2,
+    out_bytes: 4,
+};
+
+const TOP: Kind = Kind {
+    kernels: [Kernel::TopLogits, Kernel::TopMerge],
+    chunk: |chunks| chunks.top,
+    // A record of up to TOP_RANK - 1 candidates.
+    words_per_chunk: TOP_RECORD_BYTES as usize / 4,
+    out_bytes: TOP_RECORD_BYTES,
+};
+
+impl Kind {
+    /// Bytes of the chunks' picks over a row of `n`: sized for the smallest chunks,
+    /// which the adapter's are at least, so that they do not depend on the adapter.
+    fn parts_bytes(&self, n: usize) -> u64 {
+        let words = n.div_ceil((self.chunk)(PickChunks::SMALLEST) as usize) * self.words_per_chunk;
+        // As `Gpu::zeros` allocates them.
+        (words.max(1) * 4).next_multiple_of(16) as u64
+    }
+}
+
+/// The longest row a pick takes: its indices are exact as f32 (pick.wgsl's `NO_INDEX`).
+const MAX_ROW: usize = 1 << 24;
+
+/// A pick's two launches: each chunk of the row, then the merge of their picks.
+pub struct Pick {
+    chunks: Dispatch,
+    merge: Dispatch,
+    /// The chunks' picks, which the merge reads.
+    parts: wgpu::Buffer,
+}
+
+impl Pick {
+    pub fn dispatches(&self) -> [&Dispatch; 2] {
+        [&self.chunks, &self.merge]
+    }
+
+    /// Records both launches into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, max_per_dim: u32) {
+        for dispatch in self.dispatches() {
+            dispatch.encode(pass, 1, max_per_dim);
+        }
+    }
+
+    /// Sets both launches' params ([`top_params`]).
+    pub fn write_params(&self, queue: &wgpu::Queue, params: &Params) {
+        for dispatch in self.dispatches() {
+            dispatch.write_params(queue, params);
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        self.merge.label()
+    }
+
+    /// Bytes of GPU memory the pick holds besides the buffers it reads and writes.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.parts.size()
+    }
+}
+
+/// Bytes of GPU memory both picks over a row of `n` hold ([`Pick::scratch_bytes`]).
+pub fn picks_scratch_bytes(n: usize) -> u64 {
+    ARGMAX.parts_bytes(n) + TOP.parts_bytes(n)
+}
+
 /// Bytes of the mask of a row of `n` tokens, a bit each.
 pub fn allowed_bytes(n: usize) -> u64 {
     4 * n.div_ceil(32) as u64
@@ -42,8 +123,8 @@ pub fn argmax(
     n: usize,
     allowed: &wgpu::Buffer,
     out: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    pick(gpu, Kernel::Argmax, logits, n, allowed, out, 4)
+) -> Result<Pick> {
+    pick(gpu, &ARGMAX, logits, n, allowed, out)
 }
 
 /// Sampled decoding's candidates of the first `n` values of `logits`, those `allowed`
@@ -57,16 +138,8 @@ pub fn top_logits(
     n: usize,
     allowed: &wgpu::Buffer,
     out: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    pick(
-        gpu,
-        Kernel::TopLogits,
-        logits,
-        n,
-        allowed,
-        out,
-        TOP_RECORD_BYTES,
-    )
+) -> Result<Pick> {
+    pick(gpu, &TOP, logits, n, allowed, out)
 }
 
 /// [`top_logits`]' params for a row of `n` at `temperature` (1 where it is 0: a greedy
@@ -80,34 +153,47 @@ pub fn top_params(n: usize, temperature: f32) -> Params {
     }
 }
 
+/// The two launches of the pick `kind`, over the adapter's chunks, with a scratch
+/// buffer of their own for the chunks' picks.
 fn pick(
     gpu: &Gpu,
-    kernel: Kernel,
+    kind: &Kind,
     logits: &wgpu::Buffer,
     n: usize,
     allowed: &wgpu::Buffer,
     out: &wgpu::Buffer,
-    out_bytes: u64,
-) -> Result<Dispatch> {
+) -> Result<Pick> {
+    let [chunk_kernel, merge_kernel] = kind.kernels;
+    let out_bytes = kind.out_bytes;
     if n == 0
+        || n > MAX_ROW
         || n as u64 * 4 > logits.size()
         || allowed_bytes(n) > allowed.size()
         || out_bytes > out.size()
     {
         return Err(Error::Gpu(format!(
-            "{kernel:?} over {n} logits in a buffer of {} bytes, a mask of {} bytes (needs {}), into {} bytes (needs {out_bytes})",
+            "{merge_kernel:?} over {n} logits (at most {MAX_ROW}) in a buffer of {} bytes, a mask of {} bytes (needs {}), into {} bytes (needs {out_bytes})",
             logits.size(),
             allowed.size(),
             allowed_bytes(n),
             out.size()
         )));
     }
-    Dispatch::new(
-        gpu,
-        format!("{kernel:?}"),
-        KernelKey::new(kernel, DType::F32),
-        &[logits, out, allowed],
-        &top_params(n, 1.0),
-        Grid::Fixed(1),
-    )
+    let chunks = n.div_ceil((kind.chunk)(gpu.tuning.pick_chunks) as usize);
+    let parts = gpu.zeros(
+        &format!("{chunk_kernel:?} chunks"),
+        kind.parts_bytes(n) as usize / 4,
+    )?;
+    let buffers = [logits, out, allowed, &parts];
+    let params = top_params(n, 1.0);
+    let launch = |kernel: Kernel, workgroups| {
+        let key = KernelKey::new(kernel, DType::F32);
+        let grid = Grid::Fixed(workgroups as u32);
+        Dispatch::new(gpu, format!("{kernel:?}"), key, &buffers, &params, grid)
+    };
+    Ok(Pick {
+        chunks: launch(chunk_kernel, chunks)?,
+        merge: launch(merge_kernel, 1)?,
+        parts,
+    })
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::budget::{fit_session, session_scratch_bytes};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, StepUniform};
+use crate::gpu::StepUniform;
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
 use crate::model::{Graph, Model, TapSource};
 use crate::ops;
@@ -44,9 +44,9 @@ pub struct Session {
     /// MAP_READ copy of the logits (or of a greedy step's pick).
     staging: wgpu::Buffer,
     /// The last row's argmax into the first token id, for [`Session::step_greedy`].
-    argmax: Dispatch,
+    argmax: ops::Pick,
     /// The last row's candidates into `top_record`, for [`Session::step_top`].
-    top: Dispatch,
+    top: ops::Pick,
     top_record: wgpu::Buffer,
     /// The tokens the picks may return, a bit each: all of them, but during a pick
     /// limited to some ([`Session::pick_greedy`], [`Session::pick_top`]).
@@ -225,6 +225,8 @@ impl Session {
             + self.staging.size()
             + self.top_record.size()
             + self.allowed.size()
+            + self.argmax.scratch_bytes()
+            + self.top.scratch_bytes()
             + pool
     }
 
@@ -330,9 +332,13 @@ impl Session {
         let bytes = self.encode_pick(&mut encoder, readback, 1);
         gpu.queue.submit([encoder.finish()]);
         if allowed.is_some() {
-            // The queue runs the write after the pick.
-            let every = vec![u32::MAX; words];
-            (gpu.queue).write_buffer(&self.allowed, 0, bytemuck::cast_slice(&every));
+            // The queue runs the write after the pick: every token allowed again.
+            let size = wgpu::BufferSize::new(self.allowed.size());
+            if let Some(mut every) =
+                size.and_then(|size| (gpu.queue).write_buffer_with(&self.allowed, 0, size))
+            {
+                every.slice(..).fill(0xff);
+            }
         }
         gpu.map_and_read(&self.staging, bytes)
     }
@@ -519,7 +525,7 @@ impl Session {
                 });
                 pass.set_bind_group(1, &self.step_group, &[]);
                 let max_per_dim = self.model.gpu.limits.max_compute_workgroups_per_dimension;
-                pick.encode(&mut pass, n, max_per_dim);
+                pick.encode(&mut pass, max_per_dim);
                 drop(pass);
                 (out, bytes)
             }

@@ -69,6 +69,10 @@ pub struct MemoryPlan {
     pub total: u64,
 }
 
+/// Bytes of each of a session's two readback buffers for greedy picks (the copy's
+/// alignment rounds the 4-byte id up).
+pub(crate) const ID_READBACK_BYTES: u64 = 16;
+
 /// Bytes one session allocates with `options` at a context of `context` tokens, besides
 /// its KV cache: activations of a batch, logits and their readback, conv state and
 /// snapshots, the RoPE table.
@@ -80,9 +84,10 @@ pub(crate) fn session_scratch_bytes(
     let shape = shape_at(c, options, context);
     let logits = (if shape.all_logits { shape.batch } else { 1 } * c.vocab_size * 4) as u64;
     // The readback buffer holds the logits or the top logits' record; the record has
-    // a buffer of its own too (`Session::step_top`), and the picks a mask and their
-    // chunks' picks.
+    // a buffer of its own too (`Session::step_top`), greedy picks two of their own,
+    // and the picks a mask and their chunks' picks.
     let readback = logits.max(ops::TOP_RECORD_BYTES)
+        + 2 * ID_READBACK_BYTES
         + ops::TOP_RECORD_BYTES
         + ops::allowed_bytes(c.vocab_size)
         + ops::picks_scratch_bytes(c.vocab_size);

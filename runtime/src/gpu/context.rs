@@ -389,12 +389,27 @@ impl Gpu {
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Result<Vec<T>> {
+        self.map_and_read_after(staging, size, None)
+    }
+
+    /// As [`Gpu::map_and_read`], waiting for submission `index` (the last to write
+    /// `staging`) where given, not for those submitted after it.
+    pub fn map_and_read_after<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        index: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<T>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = sender.send(r);
         });
+        let wait = wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        };
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wait)
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         receiver
             .recv()

@@ -1,8 +1,9 @@
 //! Greedy decoding one step ahead, so that the GPU does not wait for the CPU between
 //! greedy tokens. The argmax of a step leaves the picked id where the next step's
 //! embedding reads it, so the next step needs nothing from the CPU but its position:
-//! it is recorded while the GPU runs the step before, and submitted as soon as that
-//! step's pick is read back, before the caller sees the pick.
+//! it is recorded and submitted right behind the step before, whose pick is then read
+//! back (waiting for that step alone, each step's pick landing in a buffer of its own)
+//! while the GPU runs on, before the caller sees the pick.
 //!
 //! A step fed ahead becomes the session's only when the caller asks for its result (the
 //! next call, with the id it fed). Until then the session's tokens and position do not
@@ -19,10 +20,17 @@
 //! pick only a write and a submission stand between the GPU and its next step. Taking
 //! such a step back is dropping it and the KV block it may have reserved.
 
-use super::{only_pick, top_logits, Batch, Readback, Recorded, Session};
+use super::{only_pick, top_logits, Batch, Landing, Readback, Recorded, Session};
 use crate::error::Result;
-use crate::ops;
 use crate::sampler::TopLogits;
+
+/// A greedy step submitted ahead of the caller: the token it feeds (the pick of the
+/// step before), where its own pick lands, and its submission.
+pub(crate) struct Ahead {
+    token: u32,
+    landing: Landing,
+    index: wgpu::SubmissionIndex,
+}
 
 impl Session {
     /// As [`Session::step_greedy`]: feeds `token` and returns the most likely next
@@ -30,8 +38,9 @@ impl Session {
     /// the context has room for it. The next call, with that token, finds its step
     /// under way.
     pub(crate) fn step_greedy_ahead(&mut self, token: u32) -> Result<u32> {
-        match self.ahead.take() {
-            Some(fed) if fed == token => {}
+        let gpu = self.model.gpu.clone();
+        let (landing, index) = match self.ahead.take() {
+            Some(ahead) if ahead.token == token => (ahead.landing, ahead.index),
             pending => {
                 self.ahead = pending;
                 self.settle()?;
@@ -40,18 +49,21 @@ impl Session {
                     return self.step_greedy(token);
                 }
                 let step = self.record_step(token, Readback::Argmax)?;
-                self.model.gpu.queue.submit([step.commands]);
+                (step.landing, gpu.queue.submit([step.commands]))
             }
-        }
-        // `token`'s step is in flight at the session's position; record the one after
-        // it meanwhile.
+        };
+        // `token`'s step is in flight at the session's position: the one after it goes
+        // in right behind it, before its pick is read.
         let next = self.record_next(Readback::Argmax);
-        let gpu = self.model.gpu.clone();
-        let picked = only_pick(gpu.map_and_read(&self.staging, 4)?)?;
+        let next = next.map(|next| (next.landing, gpu.queue.submit([next.commands])));
+        let picked = only_pick(self.read_back(landing, index)?)?;
         self.tokens.push(token);
-        if let Some(next) = next {
-            gpu.queue.submit([next.commands]);
-            self.ahead = Some(picked);
+        if let Some((landing, index)) = next {
+            self.ahead = Some(Ahead {
+                token: picked,
+                landing,
+                index,
+            });
         }
         Ok(picked)
     }
@@ -79,9 +91,9 @@ impl Session {
             }
         };
         self.set_top_temperature(temperature);
-        gpu.queue.submit([recorded.commands]);
+        let index = gpu.queue.submit([recorded.commands]);
         self.sampled_next = self.record_next(Readback::Top);
-        let record = gpu.map_and_read(&self.staging, ops::TOP_RECORD_BYTES)?;
+        let record = self.read_back(recorded.landing, index)?;
         self.tokens.push(token);
         top_logits(&record)
     }

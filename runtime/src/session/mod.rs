@@ -21,7 +21,7 @@ mod trace;
 
 use std::sync::Arc;
 
-use crate::budget::{fit_session, session_scratch_bytes};
+use crate::budget::{fit_session, session_scratch_bytes, ID_READBACK_BYTES};
 use crate::error::{Error, Result};
 use crate::gpu::StepUniform;
 use crate::kv_pool::{blocks_for, KvPool, PageTable, PassContext};
@@ -41,8 +41,12 @@ pub struct Session {
     graph: Graph,
     step_uniform: wgpu::Buffer,
     step_group: wgpu::BindGroup,
-    /// MAP_READ copy of the logits (or of a greedy step's pick).
+    /// MAP_READ copy of the logits (or of a sampled step's candidates).
     staging: wgpu::Buffer,
+    /// MAP_READ copies of a greedy step's pick, taken in turn (`ids_turn` next), so
+    /// that a step may be submitted behind one whose pick is still to be read.
+    ids: [wgpu::Buffer; 2],
+    ids_turn: usize,
     /// The last row's argmax into the first token id, for [`Session::step_greedy`].
     argmax: ops::Pick,
     /// The last row's candidates into `top_record`, for [`Session::step_top`].
@@ -61,9 +65,9 @@ pub struct Session {
     /// The earliest position a rewind can reach: 0, or where the last context shift
     /// left the session (earlier snapshots describe tokens that are gone).
     floor: usize,
-    /// The token a greedy step fed ahead of the caller feeds, while that step is not yet
-    /// the session's (`ahead.rs`).
-    ahead: Option<u32>,
+    /// The step a greedy step fed ahead of the caller's feeding its token, while that
+    /// step is not yet the session's (`ahead.rs`).
+    ahead: Option<ahead::Ahead>,
     /// The step after a sampled one, recorded while the GPU ran that one and not yet
     /// submitted: its token is the sampler's pick (`ahead.rs`).
     sampled_next: Option<Recorded>,
@@ -128,6 +132,14 @@ impl Session {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let ids = [0, 1].map(|_| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("greedy pick readback"),
+                size: ID_READBACK_BYTES,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
         let vocab = model.config.vocab_size;
         let allowed = wgpu::util::DeviceExt::create_buffer_init(
             &gpu.device,
@@ -159,6 +171,8 @@ impl Session {
             step_uniform,
             step_group,
             staging,
+            ids,
+            ids_turn: 0,
             argmax,
             top,
             top_record,
@@ -223,6 +237,7 @@ impl Session {
         };
         self.state.allocated_bytes()
             + self.staging.size()
+            + self.ids.iter().map(wgpu::Buffer::size).sum::<u64>()
             + self.top_record.size()
             + self.allowed.size()
             + self.argmax.scratch_bytes()
@@ -329,8 +344,8 @@ impl Session {
             (gpu.queue).write_buffer(&self.allowed, 0, bytemuck::cast_slice(allowed));
         }
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        let bytes = self.encode_pick(&mut encoder, readback, 1);
-        gpu.queue.submit([encoder.finish()]);
+        let landing = self.encode_pick(&mut encoder, readback, 1);
+        let index = gpu.queue.submit([encoder.finish()]);
         if allowed.is_some() {
             // The queue runs the write after the pick: every token allowed again.
             let size = wgpu::BufferSize::new(self.allowed.size());
@@ -340,7 +355,24 @@ impl Session {
                 every.slice(..).fill(0xff);
             }
         }
-        gpu.map_and_read(&self.staging, bytes)
+        self.read_back(landing, index)
+    }
+
+    /// What a submission (`index`) left where `landing` says, once it is done (not
+    /// waiting for those submitted after it).
+    fn read_back<T: bytemuck::Pod>(
+        &self,
+        landing: Landing,
+        index: wgpu::SubmissionIndex,
+    ) -> Result<Vec<T>> {
+        let (buffer, bytes) = match landing {
+            Landing::Nothing => return Ok(Vec::new()),
+            Landing::Staging(bytes) => (&self.staging, bytes),
+            Landing::Id(slot) => (&self.ids[slot], 4),
+        };
+        self.model
+            .gpu
+            .map_and_read_after(buffer, bytes, Some(index))
     }
 
     /// The temperature of the mass the next candidates' launch sums.
@@ -438,12 +470,8 @@ impl Session {
             pos: self.position(),
         };
         let recorded = self.record(batch, trace, readback)?;
-        let gpu = &self.model.gpu;
-        gpu.queue.submit([recorded.commands]);
-        let values = match readback {
-            Readback::Nothing => Vec::new(),
-            _ => gpu.map_and_read(&self.staging, recorded.bytes)?,
-        };
+        let index = self.model.gpu.queue.submit([recorded.commands]);
+        let values = self.read_back(recorded.landing, index)?;
         self.tokens.extend_from_slice(tokens);
         Ok(values)
     }
@@ -492,19 +520,24 @@ impl Session {
                 encoder.copy_buffer_to_buffer(conv.state, 0, conv.snapshots, slot * size, size);
             }
         }
-        let bytes = self.encode_pick(&mut encoder, readback, n);
+        let landing = self.encode_pick(&mut encoder, readback, n);
         Ok(Recorded {
             commands: encoder.finish(),
-            bytes,
+            landing,
         })
     }
 
     /// Records what `readback` says after a batch of `n` tokens: the pick over the last
-    /// row where it is one, and the copy of what comes back into the staging buffer;
-    /// the bytes copied.
-    fn encode_pick(&self, encoder: &mut wgpu::CommandEncoder, readback: Readback, n: u32) -> u64 {
+    /// row where it is one, and the copy of what comes back into a readback buffer
+    /// (a greedy pick's into the next of `ids`); where it lands.
+    fn encode_pick(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        readback: Readback,
+        n: u32,
+    ) -> Landing {
         let (source, bytes) = match readback {
-            Readback::Nothing => return 0,
+            Readback::Nothing => return Landing::Nothing,
             Readback::Logits => {
                 let rows = if self.options.all_logits {
                     n as usize
@@ -530,8 +563,14 @@ impl Session {
                 (out, bytes)
             }
         };
+        if readback == Readback::Argmax {
+            let slot = self.ids_turn;
+            self.ids_turn = 1 - slot;
+            encoder.copy_buffer_to_buffer(source, 0, &self.ids[slot], 0, bytes);
+            return Landing::Id(slot);
+        }
         encoder.copy_buffer_to_buffer(source, 0, &self.staging, 0, bytes);
-        bytes
+        Landing::Staging(bytes)
     }
 
     /// Records the forward graph for a batch of `n` tokens in one compute pass; with
@@ -614,8 +653,17 @@ struct Batch<'a> {
     pos: usize,
 }
 
-/// A batch's command buffer, and the bytes its readback copies to the staging buffer.
+/// A batch's command buffer, and where its readback lands.
 struct Recorded {
     commands: wgpu::CommandBuffer,
-    bytes: u64,
+    landing: Landing,
+}
+
+/// Where a batch's readback lands: nowhere, the first bytes of the staging buffer, or
+/// one of the greedy picks' buffers.
+#[derive(Clone, Copy)]
+enum Landing {
+    Nothing,
+    Staging(u64),
+    Id(usize),
 }

@@ -392,10 +392,9 @@ impl<'s> TokenStream<'s> {
 impl TokenStream<'_> {
     /// Feeds `token`; the next token where the GPU picked it (`None`: the row is in
     /// `self.logits`), and the tokens the grammar allows next. A plain argmax brings
-    /// back one id, a sampled chain the candidates it can decide from. Unconstrained,
-    /// the step that feeds the greedy pick is under way when it comes back; under a
-    /// grammar, the mask is computed while the GPU runs the step, and the pick keeps to
-    /// it.
+    /// back one id, a sampled chain the candidates it can decide from. The step that
+    /// feeds a greedy pick is under way when it comes back; under a grammar, the mask is
+    /// computed while the GPU runs the step, and the pick keeps to it.
     fn feed(&mut self, token: u32) -> Result<(Option<u32>, NextTokens)> {
         let config = self.sampler.config();
         let session = &mut *self.session;
@@ -424,7 +423,7 @@ impl TokenStream<'_> {
         };
         let picked = match () {
             _ if config.is_greedy() => {
-                let id = session.pick_greedy(allowed)?;
+                let id = session.pick_greedy_ahead(allowed)?;
                 self.sampler.accept(&[id]);
                 Some(id)
             }

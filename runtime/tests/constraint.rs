@@ -160,6 +160,43 @@ fn the_gpu_picks_what_the_masked_row_gives() {
     }
 }
 
+/// A constrained greedy stream submits the step that feeds each pick before the pick
+/// comes back; a stream ended after any token leaves the session as without it: fed up
+/// to the token before the last one yielded, and the same logits for what comes next.
+#[test]
+fn a_constrained_stream_ended_early_leaves_the_session_as_without() {
+    use lfm_edge::TokenStream;
+    let model = demo();
+    let prompt = model.tokenizer.encode("Enter the King and Queen.").unwrap();
+    let options = constrained(
+        Constraint::json_schema(SCHEMA).unwrap(),
+        48,
+        SamplerConfig::default(),
+    );
+    for taken in [1, 3, 8] {
+        let mut session = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+        let logits = session.feed(&prompt).unwrap();
+        let ids: Vec<u32> = TokenStream::new(&mut session, logits, &options)
+            .take(taken)
+            .map(|p| p.unwrap().token.unwrap())
+            .collect();
+        assert_eq!(ids.len(), taken);
+        assert_eq!(
+            session.position(),
+            prompt.len() + taken - 1,
+            "after {taken}"
+        );
+        let logits = session.feed(&ids[taken - 1..]).unwrap();
+        let mut fresh = Session::new(model.clone(), &SessionOptions::default()).unwrap();
+        let want = fresh.feed(&[&prompt[..], &ids[..]].concat()).unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()), "after {taken}");
+        let worst = (logits.iter().zip(&want))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "after {taken}: max abs difference {worst}");
+    }
+}
+
 /// Sentences of a small grammar with alternatives, a repetition and a regex terminal.
 const LARK: &str = r#"
 start: greeting ", " name "! " deed "."

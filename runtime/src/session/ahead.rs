@@ -14,6 +14,11 @@
 //! (shortconv.wgsl's `previous`). So a token stream dropped after any token leaves the
 //! session as it would be had the stream fed nothing ahead.
 //!
+//! Constrained greedy decoding does the same around the mask: the pick over a step's
+//! row, limited to what the grammar allows, is submitted, the step that feeds the pick
+//! right behind it, and the pick read back; the grammar then computes the next mask
+//! while the GPU runs that step (`Session::pick_greedy_ahead`).
+//!
 //! Sampled decoding cannot submit the next step before the sampler picks its token, but
 //! it records it ahead: while the GPU runs a step, the next one is recorded (its token
 //! id to be written into the token buffer before it is submitted), so that after the
@@ -40,7 +45,12 @@ impl Session {
     pub(crate) fn step_greedy_ahead(&mut self, token: u32) -> Result<u32> {
         let gpu = self.model.gpu.clone();
         let (landing, index) = match self.ahead.take() {
-            Some(ahead) if ahead.token == token => (ahead.landing, ahead.index),
+            // A step with a pick of its own (not one fed ahead by a constrained pick).
+            Some(Ahead {
+                token: fed,
+                landing: landing @ Landing::Id(_),
+                index,
+            }) if fed == token => (landing, index),
             pending => {
                 self.ahead = pending;
                 self.settle()?;
@@ -54,7 +64,7 @@ impl Session {
         };
         // `token`'s step is in flight at the session's position: the one after it goes
         // in right behind it, before its pick is read.
-        let next = self.record_next(Readback::Argmax);
+        let next = self.record_ahead(self.position() + 1, Readback::Argmax);
         let next = next.map(|next| (next.landing, gpu.queue.submit([next.commands])));
         let picked = only_pick(self.read_back(landing, index)?)?;
         self.tokens.push(token);
@@ -92,7 +102,7 @@ impl Session {
         };
         self.set_top_temperature(temperature);
         let index = gpu.queue.submit([recorded.commands]);
-        self.sampled_next = self.record_next(Readback::Top);
+        self.sampled_next = self.record_ahead(self.position() + 1, Readback::Top);
         let record = self.read_back(recorded.landing, index)?;
         self.tokens.push(token);
         top_logits(&record)
@@ -110,24 +120,54 @@ impl Session {
         self.record(batch, None, readback)
     }
 
-    /// Records the step after the one in flight at the session's position, its token
-    /// left to be written into the token buffer, where the context holds both without a
+    /// Records the step at `pos`, its token left to be written into the token buffer
+    /// (by the CPU, or by the argmax before it), where the context holds it without a
     /// shift.
-    fn record_next(&mut self, readback: Readback) -> Option<Recorded> {
-        let pos = self.position();
-        if pos + 2 > self.max_context() {
+    fn record_ahead(&mut self, pos: usize, readback: Readback) -> Option<Recorded> {
+        if pos + 1 > self.max_context() {
             return None;
         }
         let batch = Batch {
             tokens: None,
             n: 1,
-            pos: pos + 1,
+            pos,
         };
         // No block left for it (a shared pool): the next call feeds it instead, and
         // reports what is wrong.
         self.record(batch, None, readback)
-            .inspect_err(|_| self.pages.truncate(pos + 1))
+            .inspect_err(|_| self.pages.truncate(pos))
             .ok()
+    }
+
+    /// As [`Session::pick_greedy`], returning with the step that feeds the pick
+    /// submitted right behind it, where the context has room: a constrained greedy
+    /// step. The caller's next [`Session::submit_step`], with that token, finds it
+    /// under way, and computes the next mask while the GPU runs it.
+    pub(crate) fn pick_greedy_ahead(&mut self, allowed: Option<&[u32]>) -> Result<u32> {
+        let (landing, index) = self.submit_pick(Readback::Argmax, allowed)?;
+        let next = self.record_ahead(self.position(), Readback::Nothing);
+        let gpu = self.model.gpu.clone();
+        let next = next.map(|next| (next.landing, gpu.queue.submit([next.commands])));
+        let picked = only_pick(self.read_back(landing, index)?)?;
+        if let Some((landing, index)) = next {
+            self.ahead = Some(Ahead {
+                token: picked,
+                landing,
+                index,
+            });
+        }
+        Ok(picked)
+    }
+
+    /// Whether the step fed ahead is the one that feeds `token`: it is then the
+    /// session's.
+    pub(super) fn take_ahead(&mut self, token: u32) -> bool {
+        if self.ahead.as_ref().is_none_or(|ahead| ahead.token != token) {
+            return false;
+        }
+        self.ahead = None;
+        self.tokens.push(token);
+        true
     }
 
     /// Takes back a step fed ahead that the caller did not ask for, or drops one recorded

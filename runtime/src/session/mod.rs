@@ -308,6 +308,9 @@ impl Session {
     /// as a row ([`Session::last_logits`]), so that the CPU can work meanwhile (a
     /// constraint computes its mask while the GPU runs the step).
     pub fn submit_step(&mut self, token: u32) -> Result<()> {
+        if self.take_ahead(token) {
+            return Ok(());
+        }
         self.feed_with::<u32>(&[token], &|| false, Readback::Nothing)
             .map(drop)
     }
@@ -331,6 +334,18 @@ impl Session {
     /// Runs the pick `readback` names over the last row, limited to `allowed` where
     /// given (every token is allowed again after it), and reads it back.
     fn pick(&mut self, readback: Readback, allowed: Option<&[u32]>) -> Result<Vec<u32>> {
+        let (landing, index) = self.submit_pick(readback, allowed)?;
+        self.read_back(landing, index)
+    }
+
+    /// Submits the pick `readback` names over the last row, limited to `allowed` where
+    /// given (every token is allowed again after it): where its result lands, and the
+    /// submission.
+    fn submit_pick(
+        &mut self,
+        readback: Readback,
+        allowed: Option<&[u32]>,
+    ) -> Result<(Landing, wgpu::SubmissionIndex)> {
         let gpu = self.model.gpu.clone();
         let words = self.allowed.size() as usize / 4;
         if let Some(allowed) = allowed {
@@ -355,7 +370,7 @@ impl Session {
                 every.slice(..).fill(0xff);
             }
         }
-        self.read_back(landing, index)
+        Ok((landing, index))
     }
 
     /// What a submission (`index`) left where `landing` says, once it is done (not

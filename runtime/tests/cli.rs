@@ -460,7 +460,7 @@ fn bench_profile_times_each_kernel_family() {
         "1",
         "--profile",
     ]));
-    // | family | dispatches/token | µs/token | % |
+    // | family | dispatches/token | µs/token | % | weight GB/s |
     let rows: Vec<(String, usize, f64)> = out
         .lines()
         .filter_map(|l| {
@@ -469,6 +469,16 @@ fn bench_profile_times_each_kernel_family() {
             Some((cells[1].to_string(), dispatches, cells[3].parse().ok()?))
         })
         .collect();
+    // Every projection reads weights at some rate; nothing else does.
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("family"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let rate = cells.get(5).and_then(|c| c.parse::<f64>().ok());
+        let projection = cells[1].starts_with("Matvec");
+        assert_eq!(rate.is_some_and(|r| r > 0.0), projection, "{line}");
+    }
     let dispatches = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.1);
     assert!(rows.iter().all(|r| r.2 >= 0.0), "{out}");
     let total: usize = rows.iter().filter(|r| r.0 != "kernels").map(|r| r.1).sum();

@@ -39,6 +39,11 @@ fn each_timing_finds_the_same_launches() {
         assert!(profile.argmax_micros >= 0.0 && profile.top_micros >= 0.0);
         assert!(profile.families.iter().all(|f| f.micros >= 0.0));
         assert!(profile.kernel_micros() > 0.0, "{timing:?}: {profile:?}");
+        // The projections read the token's weights but the norms', the router's and
+        // the conv kernels'.
+        let read: u64 = profile.families.iter().map(|f| f.weight_bytes).sum();
+        let all = model.decode_weight_bytes();
+        assert!(read <= all && read * 100 >= all * 95, "{read} of {all}");
         let mut shape: Vec<(String, usize)> = profile
             .families
             .iter()

@@ -15,7 +15,9 @@
 # 5. The same three with sums by subgroups and by a tree (`bench --sums`), where the
 #    adapter has subgroup operations.
 # 6. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
-#    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU.
+#    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU, and rows
+#    sharing each x load (2 and 4 rows per thread, a workgroup per row set, so that
+#    the sums stay subgroup sums).
 #
 # Each step has a time limit, so that a slow or hanging step leaves the others' results.
 # Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
@@ -63,7 +65,7 @@ for sums in subgroups workgroup; do
 done | tee "$OUT/sums.txt"
 
 echo "== matvec launch shapes ($(elapsed) s)"
-for shape in 256,64,1 256,16,1 256,32,1 128,64,2 64,64,1 128,128,1 256,256,1 64,32,4; do
+for shape in 256,64,1 64,64,1 64,64,2 64,64,4 32,32,4 128,64,2 64,32,4 256,32,1; do
     for name in $PROFILED; do
         echo "$shape $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
             --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \

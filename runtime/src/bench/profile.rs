@@ -38,6 +38,16 @@ pub struct FamilyTime {
     pub name: String,
     pub dispatches: usize,
     pub micros: f64,
+    /// Weight bytes its launches read per token (projections; 0 for the others).
+    pub weight_bytes: u64,
+}
+
+impl FamilyTime {
+    /// The weight bytes read per second of the family's time, in GB/s, for projections.
+    pub fn weight_gb_per_s(&self) -> Option<f64> {
+        (self.weight_bytes > 0 && self.micros > 0.0)
+            .then(|| self.weight_bytes as f64 / (self.micros * 1e3))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -182,9 +192,11 @@ pub fn profile_timed(
             name,
             dispatches: 0,
             micros: 0.0,
+            weight_bytes: 0,
         });
         entry.dispatches += 1;
         entry.micros += micros / tokens as f64;
+        entry.weight_bytes += dispatch.weight_bytes();
     }
     let mut families: Vec<FamilyTime> = by_family.into_values().collect();
     families.sort_by(|a, b| b.micros.total_cmp(&a.micros));

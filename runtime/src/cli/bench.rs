@@ -97,18 +97,21 @@ fn print_profile(p: &Profile) -> Result<()> {
     outln!("profile: {} decoded tokens, timed by {timing}", p.tokens)?;
     let width = p.families.iter().map(|f| f.name.len()).max().unwrap_or(0);
     outln!(
-        "| {:width$} | dispatches/token | µs/token |     % |",
+        "| {:width$} | dispatches/token | µs/token |     % | weight GB/s |",
         "family"
     )?;
     outln!(
-        "|{:-<w$}|-----------------:|---------:|------:|",
+        "|{:-<w$}|-----------------:|---------:|------:|------------:|",
         "",
         w = width + 2
     )?;
     let kernels = p.kernel_micros();
     for f in &p.families {
+        let rate = f
+            .weight_gb_per_s()
+            .map_or(String::new(), |r| format!("{r:.1}"));
         outln!(
-            "| {:width$} | {:>16} | {:>8.1} | {:>5.1} |",
+            "| {:width$} | {:>16} | {:>8.1} | {:>5.1} | {rate:>11} |",
             f.name,
             f.dispatches,
             f.micros,
@@ -116,10 +119,11 @@ fn print_profile(p: &Profile) -> Result<()> {
         )?;
     }
     outln!(
-        "| {:width$} | {:>16} | {:>8.1} | 100.0 |",
+        "| {:width$} | {:>16} | {:>8.1} | 100.0 | {:>11} |",
         "kernels",
         p.dispatches(),
-        kernels
+        kernels,
+        ""
     )?;
     outln!(
         "token µs: {:.1} wall, {:.1} for its launches submitted alone, {:.1} outside them (step, record, argmax readback)",

@@ -57,6 +57,9 @@ pub struct Dispatch {
     /// The params uniform, for kernels whose params change between launches.
     params: wgpu::Buffer,
     grid: Grid,
+    /// Weight bytes one launch for a single token reads (0 where not counted):
+    /// `bench --profile` gives a projection's GB/s by it.
+    weight_bytes: u64,
 }
 
 impl Dispatch {
@@ -134,7 +137,20 @@ impl Dispatch {
             grid,
             label,
             key,
+            weight_bytes: 0,
         })
+    }
+
+    /// The launch, counted as reading `bytes` of weights for a single token.
+    pub fn reading(self, bytes: u64) -> Dispatch {
+        Dispatch {
+            weight_bytes: bytes,
+            ..self
+        }
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// Records the launch for a batch of `n_tokens`. Workgroup counts above the

@@ -216,7 +216,25 @@ pub(super) fn matvec<'a>(
     if let MatvecRows::Conv { state, previous } = rows {
         buffers.extend([state, previous].map(|b| b.as_entire_buffer_binding()));
     }
-    Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, &params, grid)
+    let dispatch = Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, &params, grid)?;
+    Ok(dispatch.reading(matvec_weight_bytes(weight, rows, &params)))
+}
+
+/// The weight bytes a matvec launch reads: its rows of each slot (a dense one's only
+/// slot; of an expert binding, the slots whose experts it holds, `top_k` spread evenly
+/// over the parts).
+fn matvec_weight_bytes(weight: &GpuTensor, rows: MatvecRows<'_>, params: &Params) -> u64 {
+    let k = weight.shape.last().copied().unwrap_or(0);
+    let sets = match rows {
+        MatvecRows::Plain => 1,
+        MatvecRows::Paired => 2,
+        MatvecRows::Conv { .. } => 3,
+    };
+    let slot = (sets * params.n as usize * weight.dtype.bytes_for(k)) as u64;
+    match params.experts {
+        0 => slot,
+        experts => slot * u64::from(params.top_k * params.expert_count) / u64::from(experts),
+    }
 }
 
 pub(super) fn matmul_grid(tiles_across: usize) -> Grid {

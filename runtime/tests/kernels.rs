@@ -16,7 +16,7 @@ use common::Rng;
 use half::{bf16, f16};
 use lfm_edge::config::{Architecture, AttentionTemperature, Rope, Yarn};
 use lfm_edge::dtype::DType;
-use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions, PickChunks, Tuning};
+use lfm_edge::gpu::{Dispatch, Gpu, GpuOptions, PickChunks, Reduce, Tuning};
 use lfm_edge::ops::{self, GpuTensor, Linear, LinearOutput, ShortConv};
 use lfm_edge::sampler::TopLogits;
 use lfm_edge::ModelConfig;
@@ -1181,15 +1181,17 @@ fn argmax_picks_the_first_maximum() {
                 let pick = ops::argmax(gpu, &logits, row.len(), &allowed, &tokens).unwrap();
                 run_picks(gpu, &pick);
                 let got: Vec<u32> = gpu.read(&tokens, 0, 4).unwrap();
-                let chunks = gpu.tuning.pick_chunks;
-                assert_eq!(got[0], want, "argmax of {} values, {chunks:?}", row.len());
+                let (chunks, sums) = (gpu.tuning.pick_chunks, gpu.reduce);
+                let case = format!("{} values, {chunks:?}, {sums:?}", row.len());
+                assert_eq!(got[0], want, "argmax of {case}");
             }
         }
     }
 }
 
-/// The adapter's device, and one whose picks take the smallest chunks (a GPU's), so
-/// that rows of a few thousand logits span several chunks on any adapter.
+/// The adapter's device, and one whose picks take the smallest chunks (a GPU's) and
+/// sum through workgroup memory, so that rows of a few thousand logits span several
+/// chunks, and both ways of summing run, on any adapter.
 fn pick_gpus() -> [&'static Arc<Gpu>; 2] {
     static SMALL: OnceLock<Arc<Gpu>> = OnceLock::new();
     let small = SMALL.get_or_init(|| {
@@ -1199,6 +1201,7 @@ fn pick_gpus() -> [&'static Arc<Gpu>; 2] {
         };
         let options = GpuOptions {
             tuning: Some(tuning),
+            reduce: Some(Reduce::Workgroup),
             ..GpuOptions::default()
         };
         Gpu::new(&options).expect("no wgpu adapter")
@@ -1310,8 +1313,8 @@ fn top_logits_are_the_logits_above_the_bound() {
                     pairs.sort();
                     pairs
                 };
-                let (n, chunks) = (row.len(), gpu.tuning.pick_chunks);
-                let case = format!("{n} values, {chunks:?}");
+                let (n, chunks, sums) = (row.len(), gpu.tuning.pick_chunks, gpu.reduce);
+                let case = format!("{n} values, {chunks:?}, {sums:?}");
                 assert_eq!(sorted(&got), sorted(&want), "candidates of {case}");
                 assert_eq!(got.bound.to_bits(), want.bound.to_bits(), "bound of {case}");
                 let (got_mass, want_mass) = (got.mass.unwrap(), want.mass.unwrap());

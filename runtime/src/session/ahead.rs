@@ -62,12 +62,26 @@ impl Session {
                 (step.landing, gpu.queue.submit([step.commands]))
             }
         };
-        // `token`'s step is in flight at the session's position: the one after it goes
-        // in right behind it, before its pick is read.
-        let next = self.record_ahead(self.position() + 1, Readback::Argmax);
+        // `token`'s step is in flight at the session's position: the one after it.
+        let pos = self.position() + 1;
+        let picked = self.read_pick_behind((landing, index), pos, Readback::Argmax)?;
+        self.tokens.push(token);
+        Ok(picked)
+    }
+
+    /// Submits the step at `pos` right behind the greedy pick in flight (`pick`), its
+    /// token the one the pick leaves on the GPU, then reads the pick: the step is fed
+    /// ahead of the caller, whose next step feeds the pick.
+    fn read_pick_behind(
+        &mut self,
+        (landing, index): (Landing, wgpu::SubmissionIndex),
+        pos: usize,
+        readback: Readback,
+    ) -> Result<u32> {
+        let next = self.record_ahead(pos, readback);
+        let gpu = &self.model.gpu;
         let next = next.map(|next| (next.landing, gpu.queue.submit([next.commands])));
         let picked = only_pick(self.read_back(landing, index)?)?;
-        self.tokens.push(token);
         if let Some((landing, index)) = next {
             self.ahead = Some(Ahead {
                 token: picked,
@@ -144,19 +158,8 @@ impl Session {
     /// step. The caller's next [`Session::submit_step`], with that token, finds it
     /// under way, and computes the next mask while the GPU runs it.
     pub(crate) fn pick_greedy_ahead(&mut self, allowed: Option<&[u32]>) -> Result<u32> {
-        let (landing, index) = self.submit_pick(Readback::Argmax, allowed)?;
-        let next = self.record_ahead(self.position(), Readback::Nothing);
-        let gpu = self.model.gpu.clone();
-        let next = next.map(|next| (next.landing, gpu.queue.submit([next.commands])));
-        let picked = only_pick(self.read_back(landing, index)?)?;
-        if let Some((landing, index)) = next {
-            self.ahead = Some(Ahead {
-                token: picked,
-                landing,
-                index,
-            });
-        }
-        Ok(picked)
+        let pick = self.submit_pick(Readback::Argmax, allowed)?;
+        self.read_pick_behind(pick, self.position(), Readback::Nothing)
     }
 
     /// Whether the step fed ahead is the one that feeds `token`: it is then the

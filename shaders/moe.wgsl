@@ -35,7 +35,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> routes: array<u32>;  // (n_tokens, top_k, 2): expert, weight bits
 @group(0) @binding(4) var<storage, read_write> slots: array<u32>;   // counts (n_experts), lists (n_experts, n_tokens)
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;       // (n_tokens, hidden)
-@group(0) @binding(6) var<storage, read> router: array<u32>;        // token: (n_experts, hidden)
+// token: (n_experts, hidden), its rows whole vectors (ops/moe.rs checks the width).
+@group(0) @binding(6) var<storage, read> router: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read> norm: array<u32>;          // token: (hidden) RMSNorm weight
 @group(0) @binding(8) var<uniform> params: Params;
 
@@ -150,16 +151,48 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     x[i] += sum;
 }
 
+// x ⊙ norm weight, X_CHUNK elements at a time, shared by every expert's threads.
+const X_CHUNK: u32 = 4u * REDUCE_WG;
+var<workgroup> normed_chunk: array<vec4<f32>, REDUCE_WG>;
+
 // The router's row e dotted with x ⊙ norm weight, from `stride` threads (lane `lane` of
-// them); the caller scales by 1/rms.
-fn router_dot(e: u32, lane: u32, stride: u32, hidden: u32) -> f32 {
-    var sum = 0.0;
-    for (var i = lane; i < hidden; i += stride) {
-        let w = e * hidden + i;
-        let g = float_value(NORM_DTYPE, norm[float_word(NORM_DTYPE, i)], i);
-        sum += weight_value(router[weight_word(w)], w) * x[i] * g;
+// them); the caller scales by 1/rms. Every thread of the workgroup calls it: each
+// chunk of x ⊙ norm weight is computed once, a vector per thread, into workgroup
+// memory. A vector of the router holds 4 f32 weights or 8 halves (ops/moe.rs keeps
+// rows whole vectors): one load each, so that the launch's one workgroup keeps many
+// bytes in flight.
+fn router_dot(lid: u32, e: u32, lane: u32, stride: u32, hidden: u32) -> f32 {
+    let per_vector = select(8u, 4u, WEIGHT_DTYPE == DTYPE_F32);
+    let row = e * (hidden / per_vector);
+    var sum = vec4<f32>(0.0);
+    for (var start = 0u; start < hidden; start += X_CHUNK) {
+        workgroupBarrier(); // the chunk before is read
+        let i = start + 4u * lid;
+        normed_chunk[lid] = select(vec4<f32>(0.0), normed4(i), i < hidden);
+        workgroupBarrier();
+        let vectors = min(hidden - start, X_CHUNK) / per_vector;
+        let first = row + start / per_vector;
+        for (var v = lane; v < vectors; v += stride) {
+            let w = router[first + v];
+            if WEIGHT_DTYPE == DTYPE_F32 {
+                sum += bitcast<vec4<f32>>(w) * normed_chunk[v];
+            } else {
+                sum += vec4<f32>(weight_pair(w.x), weight_pair(w.y)) * normed_chunk[2u * v];
+                sum += vec4<f32>(weight_pair(w.z), weight_pair(w.w)) * normed_chunk[2u * v + 1u];
+            }
+        }
     }
-    return sum;
+    return dot(sum, vec4<f32>(1.0));
+}
+
+// x[i .. i + 4] times the norm weight (before 1/rms).
+fn normed4(i: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    for (var j = 0u; j < 4u; j++) {
+        let k = i + j;
+        v[j] = x[k] * float_value(NORM_DTYPE, norm[float_word(NORM_DTYPE, k)], k);
+    }
+    return v;
 }
 
 @compute @workgroup_size(REDUCE_WG)
@@ -178,7 +211,7 @@ fn token(inv: Invocation) {
     let e = lid / stride;
     let lane = lid % stride;
     var dot: GroupSums;
-    dot[0] = select(0.0, router_dot(min(e, experts - 1u), lane, stride, hidden), e < experts);
+    dot[0] = select(0.0, router_dot(lid, min(e, experts - 1u), lane, stride, hidden), e < experts);
     group_sums(inv, stride, REDUCE_WG, &dot, 1u);
     if lane == 0u && e < experts {
         logits[e] = dot[0] * inv_rms;

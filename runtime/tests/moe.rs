@@ -1,5 +1,6 @@
 //! The MoE kernels against CPU references: moe.wgsl's routing (top-k by score + expert
-//! bias, normalised and scaled weights, each expert's slot list) and the epilogues that
+//! bias, normalised and scaled weights, each expert's slot list), a single token's
+//! router projection with its routing, and the epilogues that
 //! fuse SwiGLU and the weighted combine into a single token's expert matvecs, on both
 //! launch shapes.
 
@@ -120,6 +121,94 @@ fn route_picks_the_top_k_and_lists_each_experts_slots() {
                 &lists[start..start + count],
                 &want[..],
                 "{case}: expert {e}'s slots"
+            );
+        }
+    }
+}
+
+/// A single token's router projection and routing in one launch (moe.wgsl `token`):
+/// the residual stream normalized by the feed-forward RMSNorm, projected by an f32 or
+/// bf16 router (rows wider than the kernel's chunk of x, and narrower), then routed as
+/// `route` routes.
+#[test]
+fn a_tokens_router_normalizes_projects_and_routes() {
+    let gpu = common::gpu();
+    let mut rng = Rng(29);
+    let moe = MoeConfig {
+        n_experts: 32,
+        top_k: 4,
+        expert_ff: 8,
+        n_dense_layers: 0,
+        use_expert_bias: false,
+        norm_topk_prob: true,
+        routed_scaling_factor: 1.0,
+    };
+    let eps = 1e-5;
+    for (dtype, hidden) in [(DType::F32, 2060), (DType::BF16, 2056), (DType::BF16, 64)] {
+        let case = format!("{dtype} router, hidden {hidden}");
+        let x = rng.vec(hidden, 2.0);
+        let gain = rng.vec(hidden, 1.0);
+        let weights = rng.vec(moe.n_experts * hidden, 0.2);
+        let (bytes, weights): (Vec<u8>, Vec<f32>) = match dtype {
+            DType::F32 => (bytemuck::cast_slice(&weights).to_vec(), weights),
+            _ => {
+                let halves: Vec<half::bf16> =
+                    weights.iter().map(|&w| half::bf16::from_f32(w)).collect();
+                let bits: Vec<u16> = halves.iter().map(|h| h.to_bits()).collect();
+                let rounded = halves.iter().map(|h| h.to_f32()).collect();
+                (bytemuck::cast_slice(&bits).to_vec(), rounded)
+            }
+        };
+        let shape = [moe.n_experts, hidden];
+        let router = GpuTensor::upload(&gpu, "router", dtype, &shape, &[&bytes]).unwrap();
+        let gain_bytes: &[u8] = bytemuck::cast_slice(&gain);
+        let norm = GpuTensor::upload(&gpu, "norm", DType::F32, &[hidden], &[gain_bytes]).unwrap();
+        let residual = buffer(&gpu, &x);
+        let router_logits = gpu.zeros("router logits", moe.n_experts).unwrap();
+        let expert_out = gpu.zeros("expert out", moe.top_k * hidden).unwrap();
+        let routes = gpu.zeros("routes", moe.top_k * 2).unwrap();
+        let slots = gpu.zeros("slots", 2 * moe.n_experts).unwrap();
+        let none = gpu.zeros("none", 1).unwrap();
+        let buffers = MoeBuffers {
+            label: "moe",
+            config: &moe,
+            hidden,
+            router_logits: &router_logits,
+            expert_bias: None,
+            expert_out: &expert_out,
+            routes: &routes,
+            slots: &slots,
+            x: &residual,
+        };
+        let input = ops::InputNorm {
+            weight: &norm,
+            eps,
+            residual: &residual,
+        };
+        let launch = ops::moe_route_token(&gpu, &buffers, &router, input, &none)
+            .unwrap()
+            .expect("a float router with whole-vector rows takes the token kernel");
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        common::run_dispatches(&gpu, 1, 0, max, &[&launch]);
+
+        let squares: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+        let inv_rms = 1.0 / (squares / hidden as f64 + eps as f64).sqrt();
+        let logits: Vec<f32> = (weights.chunks(hidden))
+            .map(|row| {
+                let dot: f64 = (row.iter().zip(&x).zip(&gain))
+                    .map(|((&w, &v), &g)| w as f64 * v as f64 * g as f64)
+                    .sum();
+                (dot * inv_rms) as f32
+            })
+            .collect();
+        let want = route_reference(&logits, None, &moe);
+        let got: Vec<u32> = gpu.read(&routes, 0, (want.len() * 8) as u64).unwrap();
+        for (slot, (&(expert, weight), pair)) in want.iter().zip(got.chunks(2)).enumerate() {
+            assert_eq!(pair[0], expert, "{case}: slot {slot}'s expert");
+            let w = f32::from_bits(pair[1]);
+            assert!(
+                (w - weight).abs() < 1e-5,
+                "{case}: slot {slot}'s weight {w} vs {weight}"
             );
         }
     }

@@ -120,6 +120,7 @@ fn every_kernel_loop_visibly_ends() {
         "ATTEND_WG",
         "ROW_THREADS",
         "TILE_K",
+        "X_CHUNK",
         "stride",
     ];
     let mut loops = 0;

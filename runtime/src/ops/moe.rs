@@ -122,7 +122,8 @@ pub fn moe_route(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<D
 /// A single token's router projection and routing in one launch, for a router
 /// `weight` (n_experts, hidden) of a float type whose input is `norm`'s output: the
 /// logits come from the residual stream `norm.residual`, normalized on the way.
-/// None where the router is quantized: its projection is then a matvec of its own.
+/// None where the router is quantized, or its rows are not whole 16-byte vectors (the
+/// kernel reads them a vector at a time): its projection is then a matvec of its own.
 pub fn moe_route_token(
     gpu: &Gpu,
     b: &MoeBuffers<'_>,
@@ -130,7 +131,7 @@ pub fn moe_route_token(
     norm: InputNorm<'_>,
     none: &wgpu::Buffer,
 ) -> Result<Option<Dispatch>> {
-    if weight.dtype.is_quantized() {
+    if weight.dtype.is_quantized() || weight.dtype.bytes_for(b.hidden) % 16 != 0 {
         return Ok(None);
     }
     if weight.shape != [b.config.n_experts, b.hidden] || norm.weight.shape != [b.hidden] {

@@ -46,6 +46,62 @@ fn route_reference(logits: &[f32], bias: Option<&[f32]>, moe: &MoeConfig) -> Vec
     routes
 }
 
+/// What a routing launch binds besides its input and the expert bias, for `n_tokens`
+/// tokens; `none` stands in for what it does not read.
+struct RouteScratch {
+    router_logits: wgpu::Buffer,
+    expert_out: wgpu::Buffer,
+    routes: wgpu::Buffer,
+    slots: wgpu::Buffer,
+    none: wgpu::Buffer,
+}
+
+impl RouteScratch {
+    fn new(gpu: &Gpu, moe: &MoeConfig, hidden: usize, n_tokens: usize) -> RouteScratch {
+        let zeros = |label, len| gpu.zeros(label, len).unwrap();
+        RouteScratch {
+            router_logits: zeros("router logits", n_tokens * moe.n_experts),
+            expert_out: zeros("expert out", n_tokens * moe.top_k * hidden),
+            routes: zeros("routes", n_tokens * moe.top_k * 2),
+            slots: zeros("slots", moe.n_experts * (1 + n_tokens)),
+            none: zeros("none", 1),
+        }
+    }
+
+    fn bind<'a>(
+        &'a self,
+        moe: &'a MoeConfig,
+        hidden: usize,
+        expert_bias: Option<&'a GpuTensor>,
+        x: &'a wgpu::Buffer,
+    ) -> MoeBuffers<'a> {
+        MoeBuffers {
+            label: "moe",
+            config: moe,
+            hidden,
+            router_logits: &self.router_logits,
+            expert_bias,
+            expert_out: &self.expert_out,
+            routes: &self.routes,
+            slots: &self.slots,
+            x,
+        }
+    }
+}
+
+/// Fails unless `routes` on the GPU holds `want`'s (expert, weight) per slot.
+fn check_routes(gpu: &Gpu, routes: &wgpu::Buffer, want: &[(u32, f32)], case: &str) {
+    let got: Vec<u32> = gpu.read(routes, 0, (want.len() * 8) as u64).unwrap();
+    for (slot, (&(expert, weight), pair)) in want.iter().zip(got.chunks(2)).enumerate() {
+        assert_eq!(pair[0], expert, "{case}: slot {slot}'s expert");
+        let w = f32::from_bits(pair[1]);
+        assert!(
+            (w - weight).abs() < 1e-5,
+            "{case}: slot {slot}'s weight {w} vs {weight}"
+        );
+    }
+}
+
 #[test]
 fn route_picks_the_top_k_and_lists_each_experts_slots() {
     let gpu = common::gpu();
@@ -77,39 +133,19 @@ fn route_picks_the_top_k_and_lists_each_experts_slots() {
         )
         .unwrap();
         let hidden = 4;
-        let router_logits = buffer(&gpu, &logits);
-        let expert_out = gpu.zeros("expert out", n_tokens * top_k * hidden).unwrap();
-        let routes = gpu.zeros("routes", n_tokens * top_k * 2).unwrap();
-        let slots = gpu.zeros("slots", n_experts * (1 + n_tokens)).unwrap();
+        let scratch = RouteScratch::new(&gpu, &moe, hidden, n_tokens);
+        gpu.queue
+            .write_buffer(&scratch.router_logits, 0, bytemuck::cast_slice(&logits));
         let x = gpu.zeros("x", n_tokens * hidden).unwrap();
-        let none = gpu.zeros("none", 1).unwrap();
-        let buffers = MoeBuffers {
-            label: "moe",
-            config: &moe,
-            hidden,
-            router_logits: &router_logits,
-            expert_bias: with_bias.then_some(&bias_tensor),
-            expert_out: &expert_out,
-            routes: &routes,
-            slots: &slots,
-            x: &x,
-        };
-        let route = ops::moe_route(&gpu, &buffers, &none).unwrap();
+        let buffers = scratch.bind(&moe, hidden, with_bias.then_some(&bias_tensor), &x);
+        let route = ops::moe_route(&gpu, &buffers, &scratch.none).unwrap();
         let max = gpu.limits.max_compute_workgroups_per_dimension;
         common::run_dispatches(&gpu, n_tokens as u32, 0, max, &[&route]);
 
         let want = route_reference(&logits, with_bias.then_some(&bias), &moe);
-        let got: Vec<u32> = gpu.read(&routes, 0, (want.len() * 8) as u64).unwrap();
-        for (slot, (&(expert, weight), pair)) in want.iter().zip(got.chunks(2)).enumerate() {
-            assert_eq!(pair[0], expert, "{case}: slot {slot}'s expert");
-            let w = f32::from_bits(pair[1]);
-            assert!(
-                (w - weight).abs() < 1e-5,
-                "{case}: slot {slot}'s weight {w} vs {weight}"
-            );
-        }
+        check_routes(&gpu, &scratch.routes, &want, &case);
         let lists: Vec<u32> = gpu
-            .read(&slots, 0, (n_experts * (1 + n_tokens) * 4) as u64)
+            .read(&scratch.slots, 0, (n_experts * (1 + n_tokens) * 4) as u64)
             .unwrap();
         for e in 0..n_experts {
             let want: Vec<u32> = (0..want.len() as u32)
@@ -164,28 +200,14 @@ fn a_tokens_router_normalizes_projects_and_routes() {
         let gain_bytes: &[u8] = bytemuck::cast_slice(&gain);
         let norm = GpuTensor::upload(&gpu, "norm", DType::F32, &[hidden], &[gain_bytes]).unwrap();
         let residual = buffer(&gpu, &x);
-        let router_logits = gpu.zeros("router logits", moe.n_experts).unwrap();
-        let expert_out = gpu.zeros("expert out", moe.top_k * hidden).unwrap();
-        let routes = gpu.zeros("routes", moe.top_k * 2).unwrap();
-        let slots = gpu.zeros("slots", 2 * moe.n_experts).unwrap();
-        let none = gpu.zeros("none", 1).unwrap();
-        let buffers = MoeBuffers {
-            label: "moe",
-            config: &moe,
-            hidden,
-            router_logits: &router_logits,
-            expert_bias: None,
-            expert_out: &expert_out,
-            routes: &routes,
-            slots: &slots,
-            x: &residual,
-        };
+        let scratch = RouteScratch::new(&gpu, &moe, hidden, 1);
+        let buffers = scratch.bind(&moe, hidden, None, &residual);
         let input = ops::InputNorm {
             weight: &norm,
             eps,
             residual: &residual,
         };
-        let launch = ops::moe_route_token(&gpu, &buffers, &router, input, &none)
+        let launch = ops::moe_route_token(&gpu, &buffers, &router, input, &scratch.none)
             .unwrap()
             .expect("a float router with whole-vector rows takes the token kernel");
         let max = gpu.limits.max_compute_workgroups_per_dimension;
@@ -202,15 +224,7 @@ fn a_tokens_router_normalizes_projects_and_routes() {
             })
             .collect();
         let want = route_reference(&logits, None, &moe);
-        let got: Vec<u32> = gpu.read(&routes, 0, (want.len() * 8) as u64).unwrap();
-        for (slot, (&(expert, weight), pair)) in want.iter().zip(got.chunks(2)).enumerate() {
-            assert_eq!(pair[0], expert, "{case}: slot {slot}'s expert");
-            let w = f32::from_bits(pair[1]);
-            assert!(
-                (w - weight).abs() < 1e-5,
-                "{case}: slot {slot}'s weight {w} vs {weight}"
-            );
-        }
+        check_routes(&gpu, &scratch.routes, &want, &case);
     }
 }
 

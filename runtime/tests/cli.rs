@@ -169,7 +169,8 @@ fn info_describes_model_and_adapter() {
     }
 }
 
-/// `--sums` and `--matvec-launch` choose how the kernels run; `info` says which.
+/// `--sums` and `--matvec-launch` choose how the kernels run; `info` says which, and
+/// the picks' chunks.
 #[test]
 fn info_names_the_sums_and_launch_chosen() {
     let model = fixture(FIXTURES[0]);
@@ -186,6 +187,7 @@ fn info_names_the_sums_and_launch_chosen() {
         out.contains("Workgroup sums") && out.contains("matvec launch 64/8/2"),
         "{out}"
     );
+    assert!(out.contains("picks over chunks of "), "{out}");
 }
 
 #[test]

@@ -59,14 +59,16 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     )?;
     let t = gpu.tuning;
     outln!(
-        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}",
+        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}, picks over chunks of {} (argmax) and {} (candidates)",
         gpu.halves,
         gpu.reduce,
         gpu.info.subgroup_min_size,
         gpu.info.subgroup_max_size,
         t.matvec_workgroup,
         t.matvec_row_threads,
-        t.matvec_rows_per_thread
+        t.matvec_rows_per_thread,
+        t.pick_chunks.argmax,
+        t.pick_chunks.top
     )?;
     outln!(
         "limits: max_buffer_size {}, max_storage_buffer_binding_size {}, max_compute_workgroup_size_x {}, max_compute_workgroups_per_dimension {}",

@@ -43,10 +43,10 @@ pub struct FamilyTime {
 }
 
 impl FamilyTime {
-    /// The weight bytes read per second of the family's time, in GB/s, for projections.
+    /// The weight bytes read per second of the family's time, in GB/s, for projections
+    /// (infinite where their time measured 0).
     pub fn weight_gb_per_s(&self) -> Option<f64> {
-        (self.weight_bytes > 0 && self.micros > 0.0)
-            .then(|| self.weight_bytes as f64 / (self.micros * 1e3))
+        (self.weight_bytes > 0).then(|| self.weight_bytes as f64 / (self.micros * 1e3))
     }
 }
 

@@ -107,9 +107,11 @@ fn print_profile(p: &Profile) -> Result<()> {
     )?;
     let kernels = p.kernel_micros();
     for f in &p.families {
-        let rate = f
-            .weight_gb_per_s()
-            .map_or(String::new(), |r| format!("{r:.1}"));
+        // Three decimals below 1 GB/s (a debug build on lavapipe), so that a rate shows.
+        let rate = f.weight_gb_per_s().map_or(String::new(), |r| match r {
+            r if r < 1.0 => format!("{r:.3}"),
+            r => format!("{r:.1}"),
+        });
         outln!(
             "| {:width$} | {:>16} | {:>8.1} | {:>5.1} | {rate:>11} |",
             f.name,

@@ -132,11 +132,6 @@ fn bytes(elements: usize) -> u64 {
     elements.max(1) as u64 * 4
 }
 
-/// What `Gpu::zeros` allocates for `elements`: whole 16-byte words.
-fn allocation(elements: usize) -> u64 {
-    bytes(elements).next_multiple_of(16)
-}
-
 impl State {
     /// The state of a session whose KV cache lives in `pool`, through `pages`.
     pub fn new(
@@ -214,24 +209,24 @@ impl State {
     pub fn planned_bytes(c: &ModelConfig, shape: &StateShape) -> u64 {
         let activations: u64 = activations(c, shape)
             .iter()
-            .map(|&(_, n)| allocation(n))
+            .map(|&(_, n)| Gpu::zeros_bytes(n))
             .sum();
         let moe: u64 = match c.moe {
             Some(_) => moe_elements(c, shape.batch)
                 .iter()
-                .map(|&n| allocation(n))
+                .map(|&n| Gpu::zeros_bytes(n))
                 .sum(),
             None => 0,
         };
         let rope = (shape.max_context * c.head_dim * 4) as u64;
-        let pages = allocation(blocks_for(shape.max_context));
+        let pages = Gpu::zeros_bytes(blocks_for(shape.max_context));
         let layers: u64 = c
             .layers
             .iter()
             .map(|kind| match kind {
                 LayerKind::Conv => {
-                    2 * allocation(conv_state_len(c))
-                        + allocation(shape.snapshot_slots() * conv_state_len(c))
+                    2 * Gpu::zeros_bytes(conv_state_len(c))
+                        + Gpu::zeros_bytes(shape.snapshot_slots() * conv_state_len(c))
                 }
                 LayerKind::Attention => 0,
             })

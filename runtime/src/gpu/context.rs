@@ -346,7 +346,7 @@ impl Gpu {
     /// A zeroed f32 storage buffer of `len` elements, padded to whole 16-byte words:
     /// kernels read activations as vec4<f32>, and a binding holds only whole elements.
     pub fn zeros(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = (len.max(1) * 4).next_multiple_of(16) as u64;
+        let size = Gpu::zeros_bytes(len);
         self.check_buffer_size(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -356,6 +356,11 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
+    }
+
+    /// Bytes [`Gpu::zeros`] allocates for `len` elements (memory plans count them).
+    pub fn zeros_bytes(len: usize) -> u64 {
+        (len.max(1) * 4).next_multiple_of(16) as u64
     }
 
     /// Reads `len` f32 values from the start of `buffer`, waiting for the GPU.

@@ -55,12 +55,10 @@ const TOP: Kind = Kind {
 };
 
 impl Kind {
-    /// Bytes of the chunks' picks over a row of `n`: sized for the smallest chunks,
+    /// Words of the chunks' picks over a row of `n`: sized for the smallest chunks,
     /// which the adapter's are at least, so that they do not depend on the adapter.
-    fn parts_bytes(&self, n: usize) -> u64 {
-        let words = n.div_ceil((self.chunk)(PickChunks::SMALLEST) as usize) * self.words_per_chunk;
-        // As `Gpu::zeros` allocates them.
-        (words.max(1) * 4).next_multiple_of(16) as u64
+    fn parts_words(&self, n: usize) -> usize {
+        n.div_ceil((self.chunk)(PickChunks::SMALLEST) as usize) * self.words_per_chunk
     }
 }
 
@@ -106,7 +104,10 @@ impl Pick {
 
 /// Bytes of GPU memory both picks over a row of `n` hold ([`Pick::scratch_bytes`]).
 pub fn picks_scratch_bytes(n: usize) -> u64 {
-    ARGMAX.parts_bytes(n) + TOP.parts_bytes(n)
+    [ARGMAX, TOP]
+        .map(|kind| Gpu::zeros_bytes(kind.parts_words(n)))
+        .iter()
+        .sum()
 }
 
 /// Bytes of the mask of a row of `n` tokens, a bit each.
@@ -180,10 +181,7 @@ fn pick(
         )));
     }
     let chunks = n.div_ceil((kind.chunk)(gpu.tuning.pick_chunks) as usize);
-    let parts = gpu.zeros(
-        &format!("{chunk_kernel:?} chunks"),
-        kind.parts_bytes(n) as usize / 4,
-    )?;
+    let parts = gpu.zeros(&format!("{chunk_kernel:?} chunks"), kind.parts_words(n))?;
     let buffers = [logits, out, allowed, &parts];
     let params = top_params(n, 1.0);
     let launch = |kernel: Kernel, workgroups| {

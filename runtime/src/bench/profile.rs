@@ -215,8 +215,7 @@ pub fn profile_timed(
 /// The argmax and the candidates over `logits` (`vocab` values), every token allowed,
 /// each into a buffer of its own.
 fn picks(gpu: &Gpu, logits: &wgpu::Buffer, vocab: usize) -> Result<[ops::Pick; 2]> {
-    let mask = vec![0xff; ops::allowed_bytes(vocab) as usize];
-    let every = gpu.upload("profile mask", &mask)?;
+    let every = ops::allow_every(gpu, vocab);
     let id = gpu.zeros("profile argmax", 1)?;
     let record = gpu.zeros("profile candidates", ops::TOP_RECORD_BYTES as usize / 4)?;
     Ok([

@@ -24,8 +24,8 @@ pub use kv::{check_cache_dtype, kv_shift, KvShift};
 pub use linear::{gate_up, linear, GateUp, InputNorm, Linear, LinearOutput};
 pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
 pub use pick::{
-    allowed_bytes, argmax, picks_scratch_bytes, top_logits, top_params, Pick, TOP_RANK,
-    TOP_RECORD_BYTES,
+    allow_every, allowed_bytes, argmax, picks_scratch_bytes, top_logits, top_params, Pick,
+    TOP_RANK, TOP_RECORD_BYTES,
 };
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope, rope_attention, rope_table, Rope};

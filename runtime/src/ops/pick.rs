@@ -115,6 +115,19 @@ pub fn allowed_bytes(n: usize) -> u64 {
     4 * n.div_ceil(32) as u64
 }
 
+/// A mask of a row of `n` tokens that allows every one, writable (a constrained pick
+/// writes its own over it).
+pub fn allow_every(gpu: &Gpu, n: usize) -> wgpu::Buffer {
+    wgpu::util::DeviceExt::create_buffer_init(
+        &gpu.device,
+        &wgpu::util::BufferInitDescriptor {
+            label: Some("allowed tokens"),
+            contents: &vec![0xff; allowed_bytes(n) as usize],
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        },
+    )
+}
+
 /// The index of the largest of the first `n` values of `logits` that `allowed` allows
 /// (the first on ties, NaNs as −∞; 0 where none is a number), written as a u32 into
 /// the first word of `out`: greedy decoding's pick without reading the row back.

@@ -141,14 +141,7 @@ impl Session {
             })
         });
         let vocab = model.config.vocab_size;
-        let allowed = wgpu::util::DeviceExt::create_buffer_init(
-            &gpu.device,
-            &wgpu::util::BufferInitDescriptor {
-                label: Some("allowed tokens"),
-                contents: &vec![0xff; ops::allowed_bytes(vocab) as usize],
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            },
-        );
+        let allowed = ops::allow_every(gpu, vocab);
         let argmax = ops::argmax(gpu, &state.logits, vocab, &allowed, &state.tokens)?;
         let top_record = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("top logits"),

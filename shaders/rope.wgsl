@@ -173,16 +173,17 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let q_base = head * d;
     let k_base = params.k_col + kv_head * d;
     let v_base = params.v_col + kv_head * d;
-    var q_squares = 0.0;
-    var k_squares = 0.0;
+    // Σ q² and Σ k², added up across the workgroup together.
+    var squares: GroupSums;
     for (var i = lid; i < d; i += ATTEND_WG) {
         let q = qkv[q_base + i];
         let k = qkv[k_base + i];
-        q_squares += q * q;
-        k_squares += k * k;
+        squares[0] += q * q;
+        squares[1] += k * k;
     }
-    let q_scale = norm_scale(true, workgroup_sum(inv, q_squares, ATTEND_WG), d);
-    let k_scale = norm_scale(false, workgroup_sum(inv, k_squares, ATTEND_WG), d);
+    group_sums(inv, ATTEND_WG, ATTEND_WG, &squares, 2u);
+    let q_scale = norm_scale(true, squares[0], d);
+    let k_scale = norm_scale(false, squares[1], d);
     let pos = step.pos;
     let half = d / 2u;
     let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;

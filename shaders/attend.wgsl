@@ -1,82 +1,135 @@
 // One token's causal attention over the KV cache, prepended (after kv.wgsl) to
 // attention.wgsl and rope.wgsl (whose `token` entry rotates a token's q and k and
 // attends in the same launch). The including kernel declares `k_cache`, `v_cache` (u32
-// words of WEIGHT_DTYPE, kv.wgsl), `pages` and `out`, and runs ATTEND_WG threads.
-// Keys are visited in blocks of ATTEND_WG with an online softmax (running max and
-// sum), so any context length works in fixed workgroup memory.
+// words of WEIGHT_DTYPE, kv.wgsl) and `pages`, and runs ATTEND_WG threads.
+// A workgroup attends with HEADS query heads of one kv head at once (a token's GQA
+// group, or part of it), so that each key and value it loads serves all of them. Keys
+// are visited in blocks of ATTEND_WG with an online softmax (running max and sum), so
+// any context length works in fixed workgroup memory; a workgroup may take a range of
+// the keys, its result then being a partial one (`Attended`) that a later launch
+// combines with the other ranges'.
 
 const ATTEND_WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;
 const DIMS_PER_THREAD: u32 = 4u; // MAX_HEAD_DIM / ATTEND_WG
+// Query heads per workgroup, and their queries' elements (heads × head_dim).
+const MAX_HEADS: u32 = 8u;
+const MAX_QUERY: u32 = 1024u;
+override HEADS: u32 = 1u;
 
-var<workgroup> q_row: array<f32, MAX_HEAD_DIM>; // the query, scaled by 1/sqrt(d)
-var<workgroup> probs: array<f32, ATTEND_WG>;
+var<workgroup> q_rows: array<f32, MAX_QUERY>; // head g's query at g × d, scaled by 1/sqrt(d)
+var<workgroup> probs: array<f32, MAX_HEADS * ATTEND_WG>; // head g's at g × ATTEND_WG
 var<workgroup> key_rows: array<u32, ATTEND_WG>; // cache rows of the block's keys
 // The newest key and value, where they are not yet in the cache for every workgroup
 // (`fresh`): as the cache holds them, rounded to its element type.
 var<workgroup> k_fresh: array<f32, MAX_HEAD_DIM>;
 var<workgroup> v_fresh: array<f32, MAX_HEAD_DIM>;
 
-// Element e of the key (or value) cache.
-fn cached_k(e: u32) -> f32 {
-    return weight_value(k_cache[weight_word(e)], e);
+alias HeadValues = array<f32, MAX_HEADS>;
+
+// Where a workgroup's attention stands after its keys, for each of its heads: the
+// largest score, Σ exp(score - largest), and this thread's dimensions (lid + r ×
+// ATTEND_WG) of Σ exp(score - largest) · value.
+struct Attended {
+    largest: HeadValues,
+    total: HeadValues,
+    acc: array<array<f32, DIMS_PER_THREAD>, MAX_HEADS>,
 }
 
+// Elements e and e + 1 (e even) of the key cache: one word of an f16 cache.
+fn cached_k_pair(e: u32) -> vec2<f32> {
+    if WEIGHT_DTYPE == DTYPE_F16 {
+        return weight_pair(k_cache[e / 2u]);
+    }
+    return vec2<f32>(bitcast<f32>(k_cache[e]), bitcast<f32>(k_cache[e + 1u]));
+}
+
+// Element e of the value cache.
 fn cached_v(e: u32) -> f32 {
     return weight_value(v_cache[weight_word(e)], e);
 }
 
-// out[out_base .. + d] = softmax(q_row · keysᵀ) · values over keys 0 .. n_keys of the
-// kv head whose elements start at `kv_col` of a cache row of `kv_stride` elements.
-// With `fresh`, the last key and value are k_fresh and v_fresh instead of the cache's.
-fn attend(inv: Invocation, n_keys: u32, d: u32, kv_col: u32, kv_stride: u32, out_base: u32,
-          fresh: bool) {
+// Attention of the HEADS queries in q_rows over keys first .. end of the kv head whose
+// elements start at `kv_col` of a cache row of `kv_stride` elements; key `newest` is
+// k_fresh and v_fresh instead of the cache's (0xffffffff: none).
+fn attend(inv: Invocation, first: u32, end: u32, newest: u32, d: u32, kv_col: u32,
+          kv_stride: u32) -> Attended {
     let lid = inv.index;
-    var running_max = -3.0e38;
-    var running_sum = 0.0;
-    var acc: array<f32, DIMS_PER_THREAD>;
-    let newest = select(0xffffffffu, n_keys - 1u, fresh);
-    for (var block = 0u; block < n_keys; block += ATTEND_WG) {
-        // Each thread scores one key of the block.
+    var a: Attended;
+    for (var g = 0u; g < HEADS; g++) {
+        a.largest[g] = -3.0e38;
+    }
+    for (var block = first; block < end; block += ATTEND_WG) {
+        // Each thread scores one key of the block, for every head.
         let key = block + lid;
-        var score = -3.0e38;
-        if key < n_keys {
+        var scores: GroupSums;
+        for (var g = 0u; g < HEADS; g++) {
+            scores[g] = -3.0e38;
+        }
+        if key < end {
             key_rows[lid] = kv_row(key);
             let k_base = key_rows[lid] * kv_stride + kv_col;
-            score = 0.0;
-            for (var i = 0u; i < d; i++) {
-                let k = select(cached_k(k_base + i), k_fresh[i], key == newest);
-                score += q_row[i] * k;
+            for (var g = 0u; g < HEADS; g++) {
+                scores[g] = 0.0;
+            }
+            // A pair of elements per load (head_dim is even, rows start at even elements).
+            for (var i = 0u; i < d; i += 2u) {
+                let fresh = vec2<f32>(k_fresh[i], k_fresh[i + 1u]);
+                let k = select(cached_k_pair(k_base + i), fresh, key == newest);
+                for (var g = 0u; g < HEADS; g++) {
+                    scores[g] += q_rows[g * d + i] * k.x;
+                    scores[g] += q_rows[g * d + i + 1u] * k.y;
+                }
             }
         }
-        let block_max = max(running_max, workgroup_max(inv, score, ATTEND_WG));
-        let p = select(0.0, exp(score - block_max), key < n_keys);
-        probs[lid] = p;
+        var block_max = scores;
+        group_reduce(inv, ATTEND_WG, ATTEND_WG, &block_max, HEADS, MAX);
+        var block_sum: GroupSums;
+        for (var g = 0u; g < HEADS; g++) {
+            block_max[g] = max(a.largest[g], block_max[g]);
+            block_sum[g] = select(0.0, exp(scores[g] - block_max[g]), key < end);
+            probs[g * ATTEND_WG + lid] = block_sum[g];
+        }
         // Its barriers also make every thread's probs and key_rows visible.
-        let block_sum = workgroup_sum(inv, p, ATTEND_WG);
-        let rescale = exp(running_max - block_max);
-        running_sum = running_sum * rescale + block_sum;
-        running_max = block_max;
+        group_sums(inv, ATTEND_WG, ATTEND_WG, &block_sum, HEADS);
+        var rescale: HeadValues;
+        for (var g = 0u; g < HEADS; g++) {
+            rescale[g] = exp(a.largest[g] - block_max[g]);
+            a.total[g] = a.total[g] * rescale[g] + block_sum[g];
+            a.largest[g] = block_max[g];
+        }
         // Each thread accumulates its own dimensions over the block's keys.
-        let block_keys = min(ATTEND_WG, n_keys - block);
+        let block_keys = min(ATTEND_WG, end - block);
         for (var r = 0u; r < DIMS_PER_THREAD; r++) {
             let dim = lid + r * ATTEND_WG;
             if dim < d {
-                var a = acc[r] * rescale;
+                var sums: HeadValues;
+                for (var g = 0u; g < HEADS; g++) {
+                    sums[g] = a.acc[g][r] * rescale[g];
+                }
                 for (var j = 0u; j < block_keys; j++) {
                     let e = key_rows[j] * kv_stride + kv_col + dim;
                     let v = select(cached_v(e), v_fresh[dim], block + j == newest);
-                    a += probs[j] * v;
+                    for (var g = 0u; g < HEADS; g++) {
+                        sums[g] += probs[g * ATTEND_WG + j] * v;
+                    }
                 }
-                acc[r] = a;
+                for (var g = 0u; g < HEADS; g++) {
+                    a.acc[g][r] = sums[g];
+                }
             }
         }
         workgroupBarrier();
     }
+    return a;
+}
+
+// Head g's attention output, from a workgroup that took all the keys: out[base + dim].
+fn write_attended(lid: u32, a: Attended, g: u32, d: u32, base: u32) {
     for (var r = 0u; r < DIMS_PER_THREAD; r++) {
         let dim = lid + r * ATTEND_WG;
         if dim < d {
-            out[out_base + dim] = acc[r] / running_sum;
+            out[base + dim] = a.acc[g][r] / a.total[g];
         }
     }
 }

@@ -39,9 +39,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let kv_head = head / (params.n_heads / params.n_kv_heads);
     let q_base = t * params.qkv_stride + head * d;
     for (var i = lid; i < d; i += ATTEND_WG) {
-        q_row[i] = qkv[q_base + i] * params.scale;
+        q_rows[i] = qkv[q_base + i] * params.scale;
     }
     workgroupBarrier();
-    let out_base = (t * params.n_heads + head) * d;
-    attend(inv, step.pos + t + 1u, d, kv_head * d, params.n_kv_heads * d, out_base, false);
+    // One head (HEADS = 1) over every key it sees, none of them fresh.
+    let a = attend(inv, 0u, step.pos + t + 1u, 0xffffffffu, d, kv_head * d, params.n_kv_heads * d);
+    write_attended(lid, a, 0u, d, (t * params.n_heads + head) * d);
 }

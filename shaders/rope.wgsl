@@ -12,13 +12,18 @@
 // scales its cos/sin. A thread takes elements i, i + 1 (i even) with their partners
 // i + d/2, i + 1 + d/2 (head_dim a multiple of 4), the pairs an f16 cache packs in a word.
 //
-// main:  a batch's heads, one workgroup per (token, head), q's heads first; k head h's
-//        also stores v head h. attention.wgsl then attends.
-// token: a single token, one workgroup per q head, which rotates its q head and its
-//        kv head's k, attends (attend.wgsl) and writes the head's output to `out`: RoPE
-//        and attention in one launch. The newest key and value come from the workgroup
-//        itself (rounded as the cache holds them), and the first q head of each kv
-//        head's group stores them in the cache for later tokens.
+// main:    a batch's heads, one workgroup per (token, head), q's heads first; k head h's
+//          also stores v head h. attention.wgsl then attends.
+// token:   a single token's RoPE and attention in one launch. A workgroup takes HEADS q
+//          heads of one kv head (attend.wgsl) and a range of the keys: it rotates its
+//          q heads and their kv head's k, attends, and writes the heads' output to
+//          `out`. The newest key and value come from the workgroup itself (rounded as
+//          the cache holds them), and the workgroup of the group's first heads that
+//          holds them stores them in the cache for later tokens. While the keys are
+//          few, one range takes them all; once they are many, up to SPLITS ranges of at
+//          least SPLIT_KEYS keys run side by side (a GPU would otherwise attend with a
+//          few workgroups over the whole cache), each writing partial results.
+// combine: those ranges' partial results into each q head's output.
 
 struct Params {
     head_dim: u32,
@@ -48,9 +53,14 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> v_cache: array<u32>; // (blocks * BLOCK_TOKENS, n_kv_heads * head_dim)
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;     // token: (n_heads, head_dim)
 @group(0) @binding(8) var<uniform> params: Params;
+@group(0) @binding(9) var<storage, read_write> partials: array<f32>; // token: (n_heads, SPLITS, 2 + head_dim)
 
 // The q/k norms' element type (WEIGHT_DTYPE is the cache's).
 override NORM_DTYPE: u32 = DTYPE_F32;
+// The most key ranges a token's attention takes, and the unit of their keys (on a GPU
+// a multiple of ATTEND_WG, so that ranges are whole blocks).
+override SPLITS: u32 = 1u;
+override SPLIT_KEYS: u32 = 256u;
 
 // Selects rather than branches on the flags (see moe.wgsl); without a norm the read
 // lands in the placeholder buffer, bounds-checked, and is discarded.
@@ -159,46 +169,75 @@ fn as_cached(pair: vec2<f32>) -> vec2<f32> {
     return pair;
 }
 
+// Keys per range of a token that sees `n_keys`: as even as whole multiples of
+// SPLIT_KEYS allow (ops/rope.rs mirrors this and the count).
+fn range_keys(n_keys: u32) -> u32 {
+    let even = (n_keys + SPLITS - 1u) / SPLITS;
+    return (even + SPLIT_KEYS - 1u) / SPLIT_KEYS * SPLIT_KEYS;
+}
+
+fn range_count(n_keys: u32) -> u32 {
+    let keys = range_keys(n_keys);
+    return (n_keys + keys - 1u) / keys;
+}
+
+// Where head `head`'s partial result for key range `range` starts in `partials`.
+fn partial_at(head: u32, range: u32, d: u32) -> u32 {
+    return (head * SPLITS + range) * (2u + d);
+}
+
 @compute @workgroup_size(ATTEND_WG)
 fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          inv: Invocation) {
     let lid = inv.index;
-    let head = flat_workgroup(wid, nwg);
-    if head >= params.n_heads {
+    let id = flat_workgroup(wid, nwg);
+    let first_head = id / SPLITS * HEADS;
+    let range = id % SPLITS;
+    let n_keys = step.pos + 1u;
+    let keys = range_keys(n_keys);
+    let first = range * keys;
+    if first_head >= params.n_heads || first >= n_keys {
         return;
     }
+    let end = min(first + keys, n_keys);
     let d = min(params.head_dim, arrayLength(&qkv));
     let group = params.n_heads / params.n_kv_heads;
-    let kv_head = head / group;
-    let q_base = head * d;
+    let kv_head = first_head / group;
     let k_base = params.k_col + kv_head * d;
     let v_base = params.v_col + kv_head * d;
-    // Σ q² and Σ k², added up across the workgroup together.
+    // Σ q² of each head and Σ k², added up across the workgroup together.
     var squares: GroupSums;
     for (var i = lid; i < d; i += ATTEND_WG) {
-        let q = qkv[q_base + i];
+        for (var g = 0u; g < HEADS; g++) {
+            let q = qkv[(first_head + g) * d + i];
+            squares[g] += q * q;
+        }
         let k = qkv[k_base + i];
-        squares[0] += q * q;
-        squares[1] += k * k;
+        squares[HEADS] += k * k;
     }
-    group_sums(inv, ATTEND_WG, ATTEND_WG, &squares, 2u);
-    let q_scale = norm_scale(true, squares[0], d);
-    let k_scale = norm_scale(false, squares[1], d);
+    group_sums(inv, ATTEND_WG, ATTEND_WG, &squares, HEADS + 1u);
+    let k_scale = norm_scale(false, squares[HEADS], d);
     let pos = step.pos;
     let half = d / 2u;
     let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;
-    let stores = head % group == 0u;
+    // The last range holds the newest key.
+    let has_newest = end == n_keys;
+    let stores = has_newest && first_head % group == 0u;
     for (var p = lid; p < half / 2u; p += ATTEND_WG) {
         let i = 2u * p;
         let j = i + half;
-        let q = rotated_pair(true, q_base, p, q_scale, pos, d) * params.scale;
+        for (var g = 0u; g < HEADS; g++) {
+            let q_base = (first_head + g) * d;
+            let q_scale = norm_scale(true, squares[g], d);
+            let q = rotated_pair(true, q_base, p, q_scale, pos, d) * params.scale;
+            q_rows[g * d + i] = q[0].x;
+            q_rows[g * d + i + 1u] = q[0].y;
+            q_rows[g * d + j] = q[1].x;
+            q_rows[g * d + j + 1u] = q[1].y;
+        }
         let k = rotated_pair(false, k_base, p, k_scale, pos, d);
         let v_i = vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]);
         let v_j = vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]);
-        q_row[i] = q[0].x;
-        q_row[i + 1u] = q[0].y;
-        q_row[j] = q[1].x;
-        q_row[j + 1u] = q[1].y;
         let k_i = as_cached(k[0]);
         let k_j = as_cached(k[1]);
         let vc_i = as_cached(v_i);
@@ -217,5 +256,56 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         }
     }
     workgroupBarrier();
-    attend(inv, pos + 1u, d, kv_head * d, params.n_kv_heads * d, head * d, true);
+    let newest = select(0xffffffffu, pos, has_newest);
+    let a = attend(inv, first, end, newest, d, kv_head * d, params.n_kv_heads * d);
+    let whole = range_count(n_keys) == 1u;
+    for (var g = 0u; g < HEADS; g++) {
+        let head = first_head + g;
+        if whole {
+            write_attended(lid, a, g, d, head * d);
+            continue;
+        }
+        let at = partial_at(head, range, d);
+        if lid == 0u {
+            partials[at] = a.largest[g];
+            partials[at + 1u] = a.total[g];
+        }
+        for (var r = 0u; r < DIMS_PER_THREAD; r++) {
+            let dim = lid + r * ATTEND_WG;
+            if dim < d {
+                partials[at + 2u + dim] = a.acc[g][r];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(ATTEND_WG)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           inv: Invocation) {
+    let lid = inv.index;
+    let head = flat_workgroup(wid, nwg);
+    if head >= params.n_heads {
+        return;
+    }
+    // Bounded by the buffers too (see moe.wgsl: lavapipe would recompile per launch).
+    let d = min(params.head_dim, arrayLength(&qkv));
+    let ranges = min(range_count(step.pos + 1u), arrayLength(&partials));
+    // Each range's sums, moved to the largest score of all.
+    var largest = -3.0e38;
+    for (var r = 0u; r < ranges; r++) {
+        largest = max(largest, partials[partial_at(head, r, d)]);
+    }
+    var total = 0.0;
+    for (var r = 0u; r < ranges; r++) {
+        let at = partial_at(head, r, d);
+        total += partials[at + 1u] * exp(partials[at] - largest);
+    }
+    for (var dim = lid; dim < d; dim += ATTEND_WG) {
+        var y = 0.0;
+        for (var r = 0u; r < ranges; r++) {
+            let at = partial_at(head, r, d);
+            y += partials[at + 2u + dim] * exp(partials[at] - largest);
+        }
+        out[head * d + dim] = y / total;
+    }
 }

@@ -2,7 +2,8 @@
 //! llama.cpp's `llama-bench` measures them, so that the two compare on one device:
 //! a prompt of random tokens fed from an empty cache (its `pp` test), and tokens
 //! generated one at a time from an empty cache (its `tg` test), each `repeat` times
-//! after a warm-up, reported as mean ± standard deviation of tokens per second.
+//! after a warm-up, reported as mean ± standard deviation of tokens per second. With a
+//! depth (its `-d`), both start from a cache already holding that many tokens.
 //!
 //! Decode is memory-bound: its ceiling is the adapter's memory bandwidth over the bytes
 //! of weights a token reads. A copy kernel measures that bandwidth on the same adapter,
@@ -27,6 +28,8 @@ pub struct BenchOptions {
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
     pub repeat: usize,
+    /// Tokens in the cache before each test (llama-bench's `-d`), fed once, untimed.
+    pub depth: usize,
     /// The KV cache type (llama-bench's `-ctk`/`-ctv`, f16 by default in both).
     pub kv_dtype: KvDtype,
 }
@@ -101,9 +104,19 @@ fn prompt(len: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Back to a cache holding `depth` tokens, as they were first fed (empty for 0).
+fn back_to_depth(session: &mut Session, depth: usize) -> Result<()> {
+    if depth == 0 {
+        session.reset();
+        return Ok(());
+    }
+    session.rewind(depth)
+}
+
 /// Feeds the prompt in one pass (up to 512 tokens, llama-bench's micro-batch) from an
 /// empty cache, and generates `gen_tokens` from an empty cache, greedily and then
-/// sampled with [`SAMPLED`].
+/// sampled with [`SAMPLED`]; with a depth, from a cache holding `depth` tokens instead
+/// (the session rewound to them before each run).
 pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> {
     if options.prompt_tokens == 0 || options.gen_tokens == 0 || options.repeat == 0 {
         return Err(Error::Input(
@@ -111,7 +124,7 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         ));
     }
     // Checked before anything is sized from them: the run must fit the context.
-    let longest = options.prompt_tokens.max(options.gen_tokens);
+    let longest = options.depth + options.prompt_tokens.max(options.gen_tokens);
     let positions = model.config.max_position_embeddings;
     if longest >= positions {
         return Err(Error::Input(format!(
@@ -137,15 +150,23 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
             session.max_context()
         )));
     }
-    let tokens = prompt(options.prompt_tokens, model.config.vocab_size);
+    let ids = prompt(
+        options.depth + options.prompt_tokens,
+        model.config.vocab_size,
+    );
+    let (context, tokens) = ids.split_at(options.depth);
+    if !context.is_empty() {
+        session.feed(context)?;
+    }
+    let start_over = |session: &mut Session| back_to_depth(session, options.depth);
     let prefill = |session: &mut Session| -> Result<Duration> {
-        session.reset();
+        start_over(session)?;
         let start = Instant::now();
-        session.feed(&tokens)?;
+        session.feed(tokens)?;
         Ok(start.elapsed())
     };
     let decode = |session: &mut Session, n: usize| -> Result<Duration> {
-        session.reset();
+        start_over(session)?;
         let start = Instant::now();
         let mut next = tokens[0];
         for _ in 0..n {
@@ -156,7 +177,7 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         Ok(elapsed)
     };
     let sampled_decode = |session: &mut Session, n: usize| -> Result<Duration> {
-        session.reset();
+        start_over(session)?;
         let mut sampler = Sampler::with_config(SAMPLED);
         let start = Instant::now();
         let mut next = tokens[0];

@@ -155,6 +155,10 @@ enum Command {
         /// Measured runs of each, after one warm-up.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Tokens already in the cache when each run starts, as llama-bench's -d: the
+        /// prompt and the generated tokens then see a long context.
+        #[arg(long, default_value_t = 0)]
+        depth: usize,
         /// Also time each dispatch of --gen-tokens decoded tokens: time per kernel
         /// family per token, and the fixed cost of a token outside its kernels.
         #[arg(long)]
@@ -268,12 +272,14 @@ fn run(cli: Cli) -> Result<()> {
             prompt_tokens,
             gen_tokens,
             repeat,
+            depth,
             profile,
         } => {
             let options = lfm_edge::bench::BenchOptions {
                 prompt_tokens,
                 gen_tokens,
                 repeat,
+                depth,
                 kv_dtype: model.memory.kv_cache,
             };
             cli::bench::run(&model.load()?, &options, profile)

@@ -9,7 +9,7 @@ use crate::dtype::KvDtype;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kv_pool::{blocks_for, KvPool};
-use crate::ops::rope_table;
+use crate::ops::{partials_len, rope_table};
 
 /// What one layer carries from batch to batch.
 pub enum LayerState {
@@ -81,18 +81,19 @@ pub struct State {
     pub bcx: wgpu::Buffer, // (batch, 3 · hidden): conv in_proj output (B, C, x); empty without conv layers
     pub qkv: wgpu::Buffer, // (batch, qkv_dim): q, k, v side by side (k and v before the cache)
     pub mixed: wgpu::Buffer, // (batch, max(hidden, heads · head_dim)): conv or attention output, before out_proj
-    pub gate: wgpu::Buffer,  // (batch, ff): w1 x
-    pub up: wgpu::Buffer,    // (batch, ff): w3 x, then silu(w1 x) · w3 x
-    pub logits: wgpu::Buffer, // (batch or 1, vocab)
+    pub partials: wgpu::Buffer, // a single token's attention over split keys: partial results (ops::partials_len)
+    pub gate: wgpu::Buffer,     // (batch, ff): w1 x
+    pub up: wgpu::Buffer,       // (batch, ff): w3 x, then silu(w1 x) · w3 x
+    pub logits: wgpu::Buffer,   // (batch or 1, vocab)
     pub rope_table: wgpu::Buffer, // (max_context, head_dim / 2, 2)
-    pub pages: wgpu::Buffer, // (max_context / BLOCK_TOKENS) u32: the page table
+    pub pages: wgpu::Buffer,    // (max_context / BLOCK_TOKENS) u32: the page table
     pub layers: Vec<LayerState>,
     pub moe: Option<MoeState>,
     pub shape: StateShape,
 }
 
 /// f32 elements of every activation buffer, in allocation order (label, elements).
-fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 9] {
+fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 10] {
     let (b, h) = (s.batch, c.hidden_size);
     [
         ("tokens", b),
@@ -101,6 +102,7 @@ fn activations(c: &ModelConfig, s: &StateShape) -> [(&'static str, usize); 9] {
         ("bcx", if c.has_conv_layers() { b * 3 * h } else { 0 }),
         ("qkv", b * c.qkv_dim()),
         ("mixed", b * h.max(c.q_dim())),
+        ("attention partials", partials_len(c)),
         ("gate", b * c.ff_size),
         ("up", b * c.ff_size),
         ("logits", s.logits_rows() * c.vocab_size),
@@ -183,7 +185,7 @@ impl State {
             }
             None => None,
         };
-        let [tokens, x, xn, bcx, qkv, mixed, gate, up, logits] =
+        let [tokens, x, xn, bcx, qkv, mixed, partials, gate, up, logits] =
             activations(c, &shape).map(|(label, len)| gpu.zeros(label, len));
         let table = rope_table(&c.rope, c.head_dim, shape.max_context);
         Ok(State {
@@ -193,6 +195,7 @@ impl State {
             bcx: bcx?,
             qkv: qkv?,
             mixed: mixed?,
+            partials: partials?,
             gate: gate?,
             up: up?,
             logits: logits?,
@@ -243,6 +246,7 @@ impl State {
             &self.bcx,
             &self.qkv,
             &self.mixed,
+            &self.partials,
             &self.gate,
             &self.up,
             &self.logits,

@@ -169,8 +169,8 @@ fn info_describes_model_and_adapter() {
     }
 }
 
-/// `--sums` and `--matvec-launch` choose how the kernels run; `info` says which, and
-/// the picks' chunks.
+/// `--sums`, `--matvec-launch` and `--key-ranges` choose how the kernels run; `info`
+/// says which, and the picks' chunks.
 #[test]
 fn info_names_the_sums_and_launch_chosen() {
     let model = fixture(FIXTURES[0]);
@@ -182,12 +182,49 @@ fn info_names_the_sums_and_launch_chosen() {
         "workgroup",
         "--matvec-launch",
         "64,8,2",
+        "--key-ranges",
+        "4,128",
     ]));
     assert!(
         out.contains("Workgroup sums") && out.contains("matvec launch 64/8/2"),
         "{out}"
     );
     assert!(out.contains("picks over chunks of "), "{out}");
+    assert!(
+        out.contains("attention over up to 4 key ranges of multiples of 128 keys"),
+        "{out}"
+    );
+    let model = s(&model);
+    expect_error(
+        &["info", "--model", model, "--key-ranges", "9,64"],
+        &["key ranges must be 1 to KeyRanges::MOST"],
+    );
+}
+
+/// `bench --depth` starts each run from a cache already holding that many tokens, and
+/// says so; with key ranges small enough, its decoded tokens split their keys.
+#[test]
+fn bench_runs_at_a_depth() {
+    let model = fixture(FIXTURES[0]);
+    let out = stdout(&lfm_edge(&[
+        "bench",
+        "--model",
+        s(&model),
+        "--depth",
+        "40",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--repeat",
+        "1",
+        "--key-ranges",
+        "4,8",
+    ]));
+    for key in ["prefill tok/s", "decode tok/s"] {
+        let line = out.lines().find(|l| l.starts_with(key)).unwrap();
+        assert!(line.ends_with("runs, at depth 40)"), "{line}");
+    }
 }
 
 #[test]

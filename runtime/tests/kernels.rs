@@ -185,7 +185,11 @@ fn embedding_gathers_rows() {
             .copied()
             .collect();
         for limit in grid_limits() {
-            run(batch, limit, &d.dispatches(batch.n_tokens));
+            run(
+                batch,
+                limit,
+                &d.dispatches(batch.n_tokens, batch.pos + batch.n_tokens),
+            );
             let case = format!("embedding {dtype} limit {limit}");
             worst = worst.max(assert_close(&case, &read(&out, want.len()), &want, 0.0));
         }
@@ -285,7 +289,11 @@ fn check_linear(p: &Projection, output: LinearOutput, batch: Batch, rng: &mut Rn
             norm: None,
         };
         let step = ops::linear(gpu(), op, &no_bias).unwrap();
-        run(batch, limit, &step.dispatches(batch.n_tokens));
+        run(
+            batch,
+            limit,
+            &step.dispatches(batch.n_tokens, batch.pos + batch.n_tokens),
+        );
         let case = format!(
             "linear {} {output:?} {batch:?} bias {} limit {limit}",
             p.weight.0.dtype,
@@ -450,7 +458,7 @@ fn check_rope(
         let qkv = buffer("qkv", &qkv_rows(c, &q_values, &k_values, &v_values));
         let k_cache = gpu().zeros("k cache", words).unwrap();
         let v_cache = gpu().zeros("v cache", words).unwrap();
-        let out = gpu().zeros("out", 1).unwrap();
+        let (out, partials) = (gpu().zeros("out", 1).unwrap(), gpu().zeros("p", 1).unwrap());
         let op = ops::Rope {
             label: "rope",
             q_norm: norms.as_ref().map(|n| &n[0].0),
@@ -462,6 +470,7 @@ fn check_rope(
             v_cache: &v_cache,
             cache_dtype: cache,
             out: &out,
+            partials: &partials,
         };
         run(batch, limit, &[&ops::rope(gpu(), c, &op, &none).unwrap()]);
         let case = format!(
@@ -622,11 +631,12 @@ fn attention_causal_gqa_over_cache() {
     report("attention", worst);
 }
 
-/// A single token's RoPE and attention in one launch (`ops::rope_attention`) give the
-/// output, and leave the cache, that `ops::rope` then `ops::attention` give: bit for
-/// bit, with and without q/k norms, with an attention temperature, GQA and one kv head
-/// per q head, both cache types, at the first position, across a block boundary and
-/// past the attention's first block of keys.
+/// A single token's RoPE and attention in one launch (`ops::rope_attention`, a
+/// workgroup per group of q heads sharing a kv head: 3, 1 and 4 heads below) give the
+/// output, and leave the cache, that `ops::rope` then `ops::attention` (a workgroup per
+/// head) give: bit for bit, with and without q/k norms, with an attention temperature,
+/// GQA and one kv head per q head, both cache types, at the first position, across a
+/// block boundary and past the attention's first block of keys.
 #[test]
 fn rope_attention_is_rope_then_attention() {
     let mut rng = Rng(6);
@@ -684,6 +694,7 @@ fn check_rope_attention(
         let [(pages, k_cache), (_, v_cache)] = &caches;
         let qkv = buffer("qkv", &row);
         let out = gpu().zeros("out", c.q_dim()).unwrap();
+        let partials = gpu().zeros("partials", ops::partials_len(c)).unwrap();
         let op = ops::Rope {
             label: "rope",
             q_norm: norms.as_ref().map(|n| &n[0]),
@@ -695,6 +706,7 @@ fn check_rope_attention(
             v_cache: v_cache.buffer().unwrap(),
             cache_dtype: cache,
             out: &out,
+            partials: &partials,
         };
         if fused {
             run(
@@ -1058,7 +1070,7 @@ fn low_bit_embedding_gathers_rows() {
                 let step = ops::embedding(gpu, &ids, &table, &out).unwrap();
                 let max = gpu.limits.max_compute_workgroups_per_dimension;
                 let n = tokens.len() as u32;
-                common::run_dispatches(gpu, n, 0, max, &step.dispatches(n));
+                common::run_dispatches(gpu, n, 0, max, &step.dispatches(n, n));
                 let got = gpu.read_f32(&out, want.len()).unwrap();
                 let case = format!("embedding {dtype} hidden {hidden}, {:?}", gpu.limits);
                 assert_close(&case, &got, &want, 0.0);
@@ -1108,7 +1120,7 @@ fn low_bit_projections_match_the_dequantizer() {
                         let step = ops::linear(gpu, op, &none).unwrap();
                         let max = gpu.limits.max_compute_workgroups_per_dimension;
                         let count = n_tokens as u32;
-                        common::run_dispatches(gpu, count, 0, max, &step.dispatches(count));
+                        common::run_dispatches(gpu, count, 0, max, &step.dispatches(count, count));
                         let got = gpu.read_f32(&out, rows.len() * n).unwrap();
                         for (o, &t) in rows.iter().enumerate() {
                             for j in 0..n {

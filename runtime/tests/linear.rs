@@ -120,7 +120,7 @@ fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
 /// Records `step` for a batch of `n_tokens` in one compute pass, as a session does.
 fn run(gpu: &Gpu, step: &lfm_edge::gpu::Step, n_tokens: u32) {
     let max = gpu.limits.max_compute_workgroups_per_dimension;
-    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens));
+    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens, n_tokens));
 }
 
 /// A value the kernel should produce, and the sum of the magnitudes it adds up: f32
@@ -522,7 +522,7 @@ fn joined_gate_and_up_rows_take_one_launch_for_a_token() {
                     norm: None,
                 };
                 let step = ops::gate_up(gpu, op, &none).unwrap();
-                let launches = step.dispatches(n_tokens as u32).len();
+                let launches = step.dispatches(n_tokens as u32, n_tokens as u32).len();
                 assert_eq!(launches, if n_tokens == 1 { 1 } else { 2 });
                 run(gpu, &step, n_tokens as u32);
                 let case = format!("joined {dtype}, {n_tokens} tokens, {:?}", gpu.tuning);
@@ -647,7 +647,7 @@ fn conv_in_proj_is_in_proj_then_the_conv() {
                         };
                         let step = ops::linear(gpu, linear, &none).unwrap();
                         let token = ops::shortconv_token(gpu, &op, &none).unwrap();
-                        let mut launches = step.dispatches(1);
+                        let mut launches = step.dispatches(1, 1);
                         launches.push(&token);
                         common::run_dispatches(gpu, 1, 0, max, &launches);
                     }

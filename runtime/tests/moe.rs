@@ -22,7 +22,7 @@ fn buffer(gpu: &Gpu, values: &[f32]) -> wgpu::Buffer {
 
 fn run(gpu: &Gpu, step: &lfm_edge::gpu::Step, n_tokens: u32) {
     let max = gpu.limits.max_compute_workgroups_per_dimension;
-    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens));
+    common::run_dispatches(gpu, n_tokens, 0, max, &step.dispatches(n_tokens, n_tokens));
 }
 
 /// Lfm2MoeTopKRouter on the CPU: (expert, weight) per slot of each token.

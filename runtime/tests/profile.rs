@@ -15,6 +15,7 @@ fn each_timing_finds_the_same_launches() {
         prompt_tokens: 1,
         gen_tokens: 2,
         repeat: 1,
+        depth: 0,
         kv_dtype: KvDtype::F16,
     };
     let mut shapes = Vec::new();

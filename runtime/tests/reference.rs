@@ -113,6 +113,37 @@ fn logits_match_transformers_with_either_sums() {
     }
 }
 
+/// A single token's attention with its keys split into ranges side by side and then
+/// combined (a GPU's way over a long cache; here in ranges of a few keys, so that the
+/// fixtures' short prompts split into many, ragged ones): decode logits still match.
+#[test]
+fn decode_logits_match_transformers_over_split_keys() {
+    use lfm_edge::gpu::{Gpu, GpuOptions, KeyRanges, Tuning};
+    use lfm_edge::Model;
+    for key_ranges in [
+        KeyRanges { most: 8, keys: 2 },
+        KeyRanges { most: 3, keys: 1 },
+    ] {
+        let options = GpuOptions {
+            tuning: Some(Tuning {
+                key_ranges,
+                ..Tuning::GPU_SUBGROUPS
+            }),
+            ..GpuOptions::default()
+        };
+        let gpu = Gpu::new(&options).unwrap();
+        for name in FIXTURES {
+            let r = reference(name);
+            let model = Model::load(&common::fixture(name), gpu.clone()).unwrap();
+            let mut session = Session::new(std::sync::Arc::new(model), &exact()).unwrap();
+            let logits: Vec<f32> = (r.prompt_ids.iter())
+                .flat_map(|&t| session.step(t).unwrap())
+                .collect();
+            check_logits(name, &format!("decode, {key_ranges:?}"), &logits, &r.logits);
+        }
+    }
+}
+
 #[test]
 fn greedy_continuation_matches_transformers() {
     for name in FIXTURES {

@@ -575,3 +575,37 @@ fn a_submitted_step_picks_as_a_whole_step_does() {
         assert_eq!(whole.tokens(), parts.tokens(), "{name}");
     }
 }
+
+/// Over a long cache, a single token's attention split into ranges of whole 64-key
+/// blocks (and a ragged last one), then combined, gives the logits the unsplit
+/// attention gives, token after token.
+#[test]
+fn split_attention_over_a_long_cache_matches_unsplit() {
+    use lfm_edge::gpu::{Gpu, GpuOptions, KeyRanges, Tuning};
+    let gpu_options = GpuOptions {
+        tuning: Some(Tuning {
+            key_ranges: KeyRanges { most: 4, keys: 64 },
+            ..Tuning::GPU_SUBGROUPS
+        }),
+        ..GpuOptions::default()
+    };
+    let split_gpu = Gpu::new(&gpu_options).unwrap();
+    let session_options = SessionOptions {
+        max_context: 512,
+        ..options()
+    };
+    for name in ["lfm2-tiny-attn-first", "qwen3-tiny"] {
+        let unsplit = load(name);
+        let split = Arc::new(Model::load(&fixture(name), split_gpu.clone()).unwrap());
+        let mut sessions = [unsplit, split].map(|m| Session::new(m, &session_options).unwrap());
+        let ids = tokens(300, 7);
+        let mut worst = 0.0f32;
+        for (i, &id) in ids.iter().enumerate() {
+            let [a, b] = sessions.each_mut().map(|s| s.step(id).unwrap());
+            let err = max_abs_diff(&a, &b);
+            assert!(err <= SAME, "{name} token {i}: {err} > {SAME}");
+            worst = worst.max(err);
+        }
+        eprintln!("{name}: split attention within {worst:.2e} of unsplit over 300 tokens");
+    }
+}

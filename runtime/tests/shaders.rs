@@ -109,12 +109,14 @@ fn every_kernel_parses_and_validates() {
 
 /// The kernels are compiled without naga's forced loop bound (gpu/kernels.rs), which is
 /// sound only while every loop visibly ends: a `for` whose variable counts up to a bound
-/// by one or by a non-zero stride (a workgroup-size constant, or `stride`, a launch's
-/// thread count), or halves a power of two down to zero. No `loop` or `while`.
+/// by one, two (pairs of elements) or a non-zero stride (a workgroup-size constant, or
+/// `stride`, a launch's thread count), or halves a power of two down to zero. No `loop`
+/// or `while`.
 #[test]
 fn every_kernel_loop_visibly_ends() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
     let steps = [
+        "2u",
         "WG",
         "REDUCE_WG",
         "ATTEND_WG",

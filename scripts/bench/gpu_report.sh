@@ -18,6 +18,9 @@
 #    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU, and rows
 #    sharing each x load (2 and 4 rows per thread, a workgroup per row set, so that
 #    the sums stay subgroup sums).
+# 7. Decode at a depth of 4096 tokens (`bench --depth`, llama-bench's `-d`) on the
+#    dense and the MoE model: ours with the adapter's key ranges, with a single range
+#    (`--key-ranges 1,256`) and with smaller ones, and llama.cpp's.
 #
 # Each step has a time limit, so that a slow or hanging step leaves the others' results.
 # Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
@@ -72,4 +75,18 @@ for shape in 256,64,1 64,64,1 64,64,2 64,64,4 32,32,4 128,64,2 64,32,4 256,32,1;
             --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
     done
 done | tee "$OUT/shapes.txt"
+
+echo "== decode at a depth of ${DEPTH:-4096} ($(elapsed) s)"
+for name in ${DEEP:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do
+    model="$WORK/models/$name.gguf"
+    for ranges in default 1,256 16,64; do
+        split=()
+        [ "$ranges" = default ] || split=(--key-ranges "$ranges")
+        echo "ours $ranges $name $(timeout 90 "$OURS" bench --model "$model" --backend vulkan \
+            --depth "${DEPTH:-4096}" --prompt-tokens 64 --gen-tokens 64 --repeat 2 \
+            ${split[@]+"${split[@]}"} 2>&1 | grep "^decode tok/s")"
+    done
+    echo "llama.cpp $name $(timeout 90 "$LLAMA_BIN/llama-bench" -m "$model" -p 0 -n 64 \
+        -d "${DEPTH:-4096}" -r 2 -o md 2>/dev/null | grep -E "tg64")"
+done | tee "$OUT/depth.txt"
 echo "== done ($(elapsed) s)"

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{prompt, BenchOptions};
+use super::{back_to_depth, prompt, BenchOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel, StepUniform, Timestamps};
 use crate::model::Model;
@@ -142,60 +142,70 @@ pub fn profile_timed(
             "bench --profile needs at least one generated token".into(),
         ));
     }
+    let (depth, batch) = (options.depth, options.depth.clamp(1, 512));
     let mut session = Session::new(
         model.clone(),
         &SessionOptions {
-            max_context: tokens + 1,
-            batch: 1,
+            max_context: depth + tokens + 1,
+            batch,
+            snapshot_interval: batch,
             kv_dtype: options.kv_dtype,
             ..SessionOptions::default()
         },
     )?;
-    if session.max_context() <= tokens {
+    if session.max_context() <= depth + tokens {
         return Err(Error::Input(format!(
-            "bench --profile: {tokens} tokens do not fit the context of {}",
+            "bench --profile: {} tokens do not fit the context of {}",
+            depth + tokens,
             session.max_context()
         )));
     }
+    // The tokens already in the cache (--depth), to which each run goes back.
+    if depth > 0 {
+        session.feed(&prompt(depth, model.config.vocab_size))?;
+    }
     // The session's graph, recorded again against its buffers: bind groups built once.
+    // A token's launches depend on the keys it sees (its attention may split them).
     let graph = model.forward_graph(session.state())?;
-    let dispatches: Vec<&Dispatch> = graph.steps.iter().flat_map(|s| s.dispatches(1)).collect();
+    let launches_at = |pos: usize| -> Vec<&Dispatch> {
+        (graph.steps.iter())
+            .flat_map(|s| s.dispatches(1, pos as u32 + 1))
+            .collect()
+    };
+    let last = launches_at(depth + tokens - 1);
     let picks = picks(gpu, &session.state().logits, model.config.vocab_size)?;
     let picks: Vec<&Dispatch> = picks.iter().flat_map(|p| p.dispatches()).collect();
-    let timer = Timer::new(gpu, timing, dispatches.len())?;
+    let timer = Timer::new(gpu, timing, last.len())?;
     // Warm-up: pipelines compiled by the driver, pages touched.
     let mut next = prompt(1, model.config.vocab_size)[0];
     for _ in 0..2 {
         next = session.step_greedy(next)?;
-        timer.time(gpu, &dispatches, session.position() - 1)?;
+        let pos = session.position() - 1;
+        timer.time(gpu, &launches_at(pos), pos)?;
     }
-    session.reset();
+    back_to_depth(&mut session, depth)?;
     let (mut wall, mut launches) = (Duration::ZERO, Duration::ZERO);
-    let mut total = vec![0.0; dispatches.len()];
+    let mut by_family: HashMap<String, FamilyTime> = HashMap::new();
     let mut pick_total = [0.0; 2];
     for _ in 0..tokens {
         let start = Instant::now();
         next = session.step_greedy(next)?;
         wall += start.elapsed();
         let pos = session.position() - 1;
+        let dispatches = launches_at(pos);
         let times = timer.time(gpu, &dispatches, pos)?;
-        total.iter_mut().zip(times).for_each(|(t, d)| *t += d);
+        for (dispatch, micros) in dispatches.iter().zip(times) {
+            family_entry(&mut by_family, dispatch).micros += micros / tokens as f64;
+        }
         let times = timer.time(gpu, &picks, pos)?;
         // Each pick is two launches.
         (pick_total.iter_mut().zip(times.chunks(2))).for_each(|(t, d)| *t += d.iter().sum::<f64>());
         launches += timer.submit_and_wait(gpu, &dispatches)?;
     }
-    let mut by_family: HashMap<String, FamilyTime> = HashMap::new();
-    for (dispatch, micros) in dispatches.iter().zip(total) {
-        let name = family(dispatch);
-        let entry = by_family.entry(name.clone()).or_insert(FamilyTime {
-            name,
-            dispatches: 0,
-            micros: 0.0,
-            weight_bytes: 0,
-        });
+    // Launches and weights per token: the last token's, which sees the most keys.
+    for dispatch in &last {
+        let entry = family_entry(&mut by_family, dispatch);
         entry.dispatches += 1;
-        entry.micros += micros / tokens as f64;
         entry.weight_bytes += dispatch.weight_bytes();
     }
     let mut families: Vec<FamilyTime> = by_family.into_values().collect();
@@ -209,6 +219,20 @@ pub fn profile_timed(
         top_micros: pick_total[1] / tokens as f64,
         graph_micros: launches.as_secs_f64() * 1e6 / tokens as f64,
         launch_micros: launch_micros(gpu, &timer)?,
+    })
+}
+
+/// The time and launches of `dispatch`'s kernel family.
+fn family_entry<'a>(
+    families: &'a mut HashMap<String, FamilyTime>,
+    dispatch: &Dispatch,
+) -> &'a mut FamilyTime {
+    let name = family(dispatch);
+    families.entry(name.clone()).or_insert(FamilyTime {
+        name,
+        dispatches: 0,
+        micros: 0.0,
+        weight_bytes: 0,
     })
 }
 

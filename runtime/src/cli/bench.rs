@@ -39,15 +39,19 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool)
         gpu.info.driver,
         gpu.info.driver_info
     )?;
+    let depth = match options.depth {
+        0 => String::new(),
+        n => format!(", at depth {n}"),
+    };
     outln!(
-        "prefill tok/s: {:.2} ± {:.2} ({} tokens, {} runs)",
+        "prefill tok/s: {:.2} ± {:.2} ({} tokens, {} runs{depth})",
         report.prefill.mean,
         report.prefill.stddev,
         options.prompt_tokens,
         options.repeat
     )?;
     outln!(
-        "decode tok/s: {:.2} ± {:.2} ({} tokens, {} runs)",
+        "decode tok/s: {:.2} ± {:.2} ({} tokens, {} runs{depth})",
         report.decode.mean,
         report.decode.stddev,
         options.gen_tokens,

@@ -59,7 +59,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     )?;
     let t = gpu.tuning;
     outln!(
-        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}, picks over chunks of {} (argmax) and {} (candidates)",
+        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}, picks over chunks of {} (argmax) and {} (candidates), a token's attention over up to {} key ranges of multiples of {} keys",
         gpu.halves,
         gpu.reduce,
         gpu.info.subgroup_min_size,
@@ -68,7 +68,9 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         t.matvec_row_threads,
         t.matvec_rows_per_thread,
         t.pick_chunks.argmax,
-        t.pick_chunks.top
+        t.pick_chunks.top,
+        t.key_ranges.most,
+        t.key_ranges.keys
     )?;
     outln!(
         "limits: max_buffer_size {}, max_storage_buffer_binding_size {}, max_compute_workgroup_size_x {}, max_compute_workgroups_per_dimension {}",

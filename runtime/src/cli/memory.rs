@@ -1,10 +1,11 @@
 //! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
 //! session is sized, planned before anything is allocated; `--max-binding`,
-//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`, `--sums`: a
-//! launch shape and a way of summing to measure.
+//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`, `--sums`,
+//! `--key-ranges`: a launch shape, a way of summing and a split of attention's keys to
+//! measure.
 
 use clap::Args;
-use lfm_edge::gpu::Reduce;
+use lfm_edge::gpu::{KeyRanges, Reduce};
 use lfm_edge::units::{format_size, parse_size};
 use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, Result, SessionOptions};
 
@@ -45,6 +46,18 @@ pub struct MemoryArgs {
     /// adapter's best: for measuring both with `bench`.
     #[arg(long, value_parser = sums, value_name = "subgroups|workgroup")]
     pub sums: Option<Reduce>,
+    /// How a decoded token's attention splits the keys it sees, MOST,KEYS (up to MOST
+    /// ranges side by side, each a multiple of KEYS keys; 1,N: never) instead of the
+    /// adapter's: for measuring long contexts on a new device with `bench --depth`.
+    #[arg(long, value_parser = key_ranges, value_name = "MOST,KEYS")]
+    pub key_ranges: Option<KeyRanges>,
+}
+
+fn key_ranges(text: &str) -> std::result::Result<KeyRanges, String> {
+    match numbers(text)?[..] {
+        [most, keys] => Ok(KeyRanges { most, keys }),
+        ref n => Err(format!("two numbers, MOST,KEYS, not {}", n.len())),
+    }
 }
 
 fn sums(text: &str) -> std::result::Result<Reduce, String> {
@@ -56,12 +69,16 @@ fn sums(text: &str) -> std::result::Result<Reduce, String> {
 }
 
 fn launch(text: &str) -> std::result::Result<[u32; 3], String> {
-    let numbers: Vec<u32> = (text.split(','))
-        .map(|n| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}")))
-        .collect::<std::result::Result<_, _>>()?;
-    numbers
+    numbers(text)?
         .try_into()
         .map_err(|n: Vec<u32>| format!("three numbers, WG,THREADS,ROWS, not {}", n.len()))
+}
+
+/// Comma-separated numbers.
+fn numbers(text: &str) -> std::result::Result<Vec<u32>, String> {
+    (text.split(','))
+        .map(|n| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}")))
+        .collect()
 }
 
 fn size(text: &str) -> std::result::Result<u64, String> {

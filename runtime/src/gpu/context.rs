@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::kernels::{HalfDecode, PipelineCache, Reduce};
-use super::Tuning;
+use super::{KeyRanges, Tuning};
 use crate::error::{Error, Result};
 
 /// A backend the user may ask for; `Auto` lets wgpu pick (and honours `WGPU_BACKEND`).
@@ -80,6 +80,9 @@ pub struct GpuOptions {
     /// Decode's matvec launch shape (workgroup, threads per row, rows per thread)
     /// instead of the chosen one's: for measuring shapes on a new device.
     pub matvec_launch: Option<[u32; 3]>,
+    /// How a single token's attention splits its keys instead of the chosen one's: for
+    /// measuring on a new device.
+    pub key_ranges: Option<KeyRanges>,
     /// Half decoding instead of the device's best (tests run the integer one on
     /// devices that decode halves in hardware).
     pub halves: Option<HalfDecode>,
@@ -172,6 +175,9 @@ impl Gpu {
         let mut tuning = (options.tuning).unwrap_or_else(|| Tuning::for_adapter(&info, reduce));
         if let Some(launch) = options.matvec_launch {
             tuning = tuning.with_matvec(launch);
+        }
+        if let Some(key_ranges) = options.key_ranges {
+            tuning.key_ranges = key_ranges;
         }
         tuning.check()?;
         let mut limits = adapter.limits();

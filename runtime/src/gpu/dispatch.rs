@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use super::kernels::Access;
-use super::{Gpu, KernelKey};
+use super::{Gpu, KernelKey, KeyRanges};
 use crate::error::{Error, Result};
 
 /// The per-forward values every kernel reads at `@group(1) @binding(0)`
@@ -184,8 +184,9 @@ impl Dispatch {
 }
 
 /// One node of a forward graph: a launch, a pair chosen by batch size (matrix-vector
-/// for a single token, tiled matmul for several), a launch only batches need, or one
-/// node per part of a weight split across bindings.
+/// for a single token, tiled matmul for several), a launch only batches need, a launch
+/// only a single token whose attention splits its keys needs, or one node per part of
+/// a weight split across bindings.
 pub enum Step {
     Always(Dispatch),
     BySize {
@@ -196,6 +197,12 @@ pub enum Step {
     /// up projection's matvec; MoE's weighted combine, into the down projection's),
     /// launched for batches only.
     Batch(Dispatch),
+    /// The combine of a single token's attention, launched where `ranges` splits the
+    /// keys it sees.
+    Ranges {
+        combine: Dispatch,
+        ranges: KeyRanges,
+    },
     Parts(Vec<Step>),
 }
 
@@ -212,18 +219,26 @@ impl Step {
     pub fn batch_only(self) -> Step {
         match self {
             Step::Always(d) | Step::BySize { many: d, .. } | Step::Batch(d) => Step::Batch(d),
+            // A single token's alone: nothing of it is a batch's.
+            Step::Ranges { .. } => Step::Parts(Vec::new()),
             Step::Parts(parts) => Step::Parts(parts.into_iter().map(Step::batch_only).collect()),
         }
     }
 
-    /// The launches for a batch of `n_tokens`, in order.
-    pub fn dispatches(&self, n_tokens: u32) -> Vec<&Dispatch> {
+    /// The launches for a batch of `n_tokens` whose last token sees `n_keys` positions
+    /// (those before it and itself), in order.
+    pub fn dispatches(&self, n_tokens: u32, n_keys: u32) -> Vec<&Dispatch> {
         match self {
             Step::Always(d) => vec![d],
             Step::BySize { one, many } => vec![if n_tokens == 1 { one } else { many }],
             Step::Batch(d) if n_tokens > 1 => vec![d],
-            Step::Batch(_) => Vec::new(),
-            Step::Parts(parts) => parts.iter().flat_map(|p| p.dispatches(n_tokens)).collect(),
+            Step::Ranges { combine, ranges } if n_tokens == 1 && ranges.count(n_keys) > 1 => {
+                vec![combine]
+            }
+            Step::Batch(_) | Step::Ranges { .. } => Vec::new(),
+            Step::Parts(parts) => (parts.iter())
+                .flat_map(|p| p.dispatches(n_tokens, n_keys))
+                .collect(),
         }
     }
 }

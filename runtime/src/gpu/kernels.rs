@@ -50,6 +50,7 @@ pub enum Kernel {
     MatmulRows,
     Rope,
     RopeAttention,
+    AttentionCombine,
     Attention,
     ShortConv,
     ShortConvState,
@@ -67,7 +68,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -76,6 +77,7 @@ impl Kernel {
         Kernel::MatmulRows,
         Kernel::Rope,
         Kernel::RopeAttention,
+        Kernel::AttentionCombine,
         Kernel::Attention,
         Kernel::ShortConv,
         Kernel::ShortConvState,
@@ -100,7 +102,9 @@ impl Kernel {
             Kernel::Matvec | Kernel::MatvecConv => include_str!("../../../shaders/matvec.wgsl"),
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::MatmulRows => include_str!("../../../shaders/matmul_rows.wgsl"),
-            Kernel::Rope | Kernel::RopeAttention => include_str!("../../../shaders/rope.wgsl"),
+            Kernel::Rope | Kernel::RopeAttention | Kernel::AttentionCombine => {
+                include_str!("../../../shaders/rope.wgsl")
+            }
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::ShortConv | Kernel::ShortConvState | Kernel::ShortConvToken => {
                 include_str!("../../../shaders/shortconv.wgsl")
@@ -146,7 +150,9 @@ impl Kernel {
             _ => String::new(),
         };
         let kv = match self {
-            Kernel::Rope | Kernel::RopeAttention | Kernel::Attention => format!("{KV}\n{ATTEND}"),
+            Kernel::Rope | Kernel::RopeAttention | Kernel::AttentionCombine | Kernel::Attention => {
+                format!("{KV}\n{ATTEND}")
+            }
             Kernel::KvShift => KV.to_string(),
             _ => String::new(),
         };
@@ -172,6 +178,7 @@ impl Kernel {
             Kernel::MoeCombine => "combine",
             Kernel::MoeRouteToken => "token",
             Kernel::RopeAttention => "token",
+            Kernel::AttentionCombine => "combine",
             Kernel::MatvecConv => "conv",
             Kernel::Argmax => "argmax",
             Kernel::ArgmaxMerge => "argmax_merge",
@@ -198,9 +205,10 @@ impl Kernel {
             // x, weight, bias, routing (MoE), out, params
             Kernel::Matmul | Kernel::MatmulRows => &[Read, Read, Read, Read, ReadWrite, Uniform],
             // q norm, k norm, table, page table, qkv (q and k in place), k cache, v cache,
-            // attention's out (a single token's), params
-            Kernel::Rope | Kernel::RopeAttention => &[
+            // attention's out (a single token's), params, the key ranges' partial results
+            Kernel::Rope | Kernel::RopeAttention | Kernel::AttentionCombine => &[
                 Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Uniform,
+                ReadWrite,
             ],
             // qkv, page table, k cache, v cache, out, params
             Kernel::Attention => &[Read, Read, Read, Read, ReadWrite, Uniform],
@@ -251,7 +259,8 @@ pub enum Reduce {
 /// the kernels that use the cache) and, for projections, the bias dtype: GGUF keeps
 /// biases f32 beside quantized weights; the dtype of the norm weights a kernel applies
 /// (a matvec's where it normalizes its own input, RoPE's q/k norms); for a matvec,
-/// whether it computes SwiGLU's gate and up rows of one matrix together.
+/// whether it computes SwiGLU's gate and up rows of one matrix together; for a token's
+/// attention, the q heads one workgroup attends with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
@@ -259,6 +268,7 @@ pub struct KernelKey {
     pub bias: DType,
     pub norm: Option<DType>,
     pub paired: bool,
+    pub heads: u32,
 }
 
 impl KernelKey {
@@ -269,6 +279,7 @@ impl KernelKey {
             bias: DType::F32,
             norm: None,
             paired: false,
+            heads: 1,
         }
     }
 }
@@ -281,6 +292,9 @@ impl fmt::Display for KernelKey {
         }
         if self.paired {
             write!(f, ".paired")?;
+        }
+        if self.heads > 1 {
+            write!(f, ".heads-{}", self.heads)?;
         }
         Ok(())
     }
@@ -429,6 +443,11 @@ impl Gpu {
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
+            Kernel::RopeAttention => {
+                constants.extend(self.tuning.key_ranges.constants());
+                constants.push(("HEADS", key.heads.into()));
+            }
+            Kernel::AttentionCombine => constants.extend(self.tuning.key_ranges.constants()),
             Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
                 constants.extend(self.tuning.pick_constants())
             }

@@ -8,4 +8,4 @@ mod tuning;
 pub use context::{Backend, Gpu, GpuOptions, Timestamps};
 pub use dispatch::{Dispatch, Grid, Step, StepUniform};
 pub use kernels::{HalfDecode, Kernel, KernelKey, Reduce};
-pub use tuning::{PickChunks, Prefill, Tuning};
+pub use tuning::{KeyRanges, PickChunks, Prefill, Tuning};

@@ -21,6 +21,43 @@ pub struct Tuning {
     /// Logits each workgroup of a pick's first launch reads (pick.wgsl): the argmax's
     /// and the candidates' (powers of two, at least [`PickChunks::SMALLEST`]).
     pub pick_chunks: PickChunks,
+    /// How a single token's attention spreads its keys over workgroups.
+    pub key_ranges: KeyRanges,
+}
+
+/// A single token's attention (rope.wgsl `token`) takes its keys in up to `most` ranges,
+/// each a multiple of `keys` keys, side by side, and a second launch combines them;
+/// with one range, the one launch writes the output. On a GPU a few workgroups over a
+/// long cache would leave most of it idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRanges {
+    pub most: u32,
+    pub keys: u32,
+}
+
+impl KeyRanges {
+    /// The largest `most`, for which a session's partial results are sized (so that its
+    /// memory does not depend on the adapter): 8 ranges of each of LFM2's 8 kv heads
+    /// make 64 workgroups.
+    pub const MOST: u32 = 8;
+
+    /// Keys per range for a token that sees `n_keys`: as even as whole multiples of
+    /// `keys` allow (rope.wgsl `range_keys`).
+    pub fn keys_per_range(self, n_keys: u32) -> u32 {
+        n_keys.div_ceil(self.most).div_ceil(self.keys) * self.keys
+    }
+
+    /// How many ranges a token that sees `n_keys` takes (rope.wgsl `range_count`).
+    pub fn count(self, n_keys: u32) -> u32 {
+        n_keys.div_ceil(self.keys_per_range(n_keys))
+    }
+
+    pub(super) fn constants(self) -> [(&'static str, f64); 2] {
+        [
+            ("SPLITS", self.most.into()),
+            ("SPLIT_KEYS", self.keys.into()),
+        ]
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +102,13 @@ impl Tuning {
         matvec_rows_per_thread: 1,
         prefill: Prefill::Tiled,
         pick_chunks: PickChunks::SMALLEST,
+        // Not yet measured on a GPU: ranges of whole 256-key units (four blocks of
+        // attend.wgsl), up to 8, spread LFM2-1.2B's 8 kv heads over 64 workgroups
+        // from 2 048 keys on.
+        key_ranges: KeyRanges {
+            most: KeyRanges::MOST,
+            keys: 256,
+        },
     };
 
     /// With subgroup operations: the same 64 threads on a row, but a row to a
@@ -96,6 +140,8 @@ impl Tuning {
             argmax: 65536,
             top: 16384,
         },
+        // Its two cores are busy with any one range already.
+        key_ranges: KeyRanges { most: 1, keys: 256 },
     };
 
     /// Fails on shapes the kernels cannot run (their register blocks are fixed-size).
@@ -133,6 +179,11 @@ impl Tuning {
                     && (1..=256).contains(&workgroup),
             )?;
         }
+        let ranges = self.key_ranges;
+        fits(
+            "key ranges must be 1 to KeyRanges::MOST, in units of 1 to 65536 keys",
+            (1..=KeyRanges::MOST).contains(&ranges.most) && (1..=65536).contains(&ranges.keys),
+        )?;
         let (chunks, smallest) = (self.pick_chunks, PickChunks::SMALLEST);
         fits(
             "pick chunks must be powers of two, at least PickChunks::SMALLEST",

@@ -378,14 +378,17 @@ impl Model {
                     v_cache,
                     cache_dtype: cache,
                     out: &s.mixed,
+                    partials: &s.partials,
                 };
-                // A token's RoPE and attention are one launch; a batch's two.
+                // A token's RoPE and attention are one launch (two where its keys are
+                // split, to combine them); a batch's two.
                 steps.push(Step::Batch(ops::rope(gpu, c, &rope, none)?));
                 let attend = [&s.qkv, &s.pages, k_cache, v_cache, &s.mixed];
                 steps.push(Step::BySize {
                     one: ops::rope_attention(gpu, c, &rope, none)?,
                     many: ops::attention(gpu, &label, c, cache, attend)?,
                 });
+                steps.extend(ops::attention_combine(gpu, c, &rope, none)?);
                 steps.push(self.linear(
                     &w.out_proj,
                     w.out_bias.as_ref(),

@@ -28,7 +28,9 @@ pub use pick::{
     TOP_RANK, TOP_RECORD_BYTES,
 };
 pub use rmsnorm::rmsnorm;
-pub use rope::{rope, rope_attention, rope_table, Rope};
+pub use rope::{
+    attention_combine, heads_per_workgroup, partials_len, rope, rope_attention, rope_table, Rope,
+};
 pub use shortconv::{conv_in_proj, shortconv, shortconv_state, shortconv_token, ShortConv};
 pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;

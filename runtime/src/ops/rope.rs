@@ -6,7 +6,7 @@ use super::GpuTensor;
 use crate::config::{ModelConfig, Rope as RopeConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey};
+use crate::gpu::{Dispatch, Gpu, Grid, Kernel, KernelKey, KeyRanges, Step};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -67,6 +67,27 @@ pub struct Rope<'a> {
     pub cache_dtype: DType,
     /// (n_heads, head_dim): a single token's attention output ([`rope_attention`]).
     pub out: &'a wgpu::Buffer,
+    /// A single token's partial results where its keys are split
+    /// ([`partials_len`] elements).
+    pub partials: &'a wgpu::Buffer,
+}
+
+/// Query heads that share each key and value in a single token's attention (their
+/// workgroup's): the largest divisor of a kv head's group within attend.wgsl's
+/// MAX_HEADS (8) and whose queries fit its MAX_QUERY (1024 elements).
+pub fn heads_per_workgroup(c: &ModelConfig) -> usize {
+    let group = c.n_heads / c.n_kv_heads.max(1);
+    let most = 8.min(1024 / c.head_dim.max(1));
+    (1..=most.min(group))
+        .rev()
+        .find(|h| group % h == 0)
+        .unwrap_or(1)
+}
+
+/// f32 elements of a single token's partial attention results: per q head and key
+/// range, the largest score, the sum, and head_dim weighted values.
+pub fn partials_len(c: &ModelConfig) -> usize {
+    c.n_heads * KeyRanges::MOST as usize * (2 + c.head_dim)
 }
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
@@ -80,27 +101,43 @@ pub fn rope<'a>(
     none: &'a wgpu::Buffer,
 ) -> Result<Dispatch> {
     let grid = Grid::PerToken((c.n_heads + c.n_kv_heads) as u32);
-    launch(gpu, Kernel::Rope, c, op, none, grid)
+    launch(gpu, Kernel::Rope, c, op, none, grid, 1)
 }
 
-/// [`rope`] then [`super::attention`] for a single token, in one launch: each q head's
-/// workgroup rotates its head and its kv head's key, attends over the cache with that
-/// key and value as the newest, and writes the head's output to `op.out`; one
-/// workgroup per kv head stores them in the cache.
+/// [`rope`] then [`super::attention`] for a single token, in one launch: each
+/// workgroup takes [`heads_per_workgroup`] q heads of one kv head and a range of the
+/// keys, rotates its heads and their kv head's key, attends over the range with that
+/// key and value as the newest, and writes the heads' output to `op.out`, or its
+/// partial results where the adapter's [`KeyRanges`] split the keys (then
+/// [`attention_combine`]); one workgroup per kv head stores them in the cache.
 pub fn rope_attention<'a>(
     gpu: &Gpu,
     c: &ModelConfig,
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
 ) -> Result<Dispatch> {
-    launch(
-        gpu,
-        Kernel::RopeAttention,
-        c,
-        op,
-        none,
-        Grid::Fixed(c.n_heads as u32),
-    )
+    let heads = heads_per_workgroup(c);
+    let workgroups = c.n_heads / heads * gpu.tuning.key_ranges.most as usize;
+    let grid = Grid::Fixed(workgroups as u32);
+    launch(gpu, Kernel::RopeAttention, c, op, none, grid, heads)
+}
+
+/// The step that combines a single token's key ranges into each q head's output,
+/// launched where the adapter's [`KeyRanges`] split the keys it sees; `None` where they
+/// never do.
+pub fn attention_combine<'a>(
+    gpu: &Gpu,
+    c: &ModelConfig,
+    op: &Rope<'a>,
+    none: &'a wgpu::Buffer,
+) -> Result<Option<Step>> {
+    let ranges = gpu.tuning.key_ranges;
+    if ranges.most == 1 {
+        return Ok(None);
+    }
+    let grid = Grid::Fixed(c.n_heads as u32);
+    let combine = launch(gpu, Kernel::AttentionCombine, c, op, none, grid, 1)?;
+    Ok(Some(Step::Ranges { combine, ranges }))
 }
 
 fn launch<'a>(
@@ -110,6 +147,7 @@ fn launch<'a>(
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
     grid: Grid,
+    heads: usize,
 ) -> Result<Dispatch> {
     check_cache_dtype(c, op.cache_dtype)?;
     let dtypes = [op.q_norm, op.k_norm].map(|n| n.map(|n| n.dtype));
@@ -127,6 +165,7 @@ fn launch<'a>(
     let (q_dim, kv_dim) = (c.q_dim() as u32, c.kv_dim() as u32);
     let key = KernelKey {
         norm: Some(norm),
+        heads: heads as u32,
         ..KernelKey::new(kernel, op.cache_dtype)
     };
     Dispatch::new(
@@ -142,6 +181,7 @@ fn launch<'a>(
             op.k_cache,
             op.v_cache,
             op.out,
+            op.partials,
         ],
         &Params {
             head_dim: c.head_dim as u32,

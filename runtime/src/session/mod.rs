@@ -519,7 +519,7 @@ impl Session {
         };
         let end = pos + batch.n;
         self.pages.prepare_write(pos, end, &mut encoder, &context)?;
-        self.encode_graph(&mut encoder, n, trace);
+        self.encode_graph(&mut encoder, n, end as u32, trace);
         let interval = self.options.snapshot_interval;
         if end % interval == 0 {
             let size = self.state.conv_state_bytes(&self.model.config);
@@ -581,12 +581,14 @@ impl Session {
         Landing::Staging(bytes)
     }
 
-    /// Records the forward graph for a batch of `n` tokens in one compute pass; with
-    /// `trace`, the pass is split at each tap and the tap's rows copied out there.
+    /// Records the forward graph for a batch of `n` tokens, whose last sees `n_keys`
+    /// positions, in one compute pass; with `trace`, the pass is split at each tap and
+    /// the tap's rows copied out there.
     fn encode_graph(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         n: u32,
+        n_keys: u32,
         trace: Option<&wgpu::Buffer>,
     ) {
         let gpu = &self.model.gpu;
@@ -611,7 +613,7 @@ impl Session {
                 });
                 pass.set_bind_group(1, &self.step_group, &[]);
                 for node in &self.graph.steps[start..end] {
-                    for dispatch in node.dispatches(kernels_for) {
+                    for dispatch in node.dispatches(kernels_for, n_keys) {
                         dispatch.encode(&mut pass, n, max_per_dim);
                     }
                 }

@@ -1,5 +1,6 @@
-// Causal grouped-query attention over the KV cache, one workgroup per (token, head)
-// (attend.wgsl). Token t of the batch sits at position step.pos + t and sees keys
+// Causal grouped-query attention over the KV cache, one workgroup per token and group
+// of HEADS q heads sharing a kv head (attend.wgsl), which loads each key and value
+// once for all of them. Token t of the batch sits at position step.pos + t and sees keys
 // 0..=step.pos + t, whose rows the page table gives (kv.wgsl). The cache holds f32
 // values or f16 pairs packed in u32 words; WEIGHT_DTYPE says which. Queries are the
 // first columns of a token's row of qkv, where the projection wrote q, k and v side by
@@ -28,21 +29,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         inv: Invocation) {
     let lid = inv.index;
     let id = flat_workgroup(wid, nwg);
-    let t = id / params.n_heads;
-    let head = id % params.n_heads;
+    let groups = params.n_heads / HEADS;
+    let t = id / groups;
+    let first_head = id % groups * HEADS;
     if t >= step.n_tokens {
         return;
     }
     // Bounded by the buffer too, which changes nothing but keeps lavapipe from
     // recompiling the kernel at every launch (see moe.wgsl).
     let d = min(params.head_dim, arrayLength(&qkv));
-    let kv_head = head / (params.n_heads / params.n_kv_heads);
-    let q_base = t * params.qkv_stride + head * d;
-    for (var i = lid; i < d; i += ATTEND_WG) {
-        q_rows[i] = qkv[q_base + i] * params.scale;
+    let kv_head = first_head / (params.n_heads / params.n_kv_heads);
+    for (var i = lid; i < HEADS * d; i += ATTEND_WG) {
+        q_rows[i] = qkv[t * params.qkv_stride + first_head * d + i] * params.scale;
     }
     workgroupBarrier();
-    // One head (HEADS = 1) over every key it sees, none of them fresh.
+    // Every key the token sees, none of them fresh.
     let a = attend(inv, 0u, step.pos + t + 1u, 0xffffffffu, d, kv_head * d, params.n_kv_heads * d);
-    write_attended(lid, a, 0u, d, (t * params.n_heads + head) * d);
+    for (var g = 0u; g < HEADS; g++) {
+        write_attended(lid, a, g, d, (t * params.n_heads + first_head + g) * d);
+    }
 }

@@ -447,6 +447,7 @@ impl Gpu {
                 constants.extend(self.tuning.key_ranges.constants());
                 constants.push(("HEADS", key.heads.into()));
             }
+            Kernel::Attention => constants.push(("HEADS", key.heads.into())),
             Kernel::AttentionCombine => constants.extend(self.tuning.key_ranges.constants()),
             Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
                 constants.extend(self.tuning.pick_constants())

@@ -28,9 +28,22 @@ pub(super) fn scale(config: &ModelConfig) -> f32 {
     1.0 / (config.head_dim as f32).sqrt()
 }
 
+/// Query heads that share each key and value their attention loads (one workgroup's):
+/// the largest divisor of a kv head's group within attend.wgsl's
+/// MAX_HEADS (8) and whose queries fit its MAX_QUERY (1024 elements).
+pub fn heads_per_workgroup(c: &ModelConfig) -> usize {
+    let group = c.n_heads / c.n_kv_heads.max(1);
+    let most = 8.min(1024 / c.head_dim.max(1));
+    (1..=most.min(group))
+        .rev()
+        .find(|h| group % h == 0)
+        .unwrap_or(1)
+}
+
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
 /// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page
-/// table gives; q is the first columns of the (n_tokens, qkv_dim) q, k and v rows.
+/// table gives; q is the first columns of the (n_tokens, qkv_dim) q, k and v rows. A
+/// workgroup per token and group of [`heads_per_workgroup`] q heads.
 /// `buffers`: qkv, page table, k cache, v cache, out.
 pub fn attention(
     gpu: &Gpu,
@@ -39,10 +52,14 @@ pub fn attention(
     cache_dtype: DType,
     buffers: [&wgpu::Buffer; 5],
 ) -> Result<Dispatch> {
+    let heads = heads_per_workgroup(config);
     Dispatch::new(
         gpu,
         label,
-        KernelKey::new(Kernel::Attention, cache_dtype),
+        KernelKey {
+            heads: heads as u32,
+            ..KernelKey::new(Kernel::Attention, cache_dtype)
+        },
         &buffers,
         &Params {
             head_dim: config.head_dim as u32,
@@ -52,6 +69,6 @@ pub fn attention(
             qkv_stride: config.qkv_dim() as u32,
             _pad: [0; 3],
         },
-        Grid::PerToken(config.n_heads as u32),
+        Grid::PerToken((config.n_heads / heads) as u32),
     )
 }

@@ -16,7 +16,7 @@ mod shortconv;
 mod split;
 mod swiglu;
 
-pub use attention::attention;
+pub use attention::{attention, heads_per_workgroup};
 pub use copy::copy;
 pub use embedding::embedding;
 pub use experts::{expert_linear, ExpertLinear, ExpertMatrix, ExpertOutput};
@@ -28,9 +28,7 @@ pub use pick::{
     TOP_RANK, TOP_RECORD_BYTES,
 };
 pub use rmsnorm::rmsnorm;
-pub use rope::{
-    attention_combine, heads_per_workgroup, partials_len, rope, rope_attention, rope_table, Rope,
-};
+pub use rope::{attention_combine, partials_len, rope, rope_attention, rope_table, Rope};
 pub use shortconv::{conv_in_proj, shortconv, shortconv_state, shortconv_token, ShortConv};
 pub use split::{row_parts, RowPart};
 pub use swiglu::swiglu;

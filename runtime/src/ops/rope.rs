@@ -72,18 +72,6 @@ pub struct Rope<'a> {
     pub partials: &'a wgpu::Buffer,
 }
 
-/// Query heads that share each key and value in a single token's attention (their
-/// workgroup's): the largest divisor of a kv head's group within attend.wgsl's
-/// MAX_HEADS (8) and whose queries fit its MAX_QUERY (1024 elements).
-pub fn heads_per_workgroup(c: &ModelConfig) -> usize {
-    let group = c.n_heads / c.n_kv_heads.max(1);
-    let most = 8.min(1024 / c.head_dim.max(1));
-    (1..=most.min(group))
-        .rev()
-        .find(|h| group % h == 0)
-        .unwrap_or(1)
-}
-
 /// f32 elements of a single token's partial attention results: per q head and key
 /// range, the largest score, the sum, and head_dim weighted values.
 pub fn partials_len(c: &ModelConfig) -> usize {
@@ -116,7 +104,7 @@ pub fn rope_attention<'a>(
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let heads = heads_per_workgroup(c);
+    let heads = super::attention::heads_per_workgroup(c);
     let workgroups = c.n_heads / heads * gpu.tuning.key_ranges.most as usize;
     let grid = Grid::Fixed(workgroups as u32);
     launch(gpu, Kernel::RopeAttention, c, op, none, grid, heads)

@@ -1,6 +1,6 @@
-// Causal grouped-query attention over the KV cache, one workgroup per token and group
-// of HEADS q heads sharing a kv head (attend.wgsl), which loads each key and value
-// once for all of them. Token t of the batch sits at position step.pos + t and sees keys
+// Causal grouped-query attention over the KV cache, one workgroup per TOKENS tokens and
+// group of HEADS q heads sharing a kv head (attend.wgsl), which loads each key and value
+// once for all of their queries. Token t of the batch sits at position step.pos + t and sees keys
 // 0..=step.pos + t, whose rows the page table gives (kv.wgsl). The cache holds f32
 // values or f16 pairs packed in u32 words; WEIGHT_DTYPE says which. Queries are the
 // first columns of a token's row of qkv, where the projection wrote q, k and v side by
@@ -30,22 +30,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let lid = inv.index;
     let id = flat_workgroup(wid, nwg);
     let groups = params.n_heads / HEADS;
-    let t = id / groups;
+    let first_token = id / groups * TOKENS;
     let first_head = id % groups * HEADS;
-    if t >= step.n_tokens {
+    if first_token >= step.n_tokens {
         return;
     }
     // Bounded by the buffer too, which changes nothing but keeps lavapipe from
     // recompiling the kernel at every launch (see moe.wgsl).
     let d = min(params.head_dim, arrayLength(&qkv));
     let kv_head = first_head / (params.n_heads / params.n_kv_heads);
-    for (var i = lid; i < HEADS * d; i += ATTEND_WG) {
-        q_rows[i] = qkv[t * params.qkv_stride + first_head * d + i] * params.scale;
+    // Query g: head first_head + g % HEADS of token first_token + g / HEADS, which sees
+    // the keys up to its own position (none past the batch).
+    var ends: QueryEnds;
+    for (var g = 0u; g < QUERIES; g++) {
+        let t = first_token + g / HEADS;
+        ends[g] = select(0u, step.pos + t + 1u, t < step.n_tokens);
+    }
+    for (var i = lid; i < QUERIES * d; i += ATTEND_WG) {
+        let g = i / d;
+        let t = min(first_token + g / HEADS, step.n_tokens - 1u);
+        let at = t * params.qkv_stride + (first_head + g % HEADS) * d + i % d;
+        q_rows[i] = qkv[at] * params.scale;
     }
     workgroupBarrier();
-    // Every key the token sees, none of them fresh.
-    let a = attend(inv, 0u, step.pos + t + 1u, 0xffffffffu, d, kv_head * d, params.n_kv_heads * d);
-    for (var g = 0u; g < HEADS; g++) {
-        write_attended(lid, a, g, d, (t * params.n_heads + first_head + g) * d);
+    let end = step.pos + min(first_token + TOKENS, step.n_tokens);
+    let a = attend(inv, 0u, end, ends, 0xffffffffu, d, kv_head * d, params.n_kv_heads * d);
+    for (var g = 0u; g < QUERIES; g++) {
+        let t = first_token + g / HEADS;
+        if t < step.n_tokens {
+            write_attended(lid, a, g, d, (t * params.n_heads + first_head + g % HEADS) * d);
+        }
     }
 }

@@ -257,7 +257,11 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
     workgroupBarrier();
     let newest = select(0xffffffffu, pos, has_newest);
-    let a = attend(inv, first, end, newest, d, kv_head * d, params.n_kv_heads * d);
+    var ends: QueryEnds;
+    for (var g = 0u; g < HEADS; g++) {
+        ends[g] = end;
+    }
+    let a = attend(inv, first, end, ends, newest, d, kv_head * d, params.n_kv_heads * d);
     let whole = range_count(n_keys) == 1u;
     for (var g = 0u; g < HEADS; g++) {
         let head = first_head + g;

@@ -259,8 +259,8 @@ pub enum Reduce {
 /// the kernels that use the cache) and, for projections, the bias dtype: GGUF keeps
 /// biases f32 beside quantized weights; the dtype of the norm weights a kernel applies
 /// (a matvec's where it normalizes its own input, RoPE's q/k norms); for a matvec,
-/// whether it computes SwiGLU's gate and up rows of one matrix together; for a token's
-/// attention, the q heads one workgroup attends with.
+/// whether it computes SwiGLU's gate and up rows of one matrix together; for attention,
+/// the q heads, and the tokens, one workgroup attends with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
@@ -269,6 +269,7 @@ pub struct KernelKey {
     pub norm: Option<DType>,
     pub paired: bool,
     pub heads: u32,
+    pub tokens: u32,
 }
 
 impl KernelKey {
@@ -280,6 +281,7 @@ impl KernelKey {
             norm: None,
             paired: false,
             heads: 1,
+            tokens: 1,
         }
     }
 }
@@ -295,6 +297,9 @@ impl fmt::Display for KernelKey {
         }
         if self.heads > 1 {
             write!(f, ".heads-{}", self.heads)?;
+        }
+        if self.tokens > 1 {
+            write!(f, ".tokens-{}", self.tokens)?;
         }
         Ok(())
     }
@@ -447,7 +452,10 @@ impl Gpu {
                 constants.extend(self.tuning.key_ranges.constants());
                 constants.push(("HEADS", key.heads.into()));
             }
-            Kernel::Attention => constants.push(("HEADS", key.heads.into())),
+            Kernel::Attention => {
+                constants.push(("HEADS", key.heads.into()));
+                constants.push(("TOKENS", key.tokens.into()));
+            }
             Kernel::AttentionCombine => constants.extend(self.tuning.key_ranges.constants()),
             Kernel::Argmax | Kernel::ArgmaxMerge | Kernel::TopLogits | Kernel::TopMerge => {
                 constants.extend(self.tuning.pick_constants())

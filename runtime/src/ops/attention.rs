@@ -40,10 +40,18 @@ pub fn heads_per_workgroup(c: &ModelConfig) -> usize {
         .unwrap_or(1)
 }
 
+/// Tokens of a batch whose queries one workgroup of attention.wgsl takes with
+/// [`heads_per_workgroup`] heads each: up to attend.wgsl's MAX_QUERIES (8) queries of
+/// MAX_QUERY (1024) elements in all.
+fn tokens_per_workgroup(c: &ModelConfig, heads: usize) -> usize {
+    (8 / heads).min(1024 / (heads * c.head_dim.max(1))).max(1)
+}
+
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose
 /// elements are `cache_dtype` (F32, or F16 pairs in u32 words) and whose rows the page
 /// table gives; q is the first columns of the (n_tokens, qkv_dim) q, k and v rows. A
-/// workgroup per token and group of [`heads_per_workgroup`] q heads.
+/// workgroup per group of [`heads_per_workgroup`] q heads and [`tokens_per_workgroup`]
+/// tokens, every key and value it loads serving all their queries.
 /// `buffers`: qkv, page table, k cache, v cache, out.
 pub fn attention(
     gpu: &Gpu,
@@ -53,11 +61,13 @@ pub fn attention(
     buffers: [&wgpu::Buffer; 5],
 ) -> Result<Dispatch> {
     let heads = heads_per_workgroup(config);
+    let tokens = tokens_per_workgroup(config, heads);
     Dispatch::new(
         gpu,
         label,
         KernelKey {
             heads: heads as u32,
+            tokens: tokens as u32,
             ..KernelKey::new(Kernel::Attention, cache_dtype)
         },
         &buffers,
@@ -69,6 +79,9 @@ pub fn attention(
             qkv_stride: config.qkv_dim() as u32,
             _pad: [0; 3],
         },
-        Grid::PerToken((config.n_heads / heads) as u32),
+        Grid::Tiles {
+            across: (config.n_heads / heads) as u32,
+            tokens_per_tile: tokens as u32,
+        },
     )
 }

@@ -20,7 +20,7 @@
 #    the sums stay subgroup sums).
 # 7. Decode at a depth of 4096 tokens (`bench --depth`, llama-bench's `-d`) on the
 #    dense and the MoE model: ours with the adapter's key ranges, with a single range
-#    (`--key-ranges 1,256`) and with smaller ones, and llama.cpp's.
+#    (`--key-ranges 1,256`) and with smaller ones, llama.cpp's, and our profile there.
 #
 # Each step has a time limit, so that a slow or hanging step leaves the others' results.
 # Needs Python with numpy and the PyPI package `gguf` (random_gguf.py writes the models).
@@ -88,5 +88,8 @@ for name in ${DEEP:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do
     done
     echo "llama.cpp $name $(timeout 90 "$LLAMA_BIN/llama-bench" -m "$model" -p 0 -n 64 \
         -d "${DEPTH:-4096}" -r 2 -o md 2>/dev/null | grep -E "tg64")"
+    echo "== profile at that depth: $name"
+    timeout 90 "$OURS" bench --model "$model" --backend vulkan --depth "${DEPTH:-4096}" \
+        --prompt-tokens 16 --gen-tokens 16 --repeat 1 --profile 2>&1 | grep -v "^\[20"
 done | tee "$OUT/depth.txt"
 echo "== done ($(elapsed) s)"

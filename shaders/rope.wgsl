@@ -20,9 +20,9 @@
 //          `out`. The newest key and value come from the workgroup itself (rounded as
 //          the cache holds them), and the workgroup of the group's first heads that
 //          holds them stores them in the cache for later tokens. While the keys are
-//          few, one range takes them all; once they are many, up to SPLITS ranges of at
-//          least SPLIT_KEYS keys run side by side (a GPU would otherwise attend with a
-//          few workgroups over the whole cache), each writing partial results.
+//          few, one range takes them all; once they are many, up to SPLITS ranges, each
+//          a multiple of SPLIT_KEYS keys, run side by side (a GPU would otherwise attend
+//          with a few workgroups over the whole cache), each writing partial results.
 // combine: those ranges' partial results into each q head's output.
 
 struct Params {

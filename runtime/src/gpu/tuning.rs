@@ -140,7 +140,7 @@ impl Tuning {
             argmax: 65536,
             top: 16384,
         },
-        // Its two cores are busy with any one range already.
+        // lavapipe's two cores are kept busy by the head groups' workgroups alone.
         key_ranges: KeyRanges { most: 1, keys: 256 },
     };
 

@@ -79,7 +79,7 @@ done | tee "$OUT/shapes.txt"
 echo "== decode at a depth of ${DEPTH:-4096} ($(elapsed) s)"
 for name in ${DEEP:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do
     model="$WORK/models/$name.gguf"
-    for ranges in default 1,256 16,64; do
+    for ranges in default 1,256 8,64; do
         split=()
         [ "$ranges" = default ] || split=(--key-ranges "$ranges")
         echo "ours $ranges $name $(timeout 90 "$OURS" bench --model "$model" --backend vulkan \

@@ -1,7 +1,7 @@
 // Causal attention over the KV cache, prepended (after kv.wgsl) to attention.wgsl and
 // rope.wgsl (whose `token` entry rotates a token's q and k and attends in the same
 // launch). The including kernel declares `k_cache`, `v_cache` (u32 words of
-// WEIGHT_DTYPE, kv.wgsl) and `pages`, and runs ATTEND_WG threads.
+// WEIGHT_DTYPE, kv.wgsl), `pages` and `out`, and runs ATTEND_WG threads.
 // A workgroup attends with the HEADS query heads of one kv head (a GQA group, or part
 // of it) of TOKENS consecutive tokens at once, so that each key and value it loads
 // serves all of those queries; each query sees the keys before its own end. Keys are
@@ -13,7 +13,8 @@
 const ATTEND_WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;
 const DIMS_PER_THREAD: u32 = 4u; // MAX_HEAD_DIM / ATTEND_WG
-// Queries per workgroup (heads × tokens), and their elements (queries × head_dim).
+// Queries per workgroup (heads × tokens), and their elements (queries × head_dim);
+// ops/attention.rs mirrors both.
 const MAX_QUERIES: u32 = 8u;
 const MAX_QUERY: u32 = 1024u;
 override HEADS: u32 = 1u;

@@ -258,7 +258,7 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     workgroupBarrier();
     let newest = select(0xffffffffu, pos, has_newest);
     var ends: QueryEnds;
-    for (var g = 0u; g < HEADS; g++) {
+    for (var g = 0u; g < QUERIES; g++) {
         ends[g] = end;
     }
     let a = attend(inv, first, end, ends, newest, d, kv_head * d, params.n_kv_heads * d);

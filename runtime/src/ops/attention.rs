@@ -28,23 +28,29 @@ pub(super) fn scale(config: &ModelConfig) -> f32 {
     1.0 / (config.head_dim as f32).sqrt()
 }
 
+/// Queries one workgroup of attend.wgsl takes (heads × tokens), and their elements
+/// (queries × head_dim): its MAX_QUERIES and MAX_QUERY.
+const MAX_QUERIES: usize = 8;
+const MAX_QUERY: usize = 1024;
+
 /// Query heads that share each key and value their attention loads (one workgroup's):
-/// the largest divisor of a kv head's group within attend.wgsl's
-/// MAX_HEADS (8) and whose queries fit its MAX_QUERY (1024 elements).
+/// the largest divisor of a kv head's group within [`MAX_QUERIES`] whose queries fit
+/// [`MAX_QUERY`].
 pub fn heads_per_workgroup(c: &ModelConfig) -> usize {
     let group = c.n_heads / c.n_kv_heads.max(1);
-    let most = 8.min(1024 / c.head_dim.max(1));
+    let most = MAX_QUERIES.min(MAX_QUERY / c.head_dim.max(1));
     (1..=most.min(group))
         .rev()
         .find(|h| group % h == 0)
         .unwrap_or(1)
 }
 
-/// Tokens of a batch whose queries one workgroup of attention.wgsl takes with
-/// [`heads_per_workgroup`] heads each: up to attend.wgsl's MAX_QUERIES (8) queries of
-/// MAX_QUERY (1024) elements in all.
+/// Tokens of a batch whose queries one workgroup of attention.wgsl takes with `heads`
+/// heads each, within [`MAX_QUERIES`] and [`MAX_QUERY`].
 fn tokens_per_workgroup(c: &ModelConfig, heads: usize) -> usize {
-    (8 / heads).min(1024 / (heads * c.head_dim.max(1))).max(1)
+    (MAX_QUERIES / heads)
+        .min(MAX_QUERY / (heads * c.head_dim.max(1)))
+        .max(1)
 }
 
 /// out (n_tokens, heads, d) = causal softmax(q kᵀ / sqrt(d)) v over the cache, whose

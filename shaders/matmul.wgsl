@@ -5,9 +5,10 @@
 // (quant.wgsl's group32), and the tiles are read four elements at a time.
 // Params: linear_params.wgsl.
 // Expert mode (MoE): the batch's routed slots are gathered per expert (moe.wgsl's
-// `group`), and each workgroup multiplies one expert's slots by that expert's matrix,
-// so every expert's weights are read once per batch: the experts of this binding
-// (expert_first .. + expert_count), a stack larger than one binding taking a launch per part.
+// `route`; expert_lists.wgsl reads the lists), and each workgroup multiplies one
+// expert's slots by that expert's matrix, so every expert's weights are read once per
+// batch: the experts of this binding (expert_first .. + expert_count), a stack larger
+// than one binding taking a launch per part.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;         // (n_tokens, k)
 @group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)
@@ -128,32 +129,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-}
-
-// Rows of the batch this workgroup's expert handles (all tokens when dense).
-fn batch_rows(expert: u32) -> u32 {
-    if params.experts == 0u {
-        return step.n_tokens;
-    }
-    return routing[expert];
-}
-
-// The routed slot (t * top_k + s) at position i of an expert's list.
-fn slot_at(expert: u32, i: u32) -> u32 {
-    return routing[params.experts + expert * step.n_tokens + i];
-}
-
-fn x_row(expert: u32, i: u32) -> u32 {
-    if params.experts == 0u {
-        return i;
-    }
-    let slot = slot_at(expert, i);
-    return select(slot / params.top_k, slot, params.x_per_slot == 1u);
-}
-
-fn out_row(expert: u32, i: u32) -> u32 {
-    if params.experts == 0u {
-        return i;
-    }
-    return slot_at(expert, i);
 }

@@ -5,13 +5,13 @@
 // Here each thread keeps a block of ROWS_PER_THREAD rows × TOKENS_PER_THREAD tokens in
 // registers: per 32 (or 4) elements of k it decodes each of its rows once and loads x
 // once per token, so that each load feeds many multiply-adds. GPUs take matmul.wgsl.
-// Params (linear_params.wgsl) and bindings as matmul.wgsl; dense projections only (MoE batches take
-// matmul.wgsl, whose expert grouping this kernel does not do).
+// Params (linear_params.wgsl), bindings and expert mode as matmul.wgsl: a workgroup
+// takes one expert's slots, TOKENS_PER_THREAD of them, for its block of rows.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;   // (n_tokens, k)
 @group(0) @binding(1) var<storage, read> weight: array<u32>;    // (n, k)
 @group(0) @binding(2) var<storage, read> bias: array<u32>;      // (n) or unused
-@group(0) @binding(3) var<storage, read> routing: array<u32>;   // unused
+@group(0) @binding(3) var<storage, read> routing: array<u32>;   // experts: slot counts (E), then slot lists (E, n_tokens)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // (n_tokens, n)
 @group(0) @binding(5) var<uniform> params: Params;
 
@@ -51,19 +51,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let rows_per_group = WG * ROWS_PER_THREAD;
     let groups_n = (params.n + rows_per_group - 1u) / rows_per_group;
+    let groups_t = (step.n_tokens + TOKENS_PER_THREAD - 1u) / TOKENS_PER_THREAD;
     let tile = flat_workgroup(wid, nwg);
+    // The expert's place in this binding, and in the routing lists.
+    let local = tile / (groups_n * groups_t);
+    if local >= max(params.expert_count, 1u) {
+        return;
+    }
+    let expert = params.expert_first + local;
     let first_row = (tile % groups_n) * rows_per_group + lid * ROWS_PER_THREAD;
-    let first_token = (tile / groups_n) * TOKENS_PER_THREAD;
+    let first_token = ((tile / groups_n) % groups_t) * TOKENS_PER_THREAD;
+    let tokens = batch_rows(expert);
+    if first_token >= tokens {
+        return;
+    }
     let k = params.k;
     // Rows and tokens past the end repeat the last one (and are not written): no
     // branch that differs per thread surrounds the loads.
+    let w_first = local * (params.expert_stride / k) + params.row_offset;
     var rows: array<u32, MAX_ROWS>;
     for (var j = 0u; j < ROWS_PER_THREAD; j++) {
-        rows[j] = params.row_offset + min(first_row + j, params.n - 1u);
+        rows[j] = w_first + min(first_row + j, params.n - 1u);
     }
     var x_rows: array<u32, MAX_TOKENS>;
     for (var t = 0u; t < TOKENS_PER_THREAD; t++) {
-        x_rows[t] = min(first_token + t, step.n_tokens - 1u) * k;
+        x_rows[t] = x_row(expert, min(first_token + t, tokens - 1u)) * k;
     }
     var acc: array<array<f32, MAX_TOKENS>, MAX_ROWS>;
     if WEIGHT_DTYPE > DTYPE_BF16 {
@@ -118,8 +130,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let c = params.out_col + row;
             b = float_value(BIAS_DTYPE, bias[float_word(BIAS_DTYPE, c)], c);
         }
-        for (var t = 0u; t < TOKENS_PER_THREAD && first_token + t < step.n_tokens; t++) {
-            let o = (first_token + t) * params.out_stride + params.out_col + row;
+        for (var t = 0u; t < TOKENS_PER_THREAD && first_token + t < tokens; t++) {
+            let o = out_row(expert, first_token + t) * params.out_stride + params.out_col + row;
             if params.accumulate == 1u {
                 out[o] += acc[j][t] + b;
             } else {

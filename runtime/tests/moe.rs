@@ -1,8 +1,8 @@
 //! The MoE kernels against CPU references: moe.wgsl's routing (top-k by score + expert
 //! bias, normalised and scaled weights, each expert's slot list), a single token's
-//! router projection with its routing, and the epilogues that
-//! fuse SwiGLU and the weighted combine into a single token's expert matvecs, on both
-//! launch shapes.
+//! router projection with its routing, the epilogues that fuse SwiGLU and the weighted
+//! combine into a single token's expert matvecs, and a batch's expert matmul over the
+//! slot lists, on both launch shapes.
 
 mod common;
 
@@ -341,6 +341,95 @@ fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
                 (g - want).abs() < 1e-4,
                 "combine, {shape}: row {r}: {g} vs {want}"
             );
+        }
+    }
+}
+
+#[test]
+fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
+    let mut rng = Rng(11);
+    // Expert 0 takes every token's first slot (three tiles of tokens on either launch
+    // shape), the second slots go round experts 1, 2 and 4, and expert 3 takes none.
+    let (experts, rows, k, top_k, n_tokens) = (5, 24, 64, 2, 40);
+    let slot_expert = |slot: usize| match slot % 2 {
+        0 => 0,
+        _ => [1, 2, 4][(slot / 2) % 3],
+    };
+    let mut counts = vec![0u32; experts];
+    let mut lists = vec![0u32; experts * n_tokens];
+    for slot in 0..n_tokens * top_k {
+        let e = slot_expert(slot);
+        lists[e * n_tokens + counts[e] as usize] = slot as u32;
+        counts[e] += 1;
+    }
+    let slot_words: Vec<u32> = counts.iter().chain(&lists).copied().collect();
+    let bits: Vec<u16> = rng
+        .vec(experts * rows * k, 1.0)
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    let dot = |expert: usize, row: usize, x: &[f32]| -> f64 {
+        let w = &bits[(expert * rows + row) * k..][..k];
+        (w.iter().zip(x))
+            .map(|(&b, &x)| half::f16::from_bits(b).to_f64() * x as f64)
+            .sum()
+    };
+    for gpu in gpus() {
+        let weight = ExpertMatrix {
+            tensor: GpuTensor::upload(
+                &gpu,
+                "experts",
+                DType::F16,
+                &[experts, rows, k],
+                &[bytemuck::cast_slice(&bits)],
+            )
+            .unwrap(),
+            rows,
+            row_offset: 0,
+        };
+        let slots = gpu.zeros("slots", slot_words.len()).unwrap();
+        gpu.queue
+            .write_buffer(&slots, 0, bytemuck::cast_slice(&slot_words));
+        let none = gpu.zeros("none", 1).unwrap();
+        let shape = format!("{:?}", gpu.tuning.prefill);
+        // A token's row (the gate and up projections), then a slot's own (the down).
+        for x_per_slot in [false, true] {
+            let x_rows = if x_per_slot {
+                n_tokens * top_k
+            } else {
+                n_tokens
+            };
+            let x = rng.vec(x_rows * k, 1.0);
+            let x_buffer = buffer(&gpu, &x);
+            let out = gpu.zeros("out", n_tokens * top_k * rows).unwrap();
+            let op = ExpertLinear {
+                weight: &weight,
+                x: &x_buffer,
+                x_per_slot,
+                out: &out,
+                single: ExpertOutput::Slots,
+                norm: None,
+                top_k,
+                routes: &none,
+                slots: &slots,
+            };
+            run(
+                &gpu,
+                &ops::expert_linear(&gpu, op, &none).unwrap(),
+                n_tokens as u32,
+            );
+            let got = gpu.read_f32(&out, n_tokens * top_k * rows).unwrap();
+            for slot in 0..n_tokens * top_k {
+                let x_row = if x_per_slot { slot } else { slot / top_k };
+                for r in 0..rows {
+                    let want = dot(slot_expert(slot), r, &x[x_row * k..][..k]);
+                    let g = got[slot * rows + r] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-4,
+                        "{shape}, x per slot {x_per_slot}: slot {slot} row {r}: {g} vs {want}"
+                    );
+                }
+            }
         }
     }
 }

@@ -25,6 +25,8 @@ const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
 const MATVEC_QUANT: &str = include_str!("../../../shaders/matvec_quant.wgsl");
 /// The `Params` of the projection kernels (matvec, matmul, matmul_rows).
 const LINEAR_PARAMS: &str = include_str!("../../../shaders/linear_params.wgsl");
+/// A batch's slot lists per expert, for the prefill matmuls.
+const EXPERT_LISTS: &str = include_str!("../../../shaders/expert_lists.wgsl");
 /// KV cache packing and paging, for the kernels that use the cache.
 const KV: &str = include_str!("../../../shaders/kv.wgsl");
 /// One token's attention over the cache, for the kernels that attend.
@@ -156,13 +158,10 @@ impl Kernel {
             Kernel::KvShift => KV.to_string(),
             _ => String::new(),
         };
-        let params = if matches!(
-            self,
-            Kernel::Matvec | Kernel::MatvecConv | Kernel::Matmul | Kernel::MatmulRows
-        ) {
-            LINEAR_PARAMS
-        } else {
-            ""
+        let params = match self {
+            Kernel::Matvec | Kernel::MatvecConv => LINEAR_PARAMS.to_string(),
+            Kernel::Matmul | Kernel::MatmulRows => format!("{LINEAR_PARAMS}\n{EXPERT_LISTS}"),
+            _ => String::new(),
         };
         format!(
             "{half}\n{sums}\n{COMMON}\n{quant}\n{kv}\n{params}\n{}",

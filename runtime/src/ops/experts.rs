@@ -1,14 +1,12 @@
 //! A MoE layer's expert projections: each routed slot multiplied by the matrix of the
 //! expert it chose, reading only the chosen experts' weights (matvec.wgsl's expert mode
-//! for a token, matmul.wgsl's per-expert gathering for a batch).
+//! for a token, the prefill matmul's per-expert gathering for a batch).
 
-use super::linear::{
-    check_width, launch, matmul_grid, matvec, InputNorm, MatvecRows, Params, TILE_N,
-};
+use super::linear::{check_width, launch, matvec, prefill_launch, InputNorm, MatvecRows, Params};
 use super::split::row_parts;
 use super::GpuTensor;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Grid, Kernel, Step};
+use crate::gpu::{Gpu, Grid, Step};
 
 /// One matrix of every expert, `rows` × k each, inside a stacked (experts, …, k)
 /// tensor, starting at row `row_offset` of each expert (the up half of `gate_up_proj`).
@@ -139,10 +137,10 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 none,
                 Grid::Fixed(slot_rows),
             )?;
-            let tiles = matmul_grid(part.rows * w.rows.div_ceil(TILE_N));
+            let (kernel, tiles) = prefill_launch(gpu, w.rows, part.rows);
             let many = launch(
                 gpu,
-                Kernel::Matmul,
+                kernel,
                 &w.tensor,
                 None,
                 buffers(none, op.slots, op.out),

@@ -116,7 +116,7 @@ pub struct GateUp<'a> {
     pub norm: Option<InputNorm<'a>>,
 }
 
-pub(super) const TILE_N: usize = 64;
+const TILE_N: usize = 64;
 const TILE_T: u32 = 32;
 
 pub(super) fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
@@ -237,29 +237,27 @@ fn matvec_weight_bytes(weight: &GpuTensor, rows: MatvecRows<'_>, params: &Params
     }
 }
 
-pub(super) fn matmul_grid(tiles_across: usize) -> Grid {
-    Grid::Tiles {
-        across: tiles_across as u32,
-        tokens_per_tile: TILE_T,
-    }
-}
-
-/// The adapter's kernel for a dense projection of several tokens onto `rows` outputs.
-fn prefill_launch(gpu: &Gpu, rows: usize) -> (Kernel, Grid) {
-    match gpu.tuning.prefill {
-        Prefill::Tiled => (Kernel::Matmul, matmul_grid(rows.div_ceil(TILE_N))),
+/// The adapter's kernel for a projection of several tokens onto `rows` outputs of each
+/// of `matrices` matrices (1 when dense; a MoE stack's experts in one binding), and its
+/// grid: the tiles of every matrix, for every tile of tokens.
+pub(super) fn prefill_launch(gpu: &Gpu, rows: usize, matrices: usize) -> (Kernel, Grid) {
+    let (kernel, rows_per_tile, tokens_per_tile) = match gpu.tuning.prefill {
+        Prefill::Tiled => (Kernel::Matmul, TILE_N, TILE_T),
         Prefill::Rows {
             workgroup,
             rows_per_thread,
             tokens_per_thread,
-        } => {
-            let grid = Grid::Tiles {
-                across: rows.div_ceil((workgroup * rows_per_thread) as usize) as u32,
-                tokens_per_tile: tokens_per_thread,
-            };
-            (Kernel::MatmulRows, grid)
-        }
-    }
+        } => (
+            Kernel::MatmulRows,
+            (workgroup * rows_per_thread) as usize,
+            tokens_per_thread,
+        ),
+    };
+    let grid = Grid::Tiles {
+        across: (matrices * rows.div_ceil(rows_per_tile)) as u32,
+        tokens_per_tile,
+    };
+    (kernel, grid)
 }
 
 /// Matrix-vector for single-token batches, a matmul for longer ones; a weight
@@ -336,7 +334,7 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
             if op.output == LinearOutput::LastRow {
                 return Ok(Step::Always(one));
             }
-            let (kernel, grid) = prefill_launch(gpu, part.rows);
+            let (kernel, grid) = prefill_launch(gpu, part.rows, 1);
             let many = launch(
                 gpu,
                 kernel,
@@ -387,7 +385,7 @@ pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<
         Grid::Fixed(gpu.tuning.matvec_workgroups(ff, 1)),
     )?;
     // A batch's matmul over one half: the gate's rows, or the up's from row ff on.
-    let (kernel, grid) = prefill_launch(gpu, ff);
+    let (kernel, grid) = prefill_launch(gpu, ff, 1);
     let half = |out, row_offset: usize| {
         let params = Params {
             row_offset: row_offset as u32,

@@ -1,11 +1,11 @@
 // Sparse mixture-of-experts routing for LFM2-MoE, around the expert matmuls:
-// route:   one workgroup for the whole batch, its threads sharing each token's experts.
-//          Per token, sigmoid router scores; the top-k experts by score + expert
-//          bias; their weights are the scores without
-//          the bias, normalised to sum 1 when norm_topk_prob, times routed_scaling_factor
-//          (as transformers' Lfm2MoeTopKRouter). Then, per expert, the list of routed
-//          slots (t * top_k + s) that chose it, so that a batch's matmul reads each
-//          expert's weights once (a single token's expert matvecs read `routes` alone).
+// route:   a workgroup per token, its threads sharing the token's experts: sigmoid
+//          router scores; the top-k experts by score + expert bias; their weights are
+//          the scores without the bias, normalised to sum 1 when norm_topk_prob, times
+//          routed_scaling_factor (as transformers' Lfm2MoeTopKRouter).
+// lists:   a workgroup per expert: the list of a batch's routed slots (t * top_k + s)
+//          that chose it, in order, so that a batch's matmul reads each expert's
+//          weights once (a single token's expert matvecs read `routes` alone).
 // combine: x[t] += sum_s weight[t, s] * expert_out[t * top_k + s], the residual add of a
 //          batch (a single token's down projection adds its slots into x itself).
 // token:   a single token's router projection and routing in one launch: the logits
@@ -111,26 +111,59 @@ fn pick_experts(t: u32, lid: u32, stride: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn route(@builtin(local_invocation_index) lid: u32) {
-    for (var t = 0u; t < step.n_tokens; t++) {
-        for (var e = lid; e < min(n_experts(), MAX_EXPERTS); e += WG) {
-            logits[e] = router_logits[t * params.n_experts + e];
-        }
-        workgroupBarrier();
-        pick_experts(t, lid, WG);
+fn route(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let t = flat_workgroup(wid, nwg);
+    if t >= step.n_tokens {
+        return;
     }
-    storageBarrier();
+    for (var e = lid; e < min(n_experts(), MAX_EXPERTS); e += WG) {
+        logits[e] = router_logits[t * params.n_experts + e];
+    }
     workgroupBarrier();
+    pick_experts(t, lid, WG);
+}
+
+// Each thread's count of the expert's slots, then the counts of the threads before it.
+const SCAN_ROUNDS: u32 = 6u; // log2(WG)
+var<workgroup> counts: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let e = flat_workgroup(wid, nwg);
+    if e >= n_experts() {
+        return;
+    }
+    // Thread lid looks at a run of consecutive slots, so that its slots' places in the
+    // list follow from the counts of the threads before it.
     let slot_count = step.n_tokens * top_k();
-    for (var e = lid; e < n_experts(); e += WG) {
-        var count = 0u;
-        for (var slot = 0u; slot < slot_count; slot++) {
-            if routes[slot * 2u] == e {
-                slots[params.n_experts + e * step.n_tokens + count] = slot;
-                count++;
-            }
+    let run = (slot_count + WG - 1u) / WG;
+    let first = min(lid * run, slot_count);
+    let end = min(first + run, slot_count);
+    var count = 0u;
+    for (var slot = first; slot < end; slot++) {
+        count += select(0u, 1u, routes[slot * 2u] == e);
+    }
+    // An inclusive scan of the counts (Hillis-Steele).
+    counts[lid] = count;
+    workgroupBarrier();
+    for (var r = 0u; r < SCAN_ROUNDS; r++) {
+        let d = 1u << r;
+        let before = select(0u, counts[max(lid, d) - d], lid >= d);
+        workgroupBarrier();
+        counts[lid] += before;
+        workgroupBarrier();
+    }
+    var at = params.n_experts + e * step.n_tokens + counts[lid] - count;
+    for (var slot = first; slot < end; slot++) {
+        if routes[slot * 2u] == e {
+            slots[at] = slot;
+            at++;
         }
-        slots[e] = count;
+    }
+    if lid == WG - 1u {
+        slots[e] = counts[lid];
     }
 }
 

@@ -139,8 +139,9 @@ fn route_picks_the_top_k_and_lists_each_experts_slots() {
         let x = gpu.zeros("x", n_tokens * hidden).unwrap();
         let buffers = scratch.bind(&moe, hidden, with_bias.then_some(&bias_tensor), &x);
         let route = ops::moe_route(&gpu, &buffers, &scratch.none).unwrap();
+        let lists = ops::moe_lists(&gpu, &buffers, &scratch.none).unwrap();
         let max = gpu.limits.max_compute_workgroups_per_dimension;
-        common::run_dispatches(&gpu, n_tokens as u32, 0, max, &[&route]);
+        common::run_dispatches(&gpu, n_tokens as u32, 0, max, &[&route, &lists]);
 
         let want = route_reference(&logits, with_bias.then_some(&bias), &moe);
         check_routes(&gpu, &scratch.routes, &want, &case);

@@ -59,6 +59,7 @@ pub enum Kernel {
     ShortConvToken,
     SwiGlu,
     MoeRoute,
+    MoeLists,
     MoeCombine,
     MoeRouteToken,
     KvShift,
@@ -70,7 +71,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Matvec,
@@ -86,6 +87,7 @@ impl Kernel {
         Kernel::ShortConvToken,
         Kernel::SwiGlu,
         Kernel::MoeRoute,
+        Kernel::MoeLists,
         Kernel::MoeCombine,
         Kernel::MoeRouteToken,
         Kernel::KvShift,
@@ -112,7 +114,7 @@ impl Kernel {
                 include_str!("../../../shaders/shortconv.wgsl")
             }
             Kernel::SwiGlu => include_str!("../../../shaders/swiglu.wgsl"),
-            Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => {
+            Kernel::MoeRoute | Kernel::MoeLists | Kernel::MoeCombine | Kernel::MoeRouteToken => {
                 include_str!("../../../shaders/moe.wgsl")
             }
             Kernel::KvShift => include_str!("../../../shaders/kv_shift.wgsl"),
@@ -174,6 +176,7 @@ impl Kernel {
             Kernel::ShortConvState => "update_state",
             Kernel::ShortConvToken => "token",
             Kernel::MoeRoute => "route",
+            Kernel::MoeLists => "lists",
             Kernel::MoeCombine => "combine",
             Kernel::MoeRouteToken => "token",
             Kernel::RopeAttention => "token",
@@ -219,7 +222,7 @@ impl Kernel {
             Kernel::SwiGlu => &[Read, ReadWrite, Uniform],
             // router logits, expert bias, expert out, routes, slots, x, router weight,
             // norm weight, params
-            Kernel::MoeRoute | Kernel::MoeCombine | Kernel::MoeRouteToken => &[
+            Kernel::MoeRoute | Kernel::MoeLists | Kernel::MoeCombine | Kernel::MoeRouteToken => &[
                 Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read, Uniform,
             ],
             // rope table, page table, cache (in place), params

@@ -492,6 +492,7 @@ impl Model {
                         steps.push(Step::Always(route));
                     }
                 }
+                steps.push(Step::Batch(ops::moe_lists(gpu, &buffers, none)?));
                 let expert = |weight, x, x_per_slot, out, single| {
                     let op = ExpertLinear {
                         weight,

@@ -22,7 +22,7 @@ pub use embedding::embedding;
 pub use experts::{expert_linear, ExpertLinear, ExpertMatrix, ExpertOutput};
 pub use kv::{check_cache_dtype, kv_shift, KvShift};
 pub use linear::{gate_up, linear, GateUp, InputNorm, Linear, LinearOutput};
-pub use moe::{moe_combine, moe_route, moe_route_token, MoeBuffers};
+pub use moe::{moe_combine, moe_lists, moe_route, moe_route_token, MoeBuffers};
 pub use pick::{
     allow_every, allowed_bytes, argmax, picks_scratch_bytes, top_logits, top_params, Pick,
     TOP_RANK, TOP_RECORD_BYTES,

@@ -113,10 +113,16 @@ fn launch(
     )
 }
 
-/// Picks each token's experts and their weights, and lists each expert's slots (for
-/// a batch's expert matmuls): one workgroup for the whole batch.
+/// Picks each token's experts and their weights: a workgroup per token.
 pub fn moe_route(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
-    launch(gpu, Kernel::MoeRoute, b, None, none, Grid::Fixed(1))
+    launch(gpu, Kernel::MoeRoute, b, None, none, Grid::PerToken(1))
+}
+
+/// Lists each expert's slots for a batch's expert matmuls, after [`moe_route`]: a
+/// workgroup per expert.
+pub fn moe_lists(gpu: &Gpu, b: &MoeBuffers<'_>, none: &wgpu::Buffer) -> Result<Dispatch> {
+    let grid = Grid::Fixed(b.config.n_experts as u32);
+    launch(gpu, Kernel::MoeLists, b, None, none, grid)
 }
 
 /// A single token's router projection and routing in one launch, for a router

@@ -11,7 +11,10 @@
 
 mod profile;
 
-pub use profile::{profile, profile_timed, FamilyTime, Profile};
+pub use profile::{
+    profile, profile_prefill, profile_prefill_timed, profile_timed, FamilyTime, PrefillProfile,
+    Profile,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -169,8 +169,8 @@ fn info_describes_model_and_adapter() {
     }
 }
 
-/// `--sums`, `--matvec-launch` and `--key-ranges` choose how the kernels run; `info`
-/// says which, and the picks' chunks.
+/// `--sums`, `--matvec-launch`, `--prefill-launch` and `--key-ranges` choose how the
+/// kernels run; `info` says which, and the picks' chunks.
 #[test]
 fn info_names_the_sums_and_launch_chosen() {
     let model = fixture(FIXTURES[0]);
@@ -182,6 +182,8 @@ fn info_names_the_sums_and_launch_chosen() {
         "workgroup",
         "--matvec-launch",
         "64,8,2",
+        "--prefill-launch",
+        "16,2,8",
         "--key-ranges",
         "4,128",
     ]));
@@ -189,6 +191,15 @@ fn info_names_the_sums_and_launch_chosen() {
         out.contains("Workgroup sums") && out.contains("matvec launch 64/8/2"),
         "{out}"
     );
+    assert!(out.contains("prefill 16/2/8,"), "{out}");
+    let tiled = stdout(&lfm_edge(&[
+        "info",
+        "--model",
+        s(&model),
+        "--prefill-launch",
+        "tiled",
+    ]));
+    assert!(tiled.contains("prefill tiled,"), "{tiled}");
     assert!(out.contains("picks over chunks of "), "{out}");
     assert!(
         out.contains("attention over up to 4 key ranges of multiples of 128 keys"),
@@ -198,6 +209,10 @@ fn info_names_the_sums_and_launch_chosen() {
     expect_error(
         &["info", "--model", model, "--key-ranges", "9,64"],
         &["key ranges must be 1 to KeyRanges::MOST"],
+    );
+    expect_error(
+        &["info", "--model", model, "--prefill-launch", "32,5,8"],
+        &["prefill blocks must be 1 to 4 rows"],
     );
 }
 
@@ -499,15 +514,18 @@ fn bench_profile_times_each_kernel_family() {
         "1",
         "--profile",
     ]));
+    let (out, prefill) = out.split_once("prefill profile:").expect(&out);
     // | family | dispatches/token | µs/token | % | weight GB/s |
-    let rows: Vec<(String, usize, f64)> = out
-        .lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let dispatches = cells.get(2)?.parse().ok()?;
-            Some((cells[1].to_string(), dispatches, cells[3].parse().ok()?))
-        })
-        .collect();
+    let table = |text: &str| -> Vec<(String, usize, f64)> {
+        (text.lines())
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let dispatches = cells.get(2)?.parse().ok()?;
+                Some((cells[1].to_string(), dispatches, cells[3].parse().ok()?))
+            })
+            .collect()
+    };
+    let rows = table(out);
     // Every projection has a weight rate; nothing else has.
     for line in out
         .lines()
@@ -558,6 +576,32 @@ fn bench_profile_times_each_kernel_family() {
     ] {
         assert!(out.contains(line), "{line:?} in {out}");
     }
+
+    // The prompt's batch: | family | dispatches/batch | µs/batch | % |, its launches
+    // as a batch takes them (routing and the slot lists, matmuls, the norms).
+    assert!(
+        prefill.starts_with(" a batch of 4 prompt tokens"),
+        "{prefill}"
+    );
+    assert!(prefill.contains("batch µs: "), "{prefill}");
+    let rows = table(prefill);
+    assert!(rows.iter().all(|r| r.2 >= 0.0), "{prefill}");
+    let total: usize = rows.iter().filter(|r| r.0 != "kernels").map(|r| r.1).sum();
+    let dispatches = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.1);
+    assert_eq!(dispatches("kernels"), Some(total), "{prefill}");
+    for kernel in ["MoeRoute", "MoeLists", "MoeCombine"] {
+        assert_eq!(dispatches(kernel), Some(3), "{prefill}");
+    }
+    let matmuls = |weight: &str| -> usize {
+        (rows.iter())
+            .filter(|r| r.0.starts_with("Matmul") && r.0.ends_with(weight))
+            .map(|r| r.1)
+            .sum()
+    };
+    // Gate and up rows of a stack: a launch each.
+    assert_eq!(matmuls(" feed_forward.experts.w1+w3"), 6, "{prefill}");
+    assert_eq!(matmuls(" feed_forward.experts.w2"), 3, "{prefill}");
+    assert_eq!(dispatches("Attention"), Some(2), "{prefill}");
 }
 
 /// Fails unless `lfm-edge args` ends within 20 s; for inputs that once hung the loader

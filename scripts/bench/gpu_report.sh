@@ -11,14 +11,17 @@
 #    (or a link to it).
 # 3. compare.sh on RUNS (default: LFM2 350M and 1.2B in F16, Q8_0, Q4_0, Q4_K_M,
 #    8B-A1B in Q4_0 and Q4_K_M, Qwen3-8B in Q1_0), prompt 512, 128 generated, 3 runs.
-# 4. `bench --profile` of a dense, a MoE and a 1-bit model: time per kernel family.
+# 4. `bench --profile` of a dense, a MoE and a 1-bit model: time per kernel family, of
+#    a decoded token and of a 512-token prompt's batch.
 # 5. The same three with sums by subgroups and by a tree (`bench --sums`), where the
 #    adapter has subgroup operations.
 # 6. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
 #    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU, and rows
 #    sharing each x load (2 and 4 rows per thread, a workgroup per row set, so that
 #    the sums stay subgroup sums).
-# 7. Decode at a depth of 4096 tokens (`bench --depth`, llama-bench's `-d`) on the
+# 7. Prefill by each projection kernel (`bench --prefill-launch`): the tiled one, the
+#    GPU's, against blocks of rows × tokens in registers, the CPU adapters'.
+# 8. Decode at a depth of 4096 tokens (`bench --depth`, llama-bench's `-d`) on the
 #    dense and the MoE model: ours with the adapter's key ranges, with a single range
 #    (`--key-ranges 1,256`) and with smaller ones, llama.cpp's, and our profile there.
 #
@@ -55,7 +58,7 @@ echo "== profile ($(elapsed) s)"
 for name in $PROFILED; do
     echo "== $name"
     timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" --backend vulkan \
-        --prompt-tokens 64 --gen-tokens 32 --repeat 1 --profile 2>&1 | grep -v "^\[20"
+        --prompt-tokens 512 --gen-tokens 32 --repeat 1 --profile 2>&1 | grep -v "^\[20"
 done | tee "$OUT/profile.txt"
 
 echo "== sums: subgroups against a tree in workgroup memory ($(elapsed) s)"
@@ -75,6 +78,15 @@ for shape in 256,64,1 64,64,1 64,64,2 64,64,4 32,32,4 128,64,2 64,32,4 256,32,1;
             --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
     done
 done | tee "$OUT/shapes.txt"
+
+echo "== prefill kernels ($(elapsed) s)"
+for launch in tiled 32,4,16 64,2,16 128,1,8; do
+    for name in ${PREFILLED:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do
+        echo "$launch $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
+            --backend vulkan --prompt-tokens 512 --gen-tokens 1 --repeat 2 \
+            --prefill-launch "$launch" 2>&1 | grep "prefill tok/s")"
+    done
+done | tee "$OUT/prefill.txt"
 
 echo "== decode at a depth of ${DEPTH:-4096} ($(elapsed) s)"
 for name in ${DEEP:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do

@@ -18,6 +18,9 @@
 //! workgroup copying 16 bytes measure it. (Timestamps between dispatches cost something
 //! themselves: the per-family times can add up to more than the launches submitted
 //! alone.)
+//!
+//! A prompt's batch is profiled the same way ([`profile_prefill`]): the prompt fed as
+//! `bench` feeds it, then its first batch's graph replayed, timed dispatch by dispatch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +95,31 @@ impl Profile {
     }
 }
 
+/// Where the time of a prompt's batch goes.
+#[derive(Clone, Debug)]
+pub struct PrefillProfile {
+    pub timing: Timestamps,
+    /// Tokens in the batch (the prompt's, up to `bench`'s batch of 512).
+    pub tokens: usize,
+    /// Per batch, most time first (no weight bytes: a batch reads a weight once,
+    /// whatever its tokens, and its time goes to arithmetic as much as to reading).
+    pub families: Vec<FamilyTime>,
+    /// Mean wall time of feeding the batch (`Session::feed`, its logits read back).
+    pub batch_micros: f64,
+    /// Mean wall time of its launches in one submission, waited for.
+    pub graph_micros: f64,
+}
+
+impl PrefillProfile {
+    pub fn kernel_micros(&self) -> f64 {
+        self.families.iter().map(|f| f.micros).sum()
+    }
+
+    pub fn dispatches(&self) -> usize {
+        self.families.iter().map(|f| f.dispatches).sum()
+    }
+}
+
 /// A dispatch's family: the kernel, and for a projection the weight's name with its
 /// layer index and any row range dropped, so that the layers add up.
 fn family(dispatch: &Dispatch) -> String {
@@ -125,17 +153,7 @@ pub fn profile_timed(
     timing: Timestamps,
 ) -> Result<Profile> {
     let gpu = &*model.gpu;
-    let rank = |t| match t {
-        Timestamps::None => 0,
-        Timestamps::PassBoundaries => 1,
-        Timestamps::InsidePasses => 2,
-    };
-    if rank(timing) > rank(gpu.timestamps()) {
-        return Err(Error::Input(format!(
-            "bench --profile: {} cannot time dispatches by {timing:?}",
-            gpu.info.name
-        )));
-    }
+    check_timing(gpu, timing)?;
     let tokens = options.gen_tokens;
     if tokens == 0 {
         return Err(Error::Input(
@@ -181,7 +199,7 @@ pub fn profile_timed(
     for _ in 0..2 {
         next = session.step_greedy(next)?;
         let pos = session.position() - 1;
-        timer.time(gpu, &launches_at(pos), pos)?;
+        timer.time(gpu, &launches_at(pos), 1, pos)?;
     }
     back_to_depth(&mut session, depth)?;
     let (mut wall, mut launches) = (Duration::ZERO, Duration::ZERO);
@@ -193,14 +211,14 @@ pub fn profile_timed(
         wall += start.elapsed();
         let pos = session.position() - 1;
         let dispatches = launches_at(pos);
-        let times = timer.time(gpu, &dispatches, pos)?;
+        let times = timer.time(gpu, &dispatches, 1, pos)?;
         for (dispatch, micros) in dispatches.iter().zip(times) {
             family_entry(&mut by_family, dispatch).micros += micros / tokens as f64;
         }
-        let times = timer.time(gpu, &picks, pos)?;
+        let times = timer.time(gpu, &picks, 1, pos)?;
         // Each pick is two launches.
         (pick_total.iter_mut().zip(times.chunks(2))).for_each(|(t, d)| *t += d.iter().sum::<f64>());
-        launches += timer.submit_and_wait(gpu, &dispatches)?;
+        launches += timer.submit_and_wait(gpu, &dispatches, 1)?;
     }
     // Launches and weights per token: the last token's, which sees the most keys.
     for dispatch in &last {
@@ -219,6 +237,91 @@ pub fn profile_timed(
         top_micros: pick_total[1] / tokens as f64,
         graph_micros: launches.as_secs_f64() * 1e6 / tokens as f64,
         launch_micros: launch_micros(gpu, &timer)?,
+    })
+}
+
+/// Fails where the adapter cannot time dispatches by `timing`.
+fn check_timing(gpu: &Gpu, timing: Timestamps) -> Result<()> {
+    let rank = |t| match t {
+        Timestamps::None => 0,
+        Timestamps::PassBoundaries => 1,
+        Timestamps::InsidePasses => 2,
+    };
+    if rank(timing) > rank(gpu.timestamps()) {
+        return Err(Error::Input(format!(
+            "bench --profile: {} cannot time dispatches by {timing:?}",
+            gpu.info.name
+        )));
+    }
+    Ok(())
+}
+
+/// Feeds the prompt (`options.prompt_tokens`, its first batch of up to 512) from an
+/// empty cache as `bench` does, then replays that batch's graph, timing each of its
+/// dispatches, `options.repeat` times.
+pub fn profile_prefill(model: &Arc<Model>, options: &BenchOptions) -> Result<PrefillProfile> {
+    profile_prefill_timed(model, options, model.gpu.timestamps())
+}
+
+/// As [`profile_prefill`], timing dispatches by `timing` (see [`profile_timed`]).
+pub fn profile_prefill_timed(
+    model: &Arc<Model>,
+    options: &BenchOptions,
+    timing: Timestamps,
+) -> Result<PrefillProfile> {
+    let gpu = &*model.gpu;
+    check_timing(gpu, timing)?;
+    let (repeat, tokens) = (options.repeat, options.prompt_tokens.min(512));
+    if tokens == 0 || repeat == 0 {
+        return Err(Error::Input(
+            "bench --profile needs at least one prompt token and one repeat".into(),
+        ));
+    }
+    let mut session = Session::new(
+        model.clone(),
+        &SessionOptions {
+            max_context: tokens + 1,
+            batch: tokens,
+            snapshot_interval: tokens,
+            kv_dtype: options.kv_dtype,
+            ..SessionOptions::default()
+        },
+    )?;
+    let ids = prompt(tokens, model.config.vocab_size);
+    let graph = model.forward_graph(session.state())?;
+    let n = tokens as u32;
+    let launches: Vec<&Dispatch> = (graph.steps.iter())
+        .flat_map(|s| s.dispatches(n, n))
+        .collect();
+    let timer = Timer::new(gpu, timing, launches.len())?;
+    // Warm-up, as for decode.
+    session.feed(&ids)?;
+    timer.time(gpu, &launches, n, 0)?;
+    let (mut wall, mut graph_time) = (Duration::ZERO, Duration::ZERO);
+    let mut by_family: HashMap<String, FamilyTime> = HashMap::new();
+    for _ in 0..repeat {
+        session.reset();
+        let start = Instant::now();
+        session.feed(&ids)?;
+        wall += start.elapsed();
+        let times = timer.time(gpu, &launches, n, 0)?;
+        for (dispatch, micros) in launches.iter().zip(times) {
+            family_entry(&mut by_family, dispatch).micros += micros / repeat as f64;
+        }
+        graph_time += timer.submit_and_wait(gpu, &launches, n)?;
+    }
+    for dispatch in &launches {
+        family_entry(&mut by_family, dispatch).dispatches += 1;
+    }
+    let mut families: Vec<FamilyTime> = by_family.into_values().collect();
+    families.sort_by(|a, b| b.micros.total_cmp(&a.micros));
+    let mean = |d: Duration| d.as_secs_f64() * 1e6 / repeat as f64;
+    Ok(PrefillProfile {
+        timing: timer.timing,
+        tokens,
+        families,
+        batch_micros: mean(wall),
+        graph_micros: mean(graph_time),
     })
 }
 
@@ -260,8 +363,8 @@ fn launch_micros(gpu: &Gpu, timer: &Timer) -> Result<f64> {
     let probes = vec![&probe; PROBES];
     let mut times = (0..5)
         .map(|_| {
-            let empty = timer.submit_and_wait(gpu, &[])?;
-            let full = timer.submit_and_wait(gpu, &probes)?;
+            let empty = timer.submit_and_wait(gpu, &[], 1)?;
+            let full = timer.submit_and_wait(gpu, &probes, 1)?;
             Ok(full.saturating_sub(empty).as_secs_f64() * 1e6 / PROBES as f64)
         })
         .collect::<Result<Vec<f64>>>()?;
@@ -327,10 +430,17 @@ impl Timer {
         })
     }
 
-    /// Microseconds each dispatch takes for one token at cache position `pos`.
-    fn time(&self, gpu: &Gpu, dispatches: &[&Dispatch], pos: usize) -> Result<Vec<f64>> {
+    /// Microseconds each dispatch takes for a batch of `n_tokens` from cache position
+    /// `pos`.
+    fn time(
+        &self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        n_tokens: u32,
+        pos: usize,
+    ) -> Result<Vec<f64>> {
         let step = StepUniform {
-            n_tokens: 1,
+            n_tokens,
             pos: pos as u32,
             _pad: [0; 2],
         };
@@ -340,13 +450,13 @@ impl Timer {
         match &self.queries {
             Some(queries) => {
                 for chunk in dispatches.chunks(CHUNK) {
-                    micros.extend(self.time_on_gpu(gpu, queries, chunk)?);
+                    micros.extend(self.time_on_gpu(gpu, queries, chunk, n_tokens)?);
                 }
             }
             None => {
-                let empty = self.submit_and_wait(gpu, &[])?;
+                let empty = self.submit_and_wait(gpu, &[], n_tokens)?;
                 for dispatch in dispatches {
-                    let t = self.submit_and_wait(gpu, &[dispatch])?;
+                    let t = self.submit_and_wait(gpu, &[dispatch], n_tokens)?;
                     micros.push(t.saturating_sub(empty).as_secs_f64() * 1e6);
                 }
             }
@@ -356,7 +466,13 @@ impl Timer {
     }
 
     /// Timestamps before and after each dispatch, in one submission.
-    fn time_on_gpu(&self, gpu: &Gpu, q: &Queries, chunk: &[&Dispatch]) -> Result<Vec<f64>> {
+    fn time_on_gpu(
+        &self,
+        gpu: &Gpu,
+        q: &Queries,
+        chunk: &[&Dispatch],
+        n_tokens: u32,
+    ) -> Result<Vec<f64>> {
         let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let written = match self.timing {
@@ -365,7 +481,7 @@ impl Timer {
                 pass.set_bind_group(1, &self.step_group, &[]);
                 pass.write_timestamp(&q.set, 0);
                 for (i, dispatch) in chunk.iter().enumerate() {
-                    dispatch.encode(&mut pass, 1, max_per_dim);
+                    dispatch.encode(&mut pass, n_tokens, max_per_dim);
                     pass.write_timestamp(&q.set, i as u32 + 1);
                 }
                 chunk.len() + 1
@@ -381,7 +497,7 @@ impl Timer {
                         }),
                     });
                     pass.set_bind_group(1, &self.step_group, &[]);
-                    dispatch.encode(&mut pass, 1, max_per_dim);
+                    dispatch.encode(&mut pass, n_tokens, max_per_dim);
                 }
                 2 * chunk.len()
             }
@@ -398,15 +514,21 @@ impl Timer {
         })
     }
 
-    /// Wall time of one submission of `dispatches` in one pass, waited for.
-    fn submit_and_wait(&self, gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<Duration> {
+    /// Wall time of one submission of `dispatches` for a batch of `n_tokens` in one
+    /// pass, waited for (the step as the last `time` wrote it).
+    fn submit_and_wait(
+        &self,
+        gpu: &Gpu,
+        dispatches: &[&Dispatch],
+        n_tokens: u32,
+    ) -> Result<Duration> {
         let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_bind_group(1, &self.step_group, &[]);
             for dispatch in dispatches {
-                dispatch.encode(&mut pass, 1, max_per_dim);
+                dispatch.encode(&mut pass, n_tokens, max_per_dim);
             }
         }
         let start = Instant::now();

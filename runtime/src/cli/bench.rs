@@ -1,8 +1,8 @@
 //! `bench`: what `lfm_edge::bench` measured, one `key: value` line each (compare.sh
 //! reads them by key); with `--profile`, then a table of time per kernel family per
-//! decoded token.
+//! decoded token, and one per prompt batch.
 
-use lfm_edge::bench::{self, BenchOptions, Profile};
+use lfm_edge::bench::{self, BenchOptions, FamilyTime, PrefillProfile, Profile};
 use lfm_edge::gpu::Timestamps;
 use lfm_edge::units::format_size;
 use lfm_edge::{Model, Result};
@@ -88,49 +88,85 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool)
     )?;
     if profile {
         print_profile(&bench::profile(model, options)?)?;
+        print_prefill_profile(&bench::profile_prefill(model, options)?)?;
     }
     Ok(())
 }
 
-fn print_profile(p: &Profile) -> Result<()> {
-    let timing = match p.timing {
+fn print_prefill_profile(p: &PrefillProfile) -> Result<()> {
+    let timing = timing_name(p.timing);
+    outln!(
+        "prefill profile: a batch of {} prompt tokens, timed by {timing}",
+        p.tokens
+    )?;
+    print_families(&p.families, "batch", false)?;
+    outln!(
+        "batch µs: {:.1} wall, {:.1} for its launches submitted alone ({:.1} tok/s)",
+        p.batch_micros,
+        p.graph_micros,
+        p.tokens as f64 * 1e6 / p.batch_micros
+    )
+}
+
+fn timing_name(timing: Timestamps) -> &'static str {
+    match timing {
         Timestamps::InsidePasses => "GPU timestamps between dispatches",
         Timestamps::PassBoundaries => "GPU timestamps around a pass per dispatch",
         Timestamps::None => "CPU, a submission per dispatch less an empty one",
+    }
+}
+
+/// The families' table, per `unit` (token or batch), with the projections' weight GB/s
+/// where `rates`.
+fn print_families(families: &[FamilyTime], unit: &str, rates: bool) -> Result<()> {
+    let width = families.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let (rate_head, rate_rule) = if rates {
+        (" weight GB/s |", "------------:|")
+    } else {
+        ("", "")
     };
-    outln!("profile: {} decoded tokens, timed by {timing}", p.tokens)?;
-    let width = p.families.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let per = format!("dispatches/{unit}");
+    let micros = format!("µs/{unit}");
     outln!(
-        "| {:width$} | dispatches/token | µs/token |     % | weight GB/s |",
+        "| {:width$} | {per} | {micros:>10} |     % |{rate_head}",
         "family"
     )?;
     outln!(
-        "|{:-<w$}|-----------------:|---------:|------:|------------:|",
+        "|{:-<w$}|{:->p$}:|-----------:|------:|{rate_rule}",
         "",
-        w = width + 2
+        "",
+        w = width + 2,
+        p = per.len() + 1
     )?;
-    let kernels = p.kernel_micros();
-    for f in &p.families {
+    let kernels: f64 = families.iter().map(|f| f.micros).sum();
+    let row = |name: &str, dispatches: usize, micros: f64, rate: String| {
+        let rate = if rates {
+            format!(" {rate:>11} |")
+        } else {
+            String::new()
+        };
+        outln!(
+            "| {name:width$} | {dispatches:>p$} | {micros:>10.1} | {:>5.1} |{rate}",
+            100.0 * micros / kernels,
+            p = per.len()
+        )
+    };
+    for f in families {
         // Three decimals below 1 GB/s (a debug build on lavapipe), so that a rate shows.
         let rate = f.weight_gb_per_s().map_or(String::new(), |r| match r {
             r if r < 1.0 => format!("{r:.3}"),
             r => format!("{r:.1}"),
         });
-        outln!(
-            "| {:width$} | {:>16} | {:>8.1} | {:>5.1} | {rate:>11} |",
-            f.name,
-            f.dispatches,
-            f.micros,
-            100.0 * f.micros / kernels
-        )?;
+        row(&f.name, f.dispatches, f.micros, rate)?;
     }
-    outln!(
-        "| {:width$} | {:>16} | {:>8.1} | 100.0 | {:>11} |",
-        "kernels",
-        p.dispatches(),
-        kernels,
-        ""
-    )?;
+    let dispatches = families.iter().map(|f| f.dispatches).sum();
+    row("kernels", dispatches, kernels, String::new())
+}
+
+fn print_profile(p: &Profile) -> Result<()> {
+    let timing = timing_name(p.timing);
+    outln!("profile: {} decoded tokens, timed by {timing}", p.tokens)?;
+    print_families(&p.families, "token", true)?;
     outln!(
         "token µs: {:.1} wall, {:.1} for its launches submitted alone, {:.1} outside them (step, record, argmax readback)",
         p.token_micros,

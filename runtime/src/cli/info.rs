@@ -1,5 +1,6 @@
 //! `lfm-edge info`: what a model is, what it takes in memory, and the adapter.
 
+use lfm_edge::gpu::Prefill;
 use lfm_edge::{ModelConfig, Result};
 
 use super::model::ModelArgs;
@@ -59,7 +60,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     )?;
     let t = gpu.tuning;
     outln!(
-        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}, picks over chunks of {} (argmax) and {} (candidates), a token's attention over up to {} key ranges of multiples of {} keys",
+        "kernels: {:?} halves, {:?} sums (subgroups of {} to {}), matvec launch {}/{}/{}, prefill {}, picks over chunks of {} (argmax) and {} (candidates), a token's attention over up to {} key ranges of multiples of {} keys",
         gpu.halves,
         gpu.reduce,
         gpu.info.subgroup_min_size,
@@ -67,6 +68,14 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         t.matvec_workgroup,
         t.matvec_row_threads,
         t.matvec_rows_per_thread,
+        match t.prefill {
+            Prefill::Tiled => "tiled".to_string(),
+            Prefill::Rows {
+                workgroup,
+                rows_per_thread,
+                tokens_per_thread,
+            } => format!("{workgroup}/{rows_per_thread}/{tokens_per_thread}"),
+        },
         t.pick_chunks.argmax,
         t.pick_chunks.top,
         t.key_ranges.most,

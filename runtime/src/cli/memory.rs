@@ -1,11 +1,11 @@
 //! `--context`, `--vram-budget`, `--kv-cache`, `--context-overflow`: how a command's
 //! session is sized, planned before anything is allocated; `--max-binding`,
-//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`, `--sums`,
-//! `--key-ranges`: a launch shape, a way of summing and a split of attention's keys to
-//! measure.
+//! `--max-buffer`: a phone's limits on a larger GPU; `--matvec-launch`,
+//! `--prefill-launch`, `--sums`, `--key-ranges`: launch shapes, a way of summing and a
+//! split of attention's keys to measure.
 
 use clap::Args;
-use lfm_edge::gpu::{KeyRanges, Reduce};
+use lfm_edge::gpu::{KeyRanges, Prefill, Reduce};
 use lfm_edge::units::{format_size, parse_size};
 use lfm_edge::{ContextOverflow, KvDtype, MemoryPlan, Model, Result, SessionOptions};
 
@@ -41,6 +41,11 @@ pub struct MemoryArgs {
     /// on a new device with `bench`.
     #[arg(long, value_parser = launch, value_name = "WG,THREADS,ROWS")]
     pub matvec_launch: Option<[u32; 3]>,
+    /// Prefill's projection kernel instead of the adapter's: tiled (tiles through
+    /// workgroup memory) or WG,ROWS,TOKENS (threads per workgroup, each with a block of
+    /// rows × tokens in registers): for measuring both on a new device with `bench`.
+    #[arg(long, value_parser = prefill, value_name = "tiled|WG,ROWS,TOKENS")]
+    pub prefill_launch: Option<Prefill>,
     /// How the kernels sum across invocations: subgroups (where the adapter has
     /// subgroup operations) or workgroup (a tree in workgroup memory) instead of the
     /// adapter's best: for measuring both with `bench`.
@@ -57,6 +62,20 @@ fn key_ranges(text: &str) -> std::result::Result<KeyRanges, String> {
     match numbers(text)?[..] {
         [most, keys] => Ok(KeyRanges { most, keys }),
         ref n => Err(format!("two numbers, MOST,KEYS, not {}", n.len())),
+    }
+}
+
+fn prefill(text: &str) -> std::result::Result<Prefill, String> {
+    if text == "tiled" {
+        return Ok(Prefill::Tiled);
+    }
+    match numbers(text).as_deref() {
+        Ok(&[workgroup, rows_per_thread, tokens_per_thread]) => Ok(Prefill::Rows {
+            workgroup,
+            rows_per_thread,
+            tokens_per_thread,
+        }),
+        _ => Err(format!("{text:?}: tiled, or three numbers WG,ROWS,TOKENS")),
     }
 }
 

@@ -46,6 +46,7 @@ impl ModelArgs {
                 max_binding_size: self.memory.max_binding,
                 max_buffer_size: self.memory.max_buffer,
                 matvec_launch: self.memory.matvec_launch,
+                prefill: self.memory.prefill_launch,
                 key_ranges: self.memory.key_ranges,
                 reduce: self.memory.sums,
                 ..GpuOptions::default()

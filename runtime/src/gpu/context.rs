@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::kernels::{HalfDecode, PipelineCache, Reduce};
-use super::{KeyRanges, Tuning};
+use super::{KeyRanges, Prefill, Tuning};
 use crate::error::{Error, Result};
 
 /// A backend the user may ask for; `Auto` lets wgpu pick (and honours `WGPU_BACKEND`).
@@ -80,6 +80,9 @@ pub struct GpuOptions {
     /// Decode's matvec launch shape (workgroup, threads per row, rows per thread)
     /// instead of the chosen one's: for measuring shapes on a new device.
     pub matvec_launch: Option<[u32; 3]>,
+    /// Prefill's projection kernel instead of the chosen one: for measuring both on a
+    /// new device.
+    pub prefill: Option<Prefill>,
     /// How a single token's attention splits its keys instead of the chosen one's: for
     /// measuring on a new device.
     pub key_ranges: Option<KeyRanges>,
@@ -175,6 +178,9 @@ impl Gpu {
         let mut tuning = (options.tuning).unwrap_or_else(|| Tuning::for_adapter(&info, reduce));
         if let Some(launch) = options.matvec_launch {
             tuning = tuning.with_matvec(launch);
+        }
+        if let Some(prefill) = options.prefill {
+            tuning.prefill = prefill;
         }
         if let Some(key_ranges) = options.key_ranges {
             tuning.key_ranges = key_ranges;

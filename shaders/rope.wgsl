@@ -12,8 +12,9 @@
 // scales its cos/sin. A thread takes elements i, i + 1 (i even) with their partners
 // i + d/2, i + 1 + d/2 (head_dim a multiple of 4), the pairs an f16 cache packs in a word.
 //
-// main:    a batch's heads, one workgroup per (token, head), q's heads first; k head h's
-//          also stores v head h. attention.wgsl then attends.
+// main:    a batch's heads, one workgroup per token and HEADS q heads of one kv head
+//          (as `token` takes them); the kv head's first q heads' workgroup also rotates
+//          its k head and stores it and the v head. attention.wgsl then attends.
 // token:   a single token's RoPE and attention in one launch. A workgroup takes HEADS q
 //          heads of one kv head (attend.wgsl) and a range of the keys: it rotates its
 //          q heads and their kv head's k, attends, and writes the heads' output to
@@ -114,51 +115,76 @@ fn store_kv(e: u32, k: vec2<f32>, v: vec2<f32>) {
     }
 }
 
-@compute @workgroup_size(REDUCE_WG)
+// Σ q² of each of the HEADS q heads from `first_head` in the token's row of qkv at `row`
+// (squares[g]), and where `with_k` Σ k² of their kv head at `k_base` (squares[HEADS]),
+// added up across the workgroup together: `main` and `token` get the same bits.
+fn head_squares(inv: Invocation, row: u32, first_head: u32, k_base: u32, with_k: bool,
+                d: u32) -> GroupSums {
+    var squares: GroupSums;
+    for (var i = inv.index; i < d; i += ATTEND_WG) {
+        for (var g = 0u; g < HEADS; g++) {
+            let q = qkv[row + (first_head + g) * d + i];
+            squares[g] += q * q;
+        }
+        if with_k {
+            let k = qkv[k_base + i];
+            squares[HEADS] += k * k;
+        }
+    }
+    group_sums(inv, ATTEND_WG, ATTEND_WG, &squares, HEADS + 1u);
+    return squares;
+}
+
+@compute @workgroup_size(ATTEND_WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         inv: Invocation) {
     let lid = inv.index;
     let id = flat_workgroup(wid, nwg);
-    let heads = params.n_heads + params.n_kv_heads;
-    let t = id / heads;
-    let is_q = id % heads < params.n_heads;
-    let head = select(id % heads - params.n_heads, id % heads, is_q);
+    let groups = params.n_heads / HEADS;
+    let t = id / groups;
+    let first_head = id % groups * HEADS;
     if t >= step.n_tokens {
         return;
     }
     // Bounded by the buffer too (see moe.wgsl: lavapipe would recompile per launch).
     let d = min(params.head_dim, arrayLength(&qkv));
+    let group = params.n_heads / params.n_kv_heads;
+    let kv_head = first_head / group;
     let row = t * params.qkv_stride;
-    let base = row + select(params.k_col, 0u, is_q) + head * d;
-    // Σ x² as `token` adds it up (over ATTEND_WG threads), so that both give the same
-    // bits.
-    var sum = 0.0;
-    if lid < ATTEND_WG {
-        for (var i = lid; i < d; i += ATTEND_WG) {
-            let x = qkv[base + i];
-            sum += x * x;
-        }
-    }
-    // Uniform control flow: every invocation takes part in the reduction.
-    let scale = norm_scale(is_q, workgroup_sum(inv, sum, REDUCE_WG), d);
+    let k_base = row + params.k_col + kv_head * d;
+    let v_base = row + params.v_col + kv_head * d;
+    // The workgroup of the kv head's first q heads rotates its key and stores the key
+    // and the value; the others leave them alone (they may be rotated meanwhile).
+    let owns_kv = first_head % group == 0u;
+    let squares = head_squares(inv, row, first_head, k_base, owns_kv, d);
+    let k_scale = norm_scale(false, squares[HEADS], d);
     let pos = step.pos + t;
     let half = d / 2u;
-    let v_base = row + params.v_col + head * d;
-    // This head's first element in the cache row of `pos`.
-    let cached = kv_row(pos) * params.n_kv_heads * d + head * d;
-    for (var p = lid; p < half / 2u; p += REDUCE_WG) {
+    let cached = kv_row(pos) * params.n_kv_heads * d + kv_head * d;
+    for (var p = lid; p < half / 2u; p += ATTEND_WG) {
         let i = 2u * p;
         let j = i + half;
-        let r = rotated_pair(is_q, base, p, scale, pos, d);
-        qkv[base + i] = r[0].x;
-        qkv[base + i + 1u] = r[0].y;
-        qkv[base + j] = r[1].x;
-        qkv[base + j + 1u] = r[1].y;
-        if !is_q {
-            store_kv(cached + i, r[0], vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]));
-            store_kv(cached + j, r[1], vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]));
+        for (var g = 0u; g < HEADS; g++) {
+            let q_base = row + (first_head + g) * d;
+            let q = rotated_pair(true, q_base, p, norm_scale(true, squares[g], d), pos, d);
+            store_pairs(q_base, i, j, q);
+        }
+        if owns_kv {
+            let k = rotated_pair(false, k_base, p, k_scale, pos, d);
+            store_pairs(k_base, i, j, k);
+            store_kv(cached + i, k[0], vec2<f32>(qkv[v_base + i], qkv[v_base + i + 1u]));
+            store_kv(cached + j, k[1], vec2<f32>(qkv[v_base + j], qkv[v_base + j + 1u]));
         }
     }
+}
+
+// A rotated pair and its partners back into their head at `base`: elements i, i + 1
+// and j, j + 1.
+fn store_pairs(base: u32, i: u32, j: u32, r: mat2x2<f32>) {
+    qkv[base + i] = r[0].x;
+    qkv[base + i + 1u] = r[0].y;
+    qkv[base + j] = r[1].x;
+    qkv[base + j + 1u] = r[1].y;
 }
 
 // A pair as attention reads it back from the cache: f16-rounded in an f16 cache.
@@ -205,17 +231,7 @@ fn token(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let kv_head = first_head / group;
     let k_base = params.k_col + kv_head * d;
     let v_base = params.v_col + kv_head * d;
-    // Σ q² of each head and Σ k², added up across the workgroup together.
-    var squares: GroupSums;
-    for (var i = lid; i < d; i += ATTEND_WG) {
-        for (var g = 0u; g < HEADS; g++) {
-            let q = qkv[(first_head + g) * d + i];
-            squares[g] += q * q;
-        }
-        let k = qkv[k_base + i];
-        squares[HEADS] += k * k;
-    }
-    group_sums(inv, ATTEND_WG, ATTEND_WG, &squares, HEADS + 1u);
+    let squares = head_squares(inv, 0u, first_head, k_base, true, d);
     let k_scale = norm_scale(false, squares[HEADS], d);
     let pos = step.pos;
     let half = d / 2u;

@@ -505,10 +505,14 @@ fn rope_rotates_heads_and_stores_keys_and_values() {
             (false, Some(DType::BF16)),
             (true, None),
         ] {
-            let mut c = rope_config(d, ministral);
-            (c.n_heads, c.n_kv_heads) = (3, 2);
-            for cache in [DType::F32, DType::F16] {
-                worst = worst.max(check_rope(&c, norms, cache, batch, &mut rng));
+            // A workgroup per kv head and token (heads in pairs), and two per kv head
+            // (16 heads, 8 to a workgroup), the first rotating and storing the key.
+            for (heads, kv_heads) in [(4, 2), (16, 1)] {
+                let mut c = rope_config(d, ministral);
+                (c.n_heads, c.n_kv_heads) = (heads, kv_heads);
+                for cache in [DType::F32, DType::F16] {
+                    worst = worst.max(check_rope(&c, norms, cache, batch, &mut rng));
+                }
             }
         }
     }

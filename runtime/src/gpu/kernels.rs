@@ -450,6 +450,7 @@ impl Gpu {
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
+            Kernel::Rope => constants.push(("HEADS", key.heads.into())),
             Kernel::RopeAttention => {
                 constants.extend(self.tuning.key_ranges.constants());
                 constants.push(("HEADS", key.heads.into()));

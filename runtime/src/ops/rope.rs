@@ -80,16 +80,18 @@ pub fn partials_len(c: &ModelConfig) -> usize {
 
 /// Per-head RMSNorm (where the model has one), then RoPE with the config's attention
 /// factor, then for q the attention temperature, in place, q's and k's heads in one
-/// launch: token t is at position step.pos + t. The same launch appends the rotated
-/// keys and the values to the KV cache at those positions.
+/// launch: token t is at position step.pos + t, a workgroup per token and
+/// [`heads_per_workgroup`] q heads with their kv head. The same launch appends the
+/// rotated keys and the values to the KV cache at those positions.
 pub fn rope<'a>(
     gpu: &Gpu,
     c: &ModelConfig,
     op: &Rope<'a>,
     none: &'a wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let grid = Grid::PerToken((c.n_heads + c.n_kv_heads) as u32);
-    launch(gpu, Kernel::Rope, c, op, none, grid, 1)
+    let heads = super::attention::heads_per_workgroup(c);
+    let grid = Grid::PerToken((c.n_heads / heads) as u32);
+    launch(gpu, Kernel::Rope, c, op, none, grid, heads)
 }
 
 /// [`rope`] then [`super::attention`] for a single token, in one launch: each

@@ -244,38 +244,56 @@ fn silu(v: f64) -> f64 {
     v / (1.0 + (-v).exp())
 }
 
+/// A random f16 stack of `experts` matrices, `rows` × `k` each.
+struct Experts {
+    bits: Vec<u16>,
+    experts: usize,
+    rows: usize,
+    k: usize,
+}
+
+impl Experts {
+    fn random(rng: &mut Rng, experts: usize, rows: usize, k: usize) -> Experts {
+        let bits = (rng.vec(experts * rows * k, 1.0).iter())
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        Experts {
+            bits,
+            experts,
+            rows,
+            k,
+        }
+    }
+
+    /// Row `row` of expert `expert`'s matrix dotted with `x`, in f64.
+    fn dot(&self, expert: usize, row: usize, x: &[f32]) -> f64 {
+        let w = &self.bits[(expert * self.rows + row) * self.k..][..self.k];
+        (w.iter().zip(x))
+            .map(|(&b, &x)| half::f16::from_bits(b).to_f64() * x as f64)
+            .sum()
+    }
+
+    fn upload(&self, gpu: &Gpu) -> ExpertMatrix {
+        let shape = [self.experts, self.rows, self.k];
+        let bytes = bytemuck::cast_slice(&self.bits);
+        ExpertMatrix {
+            tensor: GpuTensor::upload(gpu, "experts", DType::F16, &shape, &[bytes]).unwrap(),
+            rows: self.rows,
+            row_offset: 0,
+        }
+    }
+}
+
 #[test]
 fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
     let mut rng = Rng(7);
     let (experts, rows, k, top_k) = (5, 24, 64, 3);
     let routes = [(3u32, 0.5f32), (0, 0.3), (4, 0.2)];
     let route_words: Vec<u32> = routes.iter().flat_map(|&(e, w)| [e, w.to_bits()]).collect();
-    let w = rng.vec(experts * rows * k, 1.0);
-    let bits: Vec<u16> = w
-        .iter()
-        .map(|&v| half::f16::from_f32(v).to_bits())
-        .collect();
-    let w: Vec<f64> = bits
-        .iter()
-        .map(|&b| half::f16::from_bits(b).to_f64())
-        .collect();
-    let dot = |expert: u32, row: usize, x: &[f32]| -> f64 {
-        let base = (expert as usize * rows + row) * k;
-        (0..k).map(|i| w[base + i] * x[i] as f64).sum()
-    };
+    let stack = Experts::random(&mut rng, experts, rows, k);
+    let dot = |expert: u32, row: usize, x: &[f32]| stack.dot(expert as usize, row, x);
     for gpu in gpus() {
-        let weight = ExpertMatrix {
-            tensor: GpuTensor::upload(
-                &gpu,
-                "experts",
-                DType::F16,
-                &[experts, rows, k],
-                &[bytemuck::cast_slice(&bits)],
-            )
-            .unwrap(),
-            rows,
-            row_offset: 0,
-        };
+        let weight = stack.upload(&gpu);
         let route_buffer = gpu.zeros("routes", route_words.len()).unwrap();
         gpu.queue
             .write_buffer(&route_buffer, 0, bytemuck::cast_slice(&route_words));
@@ -364,30 +382,9 @@ fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
         counts[e] += 1;
     }
     let slot_words: Vec<u32> = counts.iter().chain(&lists).copied().collect();
-    let bits: Vec<u16> = rng
-        .vec(experts * rows * k, 1.0)
-        .iter()
-        .map(|&v| half::f16::from_f32(v).to_bits())
-        .collect();
-    let dot = |expert: usize, row: usize, x: &[f32]| -> f64 {
-        let w = &bits[(expert * rows + row) * k..][..k];
-        (w.iter().zip(x))
-            .map(|(&b, &x)| half::f16::from_bits(b).to_f64() * x as f64)
-            .sum()
-    };
+    let stack = Experts::random(&mut rng, experts, rows, k);
     for gpu in gpus() {
-        let weight = ExpertMatrix {
-            tensor: GpuTensor::upload(
-                &gpu,
-                "experts",
-                DType::F16,
-                &[experts, rows, k],
-                &[bytemuck::cast_slice(&bits)],
-            )
-            .unwrap(),
-            rows,
-            row_offset: 0,
-        };
+        let weight = stack.upload(&gpu);
         let slots = gpu.zeros("slots", slot_words.len()).unwrap();
         gpu.queue
             .write_buffer(&slots, 0, bytemuck::cast_slice(&slot_words));
@@ -423,7 +420,7 @@ fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
             for slot in 0..n_tokens * top_k {
                 let x_row = if x_per_slot { slot } else { slot / top_k };
                 for r in 0..rows {
-                    let want = dot(slot_expert(slot), r, &x[x_row * k..][..k]);
+                    let want = stack.dot(slot_expert(slot), r, &x[x_row * k..][..k]);
                     let g = got[slot * rows + r] as f64;
                     assert!(
                         (g - want).abs() < 1e-4,

@@ -75,11 +75,6 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Time in kernels per token.
-    pub fn kernel_micros(&self) -> f64 {
-        self.families.iter().map(|f| f.micros).sum()
-    }
-
     pub fn dispatches(&self) -> usize {
         self.families.iter().map(|f| f.dispatches).sum()
     }
@@ -108,16 +103,6 @@ pub struct PrefillProfile {
     pub batch_micros: f64,
     /// Mean wall time of its launches in one submission, waited for.
     pub graph_micros: f64,
-}
-
-impl PrefillProfile {
-    pub fn kernel_micros(&self) -> f64 {
-        self.families.iter().map(|f| f.micros).sum()
-    }
-
-    pub fn dispatches(&self) -> usize {
-        self.families.iter().map(|f| f.dispatches).sum()
-    }
 }
 
 /// A dispatch's family: the kernel, and for a projection the weight's name with its
@@ -226,12 +211,10 @@ pub fn profile_timed(
         entry.dispatches += 1;
         entry.weight_bytes += dispatch.weight_bytes();
     }
-    let mut families: Vec<FamilyTime> = by_family.into_values().collect();
-    families.sort_by(|a, b| b.micros.total_cmp(&a.micros));
     Ok(Profile {
         timing: timer.timing,
         tokens,
-        families,
+        families: most_time_first(by_family),
         token_micros: wall.as_secs_f64() * 1e6 / tokens as f64,
         argmax_micros: pick_total[0] / tokens as f64,
         top_micros: pick_total[1] / tokens as f64,
@@ -313,16 +296,20 @@ pub fn profile_prefill_timed(
     for dispatch in &launches {
         family_entry(&mut by_family, dispatch).dispatches += 1;
     }
-    let mut families: Vec<FamilyTime> = by_family.into_values().collect();
-    families.sort_by(|a, b| b.micros.total_cmp(&a.micros));
     let mean = |d: Duration| d.as_secs_f64() * 1e6 / repeat as f64;
     Ok(PrefillProfile {
         timing: timer.timing,
         tokens,
-        families,
+        families: most_time_first(by_family),
         batch_micros: mean(wall),
         graph_micros: mean(graph_time),
     })
+}
+
+fn most_time_first(families: HashMap<String, FamilyTime>) -> Vec<FamilyTime> {
+    let mut families: Vec<FamilyTime> = families.into_values().collect();
+    families.sort_by(|a, b| b.micros.total_cmp(&a.micros));
+    families
 }
 
 /// The time and launches of `dispatch`'s kernel family.

@@ -125,7 +125,8 @@ fn route(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 }
 
 // Each thread's count of the expert's slots, then the counts of the threads before it.
-const SCAN_ROUNDS: u32 = 6u; // log2(WG)
+const SCAN_ROUNDS: u32 = 6u;
+const_assert((1u << SCAN_ROUNDS) == WG);
 var<workgroup> counts: array<u32, WG>;
 
 @compute @workgroup_size(WG)

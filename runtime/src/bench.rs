@@ -7,10 +7,13 @@
 //!
 //! Decode is memory-bound: its ceiling is the adapter's memory bandwidth over the bytes
 //! of weights a token reads. A copy kernel measures that bandwidth on the same adapter,
-//! so decode can be reported as a fraction of it.
+//! so decode can be reported as a fraction of it, and decode's matvec alone on one
+//! large matrix measures what the projections could reach (`probe`).
 
+mod probe;
 mod profile;
 
+pub use probe::{copy_bandwidth, matvec_bandwidth, MatvecProbe};
 pub use profile::{
     profile, profile_prefill, profile_prefill_timed, profile_timed, FamilyTime, PrefillProfile,
     Profile,
@@ -21,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::generate::sampled_step;
-use crate::gpu::{Gpu, StepUniform};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::session::{KvDtype, Session, SessionOptions};
@@ -210,39 +212,4 @@ pub fn bench(model: &Arc<Model>, options: &BenchOptions) -> Result<BenchReport> 
         weight_vram_bytes: model.weight_bytes(),
         session_vram_bytes: session.gpu_bytes(),
     })
-}
-
-/// Bytes per second the copy kernel moves (read + written) over buffers of up to
-/// 256 MiB (less where a binding is smaller): the best of a few runs.
-pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
-    let bytes = (256u64 << 20).min(gpu.limits.max_storage_buffer_binding_size) / 16 * 16;
-    let src = gpu.zeros("probe src", (bytes / 4) as usize)?;
-    let dst = gpu.zeros("probe dst", (bytes / 4) as usize)?;
-    let copy = crate::ops::copy(gpu, &src, &dst, bytes)?;
-    let (_step, step_group) = gpu.step_binding("probe step", &StepUniform::default())?;
-    // Several copies per submission, so that submission and wait are a small part.
-    const COPIES: usize = 4;
-    let mut best = Duration::MAX;
-    for _ in 0..4 {
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(1, &step_group, &[]);
-            for _ in 0..COPIES {
-                copy.encode(
-                    &mut pass,
-                    1,
-                    gpu.limits.max_compute_workgroups_per_dimension,
-                );
-            }
-        }
-        let start = Instant::now();
-        gpu.queue.submit([encoder.finish()]);
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the bandwidth probe: {e}")))?;
-        best = best.min(start.elapsed());
-    }
-    gpu.check()?;
-    Ok((2 * bytes * COPIES as u64) as f64 / best.as_secs_f64())
 }

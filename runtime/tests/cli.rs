@@ -467,9 +467,20 @@ fn bench_reports_speed_bandwidth_and_memory() {
             let line = line.unwrap_or_else(|| panic!("no {key:?} in {out}"));
             line.split_whitespace().next().unwrap().parse().unwrap()
         };
-        for key in ["prefill tok/s", "decode tok/s", "probe GB/s"] {
+        for key in [
+            "prefill tok/s",
+            "decode tok/s",
+            "probe GB/s",
+            "matvec probe GB/s",
+        ] {
             assert!(value(key) > 0.0, "{key} in {out}");
         }
+        // Over a matrix of the model's main weight type (the fixtures' f32 or bf16).
+        let probe = out.lines().find(|l| l.starts_with("matvec probe GB/s: "));
+        assert!(
+            probe.is_some_and(|l| l.contains(" matrix of ") && l.contains(" × 4096")),
+            "{out}"
+        );
         assert!(value("decode GB/s") >= 0.0, "{out}");
         assert!(out.contains("adapter: "), "{out}");
         // Tied embeddings are read whole as the head; a MoE token skips idle experts.

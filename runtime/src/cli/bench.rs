@@ -79,6 +79,21 @@ pub fn run(model: &std::sync::Arc<Model>, options: &BenchOptions, profile: bool)
         "probe GB/s: {:.2} (copy kernel, bytes read + written)",
         gb(probe)
     )?;
+    // Decode's matvec alone over one large matrix of the model's main weight type.
+    let main_dtype = (model.bytes_by_dtype().into_iter())
+        .max_by_key(|(_, _, bytes)| *bytes)
+        .map(|(dtype, _, _)| dtype);
+    if let Some(dtype) = main_dtype {
+        let m = bench::matvec_bandwidth(gpu, dtype)?;
+        outln!(
+            "matvec probe GB/s: {:.2} ({:.0}% of the probe: decode's matvec alone over a {} matrix of {} × {}, weight bytes read)",
+            gb(m.bytes_per_s),
+            100.0 * m.bytes_per_s / probe,
+            m.dtype,
+            m.rows,
+            m.k
+        )?;
+    }
     outln!(
         "peak VRAM allocated: {} ({}: weights {}, session {})",
         report.peak_vram_bytes(),

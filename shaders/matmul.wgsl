@@ -22,15 +22,18 @@ fn load_word(i: u32) -> u32 {
     return weight[i];
 }
 
-const TILE_T: u32 = 32u;
+// Tokens per tile: 32, or 8 for small batches (ops/linear.rs), whose tiles would
+// otherwise be mostly rows past the batch or the expert's slots.
+override TILE_T: u32 = 32u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 32u;
-const WG: u32 = 256u; // 16 x 16 threads
+// 16 threads across n, TILE_T / 2 down t: 256 threads, or 64 for small tiles.
+override WG: u32 = 8u * TILE_T;
 // A tile row: TILE_K elements as vectors, and one more vector, so that the threads
 // reading rows 16 apart fall in different memory banks.
 const ROW_VECS: u32 = TILE_K / 4u + 1u;
 
-var<workgroup> x_tile: array<vec4<f32>, 288>; // TILE_T * ROW_VECS
+var<workgroup> x_tile: array<vec4<f32>, 288>; // the larger tile's 32 tokens * ROW_VECS
 var<workgroup> w_tile: array<vec4<f32>, 576>; // TILE_N * ROW_VECS
 
 @compute @workgroup_size(WG)
@@ -52,8 +55,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let w_base = local * params.expert_stride + params.row_offset * params.k;
+    let half_t = TILE_T / 2u;
     let tx = lid % 16u; // n = n0 + tx + 16 j
-    let ty = lid / 16u; // t = t0 + ty + 16 i
+    let ty = lid / 16u; // t = t0 + ty + half_t i
     var acc: array<array<f32, 4>, 2>;
     for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
         // x: TILE_T rows of 32, four elements a thread, zero past the batch and k.
@@ -97,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
         for (var v = 0u; v < TILE_K / 4u; v++) {
             let a0 = x_tile[ty * ROW_VECS + v];
-            let a1 = x_tile[(ty + 16u) * ROW_VECS + v];
+            let a1 = x_tile[(ty + half_t) * ROW_VECS + v];
             for (var j = 0u; j < 4u; j++) {
                 let b = w_tile[(tx + 16u * j) * ROW_VECS + v];
                 acc[0][j] += dot(a0, b);
@@ -107,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {
-        let t = t0 + ty + 16u * i;
+        let t = t0 + ty + half_t * i;
         if t >= rows {
             continue;
         }

@@ -367,9 +367,20 @@ fn expert_matvec_fuses_swiglu_and_the_weighted_combine() {
 #[test]
 fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
     let mut rng = Rng(11);
-    // Expert 0 takes every token's first slot (three tiles of tokens on either launch
-    // shape), the second slots go round experts 1, 2 and 4, and expert 3 takes none.
-    let (experts, rows, k, top_k, n_tokens) = (5, 24, 64, 2, 40);
+    let (experts, rows, k, top_k) = (5, 24, 64, 2);
+    let stack = Experts::random(&mut rng, experts, rows, k);
+    // The tiled kernel's tiles of 8 tokens take batches of up to 20 tokens here (8
+    // slots per expert on average), those of 16 up to 40, those of 32 the rest.
+    for n_tokens in [12, 30, 50] {
+        check_expert_batch(&stack, top_k, n_tokens, &mut rng);
+    }
+}
+
+/// A batch of `n_tokens` through `stack` on both launch shapes: expert 0 takes every
+/// token's first slot (several tiles of tokens), the second slots go round experts 1, 2
+/// and 4, and expert 3 takes none.
+fn check_expert_batch(stack: &Experts, top_k: usize, n_tokens: usize, rng: &mut Rng) {
+    let (experts, rows, k) = (stack.experts, stack.rows, stack.k);
     let slot_expert = |slot: usize| match slot % 2 {
         0 => 0,
         _ => [1, 2, 4][(slot / 2) % 3],
@@ -382,7 +393,6 @@ fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
         counts[e] += 1;
     }
     let slot_words: Vec<u32> = counts.iter().chain(&lists).copied().collect();
-    let stack = Experts::random(&mut rng, experts, rows, k);
     for gpu in gpus() {
         let weight = stack.upload(&gpu);
         let slots = gpu.zeros("slots", slot_words.len()).unwrap();
@@ -424,7 +434,7 @@ fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
                     let g = got[slot * rows + r] as f64;
                     assert!(
                         (g - want).abs() < 1e-4,
-                        "{shape}, x per slot {x_per_slot}: slot {slot} row {r}: {g} vs {want}"
+                        "{shape}, {n_tokens} tokens, x per slot {x_per_slot}: slot {slot} row {r}: {g} vs {want}"
                     );
                 }
             }

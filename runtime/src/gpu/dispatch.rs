@@ -57,9 +57,20 @@ pub struct Dispatch {
     /// The params uniform, for kernels whose params change between launches.
     params: wgpu::Buffer,
     grid: Grid,
+    /// Other pipelines and grids of the same kernel for small batches, the smallest
+    /// first.
+    small: Vec<SmallBatches>,
     /// Weight bytes one launch for a single token reads (0 where not counted):
     /// `bench --profile` gives a projection's GB/s by it.
     weight_bytes: u64,
+}
+
+/// Batches of up to `up_to` tokens launch `pipeline` over `grid` instead: the same
+/// kernel, bindings and params, specialised otherwise (a smaller tile of tokens).
+struct SmallBatches {
+    up_to: u32,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    grid: Grid,
 }
 
 impl Dispatch {
@@ -135,10 +146,37 @@ impl Dispatch {
             bind_group,
             params,
             grid,
+            small: Vec::new(),
             label,
             key,
             weight_bytes: 0,
         })
+    }
+
+    /// The launch, batches of up to `up_to` tokens taking `key`'s pipeline (the same
+    /// kernel as this one's, other constants) over `grid` instead (where no smaller
+    /// batches' alternative takes them).
+    pub fn with_small_batches(
+        mut self,
+        gpu: &Gpu,
+        key: KernelKey,
+        grid: Grid,
+        up_to: u32,
+    ) -> Result<Dispatch> {
+        if key.kernel != self.key.kernel {
+            return Err(Error::Gpu(format!(
+                "{}: small batches of {} under a launch of {}",
+                self.label, key, self.key
+            )));
+        }
+        let small = SmallBatches {
+            up_to,
+            pipeline: gpu.pipeline(key)?,
+            grid,
+        };
+        let at = self.small.partition_point(|s| s.up_to <= up_to);
+        self.small.insert(at, small);
+        Ok(self)
     }
 
     /// The launch, counted as reading `bytes` of weights for a single token.
@@ -156,13 +194,17 @@ impl Dispatch {
     /// Records the launch for a batch of `n_tokens`. Workgroup counts above the
     /// per-dimension limit spill into y; kernels flatten (x, y) and bounds-check.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, max_per_dim: u32) {
-        let total = self.grid.workgroups(n_tokens);
+        let (pipeline, grid) = match self.small.iter().find(|s| n_tokens <= s.up_to) {
+            Some(small) => (&small.pipeline, small.grid),
+            None => (&self.pipeline, self.grid),
+        };
+        let total = grid.workgroups(n_tokens);
         if total == 0 {
             return;
         }
         let x = total.min(max_per_dim);
         let y = total.div_ceil(x);
-        pass.set_pipeline(&self.pipeline);
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
     }

@@ -2,7 +2,7 @@
 //! expert it chose, reading only the chosen experts' weights (matvec.wgsl's expert mode
 //! for a token, the prefill matmul's per-expert gathering for a batch).
 
-use super::linear::{check_width, launch, matvec, prefill_launch, InputNorm, MatvecRows, Params};
+use super::linear::{check_width, matvec, prefill, BatchShape, InputNorm, MatvecRows, Params};
 use super::split::row_parts;
 use super::GpuTensor;
 use crate::error::{Error, Result};
@@ -137,15 +137,14 @@ pub fn expert_linear<'a>(gpu: &Gpu, op: ExpertLinear<'a>, none: &'a wgpu::Buffer
                 none,
                 Grid::Fixed(slot_rows),
             )?;
-            let (kernel, tiles) = prefill_launch(gpu, w.rows, part.rows);
-            let many = launch(
+            let shape = BatchShape::experts(w.rows, part.rows, n_experts, op.top_k);
+            let many = prefill(
                 gpu,
-                kernel,
                 &w.tensor,
                 None,
                 buffers(none, op.slots, op.out),
                 &params,
-                tiles,
+                shape,
             )?;
             Ok(Step::BySize { one, many })
         })

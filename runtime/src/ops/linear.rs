@@ -117,7 +117,11 @@ pub struct GateUp<'a> {
 }
 
 const TILE_N: usize = 64;
+/// Tokens per tile of matmul.wgsl: 32, and for small batches fewer, which would
+/// otherwise leave tiles mostly empty: a batch of up to 8 tokens (a MoE batch: up to 8
+/// slots per expert on average) takes tiles of 8, one of up to 16 tiles of 16.
 const TILE_T: u32 = 32;
+const SMALL_TILES_T: [u32; 2] = [8, 16];
 
 pub(super) fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     if weight.dtype != DType::F32 && k % 2 != 0 {
@@ -129,21 +133,87 @@ pub(super) fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     Ok(())
 }
 
-/// A matmul(_rows).wgsl launch over `buffers` (x, weight, bias, routing, out).
-pub(super) fn launch(
+/// What a batch's projection computes: `rows` outputs of each of `matrices` matrices,
+/// each taking `per_token` of a batch's rows per token on average.
+pub(super) struct BatchShape {
+    rows: usize,
+    matrices: usize,
+    per_token: f64,
+}
+
+impl BatchShape {
+    pub(super) fn dense(rows: usize) -> BatchShape {
+        BatchShape {
+            rows,
+            matrices: 1,
+            per_token: 1.0,
+        }
+    }
+
+    /// `matrices` experts of a MoE layer of `n_experts`, each token routed to `top_k`.
+    pub(super) fn experts(
+        rows: usize,
+        matrices: usize,
+        n_experts: usize,
+        top_k: usize,
+    ) -> BatchShape {
+        BatchShape {
+            rows,
+            matrices,
+            per_token: top_k as f64 / n_experts.max(1) as f64,
+        }
+    }
+}
+
+/// A batch's projection over `buffers` (x, weight, bias, routing, out): the adapter's
+/// prefill kernel, the tiled one with its small tile for small batches.
+pub(super) fn prefill(
     gpu: &Gpu,
-    kernel: Kernel,
     weight: &GpuTensor,
     bias: Option<&GpuTensor>,
     buffers: [wgpu::BufferBinding<'_>; 5],
     params: &Params,
-    grid: Grid,
+    shape: BatchShape,
 ) -> Result<Dispatch> {
-    let key = KernelKey {
+    let BatchShape {
+        rows,
+        matrices,
+        per_token,
+    } = shape;
+    let key = |kernel, tokens| KernelKey {
         bias: bias.map_or(DType::F32, |b| b.dtype),
+        tokens,
         ..KernelKey::new(kernel, weight.dtype)
     };
-    Dispatch::with_ranges(gpu, weight.name.clone(), key, &buffers, params, grid)
+    let grid = |rows_per_tile: usize, tokens_per_tile| Grid::Tiles {
+        across: (matrices * rows.div_ceil(rows_per_tile)) as u32,
+        tokens_per_tile,
+    };
+    let label = weight.name.clone();
+    match gpu.tuning.prefill {
+        Prefill::Tiled => {
+            let tiled = |tokens| (key(Kernel::Matmul, tokens), grid(TILE_N, tokens));
+            let (large, large_grid) = tiled(TILE_T);
+            let mut launch =
+                Dispatch::with_ranges(gpu, label, large, &buffers, params, large_grid)?;
+            for tile in SMALL_TILES_T {
+                // The batches that give each matrix up to a tile's rows on average.
+                let up_to = (f64::from(tile) / per_token) as u32;
+                let (small, small_grid) = tiled(tile);
+                launch = launch.with_small_batches(gpu, small, small_grid, up_to)?;
+            }
+            Ok(launch)
+        }
+        Prefill::Rows {
+            workgroup,
+            rows_per_thread,
+            tokens_per_thread,
+        } => {
+            let key = key(Kernel::MatmulRows, 1);
+            let grid = grid((workgroup * rows_per_thread) as usize, tokens_per_thread);
+            Dispatch::with_ranges(gpu, label, key, &buffers, params, grid)
+        }
+    }
 }
 
 /// What a matvec's rows are and what it makes of them.
@@ -237,29 +307,6 @@ fn matvec_weight_bytes(weight: &GpuTensor, rows: MatvecRows<'_>, params: &Params
     }
 }
 
-/// The adapter's kernel for a projection of several tokens onto `rows` outputs of each
-/// of `matrices` matrices (1 when dense; a MoE stack's experts in one binding), and its
-/// grid: the tiles of every matrix, for every tile of tokens.
-pub(super) fn prefill_launch(gpu: &Gpu, rows: usize, matrices: usize) -> (Kernel, Grid) {
-    let (kernel, rows_per_tile, tokens_per_tile) = match gpu.tuning.prefill {
-        Prefill::Tiled => (Kernel::Matmul, TILE_N, TILE_T),
-        Prefill::Rows {
-            workgroup,
-            rows_per_thread,
-            tokens_per_thread,
-        } => (
-            Kernel::MatmulRows,
-            (workgroup * rows_per_thread) as usize,
-            tokens_per_thread,
-        ),
-    };
-    let grid = Grid::Tiles {
-        across: (matrices * rows.div_ceil(rows_per_tile)) as u32,
-        tokens_per_tile,
-    };
-    (kernel, grid)
-}
-
 /// Matrix-vector for single-token batches, a matmul for longer ones; a weight
 /// larger than one binding is multiplied one row range (output columns) at a time.
 /// `none` is bound in place of an absent bias and of the routing buffer.
@@ -334,16 +381,8 @@ pub fn linear<'a>(gpu: &Gpu, op: Linear<'a>, none: &'a wgpu::Buffer) -> Result<S
             if op.output == LinearOutput::LastRow {
                 return Ok(Step::Always(one));
             }
-            let (kernel, grid) = prefill_launch(gpu, part.rows, 1);
-            let many = launch(
-                gpu,
-                kernel,
-                op.weight,
-                op.bias,
-                buffers(bias),
-                &params,
-                grid,
-            )?;
+            let shape = BatchShape::dense(part.rows);
+            let many = prefill(gpu, op.weight, op.bias, buffers(bias), &params, shape)?;
             Ok(Step::BySize { one, many })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -385,20 +424,19 @@ pub fn gate_up<'a>(gpu: &Gpu, op: GateUp<'a>, none: &'a wgpu::Buffer) -> Result<
         Grid::Fixed(gpu.tuning.matvec_workgroups(ff, 1)),
     )?;
     // A batch's matmul over one half: the gate's rows, or the up's from row ff on.
-    let (kernel, grid) = prefill_launch(gpu, ff, 1);
     let half = |out, row_offset: usize| {
         let params = Params {
             row_offset: row_offset as u32,
             ..params
         };
-        launch(
+        let buffers = buffers(op.x, out);
+        prefill(
             gpu,
-            kernel,
             op.weight,
             None,
-            buffers(op.x, out),
+            buffers,
             &params,
-            grid,
+            BatchShape::dense(ff),
         )
     };
     let (gate, up) = (half(op.gate, 0)?, half(op.up, ff)?);

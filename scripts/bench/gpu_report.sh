@@ -19,8 +19,10 @@
 #    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU, and rows
 #    sharing each x load (2 and 4 rows per thread, a workgroup per row set, so that
 #    the sums stay subgroup sums).
-# 7. Prefill by each projection kernel (`bench --prefill-launch`): the tiled one, the
-#    GPU's, against blocks of rows × tokens in registers, the CPU adapters'.
+# 7. Prefill of 512 and of 64 tokens (a MoE batch's experts then get 8 slots each) by
+#    each projection kernel (`bench --prefill-launch`): the tiled one, the GPU's,
+#    against blocks of rows × tokens in registers, the CPU adapters'; llama.cpp's
+#    beside them.
 # 8. Decode at a depth of 4096 tokens (`bench --depth`, llama-bench's `-d`) on the
 #    dense and the MoE model: ours with the adapter's key ranges, with a single range
 #    (`--key-ranges 1,256`) and with smaller ones, llama.cpp's, and our profile there.
@@ -80,11 +82,16 @@ for shape in 256,64,1 64,64,1 64,64,2 64,64,4 32,32,4 128,64,2 64,32,4 256,32,1;
 done | tee "$OUT/shapes.txt"
 
 echo "== prefill kernels ($(elapsed) s)"
-for launch in tiled 32,4,16 64,2,16 128,1,8; do
+for prompt in 512 64; do
     for name in ${PREFILLED:-"1.2B-Q4_0 8B-A1B-Q4_0"}; do
-        echo "$launch $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
-            --backend vulkan --prompt-tokens 512 --gen-tokens 1 --repeat 2 \
-            --prefill-launch "$launch" 2>&1 | grep "prefill tok/s")"
+        model="$WORK/models/$name.gguf"
+        for launch in tiled 32,4,16 64,2,16 128,1,8; do
+            echo "$launch $name $(timeout 60 "$OURS" bench --model "$model" --backend vulkan \
+                --prompt-tokens "$prompt" --gen-tokens 1 --repeat 2 \
+                --prefill-launch "$launch" 2>&1 | grep "prefill tok/s")"
+        done
+        echo "llama.cpp $name $(timeout 60 "$LLAMA_BIN/llama-bench" -m "$model" -p "$prompt" \
+            -n 0 -r 2 -o md 2>/dev/null | grep -E "pp$prompt")"
     done
 done | tee "$OUT/prefill.txt"
 

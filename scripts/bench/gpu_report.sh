@@ -18,7 +18,7 @@
 # 6. A sweep of decode's matvec launch shapes (`bench --matvec-launch`) on the same
 #    three, to check `Tuning::GPU` and `Tuning::GPU_SUBGROUPS` on this GPU, and rows
 #    sharing each x load (2 and 4 rows per thread, a workgroup per row set, so that
-#    the sums stay subgroup sums).
+#    the sums stay subgroup sums): decode, and the matvec alone on a large matrix.
 # 7. Prefill of 512 and of 64 tokens (a MoE batch's experts then get 8 slots each) by
 #    each projection kernel (`bench --prefill-launch`): the tiled one, the GPU's,
 #    against blocks of rows × tokens in registers, the CPU adapters'; llama.cpp's
@@ -77,7 +77,7 @@ for shape in 256,64,1 64,64,1 64,64,2 64,64,4 32,32,4 128,64,2 64,32,4 256,32,1;
     for name in $PROFILED; do
         echo "$shape $name $(timeout 60 "$OURS" bench --model "$WORK/models/$name.gguf" \
             --backend vulkan --prompt-tokens 16 --gen-tokens 64 --repeat 2 \
-            --matvec-launch "$shape" 2>&1 | grep "decode tok/s")"
+            --matvec-launch "$shape" 2>&1 | grep -E "^(decode tok/s|matvec probe)" | tr '\n' ' ')"
     done
 done | tee "$OUT/shapes.txt"
 

@@ -216,8 +216,9 @@ fn float_projections_on_both_launch_shapes() {
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         // Rows 16-byte aligned (k = 64, 72 for 16-bit) or not (k = 18).
         for shape in [(37, 64), (130, 72), (9, 18)] {
-            // The tiled kernel's tiles of 8, 16 and 32 tokens.
-            for n_tokens in [1, 5, 12, 37] {
+            // The prefill kernels' tiles of a quarter, a half and all of their tokens
+            // (tiled: 8, 16, 32; register blocks: 4, 8, 16).
+            for n_tokens in [1, 3, 5, 12, 37] {
                 check_linear(dtype, shape, n_tokens, &mut rng);
             }
         }

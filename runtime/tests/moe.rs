@@ -369,9 +369,11 @@ fn a_batchs_expert_matmul_multiplies_each_experts_slots() {
     let mut rng = Rng(11);
     let (experts, rows, k, top_k) = (5, 24, 64, 2);
     let stack = Experts::random(&mut rng, experts, rows, k);
-    // The tiled kernel's tiles of 8 tokens take batches of up to 20 tokens here (8
-    // slots per expert on average), those of 16 up to 40, those of 32 the rest.
-    for n_tokens in [12, 30, 50] {
+    // Tiles of a quarter and a half of a prefill kernel's tokens take the batches that
+    // give each expert that many slots on average: the tiled kernel's tiles of 8
+    // tokens up to 20 tokens here, those of 16 up to 40; the register blocks' of 4 up
+    // to 10, of 8 up to 20.
+    for n_tokens in [8, 12, 30, 50] {
         check_expert_batch(&stack, top_k, n_tokens, &mut rng);
     }
 }

@@ -262,8 +262,8 @@ pub enum Reduce {
 /// biases f32 beside quantized weights; the dtype of the norm weights a kernel applies
 /// (a matvec's where it normalizes its own input, RoPE's q/k norms); for a matvec,
 /// whether it computes SwiGLU's gate and up rows of one matrix together; for attention,
-/// the q heads, and the tokens, one workgroup attends with; for the tiled matmul, the
-/// tokens of its tile.
+/// the q heads, and the tokens, one workgroup attends with; for the prefill matmuls,
+/// the tokens of a tile (a thread's, matmul_rows').
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelKey {
     pub kernel: Kernel,
@@ -451,7 +451,10 @@ impl Gpu {
                 constants.push(("PAIRED", f64::from(u8::from(key.paired))));
             }
             Kernel::Matmul => constants.push(("TILE_T", key.tokens.into())),
-            Kernel::MatmulRows => constants.extend(self.tuning.matmul_rows_constants()),
+            Kernel::MatmulRows => {
+                constants.extend(self.tuning.matmul_rows_constants());
+                constants.push(("TOKENS_PER_THREAD", key.tokens.into()));
+            }
             Kernel::Rope => constants.push(("HEADS", key.heads.into())),
             Kernel::RopeAttention => {
                 constants.extend(self.tuning.key_ranges.constants());

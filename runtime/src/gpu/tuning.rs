@@ -238,16 +238,17 @@ impl Tuning {
         ]
     }
 
+    /// matmul_rows.wgsl's launch shape but its tokens, which a launch chooses (fewer
+    /// for small batches).
     pub(super) fn matmul_rows_constants(&self) -> Vec<(&'static str, f64)> {
         match self.prefill {
             Prefill::Rows {
                 workgroup,
                 rows_per_thread,
-                tokens_per_thread,
+                ..
             } => vec![
                 ("WG", workgroup.into()),
                 ("ROWS_PER_THREAD", rows_per_thread.into()),
-                ("TOKENS_PER_THREAD", tokens_per_thread.into()),
             ],
             Prefill::Tiled => Vec::new(),
         }

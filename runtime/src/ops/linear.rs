@@ -117,11 +117,8 @@ pub struct GateUp<'a> {
 }
 
 const TILE_N: usize = 64;
-/// Tokens per tile of matmul.wgsl: 32, and for small batches fewer, which would
-/// otherwise leave tiles mostly empty: a batch of up to 8 tokens (a MoE batch: up to 8
-/// slots per expert on average) takes tiles of 8, one of up to 16 tiles of 16.
+/// Tokens per tile of matmul.wgsl.
 const TILE_T: u32 = 32;
-const SMALL_TILES_T: [u32; 2] = [8, 16];
 
 pub(super) fn check_width(weight: &GpuTensor, k: usize) -> Result<()> {
     if weight.dtype != DType::F32 && k % 2 != 0 {
@@ -166,7 +163,7 @@ impl BatchShape {
 }
 
 /// A batch's projection over `buffers` (x, weight, bias, routing, out): the adapter's
-/// prefill kernel, the tiled one with its small tile for small batches.
+/// prefill kernel, in tiles of fewer tokens for small batches.
 pub(super) fn prefill(
     gpu: &Gpu,
     weight: &GpuTensor,
@@ -189,31 +186,38 @@ pub(super) fn prefill(
         across: (matrices * rows.div_ceil(rows_per_tile)) as u32,
         tokens_per_tile,
     };
-    let label = weight.name.clone();
-    match gpu.tuning.prefill {
-        Prefill::Tiled => {
-            let tiled = |tokens| (key(Kernel::Matmul, tokens), grid(TILE_N, tokens));
-            let (large, large_grid) = tiled(TILE_T);
-            let mut launch =
-                Dispatch::with_ranges(gpu, label, large, &buffers, params, large_grid)?;
-            for tile in SMALL_TILES_T {
-                // The batches that give each matrix up to a tile's rows on average.
-                let up_to = (f64::from(tile) / per_token) as u32;
-                let (small, small_grid) = tiled(tile);
-                launch = launch.with_small_batches(gpu, small, small_grid, up_to)?;
-            }
-            Ok(launch)
-        }
+    let (kernel, rows_per_tile, tile) = match gpu.tuning.prefill {
+        Prefill::Tiled => (Kernel::Matmul, TILE_N, TILE_T),
         Prefill::Rows {
             workgroup,
             rows_per_thread,
             tokens_per_thread,
-        } => {
-            let key = key(Kernel::MatmulRows, 1);
-            let grid = grid((workgroup * rows_per_thread) as usize, tokens_per_thread);
-            Dispatch::with_ranges(gpu, label, key, &buffers, params, grid)
-        }
+        } => (
+            Kernel::MatmulRows,
+            (workgroup * rows_per_thread) as usize,
+            tokens_per_thread,
+        ),
+    };
+    let tiled = |tokens| (key(kernel, tokens), grid(rows_per_tile, tokens));
+    let (large, large_grid) = tiled(tile);
+    let mut launch = Dispatch::with_ranges(
+        gpu,
+        weight.name.clone(),
+        large,
+        &buffers,
+        params,
+        large_grid,
+    )?;
+    // Small batches, which would leave a tile mostly empty, take tiles of a quarter and
+    // of a half of its tokens (the tiled kernel's 8 and 16 of 32; a CPU adapter's
+    // register blocks, 4 and 8 of 16): those that give each matrix up to that many rows
+    // on average.
+    for small_tile in [tile / 4, tile / 2].into_iter().filter(|&t| t > 0) {
+        let up_to = (f64::from(small_tile) / per_token) as u32;
+        let (small, small_grid) = tiled(small_tile);
+        launch = launch.with_small_batches(gpu, small, small_grid, up_to)?;
     }
+    Ok(launch)
 }
 
 /// What a matvec's rows are and what it makes of them.

@@ -22,12 +22,12 @@ fn load_word(i: u32) -> u32 {
     return weight[i];
 }
 
-// Tokens per tile: 32, or 8 for small batches (ops/linear.rs), whose tiles would
+// Tokens per tile: 32, or 8 or 16 for small batches (ops/linear.rs), whose tiles would
 // otherwise be mostly rows past the batch or the expert's slots.
 override TILE_T: u32 = 32u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 32u;
-// 16 threads across n, TILE_T / 2 down t: 256 threads, or 64 for small tiles.
+// 16 threads across n, TILE_T / 2 down t: 256 threads, or 64 or 128 for small tiles.
 override WG: u32 = 8u * TILE_T;
 // A tile row: TILE_K elements as vectors, and one more vector, so that the threads
 // reading rows 16 apart fall in different memory banks.

@@ -76,26 +76,38 @@ const LAUNCHES: usize = 4;
 /// The shortest of a few submissions of `launches` LAUNCHES times over, for one token.
 fn best_time(gpu: &Gpu, launches: &[&Dispatch]) -> Result<Duration> {
     let (_step, step_group) = gpu.step_binding("probe step", &StepUniform::default())?;
-    let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+    let repeated: Vec<&Dispatch> = (launches.iter().copied().cycle())
+        .take(LAUNCHES * launches.len())
+        .collect();
     let mut best = Duration::MAX;
     for _ in 0..4 {
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(1, &step_group, &[]);
-            for _ in 0..LAUNCHES {
-                for launch in launches {
-                    launch.encode(&mut pass, 1, max_per_dim);
-                }
-            }
-        }
-        let start = Instant::now();
-        gpu.queue.submit([encoder.finish()]);
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for a bandwidth probe: {e}")))?;
-        best = best.min(start.elapsed());
+        best = best.min(submit_and_wait(gpu, &step_group, &repeated, 1)?);
     }
     gpu.check()?;
     Ok(best)
+}
+
+/// Wall time of one submission of `dispatches` for a batch of `n_tokens` in one pass
+/// (the step bound as `step_group`), waited for.
+pub(super) fn submit_and_wait(
+    gpu: &Gpu,
+    step_group: &wgpu::BindGroup,
+    dispatches: &[&Dispatch],
+    n_tokens: u32,
+) -> Result<Duration> {
+    let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_bind_group(1, step_group, &[]);
+        for dispatch in dispatches {
+            dispatch.encode(&mut pass, n_tokens, max_per_dim);
+        }
+    }
+    let start = Instant::now();
+    gpu.queue.submit([encoder.finish()]);
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for a timed submission: {e}")))?;
+    Ok(start.elapsed())
 }

@@ -509,20 +509,6 @@ impl Timer {
         dispatches: &[&Dispatch],
         n_tokens: u32,
     ) -> Result<Duration> {
-        let max_per_dim = gpu.limits.max_compute_workgroups_per_dimension;
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(1, &self.step_group, &[]);
-            for dispatch in dispatches {
-                dispatch.encode(&mut pass, n_tokens, max_per_dim);
-            }
-        }
-        let start = Instant::now();
-        gpu.queue.submit([encoder.finish()]);
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for a profiled dispatch: {e}")))?;
-        Ok(start.elapsed())
+        super::probe::submit_and_wait(gpu, &self.step_group, dispatches, n_tokens)
     }
 }
